@@ -1,0 +1,94 @@
+// Package config reads the gateway's settings from the environment, once, in main.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"upi/shared/observability"
+)
+
+// Config is every setting of the gateway.
+type Config struct {
+	RedisURL          string        `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	APIKeys           string        `env:"API_KEYS" envDefault:"psp-alpha=alpha-secret,psp-beta=beta-secret"`
+	CommandServiceURL string        `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
+	QueryServiceURL   string        `env:"QUERY_SERVICE_URL" envDefault:"http://127.0.0.1:8082"`
+	Addr              string        `env:"GATEWAY_ADDR" envDefault:":8080"`
+	RateLimitRPS      int           `env:"RATE_LIMIT_RPS" envDefault:"100"`
+	RateLimitBurst    int           `env:"RATE_LIMIT_BURST" envDefault:"200"`
+	IdempotencyTTL    time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
+	PaymentMaxPaise   int64         `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
+	DepositMaxPaise   int64         `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
+	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info"`
+
+	// Clients maps API key to client id, parsed from APIKeys.
+	Clients map[string]string `env:"-"`
+}
+
+// Load parses and validates the environment.
+func Load() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Clients, err = ParseAPIKeys(cfg.APIKeys); err != nil {
+		return cfg, fmt.Errorf("config: API_KEYS: %w", err)
+	}
+	if cfg.RateLimitRPS <= 0 || cfg.RateLimitBurst <= 0 {
+		return cfg, fmt.Errorf("config: RATE_LIMIT_RPS and RATE_LIMIT_BURST must be positive")
+	}
+	if cfg.IdempotencyTTL < time.Minute {
+		return cfg, fmt.Errorf("config: IDEMPOTENCY_TTL must be at least 1m")
+	}
+	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
+		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	return cfg, nil
+}
+
+// ParseAPIKeys reads "client_id=key,client_id=key" into key -> client id.
+func ParseAPIKeys(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for i, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		client, key, ok := strings.Cut(pair, "=")
+		if !ok || client == "" || key == "" {
+			return nil, fmt.Errorf("entry %d is not client_id=key", i+1)
+		}
+		if _, dup := out[key]; dup {
+			return nil, fmt.Errorf("a key is given to more than one client")
+		}
+		out[key] = client
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no keys configured")
+	}
+	return out, nil
+}
+
+// LogValue masks secrets when the config is logged: the keys never appear, only the client ids.
+func (c Config) LogValue() slog.Value {
+	clients := make([]string, 0, len(c.Clients))
+	for _, id := range c.Clients {
+		clients = append(clients, id)
+	}
+	return slog.GroupValue(
+		slog.String("redis_url", observability.RedactURL(c.RedisURL)),
+		slog.Any("clients", clients),
+		slog.String("command_service_url", c.CommandServiceURL),
+		slog.String("query_service_url", c.QueryServiceURL),
+		slog.String("addr", c.Addr),
+		slog.Int("rate_limit_rps", c.RateLimitRPS),
+		slog.Int("rate_limit_burst", c.RateLimitBurst),
+		slog.Duration("idempotency_ttl", c.IdempotencyTTL),
+		slog.String("log_level", c.LogLevel),
+	)
+}

@@ -1,0 +1,43 @@
+// Package config reads the command service's settings from the environment, once, in main.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/caarlos0/env/v11"
+
+	"upi/shared/observability"
+)
+
+// Config is every setting of the command service.
+type Config struct {
+	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	Addr            string `env:"COMMAND_SERVICE_ADDR" envDefault:":8081"`
+	PaymentMaxPaise int64  `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
+	DepositMaxPaise int64  `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
+	LogLevel        string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Load parses and validates the environment.
+func Load() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
+		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	return cfg, nil
+}
+
+// LogValue masks secrets when the config is logged.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
+		slog.String("addr", c.Addr),
+		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
+		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
+		slog.String("log_level", c.LogLevel),
+	)
+}

@@ -1,0 +1,61 @@
+// Command command-service decides every write: it loads an aggregate by replaying its events, decides the
+// command, and appends the new events to the event store. `command-service migrate` applies the schema.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"upi/command-service/internal/config"
+	"upi/db"
+	"upi/shared/httpserver"
+	"upi/shared/observability"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := observability.NewLogger("command-service", cfg.LogLevel)
+	if err := run(ctx, log, cfg, os.Args[1:]); err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			if err := db.Migrate(ctx, cfg.DatabaseURL); err != nil {
+				return err
+			}
+			log.Info("schema up to date", "version", db.LatestVersion())
+			return nil
+		default:
+			return errors.New("usage: command-service [migrate]")
+		}
+	}
+	log.Info("starting", "config", cfg)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", 32)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := observability.Registry()
+	router := observability.NewRouter(observability.RouterConfig{
+		Log: log, Registry: reg,
+		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
+	})
+	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+}

@@ -1,0 +1,47 @@
+// Command query-service answers every read from the projection tables, never from the event log.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"upi/db"
+	"upi/query-service/internal/config"
+	"upi/shared/httpserver"
+	"upi/shared/observability"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := observability.NewLogger("query-service", cfg.LogLevel)
+	if err := run(ctx, log, cfg); err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
+	log.Info("starting", "config", cfg)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", 32)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := observability.Registry()
+	router := observability.NewRouter(observability.RouterConfig{
+		Log: log, Registry: reg,
+		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
+	})
+	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+}

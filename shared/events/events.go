@@ -1,0 +1,199 @@
+// Package events is the contract of the event log: every event type the system appends, its payload, and
+// the metadata every event carries. Consumers decode payloads with Decode; producers build them with the
+// typed structs below. Changing a payload incompatibly means a new SchemaVersion and an upcaster here,
+// never a rewrite of stored events (see docs/events.md).
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Aggregate types, stored in events.aggregate_type.
+const (
+	AggregateAccount = "account" // aggregate id: the VPA
+	AggregatePayment = "payment" // aggregate id: the payment UUID
+)
+
+// Event types, stored in events.event_type.
+const (
+	AccountOpened   = "AccountOpened"
+	FundsDeposited  = "FundsDeposited"
+	AccountDebited  = "AccountDebited"
+	DebitRejected   = "DebitRejected"
+	AccountCredited = "AccountCredited"
+	DebitReversed   = "DebitReversed"
+
+	PaymentInitiated = "PaymentInitiated"
+	PaymentCompleted = "PaymentCompleted"
+	PaymentFailed    = "PaymentFailed"
+)
+
+// SchemaVersion is the payload version every type is written with today.
+const SchemaVersion = 1
+
+// Failure codes a payment can end with (PaymentFailed.Code, DebitRejected.Code). Stable: clients see them.
+const (
+	CodeInsufficientFunds = "INSUFFICIENT_FUNDS" // the payer's balance did not cover the amount
+	CodePayeeUnavailable  = "PAYEE_UNAVAILABLE"  // the payee could not be credited; the debit was reversed
+	CodeProcessingError   = "PROCESSING_ERROR"   // a step kept failing and was parked; any debit was reversed
+)
+
+// Payload is implemented by every event payload.
+type Payload interface{ EventType() string }
+
+// AccountOpenedV1 opens an account. The client that opened it owns it.
+type AccountOpenedV1 struct {
+	VPA           string `json:"vpa"`
+	HolderName    string `json:"holder_name"`
+	OwnerClientID string `json:"owner_client_id"`
+}
+
+// FundsDepositedV1 credits money from outside the system.
+type FundsDepositedV1 struct {
+	VPA               string `json:"vpa"`
+	AmountPaise       int64  `json:"amount_paise"`
+	Reference         string `json:"reference"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// AccountDebitedV1 takes a payment's amount from its payer.
+type AccountDebitedV1 struct {
+	VPA               string `json:"vpa"`
+	PaymentID         string `json:"payment_id"`
+	AmountPaise       int64  `json:"amount_paise"`
+	CounterpartyVPA   string `json:"counterparty_vpa"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// DebitRejectedV1 records that a payer could not be debited. No money moved.
+type DebitRejectedV1 struct {
+	VPA          string `json:"vpa"`
+	PaymentID    string `json:"payment_id"`
+	AmountPaise  int64  `json:"amount_paise"`
+	Code         string `json:"code"`
+	BalancePaise int64  `json:"balance_paise"`
+}
+
+// AccountCreditedV1 gives a payment's amount to its payee.
+type AccountCreditedV1 struct {
+	VPA               string `json:"vpa"`
+	PaymentID         string `json:"payment_id"`
+	AmountPaise       int64  `json:"amount_paise"`
+	CounterpartyVPA   string `json:"counterparty_vpa"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// DebitReversedV1 gives a payer back a debit whose payment could not be credited to its payee.
+type DebitReversedV1 struct {
+	VPA               string `json:"vpa"`
+	PaymentID         string `json:"payment_id"`
+	AmountPaise       int64  `json:"amount_paise"`
+	CounterpartyVPA   string `json:"counterparty_vpa"`
+	Code              string `json:"code"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// PaymentInitiatedV1 starts a payment. Money moves later, in the workflow.
+type PaymentInitiatedV1 struct {
+	PaymentID   string `json:"payment_id"`
+	PayerVPA    string `json:"payer_vpa"`
+	PayeeVPA    string `json:"payee_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	Note        string `json:"note,omitempty"`
+	ClientID    string `json:"client_id"`
+}
+
+// PaymentCompletedV1 ends a payment whose payee was credited.
+type PaymentCompletedV1 struct {
+	PaymentID string `json:"payment_id"`
+}
+
+// PaymentFailedV1 ends a payment with no money moved.
+type PaymentFailedV1 struct {
+	PaymentID string `json:"payment_id"`
+	Code      string `json:"code"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func (AccountOpenedV1) EventType() string    { return AccountOpened }
+func (FundsDepositedV1) EventType() string   { return FundsDeposited }
+func (AccountDebitedV1) EventType() string   { return AccountDebited }
+func (DebitRejectedV1) EventType() string    { return DebitRejected }
+func (AccountCreditedV1) EventType() string  { return AccountCredited }
+func (DebitReversedV1) EventType() string    { return DebitReversed }
+func (PaymentInitiatedV1) EventType() string { return PaymentInitiated }
+func (PaymentCompletedV1) EventType() string { return PaymentCompleted }
+func (PaymentFailedV1) EventType() string    { return PaymentFailed }
+
+// Metadata travels with every event: who caused it and why, for tracing and for idempotency checks.
+type Metadata struct {
+	SchemaVersion int    `json:"schema_version"`
+	CorrelationID string `json:"correlation_id,omitempty"` // the payment id for workflow events, else the request id
+	CausationID   string `json:"causation_id,omitempty"`   // the event id that caused this one (workflow steps)
+	RequestID     string `json:"request_id,omitempty"`
+	ClientID      string `json:"client_id,omitempty"`
+	// Fingerprint is the SHA-256 of the canonical request that produced the event (client commands only),
+	// so that a repeated idempotency key with a different request can be told apart.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// Decode turns a stored payload into its typed struct, by event type.
+func Decode(eventType string, payload []byte) (Payload, error) {
+	var p Payload
+	switch eventType {
+	case AccountOpened:
+		p = &AccountOpenedV1{}
+	case FundsDeposited:
+		p = &FundsDepositedV1{}
+	case AccountDebited:
+		p = &AccountDebitedV1{}
+	case DebitRejected:
+		p = &DebitRejectedV1{}
+	case AccountCredited:
+		p = &AccountCreditedV1{}
+	case DebitReversed:
+		p = &DebitReversedV1{}
+	case PaymentInitiated:
+		p = &PaymentInitiatedV1{}
+	case PaymentCompleted:
+		p = &PaymentCompletedV1{}
+	case PaymentFailed:
+		p = &PaymentFailedV1{}
+	default:
+		return nil, fmt.Errorf("unknown event type %q", eventType)
+	}
+	if err := json.Unmarshal(payload, p); err != nil {
+		return nil, fmt.Errorf("decode %s payload: %w", eventType, err)
+	}
+	return deref(p), nil
+}
+
+// deref returns the struct value behind a decoded pointer, so that callers switch on value types.
+func deref(p Payload) Payload {
+	switch v := p.(type) {
+	case *AccountOpenedV1:
+		return *v
+	case *FundsDepositedV1:
+		return *v
+	case *AccountDebitedV1:
+		return *v
+	case *DebitRejectedV1:
+		return *v
+	case *AccountCreditedV1:
+		return *v
+	case *DebitReversedV1:
+		return *v
+	case *PaymentInitiatedV1:
+		return *v
+	case *PaymentCompletedV1:
+		return *v
+	case *PaymentFailedV1:
+		return *v
+	}
+	return p
+}
+
+// Time formats t as the API does: RFC 3339 in UTC.
+func Time(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

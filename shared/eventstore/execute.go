@@ -1,0 +1,176 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Aggregate tells Execute how to rebuild the state of one kind of stream.
+type Aggregate[S any] struct {
+	// Type is stored in events.aggregate_type.
+	Type string
+	// Evolve folds one stored event into the state. It must be pure.
+	Evolve func(state S, e Event) (S, error)
+	// SnapshotEvery writes a snapshot of the state once this many events have been appended since the
+	// last one, so that loading a long stream reads the snapshot and a short tail. 0 disables snapshots.
+	SnapshotEvery int
+	// SnapshotSchema is the shape of S in snapshots; bump it when S changes and older snapshots are
+	// ignored (and rewritten).
+	SnapshotSchema int
+}
+
+// Command is a decision on a stream's current state: the events to append, or a (domain) error. An empty
+// result appends nothing.
+type Command[S any] func(state S, version int) ([]NewEvent, error)
+
+// Result is what Execute did.
+type Result struct {
+	// Events are the events appended, or, when Replayed, the earlier events carrying the command's ids.
+	Events []Event
+	// Replayed is true when the command's dedupe id (or an id it produced) was already in the log: the
+	// step had happened before and nothing was appended now.
+	Replayed bool
+}
+
+// Last is the last event of the result, or nil.
+func (r Result) Last() *Event {
+	if len(r.Events) == 0 {
+		return nil
+	}
+	return &r.Events[len(r.Events)-1]
+}
+
+// Execute runs one command against one stream, in one transaction:
+//
+//  1. take the stream's advisory lock (the first statement: see Append);
+//  2. if dedupeID is set and an event with that id exists anywhere in the log, return it as Replayed;
+//  3. rebuild the state from the latest snapshot and the events after it;
+//  4. decide, append what the decision returns, refresh the snapshot when due, commit.
+//
+// Commands on one stream are serialised by the lock, so a hot stream never fails with a concurrency
+// conflict: concurrent commands queue for a few milliseconds instead. An event id produced by the decision
+// that already exists (a step recorded concurrently on another stream) also ends in Replayed.
+func Execute[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID string, dedupeID uuid.UUID, decide Command[S]) (Result, error) {
+	var res Result
+	var produced []NewEvent
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := lockStream(ctx, tx, aggregateID); err != nil {
+			return err
+		}
+		if dedupeID != uuid.Nil {
+			existing, err := eventsByID(ctx, tx, []uuid.UUID{dedupeID})
+			if err != nil {
+				return err
+			}
+			if len(existing) > 0 {
+				res = Result{Events: existing, Replayed: true}
+				return nil
+			}
+		}
+		state, version, snapVersion, err := loadState(ctx, tx, agg, aggregateID)
+		if err != nil {
+			return err
+		}
+		produced, err = decide(state, version)
+		if err != nil || len(produced) == 0 {
+			return err
+		}
+		appended, err := insert(ctx, tx, agg.Type, aggregateID, version, produced)
+		if err != nil {
+			return err
+		}
+		res = Result{Events: appended}
+		if agg.SnapshotEvery > 0 && version+len(appended)-snapVersion >= agg.SnapshotEvery {
+			for _, e := range appended {
+				if state, err = agg.Evolve(state, e); err != nil {
+					return fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
+				}
+			}
+			return saveSnapshot(ctx, tx, agg, aggregateID, version+len(appended), state)
+		}
+		return nil
+	})
+	if err != nil {
+		err = s.explainDuplicate(ctx, err, aggregateID, produced)
+		var dup *DuplicateError
+		if errors.As(err, &dup) {
+			return Result{Events: dup.Existing, Replayed: true}, nil
+		}
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// LoadState rebuilds the state of one stream outside any command, from its snapshot and the events after
+// it. It returns the state and the stream's version (0 for a stream with no events).
+func LoadState[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID string) (S, int, error) {
+	var state S
+	var version int
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		state, version, _, err = loadState(ctx, tx, agg, aggregateID)
+		return err
+	})
+	return state, version, err
+}
+
+func loadState[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string) (state S, version, snapVersion int, err error) {
+	if agg.SnapshotEvery > 0 {
+		var raw []byte
+		err = tx.QueryRow(ctx, `select version, state from snapshots
+			where aggregate_id = $1 and aggregate_type = $2 and schema_version = $3`,
+			aggregateID, agg.Type, agg.SnapshotSchema).Scan(&snapVersion, &raw)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			err = nil
+		case err != nil:
+			return state, 0, 0, fmt.Errorf("load snapshot of %s: %w", aggregateID, err)
+		default:
+			if err = json.Unmarshal(raw, &state); err != nil {
+				return state, 0, 0, fmt.Errorf("decode snapshot of %s: %w", aggregateID, err)
+			}
+		}
+	}
+	tail, err := loadStream(ctx, tx, aggregateID, snapVersion)
+	if err != nil {
+		return state, 0, 0, err
+	}
+	version = snapVersion
+	for _, e := range tail {
+		if e.AggregateType != agg.Type {
+			return state, 0, 0, fmt.Errorf("stream %s holds a %s event, not %s", aggregateID, e.AggregateType, agg.Type)
+		}
+		if e.Version != version+1 {
+			return state, 0, 0, fmt.Errorf("stream %s: version %d follows %d", aggregateID, e.Version, version)
+		}
+		if state, err = agg.Evolve(state, e); err != nil {
+			return state, 0, 0, fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
+		}
+		version = e.Version
+	}
+	return state, version, snapVersion, nil
+}
+
+func saveSnapshot[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string, version int, state S) error {
+	raw, err := json.Marshal(state)
+	if err != nil {
+		return fmt.Errorf("encode snapshot of %s: %w", aggregateID, err)
+	}
+	_, err = tx.Exec(ctx, `
+		insert into snapshots (aggregate_id, aggregate_type, version, schema_version, state)
+		values ($1, $2, $3, $4, $5)
+		on conflict (aggregate_id) do update
+		set version = excluded.version, schema_version = excluded.schema_version,
+		    state = excluded.state, updated_at = now()
+		where snapshots.version < excluded.version or snapshots.schema_version <> excluded.schema_version`,
+		aggregateID, agg.Type, version, agg.SnapshotSchema, raw)
+	if err != nil {
+		return fmt.Errorf("save snapshot of %s: %w", aggregateID, err)
+	}
+	return nil
+}

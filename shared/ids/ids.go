@@ -1,0 +1,34 @@
+// Package ids derives the deterministic identifiers that make retries safe. A client command's ids come
+// from (client, method, path, idempotency key); a workflow step's event id comes from its payment and step.
+// A repeat therefore meets a unique constraint in the event store instead of producing a second effect.
+package ids
+
+import (
+	"github.com/google/uuid"
+)
+
+// namespace is fixed forever: changing it would change every derived id.
+var namespace = uuid.MustParse("5b0c1f0e-2f7d-4a8e-9d0a-6e1f3c7b2a41")
+
+// ClientCommand is the id of the effect of a client command: the payment id of a payment, the event id of
+// an account opening or a deposit.
+func ClientCommand(clientID, method, path, idempotencyKey string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("client\x00"+clientID+"\x00"+method+"\x00"+path+"\x00"+idempotencyKey))
+}
+
+// Step names of the payment workflow. Each step of a payment has exactly one event id, whatever its
+// outcome, so two outcomes of one step can never both be recorded.
+const (
+	// StepDebit: AccountDebited or DebitRejected on the payer.
+	StepDebit = "debit"
+	// StepSettle: AccountCredited on the payee or DebitReversed on the payer. Sharing one event id
+	// across the two streams means the unique event_id makes crediting and reversing mutually exclusive.
+	StepSettle = "settle"
+	// StepClose: PaymentCompleted or PaymentFailed on the payment.
+	StepClose = "close"
+)
+
+// StepEvent is the event id of one workflow step of a payment.
+func StepEvent(paymentID uuid.UUID, step string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("step\x00"+paymentID.String()+"\x00"+step))
+}

@@ -1,0 +1,87 @@
+// Package problem writes and reads RFC 9457 problem+json bodies, and holds the stable error codes of the
+// public contract (docs/openapi.yaml). Every service answers errors through it, so one code means one
+// thing everywhere.
+package problem
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// ContentType is the media type of every error response.
+const ContentType = "application/problem+json"
+
+// Stable error codes. Clients rely on them; never change the meaning of one.
+const (
+	CodeValidation             = "VALIDATION"
+	CodeMalformedJSON          = "MALFORMED_JSON"
+	CodeBodyTooLarge           = "BODY_TOO_LARGE"
+	CodeUnsupportedMediaType   = "UNSUPPORTED_MEDIA_TYPE"
+	CodeUnauthenticated        = "UNAUTHENTICATED"
+	CodeRateLimited            = "RATE_LIMITED"
+	CodeIdempotencyKeyRequired = "IDEMPOTENCY_KEY_REQUIRED"
+	CodeIdempotencyKeyReused   = "IDEMPOTENCY_KEY_REUSED"
+	CodeIdempotencyKeyInUse    = "IDEMPOTENCY_KEY_IN_USE"
+	CodeAccountExists          = "ACCOUNT_EXISTS"
+	CodeAccountNotFound        = "ACCOUNT_NOT_FOUND"
+	CodePayeeNotFound          = "PAYEE_NOT_FOUND"
+	CodePaymentNotFound        = "PAYMENT_NOT_FOUND"
+	CodeInsufficientFunds      = "INSUFFICIENT_FUNDS"
+	CodePaymentTerminal        = "PAYMENT_TERMINAL"
+	CodeNotFound               = "NOT_FOUND"
+	CodeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
+	CodeDependencyUnavailable  = "DEPENDENCY_UNAVAILABLE"
+	CodeUpstreamTimeout        = "UPSTREAM_TIMEOUT"
+	CodeInternal               = "INTERNAL"
+)
+
+// FieldError names one invalid field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Problem is an RFC 9457 problem details object with the contract's `code` and `errors` extensions.
+type Problem struct {
+	Type   string       `json:"type"`
+	Title  string       `json:"title"`
+	Status int          `json:"status"`
+	Detail string       `json:"detail,omitempty"`
+	Code   string       `json:"code"`
+	Errors []FieldError `json:"errors,omitempty"`
+	// RetryAfter, when set, is sent as the Retry-After header (seconds).
+	RetryAfter int `json:"-"`
+}
+
+// New builds a problem with the standard title of status.
+func New(status int, code, detail string) *Problem {
+	return &Problem{
+		Type:   "https://docs.upi.example/problems/" + code,
+		Title:  http.StatusText(status),
+		Status: status,
+		Detail: detail,
+		Code:   code,
+	}
+}
+
+// Validation is a 400 VALIDATION problem listing the invalid fields.
+func Validation(errs ...FieldError) *Problem {
+	p := New(http.StatusBadRequest, CodeValidation, "the request has invalid fields")
+	p.Errors = errs
+	return p
+}
+
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
+// Write sends p as the response.
+func Write(w http.ResponseWriter, p *Problem) {
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	if p.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(p.RetryAfter))
+	}
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
