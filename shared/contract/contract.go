@@ -1,0 +1,138 @@
+// Package contract is the JSON of the public HTTP contract (docs/openapi.yaml) and of the internal calls
+// between services: request bodies and their validation, resource bodies, and the headers services pass
+// each other. The gateway validates with it at the edge; the command service validates again with the same
+// code, so the two can never disagree on what a valid request is.
+package contract
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"upi/shared/money"
+)
+
+// Headers between clients, the gateway and the services.
+const (
+	HeaderIdempotencyKey     = "Idempotency-Key"
+	HeaderIdempotentReplayed = "Idempotent-Replayed"
+	HeaderProjectionPosition = "X-Projection-Position"
+	HeaderProjectionStale    = "X-Projection-Stale"
+	// HeaderClientID names the authenticated client. Only the gateway sets it (always overwriting what a
+	// client sent); the command and query services refuse requests without it.
+	HeaderClientID = "X-Client-ID"
+	// HeaderCorrelationID carries a payment id across the workflow's calls.
+	HeaderCorrelationID = "X-Correlation-ID"
+)
+
+// MaxBodyBytes is the largest request body accepted.
+const MaxBodyBytes = 64 << 10
+
+// Limits are the configured amount limits.
+type Limits struct {
+	PaymentMaxPaise money.Paise
+	DepositMaxPaise money.Paise
+}
+
+// Account is the account resource.
+type Account struct {
+	VPA          string `json:"vpa"`
+	HolderName   string `json:"holder_name"`
+	Status       string `json:"status"`
+	BalancePaise int64  `json:"balance_paise"`
+	Currency     string `json:"currency"`
+	CreatedAt    string `json:"created_at"`
+	UpdatedAt    string `json:"updated_at"`
+	Position     string `json:"position"`
+}
+
+// AccountStatusActive is the only account status today.
+const AccountStatusActive = "ACTIVE"
+
+// Balance is the balance resource.
+type Balance struct {
+	VPA          string `json:"vpa"`
+	BalancePaise int64  `json:"balance_paise"`
+	Currency     string `json:"currency"`
+	Position     string `json:"position"`
+}
+
+// Deposit is the answer to a deposit.
+type Deposit struct {
+	VPA         string `json:"vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	Reference   string `json:"reference"`
+	Position    string `json:"position"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// Payment statuses.
+const (
+	PaymentPending   = "PENDING"
+	PaymentCompleted = "COMPLETED"
+	PaymentFailed    = "FAILED"
+)
+
+// Payment is the payment resource. FailureCode is null unless the payment FAILED.
+type Payment struct {
+	PaymentID   string  `json:"payment_id"`
+	PayerVPA    string  `json:"payer_vpa"`
+	PayeeVPA    string  `json:"payee_vpa"`
+	AmountPaise int64   `json:"amount_paise"`
+	Currency    string  `json:"currency"`
+	Note        string  `json:"note"`
+	Status      string  `json:"status"`
+	FailureCode *string `json:"failure_code"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   string  `json:"updated_at"`
+	Position    string  `json:"position"`
+}
+
+// Transaction kinds: one row per money movement on an account.
+const (
+	KindDeposit  = "DEPOSIT"
+	KindDebit    = "DEBIT"
+	KindCredit   = "CREDIT"
+	KindReversal = "REVERSAL"
+)
+
+// Transaction is one money movement on an account.
+type Transaction struct {
+	Kind              string `json:"kind"`
+	AmountPaise       int64  `json:"amount_paise"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	PaymentID         string `json:"payment_id,omitempty"`
+	CounterpartyVPA   string `json:"counterparty_vpa,omitempty"`
+	Reference         string `json:"reference,omitempty"`
+	At                string `json:"at"`
+	Position          string `json:"position"`
+}
+
+// TransactionPage is one page of an account's transactions, newest first.
+type TransactionPage struct {
+	Items      []Transaction `json:"items"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+// PaymentEvent is one entry of a payment's audit trail.
+type PaymentEvent struct {
+	EventType string          `json:"event_type"`
+	At        string          `json:"at"`
+	Position  string          `json:"position"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// PaymentEventPage is a payment's audit trail, oldest first.
+type PaymentEventPage struct {
+	Items []PaymentEvent `json:"items"`
+}
+
+// Time formats t as every time in the API: RFC 3339 in UTC.
+func Time(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// WriteJSON sends v as a JSON response with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

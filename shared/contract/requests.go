@@ -1,0 +1,148 @@
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"upi/shared/money"
+	"upi/shared/problem"
+	"upi/shared/vpa"
+)
+
+// OpenAccountRequest is the body of POST /v1/accounts.
+type OpenAccountRequest struct {
+	VPA        string `json:"vpa"`
+	HolderName string `json:"holder_name"`
+}
+
+// OpenAccount is a validated OpenAccountRequest.
+type OpenAccount struct {
+	VPA        vpa.VPA
+	HolderName string
+}
+
+// Validate checks the request and returns the command, or a 400 VALIDATION problem.
+func (r OpenAccountRequest) Validate() (OpenAccount, *problem.Problem) {
+	var errs []problem.FieldError
+	v, err := vpa.Parse(r.VPA)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "vpa", Message: err.Error()})
+	}
+	name := strings.TrimSpace(r.HolderName)
+	if n := utf8.RuneCountInString(name); n < 1 || n > 100 || !utf8.ValidString(name) || hasControl(name) {
+		errs = append(errs, problem.FieldError{Field: "holder_name", Message: "holder_name must be 1 to 100 printable characters"})
+	}
+	if errs != nil {
+		return OpenAccount{}, problem.Validation(errs...)
+	}
+	return OpenAccount{VPA: v, HolderName: name}, nil
+}
+
+// DepositRequest is the body of POST /v1/accounts/{vpa}/deposits.
+type DepositRequest struct {
+	AmountPaise int64  `json:"amount_paise"`
+	Reference   string `json:"reference"`
+}
+
+// Deposit is a validated DepositRequest for one account.
+type DepositCommand struct {
+	VPA       vpa.VPA
+	Amount    money.Amount
+	Reference string
+}
+
+// Validate checks the request for the account named in the path.
+func (r DepositRequest) Validate(account string, l Limits) (DepositCommand, *problem.Problem) {
+	var errs []problem.FieldError
+	v, err := vpa.Parse(account)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "vpa", Message: err.Error()})
+	}
+	amount, err := money.NewAmount(r.AmountPaise, l.DepositMaxPaise)
+	if err != nil {
+		errs = append(errs, amountError(l.DepositMaxPaise))
+	}
+	ref := r.Reference
+	if n := utf8.RuneCountInString(ref); n < 1 || n > 64 || strings.TrimSpace(ref) == "" || hasControl(ref) {
+		errs = append(errs, problem.FieldError{Field: "reference", Message: "reference must be 1 to 64 printable characters"})
+	}
+	if errs != nil {
+		return DepositCommand{}, problem.Validation(errs...)
+	}
+	return DepositCommand{VPA: v, Amount: amount, Reference: ref}, nil
+}
+
+// PaymentRequest is the body of POST /v1/payments.
+type PaymentRequest struct {
+	PayerVPA    string `json:"payer_vpa"`
+	PayeeVPA    string `json:"payee_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	Note        string `json:"note,omitempty"`
+}
+
+// InitiatePayment is a validated PaymentRequest.
+type InitiatePayment struct {
+	Payer  vpa.VPA
+	Payee  vpa.VPA
+	Amount money.Amount
+	Note   string
+}
+
+// Validate checks the request.
+func (r PaymentRequest) Validate(l Limits) (InitiatePayment, *problem.Problem) {
+	var errs []problem.FieldError
+	payer, err := vpa.Parse(r.PayerVPA)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "payer_vpa", Message: err.Error()})
+	}
+	payee, err2 := vpa.Parse(r.PayeeVPA)
+	if err2 != nil {
+		errs = append(errs, problem.FieldError{Field: "payee_vpa", Message: err2.Error()})
+	}
+	if err == nil && err2 == nil && payer == payee {
+		errs = append(errs, problem.FieldError{Field: "payee_vpa", Message: "payee_vpa must differ from payer_vpa"})
+	}
+	amount, err := money.NewAmount(r.AmountPaise, l.PaymentMaxPaise)
+	if err != nil {
+		errs = append(errs, amountError(l.PaymentMaxPaise))
+	}
+	if utf8.RuneCountInString(r.Note) > 100 || hasControl(r.Note) {
+		errs = append(errs, problem.FieldError{Field: "note", Message: "note must be at most 100 printable characters"})
+	}
+	if errs != nil {
+		return InitiatePayment{}, problem.Validation(errs...)
+	}
+	return InitiatePayment{Payer: payer, Payee: payee, Amount: amount, Note: r.Note}, nil
+}
+
+func amountError(max money.Paise) problem.FieldError {
+	return problem.FieldError{Field: "amount_paise",
+		Message: fmt.Sprintf("amount_paise must be a whole number of paise from 1 to %d", max)}
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrInvalidIdempotencyKey is returned by CheckIdempotencyKey.
+var ErrInvalidIdempotencyKey = errors.New("Idempotency-Key must be 1 to 255 printable ASCII characters")
+
+// CheckIdempotencyKey validates an Idempotency-Key header value.
+func CheckIdempotencyKey(key string) error {
+	if len(key) < 1 || len(key) > 255 {
+		return ErrInvalidIdempotencyKey
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return ErrInvalidIdempotencyKey
+		}
+	}
+	return nil
+}
