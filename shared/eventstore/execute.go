@@ -103,6 +103,9 @@ func Execute[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID
 		}
 		return Result{}, err
 	}
+	if !res.Replayed && len(res.Events) > 0 {
+		s.hint()
+	}
 	return res, nil
 }
 

@@ -75,11 +75,12 @@ func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // Store reads and appends events.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	hints chan struct{}
 }
 
 // New returns a store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, hints: make(chan struct{}, 1)} }
 
 // Pool is the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
@@ -112,6 +113,7 @@ func (s *Store) Append(ctx context.Context, aggregateType, aggregateID string, e
 	if err != nil {
 		return nil, s.explainDuplicate(ctx, err, aggregateID, evs)
 	}
+	s.hint()
 	return out, nil
 }
 

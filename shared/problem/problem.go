@@ -29,6 +29,7 @@ const (
 	CodePaymentNotFound        = "PAYMENT_NOT_FOUND"
 	CodeInsufficientFunds      = "INSUFFICIENT_FUNDS"
 	CodePaymentTerminal        = "PAYMENT_TERMINAL"
+	CodeStepPrecondition       = "STEP_PRECONDITION"
 	CodeNotFound               = "NOT_FOUND"
 	CodeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
 	CodeDependencyUnavailable  = "DEPENDENCY_UNAVAILABLE"
