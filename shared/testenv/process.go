@@ -1,0 +1,251 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildMu  sync.Mutex
+	built    = map[string]string{}
+	buildDir string
+)
+
+// Binary builds one of the four services (by directory name, e.g. "command-service") once per test
+// process and returns the path of the binary.
+func Binary(t testing.TB, service string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if path, ok := built[service]; ok {
+		return path
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("find repository root: %v", err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "upi-test-bin-"); err != nil {
+			t.Fatalf("temp dir for binaries: %v", err)
+		}
+	}
+	path := filepath.Join(buildDir, service)
+	cmd := exec.Command("go", "build", "-race", "-o", path, "./"+service)
+	if !raceEnabled {
+		cmd = exec.Command("go", "build", "-o", path, "./"+service)
+	}
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", service, err, out)
+	}
+	built[service] = path
+	return path
+}
+
+// repoRoot is the nearest directory above the working directory holding go.work.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.work above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// addrVar is the environment variable naming each service's listen address.
+var addrVar = map[string]string{
+	"api-gateway":     "GATEWAY_ADDR",
+	"command-service": "COMMAND_SERVICE_ADDR",
+	"query-service":   "QUERY_SERVICE_ADDR",
+	"event-consumers": "EVENT_CONSUMERS_ADDR",
+}
+
+// Service is a real service process started by a test.
+type Service struct {
+	Name string
+	// URL is the service's base URL, e.g. http://127.0.0.1:40123. It stays the same across restarts.
+	URL string
+
+	t       testing.TB
+	bin     string
+	env     []string
+	logPath string
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// StartService builds (once) and starts a service on a free loopback port with env added to the test's
+// environment, waits until its /healthz answers, and stops it when the test ends. Its output goes to a log
+// file that is printed when the test fails.
+func StartService(t testing.TB, service string, env map[string]string) *Service {
+	t.Helper()
+	bin := Binary(t, service)
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	s := &Service{
+		Name:    service,
+		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		t:       t,
+		bin:     bin,
+		logPath: filepath.Join(t.TempDir(), service+".log"),
+	}
+	s.env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d", addrVar[service], port))
+	for k, v := range env {
+		s.env = append(s.env, k+"="+v)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			if b, err := os.ReadFile(s.logPath); err == nil {
+				t.Logf("%s log (last 4 KiB):\n%s", service, tail(b, 4096))
+			}
+		}
+	})
+	return s
+}
+
+// Start starts the process (again) and waits for /healthz.
+func (s *Service) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		s.t.Fatalf("open log: %v", err)
+	}
+	cmd := exec.Command(s.bin)
+	cmd.Env = s.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		s.t.Fatalf("start %s: %v", s.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	s.cmd, s.done = cmd, done
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-done:
+			b, _ := os.ReadFile(s.logPath)
+			s.t.Fatalf("%s exited during start:\n%s", s.Name, tail(b, 4096))
+		default:
+		}
+		resp, err := http.Get(s.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s did not become healthy in time", s.Name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL, the crash of a process, and waits for it to be gone.
+func (s *Service) Kill() { s.signal(syscall.SIGKILL, 0) }
+
+// Stop sends SIGTERM and waits up to 20s for the drain, then kills.
+func (s *Service) Stop() { s.signal(syscall.SIGTERM, 20*time.Second) }
+
+// Restart kills the process and starts it again on the same address.
+func (s *Service) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.Start()
+}
+
+// Running reports whether the process is alive.
+func (s *Service) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (s *Service) signal(sig syscall.Signal, grace time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(sig)
+	if grace > 0 {
+		select {
+		case <-s.done:
+		case <-time.After(grace):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	} else {
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// WaitHTTP polls url until it answers status or the context ends.
+func WaitHTTP(ctx context.Context, url string, status int) error {
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer %d: %w", url, status, ctx.Err())
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
