@@ -27,12 +27,11 @@ run: migrate build ## Migrate, build, and run all four services in the foregroun
 	@scripts/run-local.sh
 
 .PHONY: test
-test: ## Run every module's tests (needs TEST_DATABASE_URL and TEST_REDIS_URL, or Docker)
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -count=1 ./...) || exit 1; done
+test: ## Run every module's tests with the race detector (TEST_DATABASE_URL/TEST_REDIS_URL, or Docker)
+	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race -count=1 -timeout 15m ./...) || exit 1; done
 
 .PHONY: test-race
-test-race: ## Run every module's tests with the race detector
-	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race -count=1 ./...) || exit 1; done
+test-race: test ## Same as test: the race detector is always on
 
 .PHONY: bench
 bench: ## Run the benchmarks, each beside the pgbench baseline (see docs/benchmarks.md)
