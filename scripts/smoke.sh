@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# End-to-end smoke test of a running stack, through the public API only:
+#   scripts/smoke.sh [BASE_URL]        (default http://localhost:8080; API key from $API_KEY, default alpha-secret)
+# Opens two fresh accounts, funds one, pays the other, waits for the payment to complete, checks both
+# balances at the payment's position, then checks idempotent replay and key reuse. Each step is printed;
+# the first deviation stops the script with a message and a non-zero exit. Needs bash, curl, sed, grep.
+set -euo pipefail
+
+BASE_URL="${1:-http://localhost:8080}"
+BASE_URL="${BASE_URL%/}"
+API_KEY="${API_KEY:-alpha-secret}"
+
+command -v curl >/dev/null || { echo "smoke: curl is required" >&2; exit 2; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+run_id="$(date +%s)$RANDOM"
+payer="smoke.payer.${run_id}@smoke"
+payee="smoke.payee.${run_id}@smoke"
+deposit=50000
+amount=12500
+
+step=0
+say() { step=$((step + 1)); printf '%2d. %s\n' "$step" "$*"; }
+ok() { printf '    ok: %s\n' "$*"; }
+fail() {
+  printf '    FAIL: %s\n' "$*" >&2
+  if [[ -s "$work/body" ]]; then
+    printf '    last response (HTTP %s): %s\n' "${status:-?}" "$(head -c 2000 "$work/body")" >&2
+  fi
+  exit 1
+}
+
+# request METHOD PATH [BODY] [IDEMPOTENCY_KEY]: sets $status, $body and the headers file $work/headers.
+request() {
+  local method="$1" path="$2" data="${3:-}" key="${4:-}"
+  local args=(-sS -X "$method" -o "$work/body" -D "$work/headers" -w '%{http_code}'
+    --max-time 40 -H "Authorization: Bearer $API_KEY" -H "Accept: application/json")
+  [[ -n "$data" ]] && args+=(-H "Content-Type: application/json" --data-binary "$data")
+  [[ -n "$key" ]] && args+=(-H "Idempotency-Key: $key")
+  : >"$work/body"
+  status="$(curl "${args[@]}" "$BASE_URL$path")" || fail "$method $path: curl could not complete the request"
+  body="$(cat "$work/body")"
+}
+
+# field NAME: the value of "NAME" in $body, a string (unquoted) or a number. The API's bodies are flat
+# JSON objects for the fields read here, so a pattern match is enough and keeps jq out of the way.
+field() {
+  local v
+  v="$(printf '%s' "$body" | tr -d '\n' | sed -n 's/.*"'"$1"'"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')"
+  if [[ -z "$v" ]]; then
+    v="$(printf '%s' "$body" | tr -d '\n' | sed -n 's/.*"'"$1"'"[[:space:]]*:[[:space:]]*\(-\{0,1\}[0-9][0-9]*\).*/\1/p')"
+  fi
+  printf '%s' "$v"
+}
+
+# header NAME: the value of response header NAME (case-insensitive), without the trailing CR.
+header() {
+  grep -i "^$1:" "$work/headers" | tail -n 1 | sed 's/^[^:]*:[[:space:]]*//' | tr -d '\r'
+}
+
+expect_status() {
+  [[ "$status" == "$1" ]] || fail "$2: expected HTTP $1, got $status"
+}
+
+expect_field() {
+  local got
+  got="$(field "$1")"
+  [[ "$got" == "$2" ]] || fail "$3: expected $1=$2, got '${got}'"
+}
+
+echo "smoke test of $BASE_URL (run $run_id)"
+
+say "GET /healthz and /readyz"
+request GET /healthz
+expect_status 200 "healthz"
+request GET /readyz
+expect_status 200 "readyz (a dependency is down?)"
+ok "gateway is up and ready"
+
+say "a request without a valid API key is refused"
+saved_key="$API_KEY"
+API_KEY="not-a-key-$run_id"
+request GET "/v1/accounts/$payer"
+API_KEY="$saved_key"
+expect_status 401 "unauthenticated GET"
+expect_field code UNAUTHENTICATED "unauthenticated GET"
+ok "401 UNAUTHENTICATED"
+
+say "open payer account $payer"
+request POST /v1/accounts "{\"vpa\":\"$payer\",\"holder_name\":\"Smoke Payer\"}" "smoke-open-payer-$run_id"
+expect_status 201 "open payer"
+expect_field vpa "$payer" "open payer"
+ok "201, Location: $(header Location)"
+
+say "open payee account $payee"
+request POST /v1/accounts "{\"vpa\":\"$payee\",\"holder_name\":\"Smoke Payee\"}" "smoke-open-payee-$run_id"
+expect_status 201 "open payee"
+expect_field vpa "$payee" "open payee"
+ok "201"
+
+say "deposit $deposit paise into the payer"
+request POST "/v1/accounts/$payer/deposits" "{\"amount_paise\":$deposit,\"reference\":\"smoke-$run_id\"}" "smoke-deposit-$run_id"
+expect_status 201 "deposit"
+expect_field amount_paise "$deposit" "deposit"
+deposit_position="$(field position)"
+[[ -n "$deposit_position" ]] || fail "deposit: the response has no position"
+ok "201, position $deposit_position"
+
+say "payer balance at the deposit's position"
+request GET "/v1/accounts/$payer/balance?min_position=$deposit_position"
+expect_status 200 "payer balance after deposit"
+[[ "$(header X-Projection-Stale)" != "true" ]] || fail "payer balance after deposit: X-Projection-Stale: true (projection did not reach the deposit within QUERY_WAIT_MAX)"
+expect_field balance_paise "$deposit" "payer balance after deposit"
+ok "balance $deposit"
+
+pay_key="smoke-pay-$run_id"
+pay_body="{\"payer_vpa\":\"$payer\",\"payee_vpa\":\"$payee\",\"amount_paise\":$amount,\"note\":\"smoke $run_id\"}"
+
+say "pay $amount paise from payer to payee"
+request POST /v1/payments "$pay_body" "$pay_key"
+expect_status 202 "pay"
+expect_field status PENDING "pay"
+expect_field amount_paise "$amount" "pay"
+payment_id="$(field payment_id)"
+[[ "$payment_id" =~ ^[0-9a-fA-F-]{36}$ ]] || fail "pay: payment_id '$payment_id' is not a UUID"
+[[ "$(header Location)" == "/v1/payments/$payment_id" ]] || fail "pay: Location is '$(header Location)', expected /v1/payments/$payment_id"
+first_pay_body="$body"
+ok "202 PENDING, payment $payment_id"
+
+say "wait for the payment to complete (GET ?wait=5s)"
+final=""
+for attempt in 1 2 3 4 5 6; do
+  request GET "/v1/payments/$payment_id?wait=5s"
+  expect_status 200 "get payment"
+  final="$(field status)"
+  case "$final" in
+    COMPLETED) break ;;
+    FAILED) fail "payment failed with failure_code '$(field failure_code)'" ;;
+    PENDING) printf '    still PENDING (attempt %d)\n' "$attempt" ;;
+    *) fail "get payment: unexpected status '$final'" ;;
+  esac
+done
+[[ "$final" == "COMPLETED" ]] || fail "payment still $final after 6 long polls of 5s"
+payment_position="$(field position)"
+[[ -n "$payment_position" ]] || fail "get payment: the response has no position"
+ok "COMPLETED at position $payment_position"
+
+say "payer balance is deposit - amount"
+request GET "/v1/accounts/$payer/balance?min_position=$payment_position"
+expect_status 200 "payer balance after payment"
+[[ "$(header X-Projection-Stale)" != "true" ]] || fail "payer balance: X-Projection-Stale: true"
+expect_field balance_paise "$((deposit - amount))" "payer balance after payment"
+ok "balance $((deposit - amount))"
+
+say "payee balance is amount"
+request GET "/v1/accounts/$payee/balance?min_position=$payment_position"
+expect_status 200 "payee balance after payment"
+[[ "$(header X-Projection-Stale)" != "true" ]] || fail "payee balance: X-Projection-Stale: true"
+expect_field balance_paise "$amount" "payee balance after payment"
+ok "balance $amount"
+
+say "replay the payment POST with the same Idempotency-Key and body"
+request POST /v1/payments "$pay_body" "$pay_key"
+expect_status 202 "replayed pay"
+[[ "$(header Idempotent-Replayed)" == "true" ]] || fail "replayed pay: header Idempotent-Replayed is '$(header Idempotent-Replayed)', expected true"
+expect_field payment_id "$payment_id" "replayed pay"
+[[ "$body" == "$first_pay_body" ]] || fail "replayed pay: body differs from the first response (the contract says byte for byte)"
+ok "202, Idempotent-Replayed: true, same payment and same body"
+
+say "reuse the Idempotency-Key with another body"
+request POST /v1/payments "{\"payer_vpa\":\"$payer\",\"payee_vpa\":\"$payee\",\"amount_paise\":$((amount + 1)),\"note\":\"smoke $run_id\"}" "$pay_key"
+expect_status 422 "reused key"
+expect_field code IDEMPOTENCY_KEY_REUSED "reused key"
+ok "422 IDEMPOTENCY_KEY_REUSED"
+
+echo "smoke test passed ($step steps)"
