@@ -14,8 +14,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"upi/api-gateway/internal/auth"
 	"upi/api-gateway/internal/config"
+	"upi/api-gateway/internal/downstream"
+	"upi/api-gateway/internal/httpapi"
+	"upi/api-gateway/internal/idempotency"
+	"upi/api-gateway/internal/ratelimit"
+	"upi/shared/contract"
 	"upi/shared/httpserver"
+	"upi/shared/money"
 	"upi/shared/observability"
 )
 
@@ -40,18 +47,38 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("parse REDIS_URL: %w", err)
 	}
+	// Redis is a fast path: a slow or dead Redis must cost a request milliseconds, not seconds, before
+	// the gateway goes on without it.
+	opts.DialTimeout = 500 * time.Millisecond
+	opts.ReadTimeout = 300 * time.Millisecond
+	opts.WriteTimeout = 300 * time.Millisecond
+	opts.MaxRetries = 1
+	opts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
 	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}
-	router := observability.NewRouter(observability.RouterConfig{
-		Log: log, Registry: reg,
+	router := httpapi.NewRouter(httpapi.Config{
+		Log:      log,
+		Registry: reg,
 		Checks: []observability.Check{
 			{Name: "redis", Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
 			observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
 			observability.HTTPCheck("query-service", cfg.QueryServiceURL, health),
 		},
+		Auth:         auth.New(cfg.Clients),
+		Limiter:      ratelimit.New(rdb, cfg.RateLimitRPS, cfg.RateLimitBurst, log),
+		Idempotency:  idempotency.NewStore(rdb, idempotencyLockTTL, cfg.IdempotencyTTL),
+		Downstream:   downstream.NewClient(reg),
+		Commands:     downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL},
+		Queries:      downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL},
+		Limits:       contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
+		QueryWaitMax: cfg.QueryWaitMax,
 	})
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }
+
+// idempotencyLockTTL is how long an in-flight claim holds its key: well beyond the 5s deadline of a
+// command, so a live request never loses it, and short enough that a crashed gateway's claim frees itself.
+const idempotencyLockTTL = 30 * time.Second

@@ -24,7 +24,10 @@ type Config struct {
 	IdempotencyTTL    time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"24h"`
 	PaymentMaxPaise   int64         `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
 	DepositMaxPaise   int64         `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
-	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info"`
+	// QueryWaitMax is how long the query service may wait for min_position; the gateway's deadline on a
+	// read that names one is this plus a margin.
+	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
+	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
 
 	// Clients maps API key to client id, parsed from APIKeys.
 	Clients map[string]string `env:"-"`
@@ -44,6 +47,9 @@ func Load() (Config, error) {
 	}
 	if cfg.IdempotencyTTL < time.Minute {
 		return cfg, fmt.Errorf("config: IDEMPOTENCY_TTL must be at least 1m")
+	}
+	if cfg.QueryWaitMax < 0 || cfg.QueryWaitMax > 30*time.Second {
+		return cfg, fmt.Errorf("config: QUERY_WAIT_MAX must be from 0 to 30s")
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
@@ -89,6 +95,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("rate_limit_rps", c.RateLimitRPS),
 		slog.Int("rate_limit_burst", c.RateLimitBurst),
 		slog.Duration("idempotency_ttl", c.IdempotencyTTL),
+		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
+		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
+		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.String("log_level", c.LogLevel),
 	)
 }

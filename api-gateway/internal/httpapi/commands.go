@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"upi/api-gateway/internal/downstream"
+	"upi/api-gateway/internal/idempotency"
+	"upi/shared/contract"
+	"upi/shared/problem"
+)
+
+// validator decodes and validates a command's body at the edge, before anything is claimed or sent.
+type validator func(w http.ResponseWriter, r *http.Request) *problem.Problem
+
+func (s *server) openAccount(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+		var req contract.OpenAccountRequest
+		if p := contract.Decode(w, r, &req); p != nil {
+			return p
+		}
+		_, p := req.Validate()
+		return p
+	})
+}
+
+func (s *server) deposit(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+		var req contract.DepositRequest
+		if p := contract.Decode(w, r, &req); p != nil {
+			return p
+		}
+		_, p := req.Validate(chi.URLParam(r, "vpa"), s.Limits)
+		return p
+	})
+}
+
+func (s *server) pay(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+		var req contract.PaymentRequest
+		if p := contract.Decode(w, r, &req); p != nil {
+			return p
+		}
+		_, p := req.Validate(s.Limits)
+		return p
+	})
+}
+
+// command runs a POST: key check, validation, the idempotency claim, the call to the command service,
+// and storing its outcome against the key.
+func (s *server) command(w http.ResponseWriter, r *http.Request, validate validator) {
+	ctx := r.Context()
+	key := r.Header.Get(contract.HeaderIdempotencyKey)
+	if err := contract.CheckIdempotencyKey(key); err != nil {
+		s.fail(w, r, problem.New(http.StatusBadRequest, problem.CodeIdempotencyKeyRequired, err.Error()))
+		return
+	}
+	// The body is forwarded as the client sent it; the tee keeps the bytes the strict decoder read.
+	var raw bytes.Buffer
+	r.Body = io.NopCloser(io.TeeReader(r.Body, &raw))
+	if p := validate(w, r); p != nil {
+		s.fail(w, r, p)
+		return
+	}
+	body := raw.Bytes()
+
+	scope := idempotency.Scope{Client: clientID(ctx), Method: r.Method, Path: r.URL.Path, Key: key}
+	out, err := s.Idempotency.Begin(ctx, scope, idempotency.Fingerprint(body))
+	switch {
+	case errors.Is(err, idempotency.ErrInFlight), errors.Is(err, idempotency.ErrReused):
+		s.fail(w, r, err)
+		return
+	case err != nil:
+		// Redis is a fast path, not the guard: the command service derives the effect's id from the same
+		// (client, method, path, key) and answers a repeat with the original outcome, so going on without
+		// Redis cannot create a second effect (docs/failure-handling.md).
+		s.metrics.redisBypass.Inc()
+		s.Log.WarnContext(ctx, "idempotency: redis unavailable, relying on the command service's dedupe", "err", err)
+	case out.Replay != nil:
+		s.metrics.replays.Inc()
+		replay(w, out.Replay)
+		return
+	}
+	claim := out.Claim
+
+	h := forwardHeader(r)
+	h.Set("Content-Type", "application/json")
+	h.Set(contract.HeaderIdempotencyKey, key)
+	resp, err := s.Downstream.Do(ctx, s.Commands, downstream.Request{
+		Method: r.Method, Path: r.URL.EscapedPath(), Header: h, Body: body, Timeout: commandTimeout,
+	})
+	if err != nil {
+		s.release(r, claim)
+		s.fail(w, r, err)
+		return
+	}
+	if claim != nil {
+		if storable(resp) {
+			stored, err := claim.Complete(ctx, idempotency.Response{Status: resp.Status, Header: storedHeaders(resp), Body: resp.Body})
+			if err != nil {
+				s.Log.WarnContext(ctx, "idempotency: could not store the response; a retry will be deduped by the command service", "err", err)
+			} else if !stored {
+				s.Log.WarnContext(ctx, "idempotency: claim lost before the response was stored")
+			}
+		} else {
+			s.release(r, claim)
+		}
+	}
+	relay(w, resp)
+}
+
+func (s *server) release(r *http.Request, claim *idempotency.Claim) {
+	if claim == nil {
+		return
+	}
+	if err := claim.Release(r.Context()); err != nil {
+		// The claim expires by itself after the lock TTL; until then a retry gets 409 with Retry-After.
+		s.Log.WarnContext(r.Context(), "idempotency: could not release the key", "err", err)
+	}
+}
+
+// storable reports whether a command's answer is its final outcome, to be stored against the key: 2xx
+// and business 4xx are; a 5xx is not (the key is released and a retry executes again, safely), nor are
+// answers about the request's timing rather than its outcome (in flight, throttled), nor a key-reuse
+// refusal from the command service, which is about another body than the one that holds the key.
+func storable(resp *downstream.Response) bool {
+	switch {
+	case resp.Status >= 500, resp.Status == http.StatusRequestTimeout, resp.Status == http.StatusTooManyRequests:
+		return false
+	case resp.Status < 400:
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != problem.ContentType {
+		return true
+	}
+	var p struct {
+		Code string `json:"code"`
+	}
+	if json.Unmarshal(resp.Body, &p) != nil {
+		return true
+	}
+	switch p.Code {
+	case problem.CodeIdempotencyKeyInUse, problem.CodeIdempotencyKeyReused, problem.CodeUnauthenticated,
+		problem.CodeDependencyUnavailable, problem.CodeRateLimited:
+		return false
+	}
+	return true
+}
+
+// storedHeaders are the headers replayed with a stored response.
+func storedHeaders(resp *downstream.Response) map[string]string {
+	h := map[string]string{}
+	for _, name := range []string{"Content-Type", "Location"} {
+		if v := resp.Header.Get(name); v != "" {
+			h[name] = v
+		}
+	}
+	return h
+}
+
+func replay(w http.ResponseWriter, resp *idempotency.Response) {
+	h := w.Header()
+	for name, v := range resp.Header {
+		h.Set(name, v)
+	}
+	h.Set(contract.HeaderIdempotentReplayed, "true")
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+}

@@ -1,0 +1,116 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"upi/api-gateway/internal/downstream"
+	"upi/shared/eventstore"
+	"upi/shared/problem"
+	"upi/shared/vpa"
+)
+
+// maxCursor bounds the opaque pagination cursor, which only the query service interprets.
+const maxCursor = 512
+
+func (s *server) getAccount(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkVPA(r), queryParams{})
+}
+
+func (s *server) listTransactions(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkVPA(r), queryParams{limit: true, cursor: true})
+}
+
+func (s *server) getPayment(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkPaymentID(r), queryParams{wait: true})
+}
+
+func (s *server) getPaymentEvents(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkPaymentID(r), queryParams{})
+}
+
+// queryParams names the query parameters a route takes besides min_position, which every GET takes.
+type queryParams struct {
+	limit, cursor, wait bool
+}
+
+// query validates a GET's path and query at the edge and relays the query service's answer. The call's
+// deadline grows by the waits the request asks for (min_position, ?wait=), so a long-poll is not cut short.
+func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError, params queryParams) {
+	q := r.URL.Query()
+	errs := pathErrs
+	timeout := queryTimeout
+	if tok := q.Get("min_position"); q.Has("min_position") {
+		if _, err := eventstore.ParseToken(tok); err != nil {
+			errs = append(errs, problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"})
+		}
+		timeout += s.QueryWaitMax
+	}
+	if params.limit && q.Has("limit") {
+		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > 200 {
+			errs = append(errs, problem.FieldError{Field: "limit", Message: "limit must be a whole number from 1 to 200"})
+		}
+	}
+	if params.cursor && q.Has("cursor") {
+		if c := q.Get("cursor"); c == "" || len(c) > maxCursor {
+			errs = append(errs, problem.FieldError{Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"})
+		}
+	}
+	if params.wait && q.Has("wait") {
+		d, ok := parseWait(q.Get("wait"))
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "wait", Message: "wait must be a duration from 0s to 30s, such as 5s"})
+		}
+		timeout += d
+	}
+	if errs != nil {
+		s.fail(w, r, problem.Validation(errs...))
+		return
+	}
+	path := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		path += "?" + r.URL.RawQuery
+	}
+	resp, err := s.Downstream.Do(r.Context(), s.Queries, downstream.Request{
+		Method: http.MethodGet, Path: path, Header: forwardHeader(r), Timeout: timeout,
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	relay(w, resp)
+}
+
+// parseWait reads ?wait= as a Go duration ("5s", "1500ms") or whole seconds ("5"), 0 to 30s.
+func parseWait(s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.Atoi(s)
+		if nerr != nil {
+			return 0, false
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > maxWait {
+		return 0, false
+	}
+	return d, true
+}
+
+func checkVPA(r *http.Request) []problem.FieldError {
+	if _, err := vpa.Parse(chi.URLParam(r, "vpa")); err != nil {
+		return []problem.FieldError{{Field: "vpa", Message: err.Error()}}
+	}
+	return nil
+}
+
+func checkPaymentID(r *http.Request) []problem.FieldError {
+	if _, err := uuid.Parse(chi.URLParam(r, "payment_id")); err != nil {
+		return []problem.FieldError{{Field: "payment_id", Message: "payment_id must be a UUID"}}
+	}
+	return nil
+}
