@@ -10,10 +10,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"upi/command-service/internal/adapters/postgres"
+	"upi/command-service/internal/app"
 	"upi/command-service/internal/config"
+	"upi/command-service/internal/httpapi"
 	"upi/db"
+	"upi/shared/contract"
+	"upi/shared/eventstore"
 	"upi/shared/httpserver"
+	"upi/shared/money"
 	"upi/shared/observability"
 )
 
@@ -52,10 +59,19 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 	defer pool.Close()
 
+	store := eventstore.New(pool)
+	go store.RunHints(ctx, log, 2*time.Millisecond)
+
 	reg := observability.Registry()
 	router := observability.NewRouter(observability.RouterConfig{
 		Log: log, Registry: reg,
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
+	})
+	httpapi.Register(router, httpapi.Config{
+		Service:  app.New(store, postgres.NewAccounts(pool)),
+		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
+		Log:      log,
+		Registry: reg,
 	})
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }

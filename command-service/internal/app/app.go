@@ -1,0 +1,150 @@
+// Package app runs the commands of the write side: it loads an aggregate by replaying its stream (from a
+// snapshot when there is one), lets the domain decide, and appends the outcome under the stream's lock with
+// eventstore.Execute. Every id it appends is deterministic, so that a repeated command meets its own
+// earlier outcome instead of having a second effect.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"upi/command-service/internal/domain"
+	"upi/shared/events"
+	"upi/shared/eventstore"
+)
+
+// Failures of the application layer, beside the domain's.
+var (
+	// ErrIdempotencyKeyReused: the key was used before, for a different request.
+	ErrIdempotencyKeyReused = errors.New("the idempotency key was already used for a different request")
+	// ErrPayeeNotFound: the payment names a payee that does not exist.
+	ErrPayeeNotFound = errors.New("payee not found")
+	// ErrStepPrecondition: a workflow step was asked for before the log allows it.
+	ErrStepPrecondition = errors.New("step precondition not met")
+	// ErrUnavailable: the database failed or could not be reached. The command's transaction did not
+	// commit, or committed and will be found by a retry through its deterministic id: a retry is safe.
+	ErrUnavailable = errors.New("dependency unavailable")
+)
+
+// Directory finds accounts without loading their streams.
+type Directory interface {
+	// Opening returns the event that opened the account, and false when the VPA was never opened.
+	Opening(ctx context.Context, vpa string) (events.AccountOpenedV1, bool, error)
+}
+
+// Service runs every command.
+type Service struct {
+	store    *eventstore.Store
+	accounts Directory
+}
+
+// New returns the service on an event store.
+func New(store *eventstore.Store, accounts Directory) *Service {
+	return &Service{store: store, accounts: accounts}
+}
+
+// Caller is who sent a command and under which idempotency key.
+type Caller struct {
+	ClientID       string
+	IdempotencyKey string
+	RequestID      string
+}
+
+// AccountSnapshotEvery bounds how many events loading an account replays: a stream with 100k events loads
+// from its snapshot and at most this many events after it.
+const AccountSnapshotEvery = 500
+
+// accountSnapshotSchema versions the JSON of domain.Account in snapshots; bump it when Account changes.
+const accountSnapshotSchema = 1
+
+// AccountAggregate is how the event store rebuilds an account.
+func AccountAggregate() eventstore.Aggregate[domain.Account] {
+	return eventstore.Aggregate[domain.Account]{
+		Type: events.AggregateAccount,
+		Evolve: func(a domain.Account, e eventstore.Event) (domain.Account, error) {
+			p, err := events.Decode(e.Type, e.Payload)
+			if err != nil {
+				return a, err
+			}
+			return a.Evolve(p, e.CreatedAt)
+		},
+		SnapshotEvery:  AccountSnapshotEvery,
+		SnapshotSchema: accountSnapshotSchema,
+	}
+}
+
+// PaymentAggregate is how the event store rebuilds a payment. A payment's stream stays a handful of
+// events long, so it is never snapshotted.
+func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
+	return eventstore.Aggregate[domain.Payment]{
+		Type: events.AggregatePayment,
+		Evolve: func(p domain.Payment, e eventstore.Event) (domain.Payment, error) {
+			payload, err := events.Decode(e.Type, e.Payload)
+			if err != nil {
+				return p, err
+			}
+			return p.Evolve(payload, e.CreatedAt)
+		},
+	}
+}
+
+// one is a decision's outcome as the single event Execute appends.
+func one(id uuid.UUID, p events.Payload, meta events.Metadata) []eventstore.NewEvent {
+	return []eventstore.NewEvent{{ID: id, Type: p.EventType(), Data: p, Metadata: meta}}
+}
+
+// fingerprint is the hex SHA-256 of a validated command's canonical JSON (a struct, so its fields always
+// marshal in the same order).
+func fingerprint(cmd any) string {
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		panic(fmt.Sprintf("fingerprint of %T: %v", cmd, err)) // plain structs of strings and ints always marshal
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// original is the event that answers a client command: the one just appended, or, on a repeat, the stored
+// one, provided the repeat asks for exactly what the first request asked.
+func original(res eventstore.Result, id uuid.UUID, eventType, fp string) (eventstore.Event, error) {
+	e := res.Last()
+	if e == nil || e.ID != id {
+		return eventstore.Event{}, fmt.Errorf("command %s: the store returned no event with its id", id)
+	}
+	if !res.Replayed {
+		return *e, nil
+	}
+	var meta events.Metadata
+	if err := json.Unmarshal(e.Metadata, &meta); err != nil {
+		return eventstore.Event{}, fmt.Errorf("metadata of event %s: %w", e.ID, err)
+	}
+	if e.Type != eventType || meta.Fingerprint != fp {
+		return eventstore.Event{}, ErrIdempotencyKeyReused
+	}
+	return *e, nil
+}
+
+// decode is events.Decode into the payload type the caller expects.
+func decode[P events.Payload](e eventstore.Event) (P, error) {
+	var zero P
+	p, err := events.Decode(e.Type, e.Payload)
+	if err != nil {
+		return zero, fmt.Errorf("event %s: %w", e.ID, err)
+	}
+	typed, ok := p.(P)
+	if !ok {
+		return zero, fmt.Errorf("event %s is a %s, not a %s", e.ID, e.Type, zero.EventType())
+	}
+	return typed, nil
+}
+
+// commandTimeout bounds one command's work in the database, so that a request never holds a stream's
+// lock for long and a stuck database answers 503 instead of hanging the caller.
+const commandTimeout = 10 * time.Second

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"upi/command-service/internal/domain"
+	"upi/shared/contract"
+	"upi/shared/events"
+	"upi/shared/eventstore"
+	"upi/shared/ids"
+	"upi/shared/money"
+)
+
+// Paths of the client commands: with the client and the key, they scope the ids of their effects.
+const (
+	PathAccounts = "/v1/accounts"
+	PathPayments = "/v1/payments"
+)
+
+// DepositPath is the path of a deposit into an account, with the VPA in its normalised form, so that a
+// retry spelling the VPA in another case is still the same command.
+func DepositPath(vpa string) string { return PathAccounts + "/" + vpa + "/deposits" }
+
+// OpenAccount opens an account on its VPA's stream. The AccountOpened's event id is derived from the
+// caller's idempotency key; a repeat of the same request answers the stored account (replayed = true).
+func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAccount) (contract.Account, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	id := effectID(c, PathAccounts)
+	fp := fingerprint(struct {
+		Command    string `json:"command"`
+		VPA        string `json:"vpa"`
+		HolderName string `json:"holder_name"`
+	}{"open_account", cmd.VPA.String(), cmd.HolderName})
+	meta := clientMetadata(c, c.RequestID, fp)
+	res, err := eventstore.Execute(ctx, s.store, AccountAggregate(), cmd.VPA.String(), id,
+		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
+			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID})
+			if err != nil {
+				return nil, err
+			}
+			return one(id, opened, meta), nil
+		})
+	if err != nil {
+		return contract.Account{}, false, failure("open account "+cmd.VPA.String(), err)
+	}
+	e, err := original(res, id, events.AccountOpened, fp)
+	if err != nil {
+		return contract.Account{}, false, err
+	}
+	opened, err := decode[events.AccountOpenedV1](e)
+	if err != nil {
+		return contract.Account{}, false, err
+	}
+	return contract.Account{
+		VPA:          opened.VPA,
+		HolderName:   opened.HolderName,
+		Status:       contract.AccountStatusActive,
+		BalancePaise: 0,
+		Currency:     money.Currency,
+		CreatedAt:    contract.Time(e.CreatedAt),
+		UpdatedAt:    contract.Time(e.CreatedAt),
+		Position:     e.Position.Token(),
+	}, res.Replayed, nil
+}
+
+// Deposit credits an account its owner names. To anyone else the account does not exist.
+func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCommand) (contract.Deposit, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	id := effectID(c, DepositPath(cmd.VPA.String()))
+	fp := fingerprint(struct {
+		Command     string `json:"command"`
+		VPA         string `json:"vpa"`
+		AmountPaise int64  `json:"amount_paise"`
+		Reference   string `json:"reference"`
+	}{"deposit", cmd.VPA.String(), int64(cmd.Amount.Paise()), cmd.Reference})
+	meta := clientMetadata(c, c.RequestID, fp)
+	res, err := eventstore.Execute(ctx, s.store, AccountAggregate(), cmd.VPA.String(), id,
+		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
+			deposited, err := a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
+			if err != nil {
+				return nil, err
+			}
+			return one(id, deposited, meta), nil
+		})
+	if err != nil {
+		return contract.Deposit{}, false, failure("deposit into "+cmd.VPA.String(), err)
+	}
+	e, err := original(res, id, events.FundsDeposited, fp)
+	if err != nil {
+		return contract.Deposit{}, false, err
+	}
+	deposited, err := decode[events.FundsDepositedV1](e)
+	if err != nil {
+		return contract.Deposit{}, false, err
+	}
+	return contract.Deposit{
+		VPA:         deposited.VPA,
+		AmountPaise: deposited.AmountPaise,
+		Reference:   deposited.Reference,
+		Position:    e.Position.Token(),
+		CreatedAt:   contract.Time(e.CreatedAt),
+	}, res.Replayed, nil
+}
+
+// InitiatePayment records a payment, PENDING; the workflow moves the money. The payment id is derived
+// from the caller's idempotency key, and is also the PaymentInitiated's event id.
+func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.InitiatePayment) (contract.Payment, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	id := effectID(c, PathPayments)
+	fp := fingerprint(struct {
+		Command     string `json:"command"`
+		PayerVPA    string `json:"payer_vpa"`
+		PayeeVPA    string `json:"payee_vpa"`
+		AmountPaise int64  `json:"amount_paise"`
+		Note        string `json:"note"`
+	}{"initiate_payment", cmd.Payer.String(), cmd.Payee.String(), int64(cmd.Amount.Paise()), cmd.Note})
+
+	// A key already used is answered before the accounts are looked at: its request is not executed
+	// again, so whether the accounts would pass today does not matter.
+	prior, err := s.store.EventsByID(ctx, id)
+	if err != nil {
+		return contract.Payment{}, false, failure("look up payment "+id.String(), err)
+	}
+	if len(prior) > 0 {
+		return paymentAnswer(eventstore.Result{Events: prior, Replayed: true}, id, fp)
+	}
+
+	// Accounts are never closed, so what these reads find still holds when the payment is appended.
+	payer, found, err := s.accounts.Opening(ctx, cmd.Payer.String())
+	if err != nil {
+		return contract.Payment{}, false, failure("look up payer "+cmd.Payer.String(), err)
+	}
+	if !found || payer.OwnerClientID != c.ClientID {
+		return contract.Payment{}, false, fmt.Errorf("payer %s: %w", cmd.Payer, domain.ErrAccountNotFound)
+	}
+	if _, found, err = s.accounts.Opening(ctx, cmd.Payee.String()); err != nil {
+		return contract.Payment{}, false, failure("look up payee "+cmd.Payee.String(), err)
+	}
+	if !found {
+		return contract.Payment{}, false, fmt.Errorf("payee %s: %w", cmd.Payee, ErrPayeeNotFound)
+	}
+
+	meta := clientMetadata(c, id.String(), fp)
+	res, err := eventstore.Execute(ctx, s.store, PaymentAggregate(), id.String(), id,
+		func(p domain.Payment, _ int) ([]eventstore.NewEvent, error) {
+			initiated, err := p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
+				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID})
+			if err != nil {
+				return nil, err
+			}
+			return one(id, initiated, meta), nil
+		})
+	if err != nil {
+		return contract.Payment{}, false, failure("initiate payment "+id.String(), err)
+	}
+	return paymentAnswer(res, id, fp)
+}
+
+func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Payment, bool, error) {
+	e, err := original(res, id, events.PaymentInitiated, fp)
+	if err != nil {
+		return contract.Payment{}, false, err
+	}
+	p, err := decode[events.PaymentInitiatedV1](e)
+	if err != nil {
+		return contract.Payment{}, false, err
+	}
+	return contract.Payment{
+		PaymentID:   p.PaymentID,
+		PayerVPA:    p.PayerVPA,
+		PayeeVPA:    p.PayeeVPA,
+		AmountPaise: p.AmountPaise,
+		Currency:    money.Currency,
+		Note:        p.Note,
+		Status:      contract.PaymentPending,
+		CreatedAt:   contract.Time(e.CreatedAt),
+		UpdatedAt:   contract.Time(e.CreatedAt),
+		Position:    e.Position.Token(),
+	}, res.Replayed, nil
+}
+
+func effectID(c Caller, path string) uuid.UUID {
+	return ids.ClientCommand(c.ClientID, http.MethodPost, path, c.IdempotencyKey)
+}
+
+func clientMetadata(c Caller, correlation, fp string) events.Metadata {
+	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: correlation,
+		RequestID: c.RequestID, ClientID: c.ClientID, Fingerprint: fp}
+}

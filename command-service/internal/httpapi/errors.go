@@ -1,0 +1,49 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+
+	"upi/command-service/internal/app"
+	"upi/command-service/internal/domain"
+	"upi/shared/problem"
+)
+
+// fail answers err as problem+json. It is the one place where the service's errors meet HTTP: each
+// domain or application failure has its stable code; a database failure is a 503 that is safe to retry
+// (the command's transaction did not commit, or its deterministic id finds it on the retry); anything
+// else is a 500 whose detail says nothing and whose full error goes to the log.
+func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var p *problem.Problem
+	switch {
+	case errors.As(err, &p):
+	case errors.Is(err, app.ErrIdempotencyKeyReused):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used with a different request")
+	case errors.Is(err, domain.ErrAccountExists):
+		p = problem.New(http.StatusConflict, problem.CodeAccountExists, "an account with this vpa already exists")
+	case errors.Is(err, domain.ErrAccountNotFound):
+		p = problem.New(http.StatusNotFound, problem.CodeAccountNotFound, "no such account")
+	case errors.Is(err, app.ErrPayeeNotFound):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodePayeeNotFound, "the payee vpa does not exist")
+	case errors.Is(err, domain.ErrPaymentNotFound):
+		p = problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment")
+	case errors.Is(err, app.ErrStepPrecondition):
+		// Only the workflow calls steps; the detail tells its operator which step is missing.
+		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
+	case errors.Is(err, domain.ErrPaymentTerminal):
+		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed")
+	case errors.Is(err, domain.ErrBalanceLimit):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeValidation,
+			"the amount would take the balance beyond what an account can hold")
+	case errors.Is(err, app.ErrUnavailable):
+		h.log.WarnContext(r.Context(), "command not executed: dependency unavailable", "err", err)
+		p = problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
+			"the event store is unavailable; retrying with the same Idempotency-Key is safe")
+		p.RetryAfter = 1
+	default:
+		h.log.ErrorContext(r.Context(), "command failed", "err", err)
+		p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+	}
+	problem.Write(w, p)
+}
