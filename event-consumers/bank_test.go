@@ -65,7 +65,7 @@ func (c *bankClient) do(ctx context.Context, method, path, idemKey string, body 
 
 // post retries one POST with the same key until it gets a definitive answer (2xx or a 4xx other than
 // 409 in flight and 429), as a careful client would through crashes and outages.
-func (c *bankClient) post(ctx context.Context, t *testing.T, path, idemKey string, body any) (int, []byte) {
+func (c *bankClient) post(ctx context.Context, t testing.TB, path, idemKey string, body any) (int, []byte) {
 	for attempt := 0; ; attempt++ {
 		status, b, _ := c.do(ctx, http.MethodPost, path, idemKey, body)
 		switch {
