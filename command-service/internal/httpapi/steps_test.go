@@ -1,0 +1,256 @@
+package httpapi_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"upi/shared/events"
+	"upi/shared/ids"
+	"upi/shared/money"
+	"upi/shared/problem"
+)
+
+type stepAnswer struct {
+	PaymentID string `json:"payment_id"`
+	Step      string `json:"step"`
+	EventType string `json:"event_type"`
+	EventID   string `json:"event_id"`
+	Position  string `json:"position"`
+	Replayed  bool   `json:"replayed"`
+}
+
+const workflow = "event-consumers"
+
+func (e *env) step(payment, step, body string) stepAnswer {
+	e.t.Helper()
+	var a stepAnswer
+	decode(e.t, e.must(http.StatusOK, workflow, "", "/internal/payments/"+payment+"/"+step, body), &a)
+	if a.PaymentID != payment || a.Step != step || a.Position == "" {
+		e.t.Fatalf("step answer %+v", a)
+	}
+	return a
+}
+
+func (e *env) stepRefused(payment, step, body string, status int, code string) {
+	e.t.Helper()
+	e.refused(e.do(workflow, "", "/internal/payments/"+payment+"/"+step, body), status, code)
+}
+
+// typesOf counts, by type, the events of a payment anywhere in the log.
+func (e *env) typesOf(payment string) map[string]int {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(),
+		`select event_type from events where payload->>'payment_id' = $1`, payment)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var typ string
+		if err := rows.Scan(&typ); err != nil {
+			e.t.Fatal(err)
+		}
+		out[typ]++
+	}
+	return out
+}
+
+func (e *env) parties(t *testing.T, payerBalance int64) {
+	t.Helper()
+	e.openAccount("psp-a", "alice@okbank")
+	e.openAccount("psp-b", "bob@okbank")
+	if payerBalance > 0 {
+		e.deposit("psp-a", "alice@okbank", payerBalance, "seed")
+	}
+}
+
+func TestPaymentCompletes(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 1000)
+	p := e.pay("psp-a", "alice@okbank", "bob@okbank", 600, "p").PaymentID
+	pid := uuid.MustParse(p)
+
+	debit := e.step(p, "debit", `{}`)
+	if debit.EventType != events.AccountDebited || debit.Replayed || debit.EventID != ids.StepEvent(pid, ids.StepDebit).String() {
+		t.Fatalf("debit %+v", debit)
+	}
+	// A repeated step (the workflow is at least once) finds its outcome and moves no money.
+	again := e.step(p, "debit", ``)
+	if !again.Replayed || again.EventID != debit.EventID || again.Position != debit.Position {
+		t.Fatalf("debit again %+v, first %+v", again, debit)
+	}
+	if b := e.account("alice@okbank").Balance; b != 400 {
+		t.Fatalf("payer balance %d after debiting twice, want 400", b)
+	}
+
+	credit := e.step(p, "credit", `{"causation_id":"`+debit.EventID+`"}`)
+	if credit.EventType != events.AccountCredited || credit.EventID != ids.StepEvent(pid, ids.StepSettle).String() {
+		t.Fatalf("credit %+v", credit)
+	}
+	// reverse after credit answers the credit, which stands.
+	if r := e.step(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`); !r.Replayed || r.EventType != events.AccountCredited {
+		t.Fatalf("reverse after credit %+v", r)
+	}
+	done := e.step(p, "complete", `{}`)
+	if done.EventType != events.PaymentCompleted || done.Replayed {
+		t.Fatalf("complete %+v", done)
+	}
+	// A completed payment stays completed: fail answers the completion.
+	if f := e.step(p, "fail", `{"code":"PROCESSING_ERROR"}`); !f.Replayed || f.EventType != events.PaymentCompleted {
+		t.Fatalf("fail after complete %+v", f)
+	}
+
+	if a, b := e.account("alice@okbank").Balance, e.account("bob@okbank").Balance; a != 400 || b != 600 {
+		t.Fatalf("balances %d / %d, want 400 / 600", a, b)
+	}
+	want := map[string]int{events.PaymentInitiated: 1, events.AccountDebited: 1, events.AccountCredited: 1, events.PaymentCompleted: 1}
+	if got := e.typesOf(p); !equalCounts(got, want) {
+		t.Fatalf("events of the payment %v, want %v", got, want)
+	}
+
+	// Metadata ties the step to its payment and, when named, to its cause.
+	credited, err := e.store.EventsByID(context.Background(), uuid.MustParse(credit.EventID))
+	if err != nil || len(credited) != 1 {
+		t.Fatal(err)
+	}
+	if m := string(credited[0].Metadata); !contains(m, `"correlation_id": "`+p+`"`) || !contains(m, `"causation_id": "`+debit.EventID+`"`) {
+		t.Fatalf("credit metadata %s", m)
+	}
+}
+
+func TestPaymentFailsOnInsufficientFunds(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 100)
+	p := e.pay("psp-a", "alice@okbank", "bob@okbank", 101, "p").PaymentID
+
+	if d := e.step(p, "debit", `{}`); d.EventType != events.DebitRejected {
+		t.Fatalf("debit %+v", d)
+	}
+	e.stepRefused(p, "credit", `{}`, http.StatusConflict, problem.CodeStepPrecondition)
+	e.stepRefused(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`, http.StatusConflict, problem.CodeStepPrecondition)
+	e.stepRefused(p, "complete", `{}`, http.StatusConflict, problem.CodeStepPrecondition)
+	if f := e.step(p, "fail", `{"code":"INSUFFICIENT_FUNDS","reason":"the payer's debit was rejected"}`); f.EventType != events.PaymentFailed || f.Replayed {
+		t.Fatalf("fail %+v", f)
+	}
+	// complete after fail: the failure stands.
+	if c := e.step(p, "complete", `{}`); !c.Replayed || c.EventType != events.PaymentFailed {
+		t.Fatalf("complete after fail %+v", c)
+	}
+	if a := e.account("alice@okbank").Balance; a != 100 {
+		t.Fatalf("payer balance %d, want 100", a)
+	}
+}
+
+func TestPaymentReversed(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 1000)
+	p := e.pay("psp-a", "alice@okbank", "bob@okbank", 300, "p").PaymentID
+	e.step(p, "debit", `{}`)
+	e.stepRefused(p, "fail", `{"code":"PAYEE_UNAVAILABLE"}`, http.StatusConflict, problem.CodeStepPrecondition)
+	if r := e.step(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`); r.EventType != events.DebitReversed || r.Replayed {
+		t.Fatalf("reverse %+v", r)
+	}
+	if c := e.step(p, "credit", `{}`); !c.Replayed || c.EventType != events.DebitReversed {
+		t.Fatalf("credit after reverse %+v", c)
+	}
+	e.stepRefused(p, "complete", `{}`, http.StatusConflict, problem.CodeStepPrecondition)
+	e.step(p, "fail", `{"code":"PAYEE_UNAVAILABLE"}`)
+	if a, b := e.account("alice@okbank").Balance, e.account("bob@okbank").Balance; a != 1000 || b != 0 {
+		t.Fatalf("balances %d / %d, want 1000 / 0", a, b)
+	}
+}
+
+func TestRejectDebitBurnsTheDebit(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 1000)
+	p := e.pay("psp-a", "alice@okbank", "bob@okbank", 300, "p").PaymentID
+	if r := e.step(p, "reject-debit", `{"code":"PROCESSING_ERROR","reason":"the debit step kept failing"}`); r.EventType != events.DebitRejected {
+		t.Fatalf("reject-debit %+v", r)
+	}
+	if d := e.step(p, "debit", `{}`); !d.Replayed || d.EventType != events.DebitRejected {
+		t.Fatalf("debit after reject %+v", d)
+	}
+	if a := e.account("alice@okbank").Balance; a != 1000 {
+		t.Fatalf("payer balance %d, want 1000", a)
+	}
+}
+
+func TestStepRefusals(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 1000)
+	p := e.pay("psp-a", "alice@okbank", "bob@okbank", 300, "p").PaymentID
+	before := e.eventCount()
+	for _, step := range []string{"credit", "complete"} {
+		e.stepRefused(p, step, `{}`, http.StatusConflict, problem.CodeStepPrecondition)
+	}
+	e.stepRefused(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`, http.StatusConflict, problem.CodeStepPrecondition)
+	e.stepRefused(p, "fail", `{"code":"PROCESSING_ERROR"}`, http.StatusConflict, problem.CodeStepPrecondition)
+	e.stepRefused(uuid.NewString(), "debit", `{}`, http.StatusNotFound, problem.CodePaymentNotFound)
+	e.stepRefused("not-a-uuid", "debit", `{}`, http.StatusNotFound, problem.CodePaymentNotFound)
+	e.stepRefused(p, "fail", `{}`, http.StatusBadRequest, problem.CodeValidation)
+	e.stepRefused(p, "reverse", `{"code":"MADE_UP"}`, http.StatusBadRequest, problem.CodeValidation)
+	e.stepRefused(p, "debit", `{"causation_id":"nope"}`, http.StatusBadRequest, problem.CodeValidation)
+	e.stepRefused(p, "debit", `{"amount_paise":1}`, http.StatusBadRequest, problem.CodeValidation)
+	e.refused(e.do("", "", "/internal/payments/"+p+"/debit", `{}`), http.StatusUnauthorized, problem.CodeUnauthenticated)
+	if after := e.eventCount(); after != before {
+		t.Fatalf("events %d -> %d", before, after)
+	}
+}
+
+// TestCreditRacesReverse: credit and reverse of one payment at once; exactly one stands, and both calls
+// answer it.
+func TestCreditRacesReverse(t *testing.T) {
+	e := newEnv(t)
+	e.parties(t, 100_000)
+	const n = 12
+	payments := make([]string, n)
+	for i := range n {
+		payments[i] = e.pay("psp-a", "alice@okbank", "bob@okbank", 100, "p"+itoa(int64(i))).PaymentID
+		e.step(payments[i], "debit", `{}`)
+	}
+	credits, reversals := make([]stepAnswer, n), make([]stepAnswer, n)
+	var wg sync.WaitGroup
+	for i, p := range payments {
+		wg.Add(2)
+		go func() { defer wg.Done(); credits[i] = e.step(p, "credit", `{}`) }()
+		go func() { defer wg.Done(); reversals[i] = e.step(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`) }()
+	}
+	wg.Wait()
+	var credited money.Paise
+	for i, p := range payments {
+		c, r := credits[i], reversals[i]
+		if c.EventID != r.EventID || c.EventType != r.EventType || c.Position != r.Position || c.Replayed == r.Replayed {
+			t.Fatalf("payment %s: credit %+v, reverse %+v", p, c, r)
+		}
+		got := e.typesOf(p)
+		if got[events.AccountCredited]+got[events.DebitReversed] != 1 {
+			t.Fatalf("payment %s settled as %v", p, got)
+		}
+		if c.EventType == events.AccountCredited {
+			credited++
+		}
+	}
+	if a, b := e.account("alice@okbank").Balance, e.account("bob@okbank").Balance; a != 100_000-100*credited || b != 100*credited {
+		t.Fatalf("balances %d / %d with %d credits", a, b, credited)
+	}
+}
+
+func equalCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
