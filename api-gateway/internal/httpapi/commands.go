@@ -93,7 +93,7 @@ func (s *server) command(w http.ResponseWriter, r *http.Request, validate valida
 	h.Set("Content-Type", "application/json")
 	h.Set(contract.HeaderIdempotencyKey, key)
 	resp, err := s.Downstream.Do(ctx, s.Commands, downstream.Request{
-		Method: r.Method, Path: r.URL.EscapedPath(), Header: h, Body: body, Timeout: commandTimeout,
+		Method: r.Method, Path: r.URL.EscapedPath(), Header: h, Body: body, Timeout: s.CommandTimeout,
 	})
 	if err != nil {
 		s.release(r, claim)

@@ -43,7 +43,7 @@ type queryParams struct {
 func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError, params queryParams) {
 	q := r.URL.Query()
 	errs := pathErrs
-	timeout := queryTimeout
+	timeout := s.QueryTimeout
 	if tok := q.Get("min_position"); q.Has("min_position") {
 		if _, err := eventstore.ParseToken(tok); err != nil {
 			errs = append(errs, problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"})

@@ -18,11 +18,11 @@ import (
 	"upi/shared/observability"
 )
 
-// Deadlines of downstream calls. A command takes milliseconds; five seconds is long enough for a loaded
-// database and short enough that a client is never left hanging.
+// Default deadlines of downstream calls. A command takes milliseconds; five seconds is long enough for a
+// loaded database and short enough that a client is never left hanging.
 const (
-	commandTimeout = 5 * time.Second
-	queryTimeout   = 5 * time.Second
+	defaultCommandTimeout = 5 * time.Second
+	defaultQueryTimeout   = 5 * time.Second
 	// maxWait is the longest long-poll a client may ask for (?wait=).
 	maxWait = 30 * time.Second
 )
@@ -41,6 +41,9 @@ type Config struct {
 	Limits      contract.Limits
 	// QueryWaitMax is the query service's cap on min_position waits (QUERY_WAIT_MAX).
 	QueryWaitMax time.Duration
+	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
+	// deadline grows by the waits it asks for.
+	CommandTimeout, QueryTimeout time.Duration
 }
 
 type server struct {
@@ -50,6 +53,12 @@ type server struct {
 
 // NewRouter returns the gateway's router: the operations routes of every service, and the public /v1 API.
 func NewRouter(cfg Config) chi.Router {
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = defaultCommandTimeout
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = defaultQueryTimeout
+	}
 	s := &server{Config: cfg, metrics: newMetrics(cfg.Registry)}
 	r := observability.NewRouter(observability.RouterConfig{Log: cfg.Log, Registry: cfg.Registry, Checks: cfg.Checks})
 	r.Route("/v1", func(r chi.Router) {
