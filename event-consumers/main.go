@@ -9,13 +9,21 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+	"golang.org/x/sync/errgroup"
+
 	"upi/db"
 	"upi/event-consumers/internal/config"
+	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/runner"
+	"upi/shared/contract"
 	"upi/shared/httpserver"
 	"upi/shared/observability"
+	"upi/shared/problem"
 )
 
 func main() {
@@ -34,12 +42,38 @@ func main() {
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
-	log.Info("starting", "config", cfg)
+	log.Info("starting", "config", cfg, "args", args)
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", 16)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+
+	// Every projection, in the order `rebuild all` rebuilds them.
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
+	rebuild := func(ctx context.Context, name string) error {
+		for _, p := range projs {
+			if name == "all" || name == p.Name() {
+				if _, err := runner.Rebuild(ctx, pool, log, p, cfg.RebuildBatch); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+
+	if len(args) > 0 {
+		if len(args) != 2 || args[0] != "rebuild" || !validRebuild(projs, args[1]) {
+			return fmt.Errorf("usage: event-consumers [rebuild all|%s]", names(projs))
+		}
+		return rebuild(ctx, args[1])
+	}
+
+	// The consumers this process runs; each one is a checkpoint, a lock and a loop of its own.
+	consumers := make([]runner.Consumer, 0, len(projs)+1)
+	for _, p := range projs {
+		consumers = append(consumers, p)
+	}
 
 	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}
@@ -50,5 +84,45 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
 		},
 	})
-	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+	router.Post("/admin/rebuild/{name}", rebuildHandler(ctx, log, projs, rebuild))
+
+	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(gctx, consumers...) })
+	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	return g.Wait()
+}
+
+// rebuildHandler starts a rebuild in the background (a full replay outlives any HTTP timeout) and
+// answers 202; the outcome is logged. Concurrent rebuilds of one projection are refused by Rebuild's lock.
+func rebuildHandler(ctx context.Context, log *slog.Logger, projs []runner.Projection, rebuild func(context.Context, string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := chi.URLParam(r, "name")
+		if !validRebuild(projs, name) {
+			problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound,
+				fmt.Sprintf("no projection %q (all|%s)", name, names(projs))))
+			return
+		}
+		go func() {
+			if err := rebuild(ctx, name); err != nil {
+				log.Error("rebuild failed", "projection", name, "err", err)
+			}
+		}()
+		contract.WriteJSON(w, http.StatusAccepted, map[string]string{"projection": name, "status": "started"})
+	}
+}
+
+func validRebuild(projs []runner.Projection, name string) bool {
+	return name == "all" || slices.ContainsFunc(projs, func(p runner.Projection) bool { return p.Name() == name })
+}
+
+func names(projs []runner.Projection) string {
+	s := ""
+	for i, p := range projs {
+		if i > 0 {
+			s += "|"
+		}
+		s += p.Name()
+	}
+	return s
 }

@@ -16,6 +16,9 @@ type Config struct {
 	Addr              string `env:"EVENT_CONSUMERS_ADDR" envDefault:":8083"`
 	CommandServiceURL string `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
 	LogLevel          string `env:"LOG_LEVEL" envDefault:"info"`
+	// BatchSize is how many events a consumer handles per transaction; RebuildBatch the same for a replay.
+	BatchSize    int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
+	RebuildBatch int `env:"REBUILD_BATCH_SIZE" envDefault:"5000"`
 }
 
 // Load parses and validates the environment.
@@ -23,6 +26,9 @@ func Load() (Config, error) {
 	cfg, err := env.ParseAs[Config]()
 	if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
+		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
 	return cfg, nil
 }
@@ -34,5 +40,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("command_service_url", c.CommandServiceURL),
 		slog.String("log_level", c.LogLevel),
+		slog.Int("batch_size", c.BatchSize),
+		slog.Int("rebuild_batch_size", c.RebuildBatch),
 	)
 }

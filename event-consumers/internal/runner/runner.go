@@ -1,0 +1,274 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"upi/shared/eventstore"
+)
+
+// Options tune a Runner; the zero value of a field takes its default.
+type Options struct {
+	BatchSize    int           // events per batch (default 500)
+	MinPoll      time.Duration // first wait after an empty poll (default 5ms)
+	MaxPoll      time.Duration // longest wait between polls while idle (default 500ms)
+	LockRetry    time.Duration // how often a standby tries the worker lock (default 1s)
+	RetryMax     time.Duration // cap of the back-off between retries of a failing batch (default 30s)
+	MonitorEvery time.Duration // how often lag and horizon metrics are refreshed (default 5s)
+	StallAfter   time.Duration // a consumer behind and not advancing for this long is logged (default 30s)
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	def(&o.MinPoll, 5*time.Millisecond)
+	def(&o.MaxPoll, 500*time.Millisecond)
+	def(&o.LockRetry, time.Second)
+	def(&o.RetryMax, 30*time.Second)
+	def(&o.MonitorEvery, 5*time.Second)
+	def(&o.StallAfter, 30*time.Second)
+	return o
+}
+
+// Runner runs consumers against one database.
+type Runner struct {
+	pool    *pgxpool.Pool
+	connect Connector
+	log     *slog.Logger
+	m       *metrics
+	opts    Options
+}
+
+// New returns a runner on pool, registering its metrics on reg.
+func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts Options) *Runner {
+	cfg := pool.Config().ConnConfig
+	return &Runner{
+		pool: pool,
+		connect: func(ctx context.Context) (*pgx.Conn, error) {
+			return pgx.ConnectConfig(ctx, cfg.Copy())
+		},
+		log:  log,
+		m:    newMetrics(reg),
+		opts: opts.withDefaults(),
+	}
+}
+
+// Run runs every consumer until ctx ends, each with its own checkpoint, lock and loop, sharing one hint
+// listener. It returns nil when ctx ends; a consumer never gives up on its own (it retries and reports).
+func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
+	workers := make([]*worker, 0, len(consumers))
+	seen := map[string]bool{}
+	for _, c := range consumers {
+		if seen[c.Name()] {
+			return fmt.Errorf("two consumers named %q", c.Name())
+		}
+		seen[c.Name()] = true
+		w := &worker{r: r, name: c.Name(), log: r.log.With("consumer", c.Name())}
+		switch c := c.(type) {
+		case Projection:
+			w.apply = r.projectionStep(c)
+		case Processor:
+			w.apply = r.processorStep(c)
+		default:
+			return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
+		}
+		workers = append(workers, w)
+	}
+	hints := NewHints(r.connect, r.log)
+	var wg sync.WaitGroup
+	wg.Go(func() { hints.Run(ctx) })
+	wg.Go(func() { r.monitorHorizon(ctx) })
+	for _, w := range workers {
+		wake := hints.Subscribe()
+		wg.Go(func() { w.run(ctx, wake) })
+		wg.Go(func() { w.monitor(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// projectionStep applies a batch and moves the checkpoint in one transaction. The checkpoint row is
+// updated (and so locked) first: a rebuild holding it makes this wait and then fail the compare-and-set.
+func (r *Runner) projectionStep(p Projection) stepFunc {
+	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
+		tx, err := r.pool.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
+		if err := advanceCheckpoint(ctx, tx, p.Name(), from, batch[len(batch)-1].Position); err != nil {
+			return err
+		}
+		if err := p.Apply(ctx, tx, batch); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("commit batch: %w", err)
+		}
+		return nil
+	}
+}
+
+// processorStep handles a batch outside any transaction, then moves the checkpoint.
+func (r *Runner) processorStep(p Processor) stepFunc {
+	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
+		if err := p.Handle(ctx, batch); err != nil {
+			return err
+		}
+		return advanceCheckpoint(ctx, r.pool, p.Name(), from, batch[len(batch)-1].Position)
+	}
+}
+
+type stepFunc func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error
+
+// worker is the loop of one consumer in this process.
+type worker struct {
+	r      *Runner
+	name   string
+	log    *slog.Logger
+	apply  stepFunc
+	active atomic.Bool
+}
+
+// run holds the consumer's lock and follows the log, taking the lock again whenever it is lost.
+func (w *worker) run(ctx context.Context, wake <-chan struct{}) {
+	for ctx.Err() == nil {
+		lock, err := acquireLock(ctx, w.r.connect, w.log, "consumer:"+w.name, w.r.opts.LockRetry)
+		if err != nil {
+			return // ctx ended
+		}
+		w.log.Info("consumer active")
+		w.active.Store(true)
+		w.r.m.active.WithLabelValues(w.name).Set(1)
+
+		lctx, cancel := context.WithCancelCause(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := lock.watch(lctx, 2*time.Second); err != nil {
+				cancel(err)
+			}
+		})
+		err = w.follow(lctx, wake)
+		cancel(nil)
+		wg.Wait()
+		lock.release()
+		w.active.Store(false)
+		w.r.m.active.WithLabelValues(w.name).Set(0)
+		if ctx.Err() == nil {
+			w.log.Warn("consumer lost its worker lock; standing by", "err", errors.Join(err, context.Cause(lctx)))
+		}
+	}
+}
+
+// follow reads and applies batches until ctx ends.
+func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
+	opts := w.r.opts
+	var cp eventstore.Position
+	loaded := false
+	idle := opts.MinPoll
+	failures := 0
+	for {
+		var err error
+		if !loaded {
+			if cp, err = LoadCheckpoint(ctx, w.r.pool, w.name); err == nil {
+				loaded = true
+			}
+		}
+		if err == nil {
+			var n int
+			n, err = w.once(ctx, &cp)
+			switch {
+			case errors.Is(err, errCheckpointMoved):
+				w.r.m.checkpointMove.WithLabelValues(w.name).Inc()
+				w.log.Info("checkpoint moved by another worker; reloading")
+				loaded = false
+				continue
+			case err == nil && n == opts.BatchSize:
+				failures, idle = 0, opts.MinPoll
+				continue // more is waiting
+			case err == nil && n > 0:
+				failures, idle = 0, opts.MinPoll
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			failures++
+			w.r.m.errors.WithLabelValues(w.name).Inc()
+			delay := retryDelay(failures, opts.RetryMax)
+			w.log.Error("batch failed; retrying", "err", err, "attempt", failures, "retry_in", delay.String(),
+				"checkpoint", cp.Token())
+			// A failing batch is retried on its own schedule: hints must not turn it into a hot loop.
+			if ok, _ := sleep(ctx, delay, nil); !ok {
+				return nil
+			}
+			continue
+		}
+		ok, woken := sleep(ctx, idle, wake)
+		if !ok {
+			return nil
+		}
+		if woken {
+			// An append was hinted: its transaction may not be below the horizon yet, so poll fast.
+			idle = opts.MinPoll
+		} else {
+			idle = min(idle*2, opts.MaxPoll)
+		}
+	}
+}
+
+// once reads one batch after *cp and applies it, moving *cp on success. It returns the batch's size.
+func (w *worker) once(ctx context.Context, cp *eventstore.Position) (int, error) {
+	batch, err := eventstore.ReadLog(ctx, w.r.pool, *cp, w.r.opts.BatchSize)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	start := time.Now()
+	if err := w.apply(ctx, *cp, batch); err != nil {
+		return 0, err
+	}
+	*cp = batch[len(batch)-1].Position
+	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
+	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
+	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
+	return len(batch), nil
+}
+
+// sleep waits d, or less if wake fires; ok is false when ctx ended, woken true when wake fired.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) (ok, woken bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, false
+	case <-t.C:
+		return true, false
+	case <-wake:
+		return true, true
+	}
+}
+
+// retryDelay is a capped exponential back-off: 100ms, 200ms, ... up to max.
+func retryDelay(failures int, max time.Duration) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
