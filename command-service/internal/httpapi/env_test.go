@@ -38,6 +38,11 @@ type env struct {
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	pool, _ := testenv.PostgresPool(t)
+	return newEnvOn(t, pool)
+}
+
+func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
+	t.Helper()
 	store := eventstore.New(pool)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
@@ -58,9 +63,17 @@ type response struct {
 // do sends one request; client and key are left out when empty.
 func (e *env) do(client, key, path, body string) response {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.srv.URL+path, bytes.NewReader([]byte(body)))
+	r, err := send(e.srv.Client(), e.srv.URL, client, key, path, body)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	return r
+}
+
+func send(hc *http.Client, base, client, key, path, body string) (response, error) {
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return response{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if client != "" {
@@ -69,16 +82,13 @@ func (e *env) do(client, key, path, body string) response {
 	if key != "" {
 		req.Header.Set(contract.HeaderIdempotencyKey, key)
 	}
-	resp, err := e.srv.Client().Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		e.t.Fatal(err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}, err
 }
 
 // must is do that fails the test unless the status is want.
