@@ -35,8 +35,9 @@ var (
 
 // Directory finds accounts without loading their streams.
 type Directory interface {
-	// Opening returns the event that opened the account, and false when the VPA was never opened.
-	Opening(ctx context.Context, vpa string) (events.AccountOpenedV1, bool, error)
+	// Openings returns the events that opened the accounts of the given VPAs, by VPA; a VPA never opened
+	// is absent.
+	Openings(ctx context.Context, vpas ...string) (map[string]events.AccountOpenedV1, error)
 }
 
 // Service runs every command.
@@ -95,6 +96,22 @@ func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
 			}
 			return p.Evolve(payload, e.CreatedAt)
 		},
+	}
+}
+
+// conflictRetries bounds how often a command is run again after a version conflict.
+const conflictRetries = 3
+
+// execute is eventstore.Execute, run again on a version conflict. Every writer takes the stream's lock
+// first, so a conflict means a writer that did not; the command is decided afresh on the new state, as
+// the event store's rules require, a bounded number of times.
+func execute[S any](ctx context.Context, s *Service, agg eventstore.Aggregate[S], stream string, dedupe uuid.UUID,
+	decide eventstore.Command[S]) (eventstore.Result, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := eventstore.Execute(ctx, s.store, agg, stream, dedupe, decide)
+		if !errors.Is(err, eventstore.ErrConflict) || attempt == conflictRetries {
+			return res, err
+		}
 	}
 }
 

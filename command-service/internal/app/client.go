@@ -37,7 +37,7 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		HolderName string `json:"holder_name"`
 	}{"open_account", cmd.VPA.String(), cmd.HolderName})
 	meta := clientMetadata(c, c.RequestID, fp)
-	res, err := eventstore.Execute(ctx, s.store, AccountAggregate(), cmd.VPA.String(), id,
+	res, err := execute(ctx, s, AccountAggregate(), cmd.VPA.String(), id,
 		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
 			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID})
 			if err != nil {
@@ -80,7 +80,7 @@ func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCom
 		Reference   string `json:"reference"`
 	}{"deposit", cmd.VPA.String(), int64(cmd.Amount.Paise()), cmd.Reference})
 	meta := clientMetadata(c, c.RequestID, fp)
-	res, err := eventstore.Execute(ctx, s.store, AccountAggregate(), cmd.VPA.String(), id,
+	res, err := execute(ctx, s, AccountAggregate(), cmd.VPA.String(), id,
 		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
 			deposited, err := a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
 			if err != nil {
@@ -132,23 +132,20 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 		return paymentAnswer(eventstore.Result{Events: prior, Replayed: true}, id, fp)
 	}
 
-	// Accounts are never closed, so what these reads find still holds when the payment is appended.
-	payer, found, err := s.accounts.Opening(ctx, cmd.Payer.String())
+	// Accounts are never closed, so what this read finds still holds when the payment is appended.
+	accounts, err := s.accounts.Openings(ctx, cmd.Payer.String(), cmd.Payee.String())
 	if err != nil {
-		return contract.Payment{}, false, failure("look up payer "+cmd.Payer.String(), err)
+		return contract.Payment{}, false, failure("look up payer and payee", err)
 	}
-	if !found || payer.OwnerClientID != c.ClientID {
+	if payer, found := accounts[cmd.Payer.String()]; !found || payer.OwnerClientID != c.ClientID {
 		return contract.Payment{}, false, fmt.Errorf("payer %s: %w", cmd.Payer, domain.ErrAccountNotFound)
 	}
-	if _, found, err = s.accounts.Opening(ctx, cmd.Payee.String()); err != nil {
-		return contract.Payment{}, false, failure("look up payee "+cmd.Payee.String(), err)
-	}
-	if !found {
+	if _, found := accounts[cmd.Payee.String()]; !found {
 		return contract.Payment{}, false, fmt.Errorf("payee %s: %w", cmd.Payee, ErrPayeeNotFound)
 	}
 
 	meta := clientMetadata(c, id.String(), fp)
-	res, err := eventstore.Execute(ctx, s.store, PaymentAggregate(), id.String(), id,
+	res, err := execute(ctx, s, PaymentAggregate(), id.String(), id,
 		func(p domain.Payment, _ int) ([]eventstore.NewEvent, error) {
 			initiated, err := p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
 				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID})

@@ -130,7 +130,7 @@ func appendStep[S any](ctx context.Context, s *Service, st StepCommand, name str
 	stream string, id uuid.UUID, decide func(S) (events.Payload, error)) (StepOutcome, error) {
 	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.PaymentID.String(),
 		CausationID: st.CausationID, RequestID: st.Caller.RequestID, ClientID: st.Caller.ClientID}
-	res, err := eventstore.Execute(ctx, s.store, agg, stream, id, func(state S, _ int) ([]eventstore.NewEvent, error) {
+	res, err := execute(ctx, s, agg, stream, id, func(state S, _ int) ([]eventstore.NewEvent, error) {
 		p, err := decide(state)
 		if err != nil {
 			return nil, err

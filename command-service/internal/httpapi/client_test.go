@@ -68,6 +68,15 @@ func TestOpenAccount(t *testing.T) {
 		t.Fatalf("%d events, want 1", n)
 	}
 
+	metrics := e.metrics()
+	for _, line := range []string{`commands_total{command="open_account",outcome="ok"} 1`,
+		`commands_total{command="open_account",outcome="replayed"} 1`,
+		`commands_total{command="open_account",outcome="rejected"} 6`} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("metrics lack %s", line)
+		}
+	}
+
 	// Another client may use the same key for its own account: keys are scoped per client.
 	e.must(http.StatusCreated, "psp-b", "k1", "/v1/accounts", `{"vpa":"bob@okbank","holder_name":"Bob"}`)
 }
@@ -87,6 +96,10 @@ func TestDeposit(t *testing.T) {
 	again := e.must(http.StatusCreated, "psp-a", "d1", "/v1/accounts/ALICE@okbank/deposits", `{"reference":"neft-1","amount_paise":50000}`)
 	if !bytes.Equal(again.body, r.body) || again.header.Get(contract.HeaderIdempotentReplayed) != "true" {
 		t.Fatalf("replay %s, first %s", again.body, r.body)
+	}
+	encoded := e.must(http.StatusCreated, "psp-a", "d1", "/v1/accounts/alice%40okbank/deposits", `{"reference":"neft-1","amount_paise":50000}`)
+	if !bytes.Equal(encoded.body, r.body) {
+		t.Fatalf("replay with an encoded path %s, first %s", encoded.body, r.body)
 	}
 	e.refused(e.do("psp-a", "d1", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":50001,"reference":"neft-1"}`),
 		http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused)

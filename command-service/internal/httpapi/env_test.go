@@ -135,6 +135,21 @@ func (e *env) pay(client, payer, payee string, amount int64, key string) contrac
 	return p
 }
 
+// metrics is the service's /metrics page.
+func (e *env) metrics() string {
+	e.t.Helper()
+	resp, err := e.srv.Client().Get(e.srv.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
 // eventCount is the number of events in the whole log.
 func (e *env) eventCount() int {
 	e.t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
@@ -68,7 +69,12 @@ func (h *handlers) deposit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, p)
 		return
 	}
-	cmd, p := req.Validate(chi.URLParam(r, "vpa"), h.limits)
+	// A client may percent-encode the "@" of the VPA in the path.
+	account, err := url.PathUnescape(chi.URLParam(r, "vpa"))
+	if err != nil {
+		account = ""
+	}
+	cmd, p := req.Validate(account, h.limits)
 	if p != nil {
 		h.fail(w, r, p)
 		return
