@@ -10,7 +10,10 @@ import (
 	"syscall"
 
 	"upi/db"
+	"upi/query-service/internal/adapters/postgres"
+	"upi/query-service/internal/app"
 	"upi/query-service/internal/config"
+	"upi/query-service/internal/httpapi"
 	"upi/shared/httpserver"
 	"upi/shared/observability"
 )
@@ -39,9 +42,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	defer pool.Close()
 
 	reg := observability.Registry()
+	watch := app.NewWatch()
+	listener := postgres.NewListener(pool, watch, log, reg)
+	lctx, stopListener := context.WithCancel(ctx)
+	defer stopListener()
+	go listener.Run(lctx)
+
 	router := observability.NewRouter(observability.RouterConfig{
 		Log: log, Registry: reg,
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
+	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log)
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }

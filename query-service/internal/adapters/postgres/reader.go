@@ -1,0 +1,230 @@
+// Package postgres reads the projection tables (never the event log) and listens for the consumers'
+// notifications.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"upi/query-service/internal/app"
+	"upi/shared/contract"
+	"upi/shared/eventstore"
+	"upi/shared/projection"
+)
+
+// Reader implements app.Reader. Each read is ONE statement joining the projection's checkpoint row with
+// the data, so both come from one snapshot without a transaction.
+type Reader struct{ pool *pgxpool.Pool }
+
+// NewReader returns a reader on pool.
+func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+
+// position builds a Position from nullable columns.
+func position(tx, gp *int64) eventstore.Position {
+	if tx == nil || gp == nil {
+		return eventstore.Start
+	}
+	return eventstore.Position{TxID: uint64(*tx), GlobalPosition: *gp}
+}
+
+// Account implements app.Reader.
+func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, eventstore.Position, error) {
+	var (
+		cpTx, cpPos            int64
+		v, owner, holder       *string
+		balance, rowTx, rowPos *int64
+		createdAt, updatedAt   *time.Time
+	)
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position,
+		       a.vpa, a.owner_client_id, a.holder_name, a.balance_paise, a.created_at, a.updated_at,
+		       a.tx_id::text::bigint, a.global_position
+		from projection_checkpoints c left join accounts a on a.vpa = $2
+		where c.name = $1`, projection.Accounts, vpa).
+		Scan(&cpTx, &cpPos, &v, &owner, &holder, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
+	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+	if err != nil {
+		return app.Account{}, false, eventstore.Start, fmt.Errorf("read account %s: %w", vpa, err)
+	}
+	if v == nil {
+		return app.Account{}, false, cp, nil
+	}
+	return app.Account{Owner: *owner, Account: contract.Account{
+		VPA: *v, HolderName: *holder, Status: contract.AccountStatusActive, BalancePaise: *balance,
+		Currency: "INR", CreatedAt: contract.Time(*createdAt), UpdatedAt: contract.Time(*updatedAt),
+		Position: position(rowTx, rowPos).Token(),
+	}}, true, cp, nil
+}
+
+// Transactions implements app.Reader.
+func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, limit int) (string, bool, []app.VersionedTransaction, eventstore.Position, error) {
+	if beforeVersion <= 0 {
+		beforeVersion = 1 << 30
+	}
+	rows, err := r.pool.Query(ctx, `
+		select c.tx_id::text::bigint, c.global_position, a.owner_client_id,
+		       t.version, t.kind, t.amount_paise, t.balance_after_paise, t.payment_id::text, t.counterparty_vpa,
+		       t.reference, t.at, t.tx_id::text::bigint, t.global_position
+		from projection_checkpoints c
+		left join accounts a on a.vpa = $2
+		left join lateral (
+			select * from account_transactions t
+			where t.vpa = a.vpa and t.version < $3
+			order by t.version desc limit $4) t on true
+		where c.name = $1
+		order by t.version desc`, projection.Accounts, vpa, beforeVersion, limit)
+	if err != nil {
+		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+	}
+	defer rows.Close()
+	var (
+		cp    eventstore.Position
+		owner *string
+		items []app.VersionedTransaction
+	)
+	for rows.Next() {
+		var (
+			cpTx, cpPos                         int64
+			version                             *int
+			kind, paymentID, counterparty, ref  *string
+			amount, balanceAfter, rowTx, rowPos *int64
+			at                                  *time.Time
+		)
+		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
+			&counterparty, &ref, &at, &rowTx, &rowPos); err != nil {
+			return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+		}
+		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+		if version == nil {
+			continue // the account has no movement (in this page)
+		}
+		items = append(items, app.VersionedTransaction{Version: *version, Transaction: contract.Transaction{
+			Kind: *kind, AmountPaise: *amount, BalanceAfterPaise: *balanceAfter,
+			PaymentID: deref(paymentID), CounterpartyVPA: deref(counterparty), Reference: deref(ref),
+			At: contract.Time(*at), Position: position(rowTx, rowPos).Token(),
+		}})
+	}
+	if err := rows.Err(); err != nil {
+		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+	}
+	if owner == nil {
+		return "", false, nil, cp, nil
+	}
+	return *owner, true, items, cp, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+const paymentColumns = `p.payment_id::text, p.payer_vpa, p.payee_vpa, p.amount_paise, p.note, p.status, p.failure_code,
+	p.created_at, p.updated_at, p.tx_id::text::bigint, p.global_position,
+	coalesce(p.payer_owner, ''), coalesce(p.payee_owner, '')`
+
+type paymentRow struct {
+	id, payer, payee, note, status, code, payerOwner, payeeOwner *string
+	amount, rowTx, rowPos                                        *int64
+	createdAt, updatedAt                                         *time.Time
+}
+
+func (p *paymentRow) dest() []any {
+	return []any{&p.id, &p.payer, &p.payee, &p.amount, &p.note, &p.status, &p.code, &p.createdAt, &p.updatedAt,
+		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner}
+}
+
+func (p *paymentRow) payment() (app.Payment, bool) {
+	if p.id == nil {
+		return app.Payment{}, false
+	}
+	return app.Payment{PayerOwner: *p.payerOwner, PayeeOwner: *p.payeeOwner, Payment: contract.Payment{
+		PaymentID: *p.id, PayerVPA: *p.payer, PayeeVPA: *p.payee, AmountPaise: *p.amount, Currency: "INR",
+		Note: *p.note, Status: *p.status, FailureCode: p.code, CreatedAt: contract.Time(*p.createdAt),
+		UpdatedAt: contract.Time(*p.updatedAt), Position: position(p.rowTx, p.rowPos).Token(),
+	}}, true
+}
+
+// Payment implements app.Reader.
+func (r *Reader) Payment(ctx context.Context, id uuid.UUID) (app.Payment, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var row paymentRow
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, `+paymentColumns+`
+		from projection_checkpoints c left join payments p on p.payment_id = $2
+		where c.name = $1`, projection.Payments, id).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
+	if err != nil {
+		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment %s: %w", id, err)
+	}
+	p, found := row.payment()
+	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
+}
+
+// PaymentEvents implements app.Reader.
+func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, bool, []contract.PaymentEvent, eventstore.Position, error) {
+	rows, err := r.pool.Query(ctx, `
+		select c.tx_id::text::bigint, c.global_position, `+paymentColumns+`,
+		       e.event_type, e.at, e.data, e.tx_id::text::bigint, e.global_position
+		from projection_checkpoints c
+		left join payments p on p.payment_id = $2
+		left join payment_events e on e.payment_id = p.payment_id
+		where c.name = $1
+		order by e.tx_id, e.global_position`, projection.Payments, id)
+	if err != nil {
+		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+	}
+	defer rows.Close()
+	var (
+		cp    eventstore.Position
+		row   paymentRow
+		items = []contract.PaymentEvent{}
+	)
+	for rows.Next() {
+		var (
+			cpTx, cpPos int64
+			eventType   *string
+			at          *time.Time
+			data        []byte
+			evTx, evPos *int64
+		)
+		dest := append(append([]any{&cpTx, &cpPos}, row.dest()...), &eventType, &at, &data, &evTx, &evPos)
+		if err := rows.Scan(dest...); err != nil {
+			return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+		}
+		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+		if eventType != nil {
+			items = append(items, contract.PaymentEvent{EventType: *eventType, At: contract.Time(*at),
+				Position: position(evTx, evPos).Token(), Data: json.RawMessage(data)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+	}
+	p, found := row.payment()
+	return p, found, items, cp, nil
+}
+
+// readCheckpoints reads every projection's checkpoint.
+func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]eventstore.Position, error) {
+	rows, err := q.Query(ctx, `select name, tx_id::text::bigint, global_position from projection_checkpoints`)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]eventstore.Position{}
+	for rows.Next() {
+		var name string
+		var p eventstore.Position
+		if err := rows.Scan(&name, &p.TxID, &p.GlobalPosition); err != nil {
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		out[name] = p
+	}
+	return out, rows.Err()
+}

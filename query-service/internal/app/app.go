@@ -1,0 +1,190 @@
+// Package app answers the query side's questions from the read models: one method per query. It decides
+// ownership (who may see what), waits for read-your-writes (min_position) and long-polls payments; how the
+// read models are read is behind the Reader port.
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"upi/shared/contract"
+	"upi/shared/eventstore"
+	"upi/shared/projection"
+)
+
+// Errors of the queries; the HTTP layer maps them to problem codes.
+var (
+	ErrAccountNotFound = errors.New("account not found")
+	ErrPaymentNotFound = errors.New("payment not found")
+)
+
+// Account is an account row with its owner.
+type Account struct {
+	contract.Account
+	Owner string
+}
+
+// Payment is a payment row with the owners who may see it.
+type Payment struct {
+	contract.Payment
+	PayerOwner string
+	PayeeOwner string
+}
+
+// visibleTo reports whether client owns the payer or the payee.
+func (p Payment) visibleTo(client string) bool {
+	return client != "" && (client == p.PayerOwner || client == p.PayeeOwner)
+}
+
+// Terminal reports whether the payment can no longer change.
+func (p Payment) Terminal() bool { return p.Status != contract.PaymentPending }
+
+// Reader reads the read models. Each method reads in one snapshot: the data, and the checkpoint of the
+// projection that built it, so the checkpoint says exactly what the data reflects. A missing row is
+// reported with found=false, not an error.
+type Reader interface {
+	Account(ctx context.Context, vpa string) (a Account, found bool, cp eventstore.Position, err error)
+	// Transactions returns the account's owner and up to limit movements with a version below
+	// beforeVersion (0: from the newest), newest first, each with its version.
+	Transactions(ctx context.Context, vpa string, beforeVersion, limit int) (owner string, found bool, items []VersionedTransaction, cp eventstore.Position, err error)
+	Payment(ctx context.Context, id uuid.UUID) (p Payment, found bool, cp eventstore.Position, err error)
+	PaymentEvents(ctx context.Context, id uuid.UUID) (p Payment, found bool, items []contract.PaymentEvent, cp eventstore.Position, err error)
+}
+
+// VersionedTransaction is a movement with its account stream version, the keyset of pagination.
+type VersionedTransaction struct {
+	contract.Transaction
+	Version int
+}
+
+// Freshness is what a response's data reflects: the projection checkpoint, and whether it fell short of
+// the min_position the client asked for.
+type Freshness struct {
+	Position eventstore.Position
+	Stale    bool
+}
+
+// Queries answers the queries.
+type Queries struct {
+	reader  Reader
+	watch   *Watch
+	waitMax time.Duration
+}
+
+// New returns the queries. waitMax bounds the wait for a min_position.
+func New(reader Reader, watch *Watch, waitMax time.Duration) *Queries {
+	return &Queries{reader: reader, watch: watch, waitMax: waitMax}
+}
+
+// Consistency is what a reader asked for: a position it must see (nil: none).
+type Consistency struct {
+	MinPosition *eventstore.Position
+}
+
+func (q *Queries) await(ctx context.Context, name string, c Consistency) {
+	if c.MinPosition != nil {
+		q.watch.WaitFor(ctx, name, *c.MinPosition, q.waitMax)
+	}
+}
+
+func freshness(cp eventstore.Position, c Consistency) Freshness {
+	return Freshness{Position: cp, Stale: c.MinPosition != nil && cp.Less(*c.MinPosition)}
+}
+
+// Account returns client's account.
+func (q *Queries) Account(ctx context.Context, client, vpa string, c Consistency) (contract.Account, Freshness, error) {
+	q.await(ctx, projection.Accounts, c)
+	a, found, cp, err := q.reader.Account(ctx, vpa)
+	f := freshness(cp, c)
+	if err != nil {
+		return contract.Account{}, f, err
+	}
+	if !found || a.Owner != client {
+		return contract.Account{}, f, ErrAccountNotFound
+	}
+	return a.Account, f, nil
+}
+
+// Balance returns the balance of client's account.
+func (q *Queries) Balance(ctx context.Context, client, vpa string, c Consistency) (contract.Balance, Freshness, error) {
+	a, f, err := q.Account(ctx, client, vpa, c)
+	if err != nil {
+		return contract.Balance{}, f, err
+	}
+	return contract.Balance{VPA: a.VPA, BalancePaise: a.BalancePaise, Currency: a.Currency, Position: a.Position}, f, nil
+}
+
+// Transactions returns a page of client's account's movements, newest first. cursor is 0 for the first
+// page, else the version returned as next by the previous page; next is 0 on the last page.
+func (q *Queries) Transactions(ctx context.Context, client, vpa string, cursor, limit int, c Consistency) (items []contract.Transaction, next int, f Freshness, err error) {
+	q.await(ctx, projection.Accounts, c)
+	owner, found, rows, cp, err := q.reader.Transactions(ctx, vpa, cursor, limit+1)
+	f = freshness(cp, c)
+	if err != nil {
+		return nil, 0, f, err
+	}
+	if !found || owner != client {
+		return nil, 0, f, ErrAccountNotFound
+	}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = rows[limit-1].Version
+	}
+	items = make([]contract.Transaction, len(rows))
+	for i, r := range rows {
+		items[i] = r.Transaction
+	}
+	return items, next, f, nil
+}
+
+// Payment returns a payment visible to client. With wait > 0 it long-polls: it answers as soon as the
+// payment is terminal, or when wait has passed.
+func (q *Queries) Payment(ctx context.Context, client string, id uuid.UUID, wait time.Duration, c Consistency) (contract.Payment, Freshness, error) {
+	q.await(ctx, projection.Payments, c)
+	deadline := time.Now().Add(wait)
+	for {
+		// Subscribe before reading, so a settlement committed in between still wakes us.
+		settled, unsubscribe := q.watch.Settled(id.String())
+		p, found, cp, err := q.reader.Payment(ctx, id)
+		f := freshness(cp, c)
+		switch {
+		case err != nil:
+			unsubscribe()
+			return contract.Payment{}, f, err
+		case !found || !p.visibleTo(client):
+			unsubscribe()
+			return contract.Payment{}, f, ErrPaymentNotFound
+		case p.Terminal() || wait <= 0 || !time.Now().Before(deadline):
+			unsubscribe()
+			return p.Payment, f, nil
+		}
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case <-settled:
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		unsubscribe()
+		if ctx.Err() != nil {
+			return p.Payment, f, nil
+		}
+	}
+}
+
+// PaymentEvents returns the audit trail of a payment visible to client, oldest first.
+func (q *Queries) PaymentEvents(ctx context.Context, client string, id uuid.UUID, c Consistency) ([]contract.PaymentEvent, Freshness, error) {
+	q.await(ctx, projection.Payments, c)
+	p, found, items, cp, err := q.reader.PaymentEvents(ctx, id)
+	f := freshness(cp, c)
+	if err != nil {
+		return nil, f, err
+	}
+	if !found || !p.visibleTo(client) {
+		return nil, f, ErrPaymentNotFound
+	}
+	return items, f, nil
+}

@@ -1,0 +1,247 @@
+// Package httpapi is the query service's HTTP surface: it decodes a request, calls one query of app, and
+// encodes the answer with the read-your-writes headers. Errors become problem+json in one place (fail).
+package httpapi
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"upi/query-service/internal/app"
+	"upi/shared/contract"
+	"upi/shared/eventstore"
+	"upi/shared/problem"
+	"upi/shared/vpa"
+)
+
+// Limits of the query parameters.
+const (
+	defaultLimit = 50
+	maxLimit     = 200
+	maxWait      = 30 * time.Second
+)
+
+// Handler serves the GET routes of the public contract.
+type Handler struct {
+	q   *app.Queries
+	log *slog.Logger
+}
+
+// Routes mounts the routes on r.
+func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
+	h := &Handler{q: q, log: log}
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(requireClient)
+		r.Get("/accounts/{vpa}", h.account)
+		r.Get("/accounts/{vpa}/balance", h.balance)
+		r.Get("/accounts/{vpa}/transactions", h.transactions)
+		r.Get("/payments/{id}", h.payment)
+		r.Get("/payments/{id}/events", h.paymentEvents)
+	})
+}
+
+// requireClient refuses requests that did not come through the gateway's authentication.
+func requireClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.TrimSpace(r.Header.Get(contract.HeaderClientID)) == "" {
+			problem.Write(w, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated, "no authenticated client"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func client(r *http.Request) string { return strings.TrimSpace(r.Header.Get(contract.HeaderClientID)) }
+
+func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
+	v, c, p := accountRequest(r)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	a, f, err := h.q.Account(r.Context(), client(r), v, c)
+	h.respond(w, r, f, a, err)
+}
+
+func (h *Handler) balance(w http.ResponseWriter, r *http.Request) {
+	v, c, p := accountRequest(r)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	b, f, err := h.q.Balance(r.Context(), client(r), v, c)
+	h.respond(w, r, f, b, err)
+}
+
+func (h *Handler) transactions(w http.ResponseWriter, r *http.Request) {
+	v, c, p := accountRequest(r)
+	var errs []problem.FieldError
+	if p != nil {
+		errs = p.Errors
+	}
+	limit := defaultLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			errs = append(errs, problem.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
+		}
+		limit = n
+	}
+	cursor := 0
+	if s := r.URL.Query().Get("cursor"); s != "" {
+		n, ok := parseCursor(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "cursor", Message: "is not a cursor returned by this API"})
+		}
+		cursor = n
+	}
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	items, next, f, err := h.q.Transactions(r.Context(), client(r), v, cursor, limit, c)
+	page := contract.TransactionPage{Items: items}
+	if page.Items == nil {
+		page.Items = []contract.Transaction{}
+	}
+	if next > 0 {
+		page.NextCursor = makeCursor(next)
+	}
+	h.respond(w, r, f, page, err)
+}
+
+func (h *Handler) payment(w http.ResponseWriter, r *http.Request) {
+	id, c, errs := paymentRequest(r)
+	var wait time.Duration
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, ok := parseWait(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
+		}
+		wait = d
+	}
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	p, f, err := h.q.Payment(r.Context(), client(r), id, wait, c)
+	h.respond(w, r, f, p, err)
+}
+
+func (h *Handler) paymentEvents(w http.ResponseWriter, r *http.Request) {
+	id, c, errs := paymentRequest(r)
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	items, f, err := h.q.PaymentEvents(r.Context(), client(r), id, c)
+	h.respond(w, r, f, contract.PaymentEventPage{Items: items}, err)
+}
+
+// respond writes the freshness headers (on errors too: a 404 also reflects a position) and then the body
+// or the problem.
+func (h *Handler) respond(w http.ResponseWriter, r *http.Request, f app.Freshness, body any, err error) {
+	w.Header().Set(contract.HeaderProjectionPosition, f.Position.Token())
+	if f.Stale {
+		w.Header().Set(contract.HeaderProjectionStale, "true")
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	contract.WriteJSON(w, http.StatusOK, body)
+}
+
+// fail is the one place where errors become HTTP problems.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, app.ErrAccountNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeAccountNotFound, "no such account"))
+	case errors.Is(err, app.ErrPaymentNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))
+	default:
+		h.log.ErrorContext(r.Context(), "query failed", "err", err)
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
+			"the read models are unavailable; retry"))
+	}
+}
+
+// accountRequest reads the VPA and min_position of an account route.
+func accountRequest(r *http.Request) (string, app.Consistency, *problem.Problem) {
+	var errs []problem.FieldError
+	v, err := vpa.Parse(chi.URLParam(r, "vpa"))
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "vpa", Message: err.Error()})
+	}
+	c, fe := consistency(r)
+	errs = append(errs, fe...)
+	if len(errs) > 0 {
+		return "", c, problem.Validation(errs...)
+	}
+	return v.String(), c, nil
+}
+
+func paymentRequest(r *http.Request) (uuid.UUID, app.Consistency, []problem.FieldError) {
+	var errs []problem.FieldError
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "payment_id", Message: "must be a UUID"})
+	}
+	c, fe := consistency(r)
+	return id, c, append(errs, fe...)
+}
+
+func consistency(r *http.Request) (app.Consistency, []problem.FieldError) {
+	s, ok := r.URL.Query()["min_position"]
+	if !ok {
+		return app.Consistency{}, nil
+	}
+	p, err := eventstore.ParseToken(strings.Join(s, ""))
+	if err != nil || len(s) != 1 {
+		return app.Consistency{}, []problem.FieldError{{Field: "min_position", Message: "is not a position token returned by this API"}}
+	}
+	return app.Consistency{MinPosition: &p}, nil
+}
+
+// parseWait accepts a Go duration ("5s", "1500ms") or a number of seconds, from 0 to 30s.
+func parseWait(s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.Atoi(s)
+		if nerr != nil || n < 0 || n > int(maxWait/time.Second) {
+			return 0, false
+		}
+		d = time.Duration(n) * time.Second
+	}
+	return d, d >= 0 && d <= maxWait
+}
+
+// A cursor is opaque to clients: the account version the next page starts below.
+const cursorPrefix = "tx1."
+
+func makeCursor(version int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.Itoa(version)))
+}
+
+func parseCursor(s string) (int, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(string(b), cursorPrefix))
+	if err != nil || n < 1 {
+		return 0, false
+	}
+	return n, true
+}
