@@ -40,7 +40,7 @@ bench: ## Run the benchmarks, each beside the pgbench baseline (see docs/benchma
 .PHONY: lint
 lint: ## go vet and staticcheck over every module, and gofmt
 	@test -z "$$(gofmt -l $(MODULES))" || { gofmt -l $(MODULES); echo "gofmt needed"; exit 1; }
-	@for m in $(MODULES); do (cd $$m && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...) || exit 1; done
+	@for m in $(MODULES); do (cd $$m && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@2026.2.2 ./...) || exit 1; done
 
 .PHONY: fmt
 fmt: ## gofmt every module
