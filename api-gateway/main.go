@@ -43,17 +43,10 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	log.Info("starting", "config", cfg)
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
-		return fmt.Errorf("parse REDIS_URL: %w", err)
+		return err
 	}
-	// Redis is a fast path: a slow or dead Redis must cost a request milliseconds, not seconds, before
-	// the gateway goes on without it.
-	opts.DialTimeout = 500 * time.Millisecond
-	opts.ReadTimeout = 300 * time.Millisecond
-	opts.WriteTimeout = 300 * time.Millisecond
-	opts.MaxRetries = 1
-	opts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 

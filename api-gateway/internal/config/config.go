@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/redis/go-redis/v9"
 
 	"upi/shared/observability"
 )
@@ -100,4 +101,22 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.String("log_level", c.LogLevel),
 	)
+}
+
+// RedisOptions are the client settings for REDIS_URL. Redis is a fast path here (idempotency replays,
+// rate limits), never the only guard, so a slow or dead Redis must cost a request milliseconds before the
+// gateway goes on without it: short timeouts, one dial attempt, one quick command retry.
+func RedisOptions(url string) (*redis.Options, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	opts.DialTimeout = 500 * time.Millisecond
+	opts.DialerRetries = 1
+	opts.ReadTimeout = 300 * time.Millisecond
+	opts.WriteTimeout = 300 * time.Millisecond
+	opts.MaxRetries = 1
+	opts.MaxRetryBackoff = 20 * time.Millisecond
+	opts.ContextTimeoutEnabled = true
+	return opts, nil
 }

@@ -91,13 +91,10 @@ func newGateway(t testing.TB, o options) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ropts, err := redis.ParseURL(o.redisURL)
+	ropts, err := config.RedisOptions(o.redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
-	ropts.MaxRetries = 1
-	ropts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(ropts)
 	t.Cleanup(func() { rdb.Close() })
 
@@ -280,4 +277,22 @@ func jsonBody(t testing.TB, res *result) map[string]any {
 		t.Fatalf("decode %s: %v", res.body, err)
 	}
 	return m
+}
+
+// counterValue reads a counter (summed over its labels) from the gateway's registry.
+func counterValue(t testing.TB, g *gateway, name string) float64 {
+	t.Helper()
+	families, err := g.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
