@@ -20,6 +20,7 @@ import (
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
+	"upi/event-consumers/internal/workflow"
 	"upi/shared/contract"
 	"upi/shared/httpserver"
 	"upi/shared/observability"
@@ -69,13 +70,23 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		return rebuild(ctx, args[1])
 	}
 
+	reg := observability.Registry()
+
+	// The payment workflow moves the money by calling the command service's step routes.
+	steps := &workflow.HTTPSteps{
+		BaseURL: cfg.CommandServiceURL,
+		Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		Timeout: 5 * time.Second,
+	}
+	flow := workflow.New(steps, pool, log, reg, workflow.DefaultConfig)
+
 	// The consumers this process runs; each one is a checkpoint, a lock and a loop of its own.
 	consumers := make([]runner.Consumer, 0, len(projs)+1)
 	for _, p := range projs {
 		consumers = append(consumers, p)
 	}
+	consumers = append(consumers, flow)
 
-	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}
 	router := observability.NewRouter(observability.RouterConfig{
 		Log: log, Registry: reg,
@@ -89,6 +100,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
+	g.Go(func() error { flow.RetryParked(gctx); return nil })
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
 	return g.Wait()
 }
