@@ -325,4 +325,3 @@ func TestPaymentLongPollAnswersWhenThePaymentSettles(t *testing.T) {
 		t.Fatalf("terminal payment: %v after %v", r.body["status"], time.Since(start))
 	}
 }
-

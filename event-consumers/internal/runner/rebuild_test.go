@@ -1,0 +1,121 @@
+package runner_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/runner"
+	"upi/event-consumers/internal/workload"
+	"upi/shared/eventstore"
+	"upi/shared/testenv"
+)
+
+// A rebuild while writers append and the live worker applies: afterwards the read models still match the
+// workload exactly, and a second rebuild (live worker still running) yields the same tables row for row.
+func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 10)
+	start(t, pool, fastOpts(), projections.Accounts{}, projections.Payments{})
+	if err := bank.Random(ctx, rand.New(rand.NewPCG(1, 2)), vpas, 80); err != nil {
+		t.Fatal(err)
+	}
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for !stop.Load() {
+				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for _, p := range []runner.Projection{projections.Accounts{}, projections.Payments{}} {
+		if _, err := runner.Rebuild(ctx, pool, testLog(t), p, 37); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	waitCaughtUp(t, pool, "accounts", "payments")
+	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatalf("after a rebuild under load: %v", err)
+	}
+
+	tables := append(projections.Accounts{}.Tables(), projections.Payments{}.Tables()...)
+	for _, tb := range tables {
+		if _, err := pool.Exec(ctx, `create table snap_`+tb+` as select * from `+tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []runner.Projection{projections.Accounts{}, projections.Payments{}} {
+		res, err := runner.Rebuild(ctx, pool, testLog(t), p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Events == 0 {
+			t.Fatal("rebuild replayed nothing")
+		}
+	}
+	for _, tb := range tables {
+		var live, diff int
+		if err := pool.QueryRow(ctx, `select (select count(*) from `+tb+`), (select count(*) from (
+			(select * from `+tb+` except all select * from snap_`+tb+`)
+			union all
+			(select * from snap_`+tb+` except all select * from `+tb+`)) d)`).Scan(&live, &diff); err != nil {
+			t.Fatal(err)
+		}
+		if diff != 0 || live == 0 {
+			t.Errorf("table %s: %d rows, %d differ from the live projection's", tb, live, diff)
+		}
+	}
+}
+
+// A rebuild that meets an event it cannot apply fails, naming it, and leaves the live tables serving.
+func TestRebuildFailsLoudlyAndKeepsLiveTables(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	openAccounts(t, ctx, bank, 3)
+	stop := start(t, pool, fastOpts(), projections.Accounts{})
+	waitCaughtUp(t, pool, "accounts")
+	stop()
+
+	bad := uuid.New()
+	if _, err := pool.Exec(ctx, `insert into events (event_id, aggregate_id, aggregate_type, event_type, version, payload)
+		values ($1, 'user0@okbank', 'account', 'AccountFrozen', 3, '{}')`, bad); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runner.Rebuild(ctx, pool, testLog(t), projections.Accounts{}, 0)
+	if err == nil || !strings.Contains(err.Error(), bad.String()) {
+		t.Fatalf("rebuild error %v, want one naming event %s", err, bad)
+	}
+	if err := workload.VerifyBalances(ctx, pool, bank.Expected()); err != nil {
+		t.Fatalf("live tables after a failed rebuild: %v", err)
+	}
+	var shadows int
+	if err := pool.QueryRow(ctx, `select count(*) from pg_namespace where nspname like 'rebuild_%'`).Scan(&shadows); err != nil {
+		t.Fatal(err)
+	}
+	if shadows != 0 {
+		t.Fatalf("%d shadow schemas left behind", shadows)
+	}
+	if _, err := runner.Rebuild(ctx, pool, testLog(t), projections.Accounts{}, 0); errors.Is(err, runner.ErrRebuildRunning) {
+		t.Fatal("the failed rebuild's lock was not released")
+	}
+}
