@@ -8,8 +8,6 @@ import (
 	"mime"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
-
 	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/idempotency"
 	"upi/shared/contract"
@@ -36,7 +34,7 @@ func (s *server) deposit(w http.ResponseWriter, r *http.Request) {
 		if p := contract.Decode(w, r, &req); p != nil {
 			return p
 		}
-		_, p := req.Validate(chi.URLParam(r, "vpa"), s.Limits)
+		_, p := req.Validate(pathVPA(r), s.Limits)
 		return p
 	})
 }

@@ -110,6 +110,12 @@ func TestE2EIdempotencyRules(t *testing.T) {
 		t.Fatalf("%d deposits, want 1", n)
 	}
 
+	// A percent-encoded "@" in the path names the same account.
+	expect(t, s.post(alphaKey, "/v1/accounts/alice%40okbank/deposits", "dep-enc", `{"amount_paise":1,"reference":"enc"}`), http.StatusCreated, "")
+	if n := s.events("FundsDeposited", "alice@okbank"); n != 2 {
+		t.Fatalf("%d deposits, want 2", n)
+	}
+
 	// Payments: one payment per key.
 	pay := s.post(alphaKey, "/v1/payments", "pay-1", `{"payer_vpa":"alice@okbank","payee_vpa":"bob@okbank","amount_paise":12500,"note":"lunch"}`)
 	expect(t, pay, http.StatusAccepted, "")

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -101,8 +102,17 @@ func parseWait(s string) (time.Duration, bool) {
 	return d, true
 }
 
+// pathVPA is the {vpa} path parameter; a client may percent-encode its "@".
+func pathVPA(r *http.Request) string {
+	raw := chi.URLParam(r, "vpa")
+	if v, err := url.PathUnescape(raw); err == nil {
+		return v
+	}
+	return raw
+}
+
 func checkVPA(r *http.Request) []problem.FieldError {
-	if _, err := vpa.Parse(chi.URLParam(r, "vpa")); err != nil {
+	if _, err := vpa.Parse(pathVPA(r)); err != nil {
 		return []problem.FieldError{{Field: "vpa", Message: err.Error()}}
 	}
 	return nil
