@@ -1,113 +1,133 @@
-package main_test
+package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/runner"
+	"upi/event-consumers/internal/workload"
+	"upi/shared/eventstore"
 	"upi/shared/testenv"
 )
 
-// BenchmarkPaymentsEndToEnd measures payments from initiation to COMPLETED as a client sees it: POST
-// /v1/payments through the gateway, then GET /v1/payments/{id}?wait=5s until the status is COMPLETED. 16
-// clients pay concurrently between distinct pairs of accounts. It reports completed payments per second
-// and the p50/p99 of initiation-to-completed latency.
-func BenchmarkPaymentsEndToEnd(b *testing.B) {
-	const clients = 16
-	dbURL := testenv.Postgres(b)
-	redisURL := testenv.Redis(b)
-	cmd := testenv.StartService(b, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
-	qry := testenv.StartService(b, "query-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
-	testenv.StartService(b, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL, "LOG_LEVEL": "warn"})
-	gw := testenv.StartService(b, "api-gateway", map[string]string{
-		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL, "LOG_LEVEL": "warn",
-		"API_KEYS": "bench=bench-key", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
-	})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	c := &bankClient{gw.URL, "bench-key", hc}
-	ctx := context.Background()
+// BenchmarkEndToEndLag appends deposits at a steady rate and measures, for each, the time from the append
+// returning to the query service (the real binary) answering the balance with that deposit in it: a GET
+// with min_position, which waits for the projection and answers as soon as its checkpoint passes it.
+func BenchmarkEndToEndLag(b *testing.B) {
+	pool, url := testenv.PostgresPool(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	run := uuid.NewString()[:8]
-	payers := make([]string, clients)
-	payees := make([]string, clients)
-	for i := range clients {
-		payers[i] = fmt.Sprintf("payer%d.%s@bench", i, run)
-		payees[i] = fmt.Sprintf("payee%d.%s@bench", i, run)
-		for _, vpa := range []string{payers[i], payees[i]} {
-			if st, body := c.post(ctx, b, "/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Bench"}); st != 201 {
-				b.Fatalf("open %s: %d %s", vpa, st, body)
-			}
-		}
-		if st, body := c.post(ctx, b, "/v1/accounts/"+payers[i]+"/deposits", "fund-"+payers[i],
-			map[string]any{"amount_paise": 100000000, "reference": "bench"}); st != 201 {
-			b.Fatalf("fund: %d %s", st, body)
+	store := eventstore.New(pool)
+	go store.RunHints(ctx, log, 2*time.Millisecond)
+	bank := workload.New(store)
+	const writers, perSecond = 8, 25 // 200 deposits/s in all
+	vpas := make([]string, writers)
+	for i := range vpas {
+		vpas[i] = "lag" + strconv.Itoa(i) + "@okbank"
+		if _, err := bank.Open(ctx, vpas[i], "bench"); err != nil {
+			b.Fatal(err)
 		}
 	}
+	go func() {
+		_ = runner.New(pool, log, prometheus.NewRegistry(), runner.Options{}).
+			Run(ctx, projections.Accounts{}, projections.Payments{})
+	}()
 
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		failures  atomic.Int32
-		next      atomic.Int64
-	)
+	bin := filepath.Join(b.TempDir(), "query-service")
+	if out, err := exec.Command("go", "build", "-o", bin, "../query-service").CombinedOutput(); err != nil {
+		b.Fatalf("build query-service: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	qs := exec.Command(bin)
+	qs.Env = append(os.Environ(), "DATABASE_URL="+url, "QUERY_SERVICE_ADDR="+addr, "LOG_LEVEL=warn", "QUERY_WAIT_MAX=5s")
+	if err := qs.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = qs.Process.Kill(); _ = qs.Wait() }()
+	base := "http://" + addr
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if resp, err := http.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("query-service not ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	b.ResetTimer()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				began := time.Now()
-				st, body := c.post(ctx, b, "/v1/payments", uuid.NewString(),
-					map[string]any{"payer_vpa": payers[i], "payee_vpa": payees[i], "amount_paise": 100})
-				if st != 202 {
-					failures.Add(1)
-					continue
-				}
-				var p struct {
-					PaymentID string `json:"payment_id"`
-					Status    string `json:"status"`
-				}
-				_ = json.Unmarshal(body, &p)
-				for p.Status != "COMPLETED" && p.Status != "FAILED" {
-					st, body, _ := c.do(ctx, http.MethodGet, "/v1/payments/"+p.PaymentID+"?wait=5s", "", nil)
-					if st != 200 && st != 404 {
-						failures.Add(1)
-						break
+	for range b.N {
+		var mu sync.Mutex
+		var lags []time.Duration
+		stale := 0
+		var wg sync.WaitGroup
+		runFor := 10 * time.Second
+		for w := range writers {
+			wg.Go(func() {
+				tick := time.NewTicker(time.Second / perSecond)
+				defer tick.Stop()
+				end := time.Now().Add(runFor)
+				for time.Now().Before(end) {
+					<-tick.C
+					pos, err := bank.Deposit(ctx, vpas[w], 1)
+					if err != nil {
+						b.Error(err)
+						return
 					}
-					_ = json.Unmarshal(body, &p)
+					appended := time.Now()
+					req, _ := http.NewRequest(http.MethodGet,
+						fmt.Sprintf("%s/v1/accounts/%s/balance?min_position=%s", base, vpas[w], pos.Token()), nil)
+					req.Header.Set("X-Client-ID", "bench")
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					lag := time.Since(appended)
+					mu.Lock()
+					if resp.StatusCode != 200 || resp.Header.Get("X-Projection-Stale") == "true" {
+						stale++
+					}
+					lags = append(lags, lag)
+					mu.Unlock()
 				}
-				if p.Status != "COMPLETED" {
-					failures.Add(1)
-					continue
-				}
-				mu.Lock()
-				latencies = append(latencies, time.Since(began))
-				mu.Unlock()
-			}
-		}()
+			})
+		}
+		wg.Wait()
+		slices.Sort(lags)
+		pct := func(p float64) float64 {
+			return float64(lags[int(p*float64(len(lags)-1))].Microseconds()) / 1000
+		}
+		b.ReportMetric(pct(0.50), "p50_ms")
+		b.ReportMetric(pct(0.99), "p99_ms")
+		b.ReportMetric(float64(len(lags))/runFor.Seconds(), "writes/s")
+		b.ReportMetric(float64(stale), "stale")
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if n := failures.Load(); n > 0 {
-		b.Fatalf("%d payments did not complete", n)
-	}
-	slices.Sort(latencies)
-	pct := func(q float64) float64 {
-		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000
-	}
-	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "payments/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(0, "ns/op")
 }

@@ -21,11 +21,11 @@ import (
 )
 
 // testLog logs warnings and errors into the test's output.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
@@ -35,7 +35,7 @@ func fastOpts() runner.Options {
 }
 
 // start runs a runner with the given consumers until the test ends (or stop is called).
-func start(t *testing.T, pool *pgxpool.Pool, opts runner.Options, consumers ...runner.Consumer) (stop func()) {
+func start(t testing.TB, pool *pgxpool.Pool, opts runner.Options, consumers ...runner.Consumer) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := runner.New(pool, testLog(t), prometheus.NewRegistry(), opts)
@@ -71,7 +71,7 @@ func openAccounts(t *testing.T, ctx context.Context, bank *workload.Bank, n int)
 // waitCaughtUp waits until every named checkpoint is at the last event of the log. Not eventstore.Head:
 // that stops at the horizon, which any long transaction in the cluster (another test's) holds back, and a
 // checkpoint "at the head" could then be short of events the test appended.
-func waitCaughtUp(t *testing.T, pool *pgxpool.Pool, names ...string) eventstore.Position {
+func waitCaughtUp(t testing.TB, pool *pgxpool.Pool, names ...string) eventstore.Position {
 	t.Helper()
 	ctx := context.Background()
 	var last eventstore.Position
