@@ -148,7 +148,7 @@ func ReadLog(ctx context.Context, q Querier, after Position, limit int) ([]Event
 		from events
 		where (tx_id, global_position) > ($1::text::xid8, $2)
 		  and tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		order by tx_id, global_position
+		order by events.tx_id, events.global_position
 		limit $3`,
 		strconv.FormatUint(after.TxID, 10), after.GlobalPosition, limit)
 	if err != nil {
@@ -170,7 +170,7 @@ func Head(ctx context.Context, q Querier) (Position, time.Time, error) {
 	err := q.QueryRow(ctx, `
 		select tx_id::text::bigint, global_position, created_at from events
 		where tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		order by tx_id desc, global_position desc limit 1`).Scan(&p.TxID, &p.GlobalPosition, &at)
+		order by events.tx_id desc, events.global_position desc limit 1`).Scan(&p.TxID, &p.GlobalPosition, &at)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Start, time.Time{}, nil
 	}
@@ -180,6 +180,9 @@ func Head(ctx context.Context, q Querier) (Position, time.Time, error) {
 	return p, at, nil
 }
 
+// eventColumns names its tx_id::text::bigint "tx_id", and a bare ORDER BY name means the output column
+// first: order by the table's columns (events.tx_id) or the index cannot serve the order and every read
+// of the log sorts the whole table.
 const eventColumns = `global_position, tx_id::text::bigint, event_id, aggregate_id, aggregate_type,
 	event_type, version, payload, metadata, created_at`
 
@@ -211,7 +214,7 @@ func loadStream(ctx context.Context, q Querier, aggregateID string, afterVersion
 
 func eventsByID(ctx context.Context, q Querier, ids []uuid.UUID) ([]Event, error) {
 	rows, err := q.Query(ctx, `select `+eventColumns+` from events
-		where event_id = any($1) order by tx_id, global_position`, ids)
+		where event_id = any($1) order by events.tx_id, events.global_position`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load events by id: %w", err)
 	}
