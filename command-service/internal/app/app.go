@@ -165,6 +165,16 @@ func decode[P events.Payload](e eventstore.Event) (P, error) {
 	return typed, nil
 }
 
-// commandTimeout bounds one command's work in the database, so that a request never holds a stream's
-// lock for long and a stuck database answers 503 instead of hanging the caller.
-const commandTimeout = 10 * time.Second
+// commandTimeout bounds one command's work in the database, so that a stuck database answers 503 instead
+// of hanging the caller. It is generous because of the rare cold load: the first command on a long stream
+// without a usable snapshot (a new snapshot schema) folds the whole stream once, about 2 to 8 seconds for
+// 100k events here, and must be let finish or the snapshot is never written.
+const commandTimeout = 30 * time.Second
+
+// commandContext is the context a command runs in: the caller's values (request id) and commandTimeout,
+// but not the caller's cancellation. A caller that gives up (the gateway's deadline, a client gone) does
+// not abort a command midway: its transaction commits or rolls back on its own, and a retry finds the
+// outcome through the command's deterministic id.
+func commandContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), commandTimeout)
+}

@@ -28,7 +28,7 @@ func DepositPath(vpa string) string { return PathAccounts + "/" + vpa + "/deposi
 // OpenAccount opens an account on its VPA's stream. The AccountOpened's event id is derived from the
 // caller's idempotency key; a repeat of the same request answers the stored account (replayed = true).
 func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAccount) (contract.Account, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	id := effectID(c, PathAccounts)
 	fp := fingerprint(struct {
@@ -70,7 +70,7 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 
 // Deposit credits an account its owner names. To anyone else the account does not exist.
 func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCommand) (contract.Deposit, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	id := effectID(c, DepositPath(cmd.VPA.String()))
 	fp := fingerprint(struct {
@@ -111,7 +111,7 @@ func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCom
 // InitiatePayment records a payment, PENDING; the workflow moves the money. The payment id is derived
 // from the caller's idempotency key, and is also the PaymentInitiated's event id.
 func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.InitiatePayment) (contract.Payment, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	id := effectID(c, PathPayments)
 	fp := fingerprint(struct {

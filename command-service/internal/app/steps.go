@@ -114,7 +114,7 @@ func (s *Service) Fail(ctx context.Context, st StepCommand) (StepOutcome, error)
 // checks the preconditions and appends. The log is read here without the lock, so run's append may still
 // meet a concurrent outcome of the same step: Execute then answers that one.
 func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string, run func(paymentLog) (StepOutcome, error)) (StepOutcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	l, err := s.loadPayment(ctx, st.PaymentID)
 	if err != nil {

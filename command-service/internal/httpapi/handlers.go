@@ -131,9 +131,14 @@ type stepResponse struct {
 	Replayed  bool   `json:"replayed"`
 }
 
-// failureCodes are the codes a payment may fail with; they reach clients as failure_code.
-var failureCodes = map[string]bool{
-	events.CodeInsufficientFunds: true, events.CodePayeeUnavailable: true, events.CodeProcessingError: true,
+// failureCode reports whether code is one a payment may fail with; it reaches clients as failure_code, so
+// only the documented ones are accepted.
+func failureCode(code string) bool {
+	switch code {
+	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError:
+		return true
+	}
+	return false
 }
 
 const maxReasonLen = 500
@@ -155,7 +160,7 @@ func (h *handlers) step(name string, run stepFunc, needCode bool) http.HandlerFu
 			}
 		}
 		var errs []problem.FieldError
-		if needCode && !failureCodes[req.Code] {
+		if needCode && !failureCode(req.Code) {
 			errs = append(errs, problem.FieldError{Field: "code", Message: "code must be a documented failure code"})
 		}
 		if utf8.RuneCountInString(req.Reason) > maxReasonLen || !utf8.ValidString(req.Reason) {
