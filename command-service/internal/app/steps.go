@@ -26,7 +26,8 @@ const (
 type StepCommand struct {
 	PaymentID uuid.UUID
 	Caller    Caller
-	// CausationID is the event that made the workflow take this step, when the caller names it.
+	// CausationID is the event that made the workflow take this step, when the caller names it; else the
+	// step's precondition event is recorded as its cause.
 	CausationID string
 	// Code and Reason are the failure code (reverse, reject-debit, fail) and reason (fail).
 	Code   string
@@ -50,7 +51,7 @@ func (s *Service) Debit(ctx context.Context, st StepCommand) (StepOutcome, error
 		if l.payment.Terminal() {
 			return StepOutcome{}, fmt.Errorf("%w: payment %s is %s", ErrStepPrecondition, st.PaymentID, l.payment.Status)
 		}
-		return appendStep(ctx, s, st, StepDebit, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
+		return appendStep(ctx, s, st, StepDebit, st.PaymentID, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
 			func(a domain.Account) (events.Payload, error) { return a.Debit(l.payment) })
 	})
 }
@@ -58,7 +59,7 @@ func (s *Service) Debit(ctx context.Context, st StepCommand) (StepOutcome, error
 // RejectDebit burns the debit step: once it is recorded, no later debit of the payment can move money.
 func (s *Service) RejectDebit(ctx context.Context, st StepCommand) (StepOutcome, error) {
 	return s.step(ctx, st, StepRejectDebit, ids.StepDebit, func(l paymentLog) (StepOutcome, error) {
-		return appendStep(ctx, s, st, StepRejectDebit, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
+		return appendStep(ctx, s, st, StepRejectDebit, st.PaymentID, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
 			func(a domain.Account) (events.Payload, error) { return a.RejectDebit(l.payment, st.Code) })
 	})
 }
@@ -70,7 +71,7 @@ func (s *Service) Credit(ctx context.Context, st StepCommand) (StepOutcome, erro
 		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
 			return StepOutcome{}, err
 		}
-		return appendStep(ctx, s, st, StepCredit, AccountAggregate(), l.payment.Payee, l.id(ids.StepSettle),
+		return appendStep(ctx, s, st, StepCredit, l.id(ids.StepDebit), AccountAggregate(), l.payment.Payee, l.id(ids.StepSettle),
 			func(a domain.Account) (events.Payload, error) { return a.Credit(l.payment) })
 	})
 }
@@ -81,7 +82,7 @@ func (s *Service) Reverse(ctx context.Context, st StepCommand) (StepOutcome, err
 		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
 			return StepOutcome{}, err
 		}
-		return appendStep(ctx, s, st, StepReverse, AccountAggregate(), l.payment.Payer, l.id(ids.StepSettle),
+		return appendStep(ctx, s, st, StepReverse, l.id(ids.StepDebit), AccountAggregate(), l.payment.Payer, l.id(ids.StepSettle),
 			func(a domain.Account) (events.Payload, error) { return a.Reverse(l.payment, st.Code) })
 	})
 }
@@ -92,7 +93,7 @@ func (s *Service) Complete(ctx context.Context, st StepCommand) (StepOutcome, er
 		if err := l.require(ids.StepSettle, events.AccountCredited); err != nil {
 			return StepOutcome{}, err
 		}
-		return appendStep(ctx, s, st, StepComplete, PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
+		return appendStep(ctx, s, st, StepComplete, l.id(ids.StepSettle), PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
 			func(p domain.Payment) (events.Payload, error) { return p.Complete() })
 	})
 }
@@ -100,11 +101,17 @@ func (s *Service) Complete(ctx context.Context, st StepCommand) (StepOutcome, er
 // Fail ends a payment with no money moved: its debit was rejected, or reversed.
 func (s *Service) Fail(ctx context.Context, st StepCommand) (StepOutcome, error) {
 	return s.step(ctx, st, StepFail, ids.StepClose, func(l paymentLog) (StepOutcome, error) {
-		if l.require(ids.StepDebit, events.DebitRejected) != nil && l.require(ids.StepSettle, events.DebitReversed) != nil {
+		var cause uuid.UUID
+		switch {
+		case l.require(ids.StepDebit, events.DebitRejected) == nil:
+			cause = l.id(ids.StepDebit)
+		case l.require(ids.StepSettle, events.DebitReversed) == nil:
+			cause = l.id(ids.StepSettle)
+		default:
 			return StepOutcome{}, fmt.Errorf("%w: payment %s: no money may have moved (debit step: %s, settle step: %s)",
 				ErrStepPrecondition, st.PaymentID, l.outcome(ids.StepDebit), l.outcome(ids.StepSettle))
 		}
-		return appendStep(ctx, s, st, StepFail, PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
+		return appendStep(ctx, s, st, StepFail, cause, PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
 			func(p domain.Payment) (events.Payload, error) { return p.Fail(st.Code, st.Reason) })
 	})
 }
@@ -126,10 +133,16 @@ func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string,
 	return run(l)
 }
 
-func appendStep[S any](ctx context.Context, s *Service, st StepCommand, name string, agg eventstore.Aggregate[S],
-	stream string, id uuid.UUID, decide func(S) (events.Payload, error)) (StepOutcome, error) {
+// appendStep appends a step's outcome. Its causation is the event the caller names, or else the event
+// that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
+func appendStep[S any](ctx context.Context, s *Service, st StepCommand, name string, cause uuid.UUID,
+	agg eventstore.Aggregate[S], stream string, id uuid.UUID, decide func(S) (events.Payload, error)) (StepOutcome, error) {
+	causation := st.CausationID
+	if causation == "" {
+		causation = cause.String()
+	}
 	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.PaymentID.String(),
-		CausationID: st.CausationID, RequestID: st.Caller.RequestID, ClientID: st.Caller.ClientID}
+		CausationID: causation, RequestID: st.Caller.RequestID, ClientID: st.Caller.ClientID}
 	res, err := execute(ctx, s, agg, stream, id, func(state S, _ int) ([]eventstore.NewEvent, error) {
 		p, err := decide(state)
 		if err != nil {

@@ -89,7 +89,8 @@ func TestPaymentCompletes(t *testing.T) {
 		t.Fatalf("payer balance %d after debiting twice, want 400", b)
 	}
 
-	credit := e.step(p, "credit", `{"causation_id":"`+debit.EventID+`"}`)
+	named := uuid.NewString() // a cause the caller names wins over the default
+	credit := e.step(p, "credit", `{"causation_id":"`+named+`"}`)
 	if credit.EventType != events.AccountCredited || credit.EventID != ids.StepEvent(pid, ids.StepSettle).String() {
 		t.Fatalf("credit %+v", credit)
 	}
@@ -114,13 +115,17 @@ func TestPaymentCompletes(t *testing.T) {
 		t.Fatalf("events of the payment %v, want %v", got, want)
 	}
 
-	// Metadata ties the step to its payment and, when named, to its cause.
-	credited, err := e.store.EventsByID(context.Background(), uuid.MustParse(credit.EventID))
-	if err != nil || len(credited) != 1 {
-		t.Fatal(err)
-	}
-	if m := string(credited[0].Metadata); !contains(m, `"correlation_id": "`+p+`"`) || !contains(m, `"causation_id": "`+debit.EventID+`"`) {
-		t.Fatalf("credit metadata %s", m)
+	// Metadata ties each step to its payment and to its cause: the one named, or else the event that met
+	// the step's precondition.
+	for id, cause := range map[string]string{debit.EventID: p, credit.EventID: named, done.EventID: credit.EventID} {
+		stored, err := e.store.EventsByID(context.Background(), uuid.MustParse(id))
+		if err != nil || len(stored) != 1 {
+			t.Fatal(err)
+		}
+		if m := string(stored[0].Metadata); !contains(m, `"correlation_id": "`+p+`"`) || !contains(m, `"causation_id": "`+cause+`"`) ||
+			!contains(m, `"client_id": "`+workflow+`"`) {
+			t.Fatalf("%s metadata %s, want caused by %s", stored[0].Type, m, cause)
+		}
 	}
 }
 
