@@ -47,7 +47,7 @@ type StepOutcome struct {
 
 // Debit takes the amount from the payer, or records DebitRejected when the balance does not cover it.
 func (s *Service) Debit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepDebit, ids.StepDebit, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepDebit, ids.StepDebit, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		if l.payment.Terminal() {
 			return StepOutcome{}, fmt.Errorf("%w: payment %s is %s", ErrStepPrecondition, st.PaymentID, l.payment.Status)
 		}
@@ -58,7 +58,7 @@ func (s *Service) Debit(ctx context.Context, st StepCommand) (StepOutcome, error
 
 // RejectDebit burns the debit step: once it is recorded, no later debit of the payment can move money.
 func (s *Service) RejectDebit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepRejectDebit, ids.StepDebit, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepRejectDebit, ids.StepDebit, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		return appendStep(ctx, s, st, StepRejectDebit, st.PaymentID, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
 			func(a domain.Account) (events.Payload, error) { return a.RejectDebit(l.payment, st.Code) })
 	})
@@ -67,7 +67,7 @@ func (s *Service) RejectDebit(ctx context.Context, st StepCommand) (StepOutcome,
 // Credit gives the amount to the payee, once the payer was debited. It shares its event id with Reverse,
 // so at most one of the two ever happens.
 func (s *Service) Credit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepCredit, ids.StepSettle, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepCredit, ids.StepSettle, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
 			return StepOutcome{}, err
 		}
@@ -78,7 +78,7 @@ func (s *Service) Credit(ctx context.Context, st StepCommand) (StepOutcome, erro
 
 // Reverse gives the payer back its debit, when the payee could not be credited.
 func (s *Service) Reverse(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepReverse, ids.StepSettle, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepReverse, ids.StepSettle, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
 			return StepOutcome{}, err
 		}
@@ -89,7 +89,7 @@ func (s *Service) Reverse(ctx context.Context, st StepCommand) (StepOutcome, err
 
 // Complete ends a payment whose payee was credited. It shares its event id with Fail.
 func (s *Service) Complete(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepComplete, ids.StepClose, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepComplete, ids.StepClose, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		if err := l.require(ids.StepSettle, events.AccountCredited); err != nil {
 			return StepOutcome{}, err
 		}
@@ -100,7 +100,7 @@ func (s *Service) Complete(ctx context.Context, st StepCommand) (StepOutcome, er
 
 // Fail ends a payment with no money moved: its debit was rejected, or reversed.
 func (s *Service) Fail(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepFail, ids.StepClose, func(l paymentLog) (StepOutcome, error) {
+	return s.step(ctx, st, StepFail, ids.StepClose, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
 		var cause uuid.UUID
 		switch {
 		case l.require(ids.StepDebit, events.DebitRejected) == nil:
@@ -120,7 +120,7 @@ func (s *Service) Fail(ctx context.Context, st StepCommand) (StepOutcome, error)
 // outcome whatever the preconditions say now (a repeat must find its earlier answer); otherwise run
 // checks the preconditions and appends. The log is read here without the lock, so run's append may still
 // meet a concurrent outcome of the same step: Execute then answers that one.
-func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string, run func(paymentLog) (StepOutcome, error)) (StepOutcome, error) {
+func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string, run func(context.Context, paymentLog) (StepOutcome, error)) (StepOutcome, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	l, err := s.loadPayment(ctx, st.PaymentID)
@@ -130,7 +130,7 @@ func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string,
 	if e, ok := l.steps[l.id(stepID)]; ok {
 		return outcome(name, st.PaymentID, e, true), nil
 	}
-	return run(l)
+	return run(ctx, l)
 }
 
 // appendStep appends a step's outcome. Its causation is the event the caller names, or else the event

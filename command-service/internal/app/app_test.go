@@ -1,0 +1,50 @@
+package app_test
+
+import (
+	"context"
+	"testing"
+
+	"upi/command-service/internal/adapters/postgres"
+	"upi/command-service/internal/app"
+	"upi/shared/contract"
+	"upi/shared/events"
+	"upi/shared/eventstore"
+	"upi/shared/money"
+	"upi/shared/testenv"
+	"upi/shared/vpa"
+)
+
+// TestCommandOutlivesItsCaller: a caller that gives up (its context cancelled) does not abort a command
+// midway; the command runs to its own end, so a long stream's one cold load still gets to write its
+// snapshot, and a retry finds the outcome.
+func TestCommandOutlivesItsCaller(t *testing.T) {
+	pool, _ := testenv.PostgresPool(t)
+	store := eventstore.New(pool)
+	svc := app.New(store, postgres.NewAccounts(pool))
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	c := app.Caller{ClientID: "psp-a", IdempotencyKey: "k"}
+	if _, _, err := svc.OpenAccount(gone, c, contract.OpenAccount{VPA: vpa.MustParse("alice@okbank"), HolderName: "Alice"}); err != nil {
+		t.Fatalf("open with a cancelled caller: %v", err)
+	}
+	if _, _, err := svc.OpenAccount(gone, app.Caller{ClientID: "psp-b", IdempotencyKey: "k"},
+		contract.OpenAccount{VPA: vpa.MustParse("bob@okbank"), HolderName: "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	amount, _ := money.NewAmount(500, 0)
+	c.IdempotencyKey = "d"
+	if _, _, err := svc.Deposit(gone, c, contract.DepositCommand{VPA: vpa.MustParse("alice@okbank"), Amount: amount, Reference: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	c.IdempotencyKey = "p"
+	p, _, err := svc.InitiatePayment(gone, c, contract.InitiatePayment{Payer: vpa.MustParse("alice@okbank"),
+		Payee: vpa.MustParse("bob@okbank"), Amount: amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := svc.Debit(gone, app.StepCommand{PaymentID: mustUUID(t, p.PaymentID), Caller: app.Caller{ClientID: "wf"}})
+	if err != nil || out.EventType != events.AccountDebited {
+		t.Fatalf("debit with a cancelled caller: %+v, %v", out, err)
+	}
+}
