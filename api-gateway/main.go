@@ -47,6 +47,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	redis.SetLogger(redisLogger{log})
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
@@ -75,3 +76,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 // idempotencyLockTTL is how long an in-flight claim holds its key: well beyond the 5s deadline of a
 // command, so a live request never loses it, and short enough that a crashed gateway's claim frees itself.
 const idempotencyLockTTL = 30 * time.Second
+
+// redisLogger sends go-redis's own messages (one per failed dial, for example) to the service's log at
+// debug level: the gateway already logs, once per request, what a Redis failure meant for it.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
+}

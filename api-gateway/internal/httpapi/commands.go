@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -90,8 +91,11 @@ func (s *server) command(w http.ResponseWriter, r *http.Request, validate valida
 	h := forwardHeader(r)
 	h.Set("Content-Type", "application/json")
 	h.Set(contract.HeaderIdempotencyKey, key)
-	resp, err := s.Downstream.Do(ctx, s.Commands, downstream.Request{
-		Method: r.Method, Path: r.URL.EscapedPath(), Header: h, Body: body, Timeout: s.CommandTimeout,
+	// The path is forwarded decoded, like a read's (see query), once validated.
+	// A client that hangs up does not cancel its command: the call runs to its own deadline and its
+	// outcome is stored, so the client's retry is a cheap replay instead of an unknown.
+	resp, err := s.Downstream.Do(context.WithoutCancel(ctx), s.Commands, downstream.Request{
+		Method: r.Method, Path: r.URL.Path, Header: h, Body: body, Timeout: s.CommandTimeout,
 	})
 	if err != nil {
 		s.release(r, claim)
@@ -155,7 +159,7 @@ func storable(resp *downstream.Response) bool {
 // storedHeaders are the headers replayed with a stored response.
 func storedHeaders(resp *downstream.Response) map[string]string {
 	h := map[string]string{}
-	for _, name := range []string{"Content-Type", "Location"} {
+	for _, name := range []string{"Content-Type", "Location", "Cache-Control"} {
 		if v := resp.Header.Get(name); v != "" {
 			h[name] = v
 		}

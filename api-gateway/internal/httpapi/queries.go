@@ -72,7 +72,9 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 		s.fail(w, r, problem.Validation(errs...))
 		return
 	}
-	path := r.URL.EscapedPath()
+	// The path is forwarded decoded: its parameters were validated above (a VPA or a UUID, nothing that
+	// needs escaping), so a percent-encoded "@" reaches the service in the one form every service reads.
+	path := r.URL.Path
 	if r.URL.RawQuery != "" {
 		path += "?" + r.URL.RawQuery
 	}
@@ -91,7 +93,7 @@ func parseWait(s string) (time.Duration, bool) {
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		n, nerr := strconv.Atoi(s)
-		if nerr != nil {
+		if nerr != nil || n < 0 || n > int(maxWait/time.Second) {
 			return 0, false
 		}
 		d = time.Duration(n) * time.Second
