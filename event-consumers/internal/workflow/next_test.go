@@ -50,11 +50,11 @@ func TestNext(t *testing.T) {
 				}
 				return
 			}
-			if a == nil || a.Step != tc.wantStep || a.PaymentID != pid || a.Cause != e.ID {
+			if a == nil || a.Step != tc.wantStep || a.PaymentID != pid || a.Cause != e.ID || a.Body.CausationID != e.ID.String() {
 				t.Fatalf("Next = %+v, want step %s of %s caused by %s", a, tc.wantStep, pid, e.ID)
 			}
 			if tc.wantCode != "" {
-				if b, ok := a.Body.(FailBody); !ok || b.Code != tc.wantCode {
+				if a.Body.Code != tc.wantCode {
 					t.Fatalf("body = %+v, want code %s", a.Body, tc.wantCode)
 				}
 			}
@@ -79,7 +79,7 @@ func TestCompensation(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("compensation(%s) = %q, %v; want %q", step, got, ok, want)
 		}
-		if ok && body.(FailBody).Code != events.CodeProcessingError {
+		if ok && body.Code != events.CodeProcessingError {
 			t.Errorf("compensation(%s) code = %v", step, body)
 		}
 	}

@@ -35,22 +35,24 @@ const Name = "payment-workflow"
 type Action struct {
 	PaymentID uuid.UUID
 	Step      string
-	Body      any
+	Body      StepBody
 	// Cause is the event that called for the step.
 	Cause uuid.UUID
 }
 
-// FailBody is the body of the fail, reverse and reject-debit steps.
-type FailBody struct {
-	Code   string `json:"code"`
-	Reason string `json:"reason,omitempty"`
+// StepBody is the body of every step call. Code and Reason go with fail, reverse and reject-debit;
+// CausationID names the event that called for the step, recorded in the new event's metadata.
+type StepBody struct {
+	Code        string `json:"code,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	CausationID string `json:"causation_id,omitempty"`
 }
 
 // Next is the heart of the process manager, and pure: the step that an event calls for, or nil.
 func Next(e eventstore.Event) (*Action, error) {
 	var pid string
 	var step string
-	var body any
+	var body StepBody
 	switch e.Type {
 	case events.PaymentInitiated, events.AccountDebited, events.DebitRejected, events.AccountCredited, events.DebitReversed:
 	default:
@@ -66,30 +68,34 @@ func Next(e eventstore.Event) (*Action, error) {
 	case events.AccountDebitedV1:
 		pid, step = v.PaymentID, StepCredit
 	case events.DebitRejectedV1:
-		pid, step, body = v.PaymentID, StepFail, FailBody{Code: v.Code, Reason: "the payer's debit was rejected"}
+		pid, step, body = v.PaymentID, StepFail, StepBody{Code: v.Code, Reason: "the payer's debit was rejected"}
 	case events.AccountCreditedV1:
 		pid, step = v.PaymentID, StepComplete
 	case events.DebitReversedV1:
-		pid, step, body = v.PaymentID, StepFail, FailBody{Code: v.Code, Reason: "the payee could not be credited; the debit was reversed"}
+		pid, step, body = v.PaymentID, StepFail, StepBody{Code: v.Code, Reason: "the payee could not be credited; the debit was reversed"}
 	}
 	id, err := uuid.Parse(pid)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: payment id %q: %w", e.Type, e.ID, pid, err)
 	}
+	body.CausationID = e.ID.String()
 	return &Action{PaymentID: id, Step: step, Body: body, Cause: e.ID}, nil
 }
 
 // compensation is what a parked step is replaced by, so that its payment still ends: a debit that cannot
 // be made is burnt (a later debit then finds it rejected), a credit that cannot be made is replaced by the
 // debit's reversal. Steps after the money moved have none: they stay parked and are retried.
-func compensation(a Action) (string, any, bool) {
+func compensation(a Action) (string, StepBody, bool) {
+	body := StepBody{Code: events.CodeProcessingError, CausationID: a.Cause.String()}
 	switch a.Step {
 	case StepDebit:
-		return StepRejectDebit, FailBody{Code: events.CodeProcessingError, Reason: "the debit step kept failing"}, true
+		body.Reason = "the debit step kept failing"
+		return StepRejectDebit, body, true
 	case StepCredit:
-		return StepReverse, FailBody{Code: events.CodeProcessingError, Reason: "the credit step kept failing"}, true
+		body.Reason = "the credit step kept failing"
+		return StepReverse, body, true
 	}
-	return "", nil, false
+	return "", StepBody{}, false
 }
 
 // Config tunes the workflow.
@@ -240,11 +246,7 @@ func (w *Workflow) record(ctx context.Context, a Action, res StepResult) {
 	case events.PaymentCompleted:
 		w.metrics.outcomes.WithLabelValues("COMPLETED", "").Inc()
 	case events.PaymentFailed:
-		code := ""
-		if b, ok := a.Body.(FailBody); ok {
-			code = b.Code
-		}
-		w.metrics.outcomes.WithLabelValues("FAILED", code).Inc()
+		w.metrics.outcomes.WithLabelValues("FAILED", a.Body.Code).Inc()
 	}
 	w.log.DebugContext(ctx, "workflow step", "step", a.Step, "outcome", res.EventType)
 }
