@@ -2,12 +2,10 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"upi/shared/contract"
 	"upi/shared/events"
@@ -30,8 +28,12 @@ func (Payments) Tables() []string {
 // Apply implements runner.Projection. It notifies projection.PaymentSettledChannel with the payments that
 // became terminal, so that long-polling readers answer as soon as the batch commits.
 func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
-	b := &pgx.Batch{}
+	var owners, initiated, closed, trail columns
 	var settled []string
+	closing := map[string]eventstore.Event{}
+	record := func(e eventstore.Event, paymentID string) {
+		trail.add(e.ID.String(), paymentID, e.Type, e.CreatedAt, string(e.Payload), txID(e), e.Position.GlobalPosition)
+	}
 	for _, e := range batch {
 		p, err := events.Decode(e.Type, e.Payload)
 		if err != nil {
@@ -39,75 +41,110 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		}
 		switch p := p.(type) {
 		case events.AccountOpenedV1:
-			b.Queue(`insert into payment_account_owners (vpa, owner_client_id) values ($1, $2)`,
-				e.AggregateID, p.OwnerClientID)
+			owners.add(e.AggregateID, p.OwnerClientID)
 		case events.FundsDepositedV1:
 			// no payment involved
 		case events.AccountDebitedV1:
-			trail(b, e, p.PaymentID)
+			record(e, p.PaymentID)
 		case events.DebitRejectedV1:
-			trail(b, e, p.PaymentID)
+			record(e, p.PaymentID)
 		case events.AccountCreditedV1:
-			trail(b, e, p.PaymentID)
+			record(e, p.PaymentID)
 		case events.DebitReversedV1:
-			trail(b, e, p.PaymentID)
+			record(e, p.PaymentID)
 		case events.PaymentInitiatedV1:
 			if e.Version != 1 {
 				return applyError(e, fmt.Errorf("opens a stream at version %d", e.Version))
 			}
-			b.Queue(`insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id,
-					payer_owner, payee_owner, status, created_at, updated_at, version, tx_id, global_position)
-				values ($1::uuid, $2::text, $3::text, $4, $5, $6,
-					(select owner_client_id from payment_account_owners where vpa = $2::text),
-					(select owner_client_id from payment_account_owners where vpa = $3::text),
-					$7, $8, $8, 1, $9::text::xid8, $10)`,
-				e.AggregateID, p.PayerVPA, p.PayeeVPA, p.AmountPaise, p.Note, p.ClientID,
-				contract.PaymentPending, e.CreatedAt, txID(e), e.Position.GlobalPosition)
-			trail(b, e, e.AggregateID)
+			initiated.add(e.AggregateID, p.PayerVPA, p.PayeeVPA, p.AmountPaise, p.Note, p.ClientID, e.CreatedAt,
+				txID(e), e.Position.GlobalPosition)
+			record(e, e.AggregateID)
 		case events.PaymentCompletedV1:
-			settle(b, e, contract.PaymentCompleted, nil)
-			trail(b, e, e.AggregateID)
-			settled = append(settled, e.AggregateID)
+			closed.add(e.AggregateID, int32(e.Version), contract.PaymentCompleted, none, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			record(e, e.AggregateID)
 		case events.PaymentFailedV1:
-			settle(b, e, contract.PaymentFailed, &p.Code)
-			trail(b, e, e.AggregateID)
-			settled = append(settled, e.AggregateID)
+			code := p.Code
+			closed.add(e.AggregateID, int32(e.Version), contract.PaymentFailed, &code, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			record(e, e.AggregateID)
 		default:
 			return applyError(e, fmt.Errorf("unhandled event type %s", e.Type))
 		}
+		if e.Type == events.PaymentCompleted || e.Type == events.PaymentFailed {
+			if prev, dup := closing[e.AggregateID]; dup {
+				return applyError(e, fmt.Errorf("ordering violation: payment already closed by %s", prev.ID))
+			}
+			closing[e.AggregateID] = e
+			settled = append(settled, e.AggregateID)
+		}
+	}
+
+	if owners.n > 0 {
+		if _, err := tx.Exec(ctx, `insert into payment_account_owners (vpa, owner_client_id)
+			select * from unnest($1::text[], $2::text[])`, owners.cols...); err != nil {
+			return fmt.Errorf("record account owners: %w", err)
+		}
+	}
+	if initiated.n > 0 {
+		if _, err := tx.Exec(ctx, `
+			insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id, payer_owner,
+				payee_owner, status, created_at, updated_at, version, tx_id, global_position)
+			select id::uuid, payer, payee, amount, note, client, po.owner_client_id, pe.owner_client_id,
+				'PENDING', at, at, 1, txid::xid8, gp
+			from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
+				$7::timestamptz[], $8::text[], $9::bigint[]) as u(id, payer, payee, amount, note, client, at, txid, gp)
+			left join payment_account_owners po on po.vpa = u.payer
+			left join payment_account_owners pe on pe.vpa = u.payee`,
+			initiated.cols...); err != nil {
+			return fmt.Errorf("record initiated payments: %w", err)
+		}
+	}
+	if closed.n > 0 {
+		tag, err := tx.Exec(ctx, `
+			update payments p
+			set status = u.status, failure_code = u.code, updated_at = u.at, version = u.version,
+			    tx_id = u.txid::xid8, global_position = u.gp
+			from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[])
+				as u(id, version, status, code, at, txid, gp)
+			where p.payment_id = u.id::uuid and p.version = u.version - 1 and p.status = 'PENDING'`, closed.cols...)
+		if err != nil {
+			return fmt.Errorf("close payments: %w", err)
+		}
+		if int(tag.RowsAffected()) != closed.n {
+			return closeViolation(ctx, tx, closing)
+		}
+	}
+	if trail.n > 0 {
+		if _, err := tx.Exec(ctx, `
+			insert into payment_events (event_id, payment_id, event_type, at, data, tx_id, global_position)
+			select id::uuid, payment::uuid, typ, at, data::jsonb, txid::xid8, gp
+			from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::bigint[])
+				as u(id, payment, typ, at, data, txid, gp)`, trail.cols...); err != nil {
+			return fmt.Errorf("record payment audit trail: %w", err)
+		}
 	}
 	for _, ids := range chunks(settled, 7000) {
-		b.Queue(`select pg_notify($1, $2)`, projection.PaymentSettledChannel, ids)
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("apply payments batch: %w", err)
+		if _, err := tx.Exec(ctx, `select pg_notify($1, $2)`, projection.PaymentSettledChannel, ids); err != nil {
+			return fmt.Errorf("notify settled payments: %w", err)
+		}
 	}
 	return nil
 }
 
-// settle closes a pending payment if it is at the version before e.
-func settle(b *pgx.Batch, e eventstore.Event, status string, code *string) {
-	b.Queue(`update payments
-		set status = $3, failure_code = $4, updated_at = $5, version = $2,
-		    tx_id = $6::text::xid8, global_position = $7
-		where payment_id = $1::uuid and version = $2 - 1 and status = 'PENDING'`,
-		e.AggregateID, e.Version, status, code, e.CreatedAt, txID(e), e.Position.GlobalPosition,
-	).Exec(func(tag pgconn.CommandTag) error {
-		if tag.RowsAffected() != 1 {
-			return applyError(e, errors.New("ordering violation: the payment is missing, not at the previous version, or already terminal"))
+// closeViolation names a closing event whose payment was missing, not at the previous version or
+// already terminal.
+func closeViolation(ctx context.Context, tx pgx.Tx, closing map[string]eventstore.Event) error {
+	for id, e := range closing {
+		var version int
+		var status string
+		err := tx.QueryRow(ctx, `select version, status from payments where payment_id = $1::uuid`, id).Scan(&version, &status)
+		if err != nil {
+			return applyError(e, fmt.Errorf("ordering violation: the payment is not initiated (%w)", err))
 		}
-		return nil
-	})
-}
-
-// trail records e in the audit trail of a payment.
-func trail(b *pgx.Batch, e eventstore.Event, paymentID string) {
-	b.Queue(`insert into payment_events (event_id, payment_id, event_type, at, data, tx_id, global_position)
-		values ($1, $2::uuid, $3, $4, $5, $6::text::xid8, $7)`,
-		e.ID, paymentID, e.Type, e.CreatedAt, []byte(e.Payload), txID(e), e.Position.GlobalPosition)
+		if version != e.Version-1 || status != contract.PaymentPending {
+			return applyError(e, fmt.Errorf("ordering violation: the payment is %s at version %d", status, version))
+		}
+	}
+	return fmt.Errorf("close payments: some payments were not closed")
 }
 
 // chunks joins ids with commas into strings of at most n bytes (a NOTIFY payload is limited to 8000).

@@ -16,7 +16,7 @@ import (
 func BenchmarkProjectionsSteadyState(b *testing.B) {
 	pool, _ := testenv.PostgresPool(b)
 	ctx := context.Background()
-	n, err := workload.Seed(ctx, pool, 500, 100) // ~200k events
+	n, err := workload.Seed(ctx, pool, 250, 100) // ~100k events
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func BenchmarkProjectionsSteadyState(b *testing.B) {
 		}
 		began := time.Now()
 		stop := start(b, pool, runner.Options{}, projections.Accounts{}, projections.Payments{})
-		waitCaughtUp(b, pool, "accounts", "payments")
+		waitCaughtUpWithin(b, pool, 10*time.Minute, "accounts", "payments")
 		elapsed := time.Since(began)
 		stop()
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")

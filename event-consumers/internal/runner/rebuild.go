@@ -104,6 +104,9 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projec
 			if _, err := tx.Exec(ctx, "set local search_path to "+shadow+", public"); err != nil {
 				return err
 			}
+			if err := customPlans(ctx, tx); err != nil {
+				return err
+			}
 			batch, err := eventstore.ReadLog(ctx, tx, pos, batchSize)
 			if err != nil || len(batch) == 0 {
 				return err
@@ -138,6 +141,9 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projec
 			return fmt.Errorf("lock checkpoint: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "set local search_path to "+shadow+", public"); err != nil {
+			return err
+		}
+		if err := customPlans(ctx, tx); err != nil {
 			return err
 		}
 		if err := replay(tx); err != nil {

@@ -114,6 +114,9 @@ func (r *Runner) projectionStep(p Projection) stepFunc {
 		if err := advanceCheckpoint(ctx, tx, p.Name(), from, batch[len(batch)-1].Position); err != nil {
 			return err
 		}
+		if err := customPlans(ctx, tx); err != nil {
+			return err
+		}
 		if err := p.Apply(ctx, tx, batch); err != nil {
 			return err
 		}
@@ -271,4 +274,15 @@ func retryDelay(failures int, max time.Duration) time.Duration {
 		d *= 2
 	}
 	return min(d, max)
+}
+
+// customPlans makes the transaction plan every statement for its actual arguments. Projections apply a
+// batch with a few statements over unnest(array) parameters whose length varies from 1 to the batch
+// size; a cached generic plan assumes a fixed row count and can pick a sequential scan of a whole table
+// for a batch of one.
+func customPlans(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `set local plan_cache_mode = force_custom_plan`); err != nil {
+		return fmt.Errorf("set plan mode: %w", err)
+	}
+	return nil
 }

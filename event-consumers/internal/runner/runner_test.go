@@ -73,13 +73,18 @@ func openAccounts(t *testing.T, ctx context.Context, bank *workload.Bank, n int)
 // checkpoint "at the head" could then be short of events the test appended.
 func waitCaughtUp(t testing.TB, pool *pgxpool.Pool, names ...string) eventstore.Position {
 	t.Helper()
+	return waitCaughtUpWithin(t, pool, 60*time.Second, names...)
+}
+
+func waitCaughtUpWithin(t testing.TB, pool *pgxpool.Pool, within time.Duration, names ...string) eventstore.Position {
+	t.Helper()
 	ctx := context.Background()
 	var last eventstore.Position
 	if err := pool.QueryRow(ctx, `select tx_id::text::bigint, global_position from events
 		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		ok := true
 		for _, n := range names {
