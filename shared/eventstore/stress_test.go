@@ -127,7 +127,7 @@ func TestStressReadLog(t *testing.T) {
 	if stored != committedEvents {
 		t.Fatalf("events table holds %d events, the writers committed %d", stored, committedEvents)
 	}
-	if ledger.rollbacks == 0 || committedEvents < 200 {
+	if ledger.rollbacks == 0 || committedEvents < 100 {
 		t.Fatalf("workload too small to prove anything: %d rollbacks, %d events", ledger.rollbacks, committedEvents)
 	}
 
