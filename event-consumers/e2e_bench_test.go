@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,47 +26,52 @@ import (
 	"upi/shared/testenv"
 )
 
-// BenchmarkEndToEndLag appends deposits at a steady rate and measures, for each, the time from the append
-// returning to the query service (the real binary) answering the balance with that deposit in it: a GET
-// with min_position, which waits for the projection and answers as soon as its checkpoint passes it.
-func BenchmarkEndToEndLag(b *testing.B) {
-	pool, url := testenv.PostgresPool(b)
+// readSide is the read path running for real: the runner in this process, the query-service binary
+// beside it, and a bank appending to the log.
+type readSide struct {
+	base string
+	bank *workload.Bank
+}
+
+func startReadSide(tb testing.TB, accounts []string) readSide {
+	tb.Helper()
+	pool, url := testenv.PostgresPool(tb)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	tb.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	store := eventstore.New(pool)
 	go store.RunHints(ctx, log, 2*time.Millisecond)
 	bank := workload.New(store)
-	const writers, perSecond = 8, 25 // 200 deposits/s in all
-	vpas := make([]string, writers)
-	for i := range vpas {
-		vpas[i] = "lag" + strconv.Itoa(i) + "@okbank"
-		if _, err := bank.Open(ctx, vpas[i], "bench"); err != nil {
-			b.Fatal(err)
+	for _, v := range accounts {
+		if _, err := bank.Open(ctx, v, "bench"); err != nil {
+			tb.Fatal(err)
 		}
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		_ = runner.New(pool, log, prometheus.NewRegistry(), runner.Options{}).
 			Run(ctx, projections.Accounts{}, projections.Payments{})
 	}()
+	tb.Cleanup(func() { cancel(); <-done })
 
-	bin := filepath.Join(b.TempDir(), "query-service")
+	bin := filepath.Join(tb.TempDir(), "query-service")
 	if out, err := exec.Command("go", "build", "-o", bin, "../query-service").CombinedOutput(); err != nil {
-		b.Fatalf("build query-service: %v\n%s", err, out)
+		tb.Fatalf("build query-service: %v\n%s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
 	qs := exec.Command(bin)
 	qs.Env = append(os.Environ(), "DATABASE_URL="+url, "QUERY_SERVICE_ADDR="+addr, "LOG_LEVEL=warn", "QUERY_WAIT_MAX=5s")
 	if err := qs.Start(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer func() { _ = qs.Process.Kill(); _ = qs.Wait() }()
+	tb.Cleanup(func() { _ = qs.Process.Kill(); _ = qs.Wait() })
 	base := "http://" + addr
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := http.Get(base + "/readyz"); err == nil {
@@ -75,11 +81,68 @@ func BenchmarkEndToEndLag(b *testing.B) {
 			}
 		}
 		if time.Now().After(deadline) {
-			b.Fatal("query-service not ready")
+			tb.Fatal("query-service not ready")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return readSide{base: base, bank: bank}
+}
 
+// balance GETs an account's balance as its owner, with min_position.
+func (rs readSide) balance(tb testing.TB, vpa string, min eventstore.Position) (int64, *http.Response) {
+	req, _ := http.NewRequest(http.MethodGet,
+		fmt.Sprintf("%s/v1/accounts/%s/balance?min_position=%s", rs.base, vpa, min.Token()), nil)
+	req.Header.Set("X-Client-ID", "bench")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Error(err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	var body struct {
+		BalancePaise int64 `json:"balance_paise"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return body.BalancePaise, resp
+}
+
+// Read-your-writes through the real services: every read with the position of a write sees that write.
+func TestReadYourWritesThroughQueryService(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the query service")
+	}
+	rs := startReadSide(t, []string{"ryw@okbank"})
+	ctx := context.Background()
+	var want int64
+	for i := 1; i <= 25; i++ {
+		pos, err := rs.bank.Deposit(ctx, "ryw@okbank", int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += int64(i)
+		got, resp := rs.balance(t, "ryw@okbank", pos)
+		if resp == nil || resp.StatusCode != 200 || resp.Header.Get("X-Projection-Stale") != "" || got != want {
+			t.Fatalf("deposit %d: read %d (status %v, stale %q), want balance %d", i, got, resp.Status,
+				resp.Header.Get("X-Projection-Stale"), want)
+		}
+		if p, err := eventstore.ParseToken(resp.Header.Get("X-Projection-Position")); err != nil || p.Less(pos) {
+			t.Fatalf("X-Projection-Position %q is before the write %v", resp.Header.Get("X-Projection-Position"), pos)
+		}
+	}
+}
+
+// BenchmarkEndToEndLag appends deposits at a steady rate and measures, for each, the time from the append
+// returning to the query service (the real binary) answering the balance with that deposit in it: a GET
+// with min_position, which waits for the projection and answers as soon as its checkpoint passes it.
+func BenchmarkEndToEndLag(b *testing.B) {
+	const writers, perSecond = 8, 25 // 200 deposits/s in all
+	vpas := make([]string, writers)
+	for i := range vpas {
+		vpas[i] = "lag" + strconv.Itoa(i) + "@okbank"
+	}
+	rs := startReadSide(b, vpas)
+	ctx := context.Background()
+	bank := rs.bank
 	b.ResetTimer()
 	for range b.N {
 		var mu sync.Mutex
@@ -102,16 +165,10 @@ func BenchmarkEndToEndLag(b *testing.B) {
 					appended := time.Now()
 					// The read runs beside the next writes, so the write rate holds whatever the lag.
 					reads.Go(func() {
-						req, _ := http.NewRequest(http.MethodGet,
-							fmt.Sprintf("%s/v1/accounts/%s/balance?min_position=%s", base, vpas[w], pos.Token()), nil)
-						req.Header.Set("X-Client-ID", "bench")
-						resp, err := http.DefaultClient.Do(req)
-						if err != nil {
-							b.Error(err)
+						_, resp := rs.balance(b, vpas[w], pos)
+						if resp == nil {
 							return
 						}
-						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
 						lag := time.Since(appended)
 						mu.Lock()
 						if resp.StatusCode != 200 || resp.Header.Get("X-Projection-Stale") == "true" {
