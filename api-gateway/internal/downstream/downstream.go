@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -109,6 +110,11 @@ func (c *Client) Do(ctx context.Context, svc Service, r Request) (*Response, err
 		if err == nil && len(b) > maxResponseBytes {
 			err = fmt.Errorf("response larger than %d bytes", maxResponseBytes)
 		}
+		if err == nil && resp.StatusCode >= 400 && !isProblem(resp.Header) {
+			// Every service answers errors as problem+json; anything else came from below the service
+			// (a proxy, or net/http refusing a malformed request) and is no answer to relay.
+			err = fmt.Errorf("answered %d with Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
 		if err == nil {
 			c.duration.WithLabelValues(svc.Name, r.Method, strconv.Itoa(resp.StatusCode)).Observe(time.Since(start).Seconds())
 			return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
@@ -124,4 +130,9 @@ func (c *Client) Do(ctx context.Context, svc Service, r Request) (*Response, err
 	c.duration.WithLabelValues(svc.Name, r.Method, kind).Observe(time.Since(start).Seconds())
 	c.errors.WithLabelValues(svc.Name, kind).Inc()
 	return nil, fmt.Errorf("%w: %s %s %s: %w", sentinel, svc.Name, r.Method, r.Path, err)
+}
+
+func isProblem(h http.Header) bool {
+	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
+	return mt == "application/problem+json"
 }

@@ -42,8 +42,11 @@ type queryParams struct {
 // query validates a GET's path and query at the edge and relays the query service's answer. The call's
 // deadline grows by the waits the request asks for (min_position, ?wait=), so a long-poll is not cut short.
 func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError, params queryParams) {
-	q := r.URL.Query()
 	errs := pathErrs
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "query", Message: "the query string is not valid URL encoding"})
+	}
 	timeout := s.QueryTimeout
 	if tok := q.Get("min_position"); q.Has("min_position") {
 		if _, err := eventstore.ParseToken(tok); err != nil {
@@ -74,9 +77,10 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	}
 	// The path is forwarded decoded: its parameters were validated above (a VPA or a UUID, nothing that
 	// needs escaping), so a percent-encoded "@" reaches the service in the one form every service reads.
+	// The query is re-encoded from what was parsed, so the service gets exactly what was validated.
 	path := r.URL.Path
-	if r.URL.RawQuery != "" {
-		path += "?" + r.URL.RawQuery
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := s.Downstream.Do(r.Context(), s.Queries, downstream.Request{
 		Method: http.MethodGet, Path: path, Header: forwardHeader(r), Timeout: timeout,

@@ -179,6 +179,7 @@ func TestValidationAtTheEdge(t *testing.T) {
 		{"payment: currency field", "POST", "/v1/payments", `{"payer_vpa":"a@b","payee_vpa":"c@d","amount_paise":1,"currency":"USD"}`, 400, problem.CodeValidation, "currency"},
 		{"get account: bad vpa", "GET", "/v1/accounts/nope", "", 400, problem.CodeValidation, "vpa"},
 		{"balance: bad token", "GET", "/v1/accounts/alice@okbank/balance?min_position=xyz", "", 400, problem.CodeValidation, "min_position"},
+		{"balance: bad escape", "GET", "/v1/accounts/alice@okbank/balance?min_position=%zz", "", 400, problem.CodeValidation, "query"},
 		{"balance: empty token", "GET", "/v1/accounts/alice@okbank/balance?min_position=", "", 400, problem.CodeValidation, "min_position"},
 		{"transactions: limit 0", "GET", "/v1/accounts/alice@okbank/transactions?limit=0", "", 400, problem.CodeValidation, "limit"},
 		{"transactions: limit 201", "GET", "/v1/accounts/alice@okbank/transactions?limit=201", "", 400, problem.CodeValidation, "limit"},
