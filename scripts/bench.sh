@@ -44,12 +44,12 @@ done
 echo
 echo "== summary (ratio = figure / pgbench_tps of this run)"
 awk '
-  /^pgbench_tps=/ { split($0, kv, "="); tps = kv[2]; printf "%-58s %12.0f %-9s %6s\n", "pgbench baseline (16 clients)", tps, "tps", "1.00" }
+  /^pgbench_tps=/ { split($0, kv, "="); tps = kv[2]; printf "%-72s %12.0f %-9s %6s\n", "pgbench baseline (16 clients)", tps, "tps", "1.00" }
   /^pkg: / { pkg = $2 }
   /^Benchmark/ {
     for (i = 2; i < NF; i++) {
       if ($(i + 1) ~ /\/s$/) {
-        printf "%-58s %12.0f %-9s %6.2f\n", pkg "." $1, $i, $(i + 1), (tps > 0 ? $i / tps : 0)
+        printf "%-72s %12.0f %-9s %6.2f\n", pkg "." $1, $i, $(i + 1), (tps > 0 ? $i / tps : 0)
       }
     }
   }
