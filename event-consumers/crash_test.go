@@ -45,7 +45,7 @@ func TestKilledMidBatchAppliesEveryEventOnce(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(42, 42))
-	if err := bank.Random(ctx, rng, vpas, 150); err != nil {
+	if err := bank.Random(ctx, rng, vpas, 100); err != nil {
 		t.Fatal(err)
 	}
 
@@ -60,7 +60,7 @@ func TestKilledMidBatchAppliesEveryEventOnce(t *testing.T) {
 		return cmd
 	}
 	kills := 0
-	for round := range 5 {
+	for round := range 3 {
 		before := checkpoint(t, pool, "accounts")
 		cmd := start()
 		// Let it apply at least one batch, then kill it at a random moment of its work.

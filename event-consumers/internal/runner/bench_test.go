@@ -45,7 +45,7 @@ func BenchmarkRebuild1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(time.Since(began).Seconds(), "seed_s")
+	seeded := time.Since(began)
 	b.ResetTimer()
 	for range b.N {
 		var replayed int
@@ -72,4 +72,5 @@ func BenchmarkRebuild1M(b *testing.B) {
 		b.Fatalf("%d of 2000 rebuilt accounts have the expected balance", settled)
 	}
 	b.ReportMetric(float64(n), "events")
+	b.ReportMetric(seeded.Seconds(), "seed_s")
 }
