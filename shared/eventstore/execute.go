@@ -59,20 +59,15 @@ func Execute[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID
 	var res Result
 	var produced []NewEvent
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if err := lockStream(ctx, tx, aggregateID); err != nil {
+		read, err := readStream(ctx, tx, agg, aggregateID, true, dedupeID)
+		if err != nil {
 			return err
 		}
-		if dedupeID != uuid.Nil {
-			existing, err := eventsByID(ctx, tx, []uuid.UUID{dedupeID})
-			if err != nil {
-				return err
-			}
-			if len(existing) > 0 {
-				res = Result{Events: existing, Replayed: true}
-				return nil
-			}
+		if len(read.existing) > 0 {
+			res = Result{Events: read.existing, Replayed: true}
+			return nil
 		}
-		state, version, snapVersion, err := loadState(ctx, tx, agg, aggregateID)
+		state, version, err := fold(agg, aggregateID, read)
 		if err != nil {
 			return err
 		}
@@ -85,7 +80,7 @@ func Execute[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID
 			return err
 		}
 		res = Result{Events: appended}
-		if agg.SnapshotEvery > 0 && version+len(appended)-snapVersion >= agg.SnapshotEvery {
+		if agg.SnapshotEvery > 0 && version+len(appended)-read.snapVersion >= agg.SnapshotEvery {
 			for _, e := range appended {
 				if state, err = agg.Evolve(state, e); err != nil {
 					return fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
@@ -115,48 +110,106 @@ func LoadState[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregate
 	var state S
 	var version int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		state, version, _, err = loadState(ctx, tx, agg, aggregateID)
+		read, err := readStream(ctx, tx, agg, aggregateID, false, uuid.Nil)
+		if err != nil {
+			return err
+		}
+		state, version, err = fold(agg, aggregateID, read)
 		return err
 	})
 	return state, version, err
 }
 
-func loadState[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string) (state S, version, snapVersion int, err error) {
+// streamRead is what one round trip learns about a stream: the events carrying a dedupe id, the latest
+// usable snapshot, and the events after it.
+type streamRead struct {
+	existing    []Event
+	snapVersion int
+	snapState   []byte
+	tail        []Event
+}
+
+const (
+	snapshotSQL = `select version, state from snapshots
+		where aggregate_id = $1 and aggregate_type = $2 and schema_version = $3`
+	tailAfterSnapshotSQL = `select ` + eventColumns + ` from events
+		where aggregate_id = $1 and version > coalesce((select version from snapshots
+			where aggregate_id = $1 and aggregate_type = $2 and schema_version = $3), 0)
+		order by version`
+)
+
+// readStream sends, in one round trip, the stream's lock (when lock is set: it stays the transaction's
+// first statement), the dedupe lookup, the snapshot and the tail after it. The server runs them in order,
+// each statement with its own snapshot taken after the lock is held, so what they read is consistent:
+// snapshots are only written under the same lock.
+func readStream[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string, lock bool, dedupeID uuid.UUID) (streamRead, error) {
+	var out streamRead
+	b := &pgx.Batch{}
+	if lock {
+		b.Queue(lockSQL, aggregateID)
+	}
+	if dedupeID != uuid.Nil {
+		b.Queue(eventsByIDSQL, []uuid.UUID{dedupeID})
+	}
 	if agg.SnapshotEvery > 0 {
-		var raw []byte
-		err = tx.QueryRow(ctx, `select version, state from snapshots
-			where aggregate_id = $1 and aggregate_type = $2 and schema_version = $3`,
-			aggregateID, agg.Type, agg.SnapshotSchema).Scan(&snapVersion, &raw)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			err = nil
-		case err != nil:
-			return state, 0, 0, fmt.Errorf("load snapshot of %s: %w", aggregateID, err)
-		default:
-			if err = json.Unmarshal(raw, &state); err != nil {
-				return state, 0, 0, fmt.Errorf("decode snapshot of %s: %w", aggregateID, err)
-			}
+		b.Queue(snapshotSQL, aggregateID, agg.Type, agg.SnapshotSchema)
+		b.Queue(tailAfterSnapshotSQL, aggregateID, agg.Type, agg.SnapshotSchema)
+	} else {
+		b.Queue(streamSQL, aggregateID, 0)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if lock {
+		if _, err := br.Exec(); err != nil {
+			return out, fmt.Errorf("lock stream %s: %w", aggregateID, err)
 		}
 	}
-	tail, err := loadStream(ctx, tx, aggregateID, snapVersion)
-	if err != nil {
-		return state, 0, 0, err
+	if dedupeID != uuid.Nil {
+		rows, err := br.Query()
+		if err != nil {
+			return out, fmt.Errorf("look up event %s: %w", dedupeID, err)
+		}
+		if out.existing, err = scanEvents(rows); err != nil {
+			return out, err
+		}
 	}
-	version = snapVersion
-	for _, e := range tail {
+	if agg.SnapshotEvery > 0 {
+		err := br.QueryRow().Scan(&out.snapVersion, &out.snapState)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return out, fmt.Errorf("load snapshot of %s: %w", aggregateID, err)
+		}
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return out, fmt.Errorf("load stream %s: %w", aggregateID, err)
+	}
+	if out.tail, err = scanEvents(rows); err != nil {
+		return out, err
+	}
+	return out, br.Close()
+}
+
+// fold rebuilds the state from a snapshot and the events after it, checking that the versions follow on.
+func fold[S any](agg Aggregate[S], aggregateID string, read streamRead) (state S, version int, err error) {
+	if read.snapState != nil {
+		if err := json.Unmarshal(read.snapState, &state); err != nil {
+			return state, 0, fmt.Errorf("decode snapshot of %s: %w", aggregateID, err)
+		}
+	}
+	version = read.snapVersion
+	for _, e := range read.tail {
 		if e.AggregateType != agg.Type {
-			return state, 0, 0, fmt.Errorf("stream %s holds a %s event, not %s", aggregateID, e.AggregateType, agg.Type)
+			return state, 0, fmt.Errorf("stream %s holds a %s event, not %s", aggregateID, e.AggregateType, agg.Type)
 		}
 		if e.Version != version+1 {
-			return state, 0, 0, fmt.Errorf("stream %s: version %d follows %d", aggregateID, e.Version, version)
+			return state, 0, fmt.Errorf("stream %s: version %d follows %d", aggregateID, e.Version, version)
 		}
 		if state, err = agg.Evolve(state, e); err != nil {
-			return state, 0, 0, fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
+			return state, 0, fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
 		}
 		version = e.Version
 	}
-	return state, version, snapVersion, nil
+	return state, version, nil
 }
 
 func saveSnapshot[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string, version int, state S) error {

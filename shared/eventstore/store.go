@@ -203,9 +203,15 @@ func scanEvents(rows pgx.Rows) ([]Event, error) {
 	return out, nil
 }
 
+const (
+	lockSQL       = `select pg_advisory_xact_lock(hashtextextended($1, 0))`
+	streamSQL     = `select ` + eventColumns + ` from events where aggregate_id = $1 and version > $2 order by version`
+	eventsByIDSQL = `select ` + eventColumns + ` from events
+		where event_id = any($1) order by events.tx_id, events.global_position`
+)
+
 func loadStream(ctx context.Context, q Querier, aggregateID string, afterVersion int) ([]Event, error) {
-	rows, err := q.Query(ctx, `select `+eventColumns+` from events
-		where aggregate_id = $1 and version > $2 order by version`, aggregateID, afterVersion)
+	rows, err := q.Query(ctx, streamSQL, aggregateID, afterVersion)
 	if err != nil {
 		return nil, fmt.Errorf("load stream %s: %w", aggregateID, err)
 	}
@@ -213,8 +219,7 @@ func loadStream(ctx context.Context, q Querier, aggregateID string, afterVersion
 }
 
 func eventsByID(ctx context.Context, q Querier, ids []uuid.UUID) ([]Event, error) {
-	rows, err := q.Query(ctx, `select `+eventColumns+` from events
-		where event_id = any($1) order by events.tx_id, events.global_position`, ids)
+	rows, err := q.Query(ctx, eventsByIDSQL, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load events by id: %w", err)
 	}
@@ -222,7 +227,7 @@ func eventsByID(ctx context.Context, q Querier, ids []uuid.UUID) ([]Event, error
 }
 
 func lockStream(ctx context.Context, tx pgx.Tx, aggregateID string) error {
-	if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended($1, 0))`, aggregateID); err != nil {
+	if _, err := tx.Exec(ctx, lockSQL, aggregateID); err != nil {
 		return fmt.Errorf("lock stream %s: %w", aggregateID, err)
 	}
 	return nil
