@@ -109,8 +109,8 @@ func load(b *testing.B, client *http.Client, baseline float64, next func(i int64
 	}
 	rps := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rps, "req/s")
-	b.ReportMetric(pct(0.50), "p50_ms")
-	b.ReportMetric(pct(0.99), "p99_ms")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
 	if baseline > 0 {
 		b.ReportMetric(baseline, "pgbench_tps")
 		b.ReportMetric(rps/baseline, "ratio_to_pgbench")
