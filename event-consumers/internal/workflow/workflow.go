@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"upi/shared/events"
 	"upi/shared/eventstore"
 	"upi/shared/observability"
+	"upi/shared/problem"
 )
 
 // Name is the workflow's consumer name and checkpoint.
@@ -96,6 +98,14 @@ func compensation(a Action) (string, StepBody, bool) {
 		return StepReverse, body, true
 	}
 	return "", StepBody{}, false
+}
+
+// payeeRefused reports whether a credit was refused by the payee's account itself (404 ACCOUNT_NOT_FOUND, or
+// 422: the credit would take its balance beyond the limit). Those refusals are final.
+func payeeRefused(a Action, err error) bool {
+	var se *StepError
+	return a.Step == StepCredit && errors.As(err, &se) &&
+		(se.Code == problem.CodeAccountNotFound || se.Status == http.StatusUnprocessableEntity)
 }
 
 // Config tunes the workflow.
@@ -217,6 +227,15 @@ func (w *Workflow) perform(ctx context.Context, a Action) error {
 			if transient++; transient >= w.cfg.TransientAttempts {
 				return fmt.Errorf("payment %s: %w", a.PaymentID, err)
 			}
+		} else if payeeRefused(a, err) {
+			// The payee's account itself refuses the credit (gone, or at its limit): no retry can help,
+			// so the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
+			w.metrics.steps.WithLabelValues(a.Step, "refused").Inc()
+			w.log.WarnContext(ctx, "payee refused the credit; reversing the debit", "err", err)
+			a = Action{PaymentID: a.PaymentID, Step: StepReverse, Cause: a.Cause, Body: StepBody{
+				Code: events.CodePayeeUnavailable, Reason: "the payee could not be credited", CausationID: a.Body.CausationID}}
+			transient, lasting, delay = 0, 0, w.cfg.Backoff
+			continue
 		} else {
 			w.metrics.steps.WithLabelValues(a.Step, "lasting_error").Inc()
 			if lasting++; lasting >= w.cfg.LastingAttempts {

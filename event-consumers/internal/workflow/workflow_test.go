@@ -1,0 +1,326 @@
+package workflow
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"upi/shared/events"
+	"upi/shared/eventstore"
+	"upi/shared/testenv"
+)
+
+// These tests run the workflow against the real command service (its binary) and PostgreSQL. Failures
+// the command service would not produce on its own are injected at the workflow's HTTP edge.
+
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	pool  *pgxpool.Pool
+	store *eventstore.Store
+	url   string
+	steps *flaky
+	flow  *Workflow
+	pos   eventstore.Position
+}
+
+// flaky passes steps to the real command service, except the step it is told to fail.
+type flaky struct {
+	real Steps
+	step atomic.Value // string: the step that fails with a 500 while set
+}
+
+func (f *flaky) Run(ctx context.Context, pid uuid.UUID, step string, body any) (StepResult, error) {
+	if s, _ := f.step.Load().(string); s == step {
+		return StepResult{}, &StepError{Step: step, Status: 500, Code: "INTERNAL", Detail: "injected failure"}
+	}
+	return f.real.Run(ctx, pid, step, body)
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	pool, url := testenv.PostgresPool(t)
+	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "warn"})
+	steps := &flaky{real: &HTTPSteps{BaseURL: cmd.URL, Client: http.DefaultClient, Timeout: 5 * time.Second}}
+	steps.step.Store("")
+	cfg := Config{Parallel: 4, LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return &harness{t: t, ctx: ctx, pool: pool, store: eventstore.New(pool), url: cmd.URL, steps: steps,
+		flow: New(steps, pool, log, prometheus.NewRegistry(), cfg)}
+}
+
+func (h *harness) post(path, key string, body any) []byte {
+	h.t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodPost, h.url+path, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Client-ID", "psp")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		h.t.Fatalf("POST %s: %d %s", path, resp.StatusCode, out)
+	}
+	return out
+}
+
+func (h *harness) account(vpa string, deposit int64) {
+	h.post("/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Holder"})
+	if deposit > 0 {
+		h.post("/v1/accounts/"+vpa+"/deposits", "fund-"+vpa, map[string]any{"amount_paise": deposit, "reference": "fund"})
+	}
+}
+
+func (h *harness) pay(payer, payee string, amount int64) uuid.UUID {
+	var p struct {
+		PaymentID uuid.UUID `json:"payment_id"`
+	}
+	_ = json.Unmarshal(h.post("/v1/payments", uuid.NewString(), map[string]any{"payer_vpa": payer, "payee_vpa": payee, "amount_paise": amount}), &p)
+	return p.PaymentID
+}
+
+// run feeds the log to the workflow, as the runner does, until the payment has ended.
+func (h *harness) run(pid uuid.UUID) {
+	h.t.Helper()
+	for h.ctx.Err() == nil {
+		batch, err := h.store.ReadLog(h.ctx, h.pos, 100)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(batch) > 0 {
+			if err := h.flow.Handle(h.ctx, batch); err != nil {
+				h.t.Fatalf("handle: %v", err)
+			}
+			h.pos = batch[len(batch)-1].Position
+			continue
+		}
+		if h.outcome(pid) != "" {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.t.Fatalf("payment %s never ended", pid)
+}
+
+// outcome is "COMPLETED", "FAILED:CODE" or "" while the payment is open.
+func (h *harness) outcome(pid uuid.UUID) string {
+	var typ, code string
+	err := h.pool.QueryRow(h.ctx, `select event_type, coalesce(payload->>'code', '') from events
+		where aggregate_id = $1 and event_type in ('PaymentCompleted', 'PaymentFailed')`, pid.String()).Scan(&typ, &code)
+	if err != nil {
+		return ""
+	}
+	if typ == events.PaymentCompleted {
+		return "COMPLETED"
+	}
+	return "FAILED:" + code
+}
+
+// trail lists the types of every event of the payment, on any stream, in log order.
+func (h *harness) trail(pid uuid.UUID) []string {
+	rows, err := h.pool.Query(h.ctx, `select event_type from events
+		where aggregate_id = $1 or payload->>'payment_id' = $1 order by tx_id, global_position`, pid.String())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		_ = rows.Scan(&s)
+		out = append(out, s)
+	}
+	return out
+}
+
+// balance folds an account's events.
+func (h *harness) balance(vpa string) int64 {
+	var b int64
+	if err := h.pool.QueryRow(h.ctx, `select coalesce(sum(case event_type
+			when 'AccountDebited' then -(payload->>'amount_paise')::bigint
+			when 'DebitRejected' then 0 else (payload->>'amount_paise')::bigint end), 0)
+		from events where aggregate_id = $1 and event_type <> 'AccountOpened'`, vpa).Scan(&b); err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+func (h *harness) parked(pid uuid.UUID, step string) (status, resolution string) {
+	_ = h.pool.QueryRow(h.ctx, `select status, coalesce(resolution, '') from workflow_parked
+		where payment_id = $1 and step = $2`, pid, step).Scan(&status, &resolution)
+	return status, resolution
+}
+
+func equal(a, b []string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func TestWorkflowCompletesAndFails(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	h.account("payee@bank", 0)
+
+	ok := h.pay("payer@bank", "payee@bank", 4000)
+	h.run(ok)
+	if got := h.outcome(ok); got != "COMPLETED" {
+		t.Fatalf("outcome = %s", got)
+	}
+	broke := h.pay("payer@bank", "payee@bank", 6001)
+	h.run(broke)
+	if got := h.outcome(broke); got != "FAILED:"+events.CodeInsufficientFunds {
+		t.Fatalf("overdraft outcome = %s", got)
+	}
+	if h.balance("payer@bank") != 6000 || h.balance("payee@bank") != 4000 {
+		t.Fatalf("balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
+	}
+
+	// The whole log handled again, as after a crash before the checkpoint: nothing moves twice.
+	h.pos = eventstore.Start
+	h.run(broke)
+	if h.balance("payer@bank") != 6000 || h.balance("payee@bank") != 4000 {
+		t.Fatalf("after redelivery balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
+	}
+	want := []string{events.PaymentInitiated, events.AccountDebited, events.AccountCredited, events.PaymentCompleted}
+	if got := h.trail(ok); !equal(got, want) {
+		t.Fatalf("trail = %v, want %v", got, want)
+	}
+}
+
+func TestWorkflowReversesWhenThePayeeRefuses(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	// A payment to a payee that has no account: the command service refuses such a payment at initiation,
+	// so it is appended directly, as a log written by an older version might hold it.
+	pid := uuid.New()
+	if _, err := h.store.Append(h.ctx, events.AggregatePayment, pid.String(), eventstore.NoStream, []eventstore.NewEvent{{
+		ID: uuid.New(), Type: events.PaymentInitiated, Metadata: events.Metadata{SchemaVersion: 1},
+		Data: events.PaymentInitiatedV1{PaymentID: pid.String(), PayerVPA: "payer@bank", PayeeVPA: "ghost@bank", AmountPaise: 2500, ClientID: "psp"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	h.run(pid)
+	if got := h.outcome(pid); got != "FAILED:"+events.CodePayeeUnavailable {
+		t.Fatalf("outcome = %s", got)
+	}
+	want := []string{events.PaymentInitiated, events.AccountDebited, events.DebitReversed, events.PaymentFailed}
+	if got := h.trail(pid); !equal(got, want) {
+		t.Fatalf("trail = %v, want %v", got, want)
+	}
+	if b := h.balance("payer@bank"); b != 10000 {
+		t.Fatalf("payer balance = %d, want it whole again", b)
+	}
+}
+
+func TestWorkflowParksAndCompensatesACreditThatKeepsFailing(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	h.account("payee@bank", 0)
+	h.steps.step.Store(StepCredit)
+	pid := h.pay("payer@bank", "payee@bank", 3000)
+	h.run(pid)
+	if got := h.outcome(pid); got != "FAILED:"+events.CodeProcessingError {
+		t.Fatalf("outcome = %s", got)
+	}
+	if h.balance("payer@bank") != 10000 || h.balance("payee@bank") != 0 {
+		t.Fatalf("balances = %d, %d: money moved", h.balance("payer@bank"), h.balance("payee@bank"))
+	}
+	if st, res := h.parked(pid, StepCredit); st != "resolved" || res != "compensated: "+events.DebitReversed {
+		t.Fatalf("parked row = %q %q", st, res)
+	}
+	if n := testutil.ToFloat64(h.flow.metrics.parked.WithLabelValues(StepCredit)); n != 1 {
+		t.Fatalf("parked metric = %v", n)
+	}
+	// Once the failure is gone, a redelivered AccountDebited cannot credit the payee any more.
+	h.steps.step.Store("")
+	h.pos = eventstore.Start
+	h.run(pid)
+	if h.balance("payee@bank") != 0 || h.balance("payer@bank") != 10000 {
+		t.Fatalf("after redelivery balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
+	}
+}
+
+func TestWorkflowParksADebitThatKeepsFailing(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	h.account("payee@bank", 0)
+	h.steps.step.Store(StepDebit)
+	pid := h.pay("payer@bank", "payee@bank", 3000)
+	h.run(pid)
+	if got := h.outcome(pid); got != "FAILED:"+events.CodeProcessingError {
+		t.Fatalf("outcome = %s", got)
+	}
+	want := []string{events.PaymentInitiated, events.DebitRejected, events.PaymentFailed}
+	if got := h.trail(pid); !equal(got, want) {
+		t.Fatalf("trail = %v, want %v", got, want)
+	}
+	// The debit step's id is burnt: a late debit finds the rejection and moves nothing.
+	h.steps.step.Store("")
+	res, err := h.steps.Run(h.ctx, pid, StepDebit, nil)
+	if err != nil || !res.Replayed || res.EventType != events.DebitRejected {
+		t.Fatalf("late debit = %+v, %v", res, err)
+	}
+	if b := h.balance("payer@bank"); b != 10000 {
+		t.Fatalf("payer balance = %d", b)
+	}
+}
+
+func TestWorkflowRetriesAParkedCompletion(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	h.account("payee@bank", 0)
+	h.steps.step.Store(StepComplete)
+	pid := h.pay("payer@bank", "payee@bank", 3000)
+	// Money has moved, so the completion cannot be compensated: it stays parked and the batch moves on.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st, _ := h.parked(pid, StepComplete); st == "parked" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the completion was never parked")
+		}
+		batch, err := h.store.ReadLog(h.ctx, h.pos, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) > 0 {
+			if err := h.flow.Handle(h.ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			h.pos = batch[len(batch)-1].Position
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := h.outcome(pid); got != "" {
+		t.Fatalf("outcome = %s while the completion is parked", got)
+	}
+	h.steps.step.Store("")
+	if err := h.flow.retryParkedOnce(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.outcome(pid); got != "COMPLETED" {
+		t.Fatalf("outcome after the retry = %s", got)
+	}
+	if st, res := h.parked(pid, StepComplete); st != "resolved" || res != "retried: "+events.PaymentCompleted {
+		t.Fatalf("parked row = %q %q", st, res)
+	}
+	if h.balance("payer@bank") != 7000 || h.balance("payee@bank") != 3000 {
+		t.Fatalf("balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
+	}
+}
