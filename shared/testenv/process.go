@@ -40,10 +40,11 @@ func Binary(t testing.TB, service string) string {
 		}
 	}
 	path := filepath.Join(buildDir, service)
-	cmd := exec.Command("go", "build", "-race", "-o", path, "./"+service)
-	if !raceEnabled {
-		cmd = exec.Command("go", "build", "-o", path, "./"+service)
+	args := []string{"build", "-o", path}
+	if raceEnabled {
+		args = append(args, "-race")
 	}
+	cmd := exec.Command("go", append(args, "./"+service)...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", service, err, out)
