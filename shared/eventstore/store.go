@@ -191,8 +191,10 @@ func scanEvents(rows pgx.Rows) ([]Event, error) {
 	var out []Event
 	for rows.Next() {
 		var e Event
+		// Payload and metadata are scanned as raw bytes: scanned as json.RawMessage, pgx runs them through
+		// encoding/json, which was a third of a command's CPU.
 		if err := rows.Scan(&e.Position.GlobalPosition, &e.Position.TxID, &e.ID, &e.AggregateID,
-			&e.AggregateType, &e.Type, &e.Version, &e.Payload, &e.Metadata, &e.CreatedAt); err != nil {
+			&e.AggregateType, &e.Type, &e.Version, (*[]byte)(&e.Payload), (*[]byte)(&e.Metadata), &e.CreatedAt); err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
 		}
 		out = append(out, e)
