@@ -2,6 +2,7 @@ package observability
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -149,32 +150,25 @@ func ready(log *slog.Logger, checks []Check) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		status := map[string]string{}
-		ok := true
+		body := struct {
+			Status string            `json:"status"`
+			Checks map[string]string `json:"checks"`
+		}{Status: "ready", Checks: make(map[string]string, len(checks))}
 		for _, c := range checks {
 			if err := c.Ping(ctx); err != nil {
-				ok = false
-				status[c.Name] = "unavailable"
+				body.Status = "unavailable"
+				body.Checks[c.Name] = "unavailable"
 				log.WarnContext(ctx, "readiness check failed", "dependency", c.Name, "err", err)
 				continue
 			}
-			status[c.Name] = "ok"
+			body.Checks[c.Name] = "ok"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		if !ok {
+		if body.Status != "ready" {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		body := `{"status":"` + map[bool]string{true: "ready", false: "unavailable"}[ok] + `","checks":{`
-		first := true
-		for _, c := range checks {
-			if !first {
-				body += ","
-			}
-			first = false
-			body += strconv.Quote(c.Name) + ":" + strconv.Quote(status[c.Name])
-		}
-		_, _ = w.Write([]byte(body + "}}\n"))
+		_ = json.NewEncoder(w).Encode(body)
 	}
 }
 

@@ -30,7 +30,7 @@ func Binary(t testing.TB, service string) string {
 	if path, ok := built[service]; ok {
 		return path
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		t.Fatalf("find repository root: %v", err)
 	}
@@ -53,8 +53,8 @@ func Binary(t testing.TB, service string) string {
 	return path
 }
 
-// repoRoot is the nearest directory above the working directory holding go.work.
-func repoRoot() (string, error) {
+// RepoRoot is the nearest directory above the working directory holding go.work: the repository.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"upi/shared/testenv"
 )
 
 // Spec is the part of an OpenAPI document the tests check against.
@@ -36,27 +38,9 @@ type Response struct {
 	Codes []string `yaml:"x-codes"`
 }
 
-// RepoRoot is the nearest directory above the working directory holding go.work.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.work above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // Load reads docs/openapi.yaml from the repository holding the working directory.
 func Load() (*Spec, error) {
-	dir, err := RepoRoot()
+	dir, err := testenv.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"upi/api-gateway/internal/apispec"
 	"upi/shared/contract"
 	"upi/shared/testenv"
 )
@@ -120,7 +119,7 @@ func load(b *testing.B, client *http.Client, baseline float64, next func(i int64
 // pgbenchBaseline runs ../shared/bench/pgbench-baseline.sh (relative to the repository) on dbURL and
 // returns its tps, or 0 (with a note) where the script or pgbench is missing.
 func pgbenchBaseline(b *testing.B, dbURL string) float64 {
-	root, err := apispec.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"upi/api-gateway/internal/apispec"
+	"upi/shared/testenv"
 )
 
 // TestRoutesMatchTheSpec: every route the router serves is in docs/openapi.yaml, and every operation
@@ -64,7 +64,7 @@ var internalCodes = map[string]string{
 // listed for some response.
 func TestErrorCodesAreDocumented(t *testing.T) {
 	s := loadSpec(t)
-	root, err := apispec.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,6 +171,14 @@ func (h *harness) balance(vpa string) int64 {
 	return b
 }
 
+// wantBalances fails the test unless the payer and payee folds hold these balances.
+func (h *harness) wantBalances(payer, payee int64) {
+	h.t.Helper()
+	if got, gotPayee := h.balance("payer@bank"), h.balance("payee@bank"); got != payer || gotPayee != payee {
+		h.t.Fatalf("balances: payer %d, payee %d; want %d, %d", got, gotPayee, payer, payee)
+	}
+}
+
 func (h *harness) parked(pid uuid.UUID, step string) (status, resolution string) {
 	_ = h.pool.QueryRow(h.ctx, `select status, coalesce(resolution, '') from workflow_parked
 		where payment_id = $1 and step = $2`, pid, step).Scan(&status, &resolution)
@@ -194,16 +202,12 @@ func TestWorkflowCompletesAndFails(t *testing.T) {
 	if got := h.outcome(broke); got != "FAILED:"+events.CodeInsufficientFunds {
 		t.Fatalf("overdraft outcome = %s", got)
 	}
-	if h.balance("payer@bank") != 6000 || h.balance("payee@bank") != 4000 {
-		t.Fatalf("balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
-	}
+	h.wantBalances(6000, 4000)
 
 	// The whole log handled again, as after a crash before the checkpoint: nothing moves twice.
 	h.pos = eventstore.Start
 	h.run(broke)
-	if h.balance("payer@bank") != 6000 || h.balance("payee@bank") != 4000 {
-		t.Fatalf("after redelivery balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
-	}
+	h.wantBalances(6000, 4000)
 	want := []string{events.PaymentInitiated, events.AccountDebited, events.AccountCredited, events.PaymentCompleted}
 	if got := h.trail(ok); !equal(got, want) {
 		t.Fatalf("trail = %v, want %v", got, want)
@@ -245,9 +249,7 @@ func TestWorkflowParksAndCompensatesACreditThatKeepsFailing(t *testing.T) {
 	if got := h.outcome(pid); got != "FAILED:"+events.CodeProcessingError {
 		t.Fatalf("outcome = %s", got)
 	}
-	if h.balance("payer@bank") != 10000 || h.balance("payee@bank") != 0 {
-		t.Fatalf("balances = %d, %d: money moved", h.balance("payer@bank"), h.balance("payee@bank"))
-	}
+	h.wantBalances(10000, 0)
 	if st, res := h.parked(pid, StepCredit); st != "resolved" || res != "compensated: "+events.DebitReversed {
 		t.Fatalf("parked row = %q %q", st, res)
 	}
@@ -258,9 +260,7 @@ func TestWorkflowParksAndCompensatesACreditThatKeepsFailing(t *testing.T) {
 	h.steps.step.Store("")
 	h.pos = eventstore.Start
 	h.run(pid)
-	if h.balance("payee@bank") != 0 || h.balance("payer@bank") != 10000 {
-		t.Fatalf("after redelivery balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
-	}
+	h.wantBalances(10000, 0)
 }
 
 func TestWorkflowParksADebitThatKeepsFailing(t *testing.T) {
@@ -320,7 +320,5 @@ func TestWorkflowRetriesAParkedCompletion(t *testing.T) {
 	if st, res := h.parked(pid, StepComplete); st != "resolved" || res != "retried: "+events.PaymentCompleted {
 		t.Fatalf("parked row = %q %q", st, res)
 	}
-	if h.balance("payer@bank") != 7000 || h.balance("payee@bank") != 3000 {
-		t.Fatalf("balances = %d, %d", h.balance("payer@bank"), h.balance("payee@bank"))
-	}
+	h.wantBalances(7000, 3000)
 }
