@@ -1,5 +1,6 @@
 // Package testenv gives tests real PostgreSQL and Redis: TEST_DATABASE_URL and TEST_REDIS_URL when set,
-// otherwise containers started with testcontainers-go, otherwise the test is skipped, except under CI
+// otherwise the local servers `make run` uses (127.0.0.1:5432 as postgres, 127.0.0.1:6379) when they
+// answer, otherwise containers started with testcontainers-go, otherwise the test is skipped, except under CI
 // (CI set), where it fails. Each test gets its own freshly migrated database and its own Redis database, so
 // tests run in parallel.
 package testenv
@@ -40,6 +41,36 @@ func envName(what string) string {
 		return "TEST_REDIS_URL"
 	}
 	return "TEST_DATABASE_URL"
+}
+
+// The servers `make run` uses by default. Tests use them when no TEST_*_URL is set and they answer, so
+// that `make test` works on a machine with PostgreSQL and Redis installed, with or without Docker.
+const (
+	localPostgres = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	localRedis    = "redis://127.0.0.1:6379/0"
+)
+
+func postgresAnswers(ctx context.Context, url string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return false
+	}
+	conn.Close(ctx)
+	return true
+}
+
+func redisAnswers(ctx context.Context, url string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return false
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	return c.Ping(ctx).Err() == nil
 }
 
 var (
@@ -91,6 +122,9 @@ func preparePostgres() (base, template string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	base = os.Getenv("TEST_DATABASE_URL")
+	if base == "" && postgresAnswers(ctx, localPostgres) {
+		base = localPostgres
+	}
 	if base == "" {
 		if base, err = startPostgresContainer(ctx); err != nil {
 			return "", "", err
@@ -252,6 +286,9 @@ func prepareRedis() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url := os.Getenv("TEST_REDIS_URL")
+	if url == "" && redisAnswers(ctx, localRedis) {
+		url = localRedis
+	}
 	if url == "" {
 		c, err := tcredis.Run(ctx, "redis:7-alpine")
 		if err != nil {
