@@ -45,63 +45,24 @@ func (r Result) Last() *Event {
 	return &r.Events[len(r.Events)-1]
 }
 
-// Execute runs one command against one stream, in one transaction:
-//
-//  1. take the stream's advisory lock (the first statement: see Append);
-//  2. if dedupeID is set and an event with that id exists anywhere in the log, return it as Replayed;
-//  3. rebuild the state from the latest snapshot and the events after it;
-//  4. decide, append what the decision returns, refresh the snapshot when due, commit.
+// Execute runs one command against one stream: ExecuteAll with a group of one op. It takes the stream's
+// advisory lock (before anything that assigns a transaction id), returns the event with dedupeID as
+// Replayed when it is in the log, else rebuilds the state from the latest snapshot and the events after it,
+// decides, appends what the decision returns, refreshes the snapshot when due, and commits.
 //
 // Commands on one stream are serialised by the lock, so a hot stream never fails with a concurrency
 // conflict: concurrent commands queue for a few milliseconds instead. An event id produced by the decision
 // that already exists (a step recorded concurrently on another stream) also ends in Replayed.
 func Execute[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregateID string, dedupeID uuid.UUID, decide Command[S]) (Result, error) {
-	var res Result
-	var produced []NewEvent
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		read, err := readStream(ctx, tx, agg, aggregateID, true, dedupeID)
-		if err != nil {
-			return err
-		}
-		if len(read.existing) > 0 {
-			res = Result{Events: read.existing, Replayed: true}
-			return nil
-		}
-		state, version, err := fold(agg, aggregateID, read)
-		if err != nil {
-			return err
-		}
-		produced, err = decide(state, version)
-		if err != nil || len(produced) == 0 {
-			return err
-		}
-		appended, err := insert(ctx, tx, agg.Type, aggregateID, version, produced)
-		if err != nil {
-			return err
-		}
-		res = Result{Events: appended}
-		if agg.SnapshotEvery > 0 && version+len(appended)-read.snapVersion >= agg.SnapshotEvery {
-			for _, e := range appended {
-				if state, err = agg.Evolve(state, e); err != nil {
-					return fmt.Errorf("evolve %s v%d: %w", aggregateID, e.Version, err)
-				}
-			}
-			return saveSnapshot(ctx, tx, agg, aggregateID, version+len(appended), state)
-		}
-		return nil
+	op := NewOp(agg, aggregateID, func(state S, version int, _ Reads) ([]NewEvent, error) {
+		return decide(state, version)
 	})
+	op.Dedupe = dedupeID
+	out, err := s.ExecuteAll(ctx, []*Op{op})
 	if err != nil {
-		err = s.explainDuplicate(ctx, err, aggregateID, produced)
-		var dup *DuplicateError
-		if errors.As(err, &dup) {
-			return Result{Events: dup.Existing, Replayed: true}, nil
-		}
 		return Result{}, err
 	}
-	if !res.Replayed && len(res.Events) > 0 {
-		s.hint()
-	}
-	return res, nil
+	return out[0].Result, out[0].Err
 }
 
 // LoadState rebuilds the state of one stream outside any command, from its snapshot and the events after
@@ -110,7 +71,7 @@ func LoadState[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregate
 	var state S
 	var version int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		read, err := readStream(ctx, tx, agg, aggregateID, false, uuid.Nil)
+		read, err := readStream(ctx, tx, agg, aggregateID)
 		if err != nil {
 			return err
 		}
@@ -120,10 +81,9 @@ func LoadState[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregate
 	return state, version, err
 }
 
-// streamRead is what one round trip learns about a stream: the events carrying a dedupe id, the latest
-// usable snapshot, and the events after it.
+// streamRead is what one round trip learns about a stream: the latest usable snapshot and the events
+// after it.
 type streamRead struct {
-	existing    []Event
 	snapVersion int
 	snapState   []byte
 	tail        []Event
@@ -138,19 +98,10 @@ const (
 		order by version`
 )
 
-// readStream sends, in one round trip, the stream's lock (when lock is set: it stays the transaction's
-// first statement), the dedupe lookup, the snapshot and the tail after it. The server runs them in order,
-// each statement with its own snapshot taken after the lock is held, so what they read is consistent:
-// snapshots are only written under the same lock.
-func readStream[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string, lock bool, dedupeID uuid.UUID) (streamRead, error) {
+// readStream sends, in one round trip, the snapshot and the tail after it.
+func readStream[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string) (streamRead, error) {
 	var out streamRead
 	b := &pgx.Batch{}
-	if lock {
-		b.Queue(lockSQL, aggregateID)
-	}
-	if dedupeID != uuid.Nil {
-		b.Queue(eventsByIDSQL, []uuid.UUID{dedupeID})
-	}
 	if agg.SnapshotEvery > 0 {
 		b.Queue(snapshotSQL, aggregateID, agg.Type, agg.SnapshotSchema)
 		b.Queue(tailAfterSnapshotSQL, aggregateID, agg.Type, agg.SnapshotSchema)
@@ -159,20 +110,6 @@ func readStream[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggrega
 	}
 	br := tx.SendBatch(ctx, b)
 	defer br.Close()
-	if lock {
-		if _, err := br.Exec(); err != nil {
-			return out, fmt.Errorf("lock stream %s: %w", aggregateID, err)
-		}
-	}
-	if dedupeID != uuid.Nil {
-		rows, err := br.Query()
-		if err != nil {
-			return out, fmt.Errorf("look up event %s: %w", dedupeID, err)
-		}
-		if out.existing, err = scanEvents(rows); err != nil {
-			return out, err
-		}
-	}
 	if agg.SnapshotEvery > 0 {
 		err := br.QueryRow().Scan(&out.snapVersion, &out.snapState)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
@@ -210,23 +147,4 @@ func fold[S any](agg Aggregate[S], aggregateID string, read streamRead) (state S
 		version = e.Version
 	}
 	return state, version, nil
-}
-
-func saveSnapshot[S any](ctx context.Context, tx pgx.Tx, agg Aggregate[S], aggregateID string, version int, state S) error {
-	raw, err := json.Marshal(state)
-	if err != nil {
-		return fmt.Errorf("encode snapshot of %s: %w", aggregateID, err)
-	}
-	_, err = tx.Exec(ctx, `
-		insert into snapshots (aggregate_id, aggregate_type, version, schema_version, state)
-		values ($1, $2, $3, $4, $5)
-		on conflict (aggregate_id) do update
-		set version = excluded.version, schema_version = excluded.schema_version,
-		    state = excluded.state, updated_at = now()
-		where snapshots.version < excluded.version or snapshots.schema_version <> excluded.schema_version`,
-		aggregateID, agg.Type, version, agg.SnapshotSchema, raw)
-	if err != nil {
-		return fmt.Errorf("save snapshot of %s: %w", aggregateID, err)
-	}
-	return nil
 }

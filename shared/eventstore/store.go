@@ -127,6 +127,23 @@ func (s *Store) EventsByID(ctx context.Context, ids ...uuid.UUID) ([]Event, erro
 	return eventsByID(ctx, s.pool, ids)
 }
 
+// Origins returns the first event of each of the given streams that exists, by stream.
+func (s *Store) Origins(ctx context.Context, streams ...string) (map[string]Event, error) {
+	rows, err := s.pool.Query(ctx, originsSQL, streams)
+	if err != nil {
+		return nil, fmt.Errorf("read stream origins: %w", err)
+	}
+	evs, err := scanEvents(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Event, len(evs))
+	for _, e := range evs {
+		out[e.AggregateID] = e
+	}
+	return out, nil
+}
+
 // ReadLog returns up to limit events after the position `after`, in log order, and only events whose
 // transactions are below the snapshot's xmin horizon: every transaction that could still commit an event
 // that sorts before them has finished. A consumer that checkpoints the last position it got and reads on
