@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"upi/command-service/internal/adapters/postgres"
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/config"
 	"upi/command-service/internal/httpapi"
@@ -68,7 +67,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
 	httpapi.Register(router, httpapi.Config{
-		Service:  app.New(store, postgres.NewAccounts(pool)),
+		Service:  app.New(store),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
 		Registry: reg,

@@ -73,7 +73,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	reg := observability.Registry()
 
 	// The payment workflow moves the money by calling the command service's step routes.
-	steps := &workflow.HTTPSteps{
+	steps := &workflow.StepsClient{
 		BaseURL: cfg.CommandServiceURL,
 		Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		Timeout: 5 * time.Second,

@@ -33,22 +33,16 @@ var (
 	ErrUnavailable = errors.New("dependency unavailable")
 )
 
-// Directory finds accounts without loading their streams.
-type Directory interface {
-	// Openings returns the events that opened the accounts of the given VPAs, by VPA; a VPA never opened
-	// is absent.
-	Openings(ctx context.Context, vpas ...string) (map[string]events.AccountOpenedV1, error)
-}
-
-// Service runs every command.
+// Service runs every command. Client commands go through a Committer, so that concurrent ones share
+// transactions; a batch of workflow steps is one group of its own.
 type Service struct {
-	store    *eventstore.Store
-	accounts Directory
+	store  *eventstore.Store
+	commit *eventstore.Committer
 }
 
 // New returns the service on an event store.
-func New(store *eventstore.Store, accounts Directory) *Service {
-	return &Service{store: store, accounts: accounts}
+func New(store *eventstore.Store) *Service {
+	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout})}
 }
 
 // Caller is who sent a command and under which idempotency key.
@@ -99,24 +93,8 @@ func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
 	}
 }
 
-// conflictRetries bounds how often a command is run again after a version conflict.
-const conflictRetries = 3
-
-// execute is eventstore.Execute, run again on a version conflict. Every writer takes the stream's lock
-// first, so a conflict means a writer that did not; the command is decided afresh on the new state, as
-// the event store's rules require, a bounded number of times.
-func execute[S any](ctx context.Context, s *Service, agg eventstore.Aggregate[S], stream string, dedupe uuid.UUID,
-	decide eventstore.Command[S]) (eventstore.Result, error) {
-	for attempt := 1; ; attempt++ {
-		res, err := eventstore.Execute(ctx, s.store, agg, stream, dedupe, decide)
-		if !errors.Is(err, eventstore.ErrConflict) || attempt == conflictRetries {
-			return res, err
-		}
-	}
-}
-
-// one is a decision's outcome as the single event Execute appends.
-func one(id uuid.UUID, p events.Payload, meta events.Metadata) []eventstore.NewEvent {
+// newEvent is a decision's outcome as the single event a command appends.
+func newEvent(id uuid.UUID, p events.Payload, meta events.Metadata) []eventstore.NewEvent {
 	return []eventstore.NewEvent{{ID: id, Type: p.EventType(), Data: p, Metadata: meta}}
 }
 

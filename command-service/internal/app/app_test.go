@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"upi/command-service/internal/adapters/postgres"
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
 	"upi/shared/events"
@@ -20,7 +19,7 @@ import (
 func TestCommandOutlivesItsCaller(t *testing.T) {
 	pool, _ := testenv.PostgresPool(t)
 	store := eventstore.New(pool)
-	svc := app.New(store, postgres.NewAccounts(pool))
+	svc := app.New(store)
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 
@@ -43,8 +42,8 @@ func TestCommandOutlivesItsCaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := svc.Debit(gone, app.StepCommand{PaymentID: mustUUID(t, p.PaymentID), Caller: app.Caller{ClientID: "wf"}})
-	if err != nil || out.EventType != events.AccountDebited {
+	out, err := svc.Steps(gone, app.Caller{ClientID: "wf"}, []contract.Step{{PaymentID: mustUUID(t, p.PaymentID), Step: contract.StepDebit}})
+	if err != nil || len(out) != 1 || out[0].Err != nil || out[0].Event.Type != events.AccountDebited {
 		t.Fatalf("debit with a cancelled caller: %+v, %v", out, err)
 	}
 }

@@ -37,14 +37,16 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		HolderName string `json:"holder_name"`
 	}{"open_account", cmd.VPA.String(), cmd.HolderName})
 	meta := clientMetadata(c, c.RequestID, fp)
-	res, err := execute(ctx, s, AccountAggregate(), cmd.VPA.String(), id,
-		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
+	op := eventstore.NewOp(AccountAggregate(), cmd.VPA.String(),
+		func(a domain.Account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
 			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID})
 			if err != nil {
 				return nil, err
 			}
-			return one(id, opened, meta), nil
+			return newEvent(id, opened, meta), nil
 		})
+	op.Dedupe = id
+	res, err := s.commit.Execute(ctx, op)
 	if err != nil {
 		return contract.Account{}, false, failure("open account "+cmd.VPA.String(), err)
 	}
@@ -80,14 +82,16 @@ func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCom
 		Reference   string `json:"reference"`
 	}{"deposit", cmd.VPA.String(), int64(cmd.Amount.Paise()), cmd.Reference})
 	meta := clientMetadata(c, c.RequestID, fp)
-	res, err := execute(ctx, s, AccountAggregate(), cmd.VPA.String(), id,
-		func(a domain.Account, _ int) ([]eventstore.NewEvent, error) {
+	op := eventstore.NewOp(AccountAggregate(), cmd.VPA.String(),
+		func(a domain.Account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
 			deposited, err := a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
 			if err != nil {
 				return nil, err
 			}
-			return one(id, deposited, meta), nil
+			return newEvent(id, deposited, meta), nil
 		})
+	op.Dedupe = id
+	res, err := s.commit.Execute(ctx, op)
 	if err != nil {
 		return contract.Deposit{}, false, failure("deposit into "+cmd.VPA.String(), err)
 	}
@@ -122,38 +126,34 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 		Note        string `json:"note"`
 	}{"initiate_payment", cmd.Payer.String(), cmd.Payee.String(), int64(cmd.Amount.Paise()), cmd.Note})
 
-	// A key already used is answered before the accounts are looked at: its request is not executed
-	// again, so whether the accounts would pass today does not matter.
-	prior, err := s.store.EventsByID(ctx, id)
-	if err != nil {
-		return contract.Payment{}, false, failure("look up payment "+id.String(), err)
-	}
-	if len(prior) > 0 {
-		return paymentAnswer(eventstore.Result{Events: prior, Replayed: true}, id, fp)
-	}
-
-	// Accounts are never closed, so what this read finds still holds when the payment is appended.
-	accounts, err := s.accounts.Openings(ctx, cmd.Payer.String(), cmd.Payee.String())
-	if err != nil {
-		return contract.Payment{}, false, failure("look up payer and payee", err)
-	}
-	if payer, found := accounts[cmd.Payer.String()]; !found || payer.OwnerClientID != c.ClientID {
-		return contract.Payment{}, false, fmt.Errorf("payer %s: %w", cmd.Payer, domain.ErrAccountNotFound)
-	}
-	if _, found := accounts[cmd.Payee.String()]; !found {
-		return contract.Payment{}, false, fmt.Errorf("payee %s: %w", cmd.Payee, ErrPayeeNotFound)
-	}
-
+	// One round trip reads the key's earlier outcome, if any, and the openings of both accounts. A key
+	// already used is answered before the accounts are looked at: its request is not executed again, so
+	// whether the accounts would pass today does not matter. Accounts are never closed, so an opening
+	// found still holds when the payment commits.
+	payer, payee := cmd.Payer.String(), cmd.Payee.String()
 	meta := clientMetadata(c, id.String(), fp)
-	res, err := execute(ctx, s, PaymentAggregate(), id.String(), id,
-		func(p domain.Payment, _ int) ([]eventstore.NewEvent, error) {
+	op := eventstore.NewOp(PaymentAggregate(), id.String(),
+		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			owner, err := ownerOf(r, payer)
+			if err != nil {
+				return nil, err
+			}
+			if owner != c.ClientID {
+				return nil, fmt.Errorf("payer %s: %w", payer, domain.ErrAccountNotFound)
+			}
+			if _, found := r.Origin(payee); !found {
+				return nil, fmt.Errorf("payee %s: %w", payee, ErrPayeeNotFound)
+			}
 			initiated, err := p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
 				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID})
 			if err != nil {
 				return nil, err
 			}
-			return one(id, initiated, meta), nil
+			return newEvent(id, initiated, meta), nil
 		})
+	op.Dedupe = id
+	op.Origins = []string{payer, payee}
+	res, err := s.commit.Execute(ctx, op)
 	if err != nil {
 		return contract.Payment{}, false, failure("initiate payment "+id.String(), err)
 	}
@@ -181,6 +181,17 @@ func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Pay
 		UpdatedAt:   contract.Time(e.CreatedAt),
 		Position:    e.Position.Token(),
 	}, res.Replayed, nil
+}
+
+// ownerOf is the client that opened account vpa, from the stream's first event ("" if it was never
+// opened).
+func ownerOf(r eventstore.Reads, vpa string) (string, error) {
+	e, found := r.Origin(vpa)
+	if !found {
+		return "", nil
+	}
+	opened, err := decode[events.AccountOpenedV1](e)
+	return opened.OwnerClientID, err
 }
 
 func effectID(c Caller, path string) uuid.UUID {

@@ -7,207 +7,310 @@ import (
 	"github.com/google/uuid"
 
 	"upi/command-service/internal/domain"
+	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
 	"upi/shared/ids"
 )
 
-// Names of the workflow's step commands, as in their routes.
-const (
-	StepDebit       = "debit"
-	StepCredit      = "credit"
-	StepReverse     = "reverse"
-	StepRejectDebit = "reject-debit"
-	StepComplete    = "complete"
-	StepFail        = "fail"
-)
-
-// StepCommand is one workflow step of a payment.
-type StepCommand struct {
-	PaymentID uuid.UUID
-	Caller    Caller
-	// CausationID is the event that made the workflow take this step, when the caller names it; else the
-	// step's precondition event is recorded as its cause.
-	CausationID string
-	// Code and Reason are the failure code (reverse, reject-debit, fail) and reason (fail).
-	Code   string
-	Reason string
-}
-
-// StepOutcome is the event that stands in the log for a step: the one just appended, or the one that was
-// there already (Replayed), possibly the other branch's when two steps share an event id.
+// StepOutcome is what happened to one workflow step: the event that stands in the log for it (just
+// appended, or there already: Replayed, possibly the other branch's when two steps share a slot), or the
+// error that failed this step alone.
 type StepOutcome struct {
-	PaymentID string
-	Step      string
-	EventType string
-	EventID   string
-	Position  string
-	Replayed  bool
+	Event    eventstore.Event
+	Replayed bool
+	Err      error
 }
 
-// Debit takes the amount from the payer, or records DebitRejected when the balance does not cover it.
-func (s *Service) Debit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepDebit, ids.StepDebit, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		if l.payment.Terminal() {
-			return StepOutcome{}, fmt.Errorf("%w: payment %s is %s", ErrStepPrecondition, st.PaymentID, l.payment.Status)
-		}
-		return appendStep(ctx, s, st, StepDebit, st.PaymentID, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
-			func(a domain.Account) (events.Payload, error) { return a.Debit(l.payment) })
-	})
-}
-
-// RejectDebit burns the debit step: once it is recorded, no later debit of the payment can move money.
-func (s *Service) RejectDebit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepRejectDebit, ids.StepDebit, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		return appendStep(ctx, s, st, StepRejectDebit, st.PaymentID, AccountAggregate(), l.payment.Payer, l.id(ids.StepDebit),
-			func(a domain.Account) (events.Payload, error) { return a.RejectDebit(l.payment, st.Code) })
-	})
-}
-
-// Credit gives the amount to the payee, once the payer was debited. It shares its event id with Reverse,
-// so at most one of the two ever happens.
-func (s *Service) Credit(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepCredit, ids.StepSettle, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
-			return StepOutcome{}, err
-		}
-		return appendStep(ctx, s, st, StepCredit, l.id(ids.StepDebit), AccountAggregate(), l.payment.Payee, l.id(ids.StepSettle),
-			func(a domain.Account) (events.Payload, error) { return a.Credit(l.payment) })
-	})
-}
-
-// Reverse gives the payer back its debit, when the payee could not be credited.
-func (s *Service) Reverse(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepReverse, ids.StepSettle, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		if err := l.require(ids.StepDebit, events.AccountDebited); err != nil {
-			return StepOutcome{}, err
-		}
-		return appendStep(ctx, s, st, StepReverse, l.id(ids.StepDebit), AccountAggregate(), l.payment.Payer, l.id(ids.StepSettle),
-			func(a domain.Account) (events.Payload, error) { return a.Reverse(l.payment, st.Code) })
-	})
-}
-
-// Complete ends a payment whose payee was credited. It shares its event id with Fail.
-func (s *Service) Complete(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepComplete, ids.StepClose, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		if err := l.require(ids.StepSettle, events.AccountCredited); err != nil {
-			return StepOutcome{}, err
-		}
-		return appendStep(ctx, s, st, StepComplete, l.id(ids.StepSettle), PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
-			func(p domain.Payment) (events.Payload, error) { return p.Complete() })
-	})
-}
-
-// Fail ends a payment with no money moved: its debit was rejected, or reversed.
-func (s *Service) Fail(ctx context.Context, st StepCommand) (StepOutcome, error) {
-	return s.step(ctx, st, StepFail, ids.StepClose, func(ctx context.Context, l paymentLog) (StepOutcome, error) {
-		var cause uuid.UUID
-		switch {
-		case l.require(ids.StepDebit, events.DebitRejected) == nil:
-			cause = l.id(ids.StepDebit)
-		case l.require(ids.StepSettle, events.DebitReversed) == nil:
-			cause = l.id(ids.StepSettle)
-		default:
-			return StepOutcome{}, fmt.Errorf("%w: payment %s: no money may have moved (debit step: %s, settle step: %s)",
-				ErrStepPrecondition, st.PaymentID, l.outcome(ids.StepDebit), l.outcome(ids.StepSettle))
-		}
-		return appendStep(ctx, s, st, StepFail, cause, PaymentAggregate(), st.PaymentID.String(), l.id(ids.StepClose),
-			func(p domain.Payment) (events.Payload, error) { return p.Fail(st.Code, st.Reason) })
-	})
-}
-
-// step loads the payment and the outcomes of its steps so far. A step already recorded answers with its
-// outcome whatever the preconditions say now (a repeat must find its earlier answer); otherwise run
-// checks the preconditions and appends. The log is read here without the lock, so run's append may still
-// meet a concurrent outcome of the same step: Execute then answers that one.
-func (s *Service) step(ctx context.Context, st StepCommand, name, stepID string, run func(context.Context, paymentLog) (StepOutcome, error)) (StepOutcome, error) {
+// Steps applies a batch of workflow steps in one group: one transaction in which every stream they touch
+// is locked once (a merchant credited by a hundred payments takes its lock, reads its state and commits
+// once), their preconditions are read in the same round trip, and their events are appended in one
+// insert. A step that fails for its own reason (a precondition, a domain rule) fails alone. The error
+// returned is the database's: nothing was applied, or a retry finds what was.
+func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([]StepOutcome, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
-	l, err := s.loadPayment(ctx, st.PaymentID)
+	out := make([]StepOutcome, len(steps))
+	accounts, err := s.stepAccounts(ctx, steps)
 	if err != nil {
-		return StepOutcome{}, err
+		return nil, failure("look up payments of steps", err)
 	}
-	if e, ok := l.steps[l.id(stepID)]; ok {
-		return outcome(name, st.PaymentID, e, true), nil
+	ops := make([]*eventstore.Op, 0, len(steps))
+	index := make([]int, 0, len(steps))
+	for i, st := range steps {
+		account := st.Account
+		if account == "" {
+			account = accounts[st]
+		}
+		op, err := stepOp(c, st, account)
+		if err != nil {
+			out[i] = StepOutcome{Err: err}
+			continue
+		}
+		ops = append(ops, op)
+		index = append(index, i)
 	}
-	return run(ctx, l)
+	results, err := s.store.ExecuteAll(ctx, ops)
+	if err != nil {
+		return nil, failure("apply steps", err)
+	}
+	for j, r := range results {
+		i := index[j]
+		if r.Err != nil {
+			out[i] = StepOutcome{Err: failure(fmt.Sprintf("%s payment %s", steps[i].Step, steps[i].PaymentID), r.Err)}
+			continue
+		}
+		e := r.Result.Last()
+		if want := slotOf(steps[i]); e == nil || e.ID != want {
+			out[i] = StepOutcome{Err: fmt.Errorf("%s payment %s: the store returned no event with the step's id",
+				steps[i].Step, steps[i].PaymentID)}
+			continue
+		}
+		out[i] = StepOutcome{Event: *e, Replayed: r.Result.Replayed}
+	}
+	return out, nil
 }
 
-// appendStep appends a step's outcome. Its causation is the event the caller names, or else the event
-// that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
-func appendStep[S any](ctx context.Context, s *Service, st StepCommand, name string, cause uuid.UUID,
-	agg eventstore.Aggregate[S], stream string, id uuid.UUID, decide func(S) (events.Payload, error)) (StepOutcome, error) {
-	causation := st.CausationID
-	if causation == "" {
-		causation = cause.String()
+// stepAccounts finds the account of each account step that does not name it, from its payment's
+// PaymentInitiated: one round trip, only when a step needs it.
+func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[contract.Step]string, error) {
+	var missing []string
+	for _, st := range steps {
+		if st.Account == "" && party(st.Step) != "" {
+			missing = append(missing, st.PaymentID.String())
+		}
 	}
-	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.PaymentID.String(),
-		CausationID: causation, RequestID: st.Caller.RequestID, ClientID: st.Caller.ClientID}
-	res, err := execute(ctx, s, agg, stream, id, func(state S, _ int) ([]eventstore.NewEvent, error) {
-		p, err := decide(state)
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	found, err := s.store.Origins(ctx, missing...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[contract.Step]string, len(missing))
+	for _, st := range steps {
+		e, ok := found[st.PaymentID.String()]
+		if !ok || st.Account != "" {
+			continue
+		}
+		p, err := decode[events.PaymentInitiatedV1](e)
 		if err != nil {
 			return nil, err
 		}
-		return one(id, p, meta), nil
-	})
+		switch {
+		case party(st.Step) == partyPayer:
+			out[st] = p.PayerVPA
+		case party(st.Step) == partyPayee:
+			out[st] = p.PayeeVPA
+		}
+	}
+	return out, nil
+}
+
+const (
+	partyPayer = "payer"
+	partyPayee = "payee"
+)
+
+// party is the side of the payment whose account a step moves money on, or "" for the payment's own steps.
+func party(step contract.StepName) string {
+	switch step {
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepReverse:
+		return partyPayer
+	case contract.StepCredit:
+		return partyPayee
+	}
+	return ""
+}
+
+// partyVPA is the account of p that step moves money on.
+func partyVPA(p domain.Payment, step contract.StepName) string {
+	if party(step) == partyPayee {
+		return p.Payee
+	}
+	return p.Payer
+}
+
+// slot is the workflow slot a step fills: debit and reject-debit the debit, credit and reverse the
+// settlement, complete and fail the close. Each slot has one event id, so two outcomes of one slot can
+// never both be recorded.
+func slot(step contract.StepName) string {
+	switch step {
+	case contract.StepDebit, contract.StepRejectDebit:
+		return ids.StepDebit
+	case contract.StepCredit, contract.StepReverse:
+		return ids.StepSettle
+	}
+	return ids.StepClose
+}
+
+func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.PaymentID, slot(st.Step)) }
+
+// stepOp is the event-store op of one step: on which stream it appends, what it reads, how it decides.
+// account is the account of an account step (from the request, or its payment).
+func stepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) {
+	pid := st.PaymentID
+	debit, settle, closing := ids.StepEvent(pid, ids.StepDebit), ids.StepEvent(pid, ids.StepSettle), ids.StepEvent(pid, ids.StepClose)
+	if party(st.Step) != "" && account == "" {
+		return nil, fmt.Errorf("payment %s: %w", pid, domain.ErrPaymentNotFound)
+	}
+	switch st.Step {
+	case contract.StepDebit:
+		return accountStep(c, st, account, []uuid.UUID{closing},
+			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				if e, ended := r.Event(closing); ended {
+					return nil, uuid.Nil, fmt.Errorf("%w: payment %s ended with %s", ErrStepPrecondition, pid, e.Type)
+				}
+				payload, err := a.Debit(p)
+				return payload, uuid.Nil, err
+			}), nil
+	case contract.StepRejectDebit:
+		return accountStep(c, st, account, nil,
+			func(a domain.Account, p domain.Payment, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				payload, err := a.RejectDebit(p, st.Code)
+				return payload, uuid.Nil, err
+			}), nil
+	case contract.StepCredit:
+		return accountStep(c, st, account, []uuid.UUID{debit},
+			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
+					return nil, uuid.Nil, err
+				}
+				payload, err := a.Credit(p)
+				return payload, debit, err
+			}), nil
+	case contract.StepReverse:
+		return accountStep(c, st, account, []uuid.UUID{debit},
+			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
+					return nil, uuid.Nil, err
+				}
+				payload, err := a.Reverse(p, st.Code)
+				return payload, debit, err
+			}), nil
+	case contract.StepComplete:
+		return paymentStep(c, st, []uuid.UUID{settle},
+			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				if err := require(r, pid, ids.StepSettle, settle, events.AccountCredited); err != nil {
+					return nil, uuid.Nil, err
+				}
+				payload, err := p.Complete()
+				return payload, settle, err
+			}), nil
+	case contract.StepFail:
+		return paymentStep(c, st, []uuid.UUID{debit, settle},
+			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				var cause uuid.UUID
+				switch {
+				case recorded(r, debit) == events.DebitRejected:
+					cause = debit
+				case recorded(r, settle) == events.DebitReversed:
+					cause = settle
+				default:
+					return nil, uuid.Nil, fmt.Errorf("%w: payment %s: no money may have moved (debit slot: %s, settle slot: %s)",
+						ErrStepPrecondition, pid, recorded(r, debit), recorded(r, settle))
+				}
+				payload, err := p.Fail(st.Code, st.Reason)
+				return payload, cause, err
+			}), nil
+	}
+	return nil, fmt.Errorf("unknown step %q", st.Step)
+}
+
+// accountDecision decides a step on an account given its payment; it returns the new event's payload and
+// the event that met the step's precondition (its cause, unless the caller named one; uuid.Nil for the
+// PaymentInitiated).
+type accountDecision func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
+
+// accountStep is the op of a step that moves money on account: it reads the payment's PaymentInitiated
+// (whose event id is the payment id) and needs, checks that account is the step's party to the payment,
+// and decides.
+func accountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide accountDecision) *eventstore.Op {
+	id := slotOf(st)
+	op := eventstore.NewOp(AccountAggregate(), account,
+		func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			p, opening, err := initiated(r, st.PaymentID)
+			if err != nil {
+				return nil, err
+			}
+			if want := partyVPA(p, st.Step); account != want {
+				return nil, fmt.Errorf("%w: %s is not the %s of payment %s", domain.ErrWrongAccount, account, party(st.Step), p.ID)
+			}
+			payload, cause, err := decide(a, p, r)
+			if err != nil {
+				return nil, err
+			}
+			if cause == uuid.Nil {
+				cause = opening
+			}
+			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
+		})
+	op.Dedupe = id
+	op.Needs = needs
+	op.Origins = []string{st.PaymentID.String()}
+	return op
+}
+
+// paymentDecision decides a step on the payment's own stream, like accountDecision.
+type paymentDecision func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
+
+// paymentStep is the op of a step that ends a payment, on the payment's stream.
+func paymentStep(c Caller, st contract.Step, needs []uuid.UUID, decide paymentDecision) *eventstore.Op {
+	id := slotOf(st)
+	op := eventstore.NewOp(PaymentAggregate(), st.PaymentID.String(),
+		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			if !p.Initiated() {
+				return nil, fmt.Errorf("payment %s: %w", st.PaymentID, domain.ErrPaymentNotFound)
+			}
+			payload, cause, err := decide(p, r)
+			if err != nil {
+				return nil, err
+			}
+			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
+		})
+	op.Dedupe = id
+	op.Needs = needs
+	return op
+}
+
+// initiated is the payment as its PaymentInitiated (the first event of its stream) left it, and that
+// event's id.
+func initiated(r eventstore.Reads, pid uuid.UUID) (domain.Payment, uuid.UUID, error) {
+	e, found := r.Origin(pid.String())
+	if !found || e.Type != events.PaymentInitiated {
+		return domain.Payment{}, uuid.Nil, fmt.Errorf("payment %s: %w", pid, domain.ErrPaymentNotFound)
+	}
+	payload, err := decode[events.PaymentInitiatedV1](e)
 	if err != nil {
-		return StepOutcome{}, failure(fmt.Sprintf("%s payment %s", name, st.PaymentID), err)
+		return domain.Payment{}, uuid.Nil, err
 	}
-	e := res.Last()
-	if e == nil || e.ID != id {
-		return StepOutcome{}, fmt.Errorf("%s payment %s: the store returned no event with the step's id", name, st.PaymentID)
-	}
-	return outcome(name, st.PaymentID, *e, res.Replayed), nil
+	p, err := domain.Payment{}.Evolve(payload, e.CreatedAt)
+	return p, e.ID, err
 }
 
-func outcome(name string, payment uuid.UUID, e eventstore.Event, replayed bool) StepOutcome {
-	return StepOutcome{PaymentID: payment.String(), Step: name, EventType: e.Type, EventID: e.ID.String(),
-		Position: e.Position.Token(), Replayed: replayed}
+// require fails with ErrStepPrecondition unless the slot's recorded outcome is eventType.
+func require(r eventstore.Reads, pid uuid.UUID, slot string, id uuid.UUID, eventType string) error {
+	if got := recorded(r, id); got != eventType {
+		return fmt.Errorf("%w: payment %s: %s slot is %s, needs %s", ErrStepPrecondition, pid, slot, got, eventType)
+	}
+	return nil
 }
 
-// paymentLog is a payment and the step events recorded for it so far.
-type paymentLog struct {
-	payment domain.Payment
-	ids     map[string]uuid.UUID
-	steps   map[uuid.UUID]eventstore.Event
-}
-
-func (s *Service) loadPayment(ctx context.Context, id uuid.UUID) (paymentLog, error) {
-	p, _, err := eventstore.LoadState(ctx, s.store, PaymentAggregate(), id.String())
-	if err != nil {
-		return paymentLog{}, failure("load payment "+id.String(), err)
-	}
-	if !p.Initiated() {
-		return paymentLog{}, fmt.Errorf("payment %s: %w", id, domain.ErrPaymentNotFound)
-	}
-	l := paymentLog{payment: p, ids: map[string]uuid.UUID{}, steps: map[uuid.UUID]eventstore.Event{}}
-	for _, step := range []string{ids.StepDebit, ids.StepSettle, ids.StepClose} {
-		l.ids[step] = ids.StepEvent(id, step)
-	}
-	recorded, err := s.store.EventsByID(ctx, l.ids[ids.StepDebit], l.ids[ids.StepSettle], l.ids[ids.StepClose])
-	if err != nil {
-		return paymentLog{}, failure("load steps of payment "+id.String(), err)
-	}
-	for _, e := range recorded {
-		l.steps[e.ID] = e
-	}
-	return l, nil
-}
-
-func (l paymentLog) id(step string) uuid.UUID { return l.ids[step] }
-
-// outcome names the event type recorded for a step, or "none".
-func (l paymentLog) outcome(step string) string {
-	if e, ok := l.steps[l.id(step)]; ok {
+// recorded names the event type recorded with id, or "none".
+func recorded(r eventstore.Reads, id uuid.UUID) string {
+	if e, ok := r.Event(id); ok {
 		return e.Type
 	}
 	return "none"
 }
 
-// require fails with ErrStepPrecondition unless step's recorded outcome is eventType.
-func (l paymentLog) require(step, eventType string) error {
-	if got := l.outcome(step); got != eventType {
-		return fmt.Errorf("%w: payment %s: %s step is %s, needs %s", ErrStepPrecondition, l.payment.ID, step, got, eventType)
+// stepMetadata is a step event's metadata: its causation is the event the caller names, or else the
+// event that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
+func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
+	causation := st.CausationID
+	if causation == "" {
+		causation = cause.String()
 	}
-	return nil
+	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.PaymentID.String(),
+		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"upi/command-service/internal/adapters/postgres"
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/command-service/internal/httpapi"
@@ -47,7 +46,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg})
-	httpapi.Register(router, httpapi.Config{Service: app.New(store, postgres.NewAccounts(pool)), Limits: limits,
+	httpapi.Register(router, httpapi.Config{Service: app.New(store), Limits: limits,
 		Log: log, Registry: reg})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)

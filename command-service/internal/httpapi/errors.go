@@ -14,6 +14,11 @@ import (
 // (the command's transaction did not commit, or its deterministic id finds it on the retry); anything
 // else is a 500 whose detail says nothing and whose full error goes to the log.
 func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	problem.Write(w, h.problem(r, err))
+}
+
+// problem is err as the problem+json it is answered with.
+func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 	var p *problem.Problem
 	switch {
 	case errors.As(err, &p):
@@ -33,6 +38,9 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
 	case errors.Is(err, domain.ErrPaymentTerminal):
 		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed")
+	case errors.Is(err, domain.ErrWrongAccount), errors.Is(err, domain.ErrInvalidAmount):
+		// Only reachable by a step naming the wrong account, or a stored payment with a bad amount.
+		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
 	case errors.Is(err, domain.ErrBalanceLimit):
 		p = problem.New(http.StatusUnprocessableEntity, problem.CodeValidation,
 			"the amount would take the balance beyond what an account can hold")
@@ -45,5 +53,5 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.log.ErrorContext(r.Context(), "command failed", "err", err)
 		p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
 	}
-	problem.Write(w, p)
+	return p
 }

@@ -1,18 +1,14 @@
 package httpapi
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/events"
 	"upi/shared/observability"
 	"upi/shared/problem"
 )
@@ -112,81 +108,45 @@ func (h *handlers) initiatePayment(w http.ResponseWriter, r *http.Request) {
 	written(w, http.StatusAccepted, payment, replayed)
 }
 
-type stepFunc func(context.Context, app.StepCommand) (app.StepOutcome, error)
-
-// stepRequest is the optional body of a workflow step.
-type stepRequest struct {
-	Code        string `json:"code,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	CausationID string `json:"causation_id,omitempty"`
-}
-
-// stepResponse is the answer to every workflow step (docs/internal-api.md).
-type stepResponse struct {
-	PaymentID string `json:"payment_id"`
-	Step      string `json:"step"`
-	EventType string `json:"event_type"`
-	EventID   string `json:"event_id"`
-	Position  string `json:"position"`
-	Replayed  bool   `json:"replayed"`
-}
-
-// failureCode reports whether code is one a payment may fail with; it reaches clients as failure_code, so
-// only the documented ones are accepted.
-func failureCode(code string) bool {
-	switch code {
-	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError:
-		return true
+// steps applies a batch of workflow steps (contract.PathSteps). Steps that fail validation are answered
+// with their problem and not tried; the others are applied together, each failing alone for its own
+// reason. Only a database failure fails the whole call.
+func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
+	var req contract.StepsRequest
+	if p := contract.Decode(w, r, &req); p != nil {
+		h.fail(w, r, p)
+		return
 	}
-	return false
-}
-
-const maxReasonLen = 500
-
-func (h *handlers) step(name string, run stepFunc, needCode bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := uuid.Parse(chi.URLParam(r, "id"))
-		if err != nil {
-			h.fail(w, r, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
-			return
-		}
-		ctx := observability.WithCorrelationID(r.Context(), id.String())
-		r = r.WithContext(ctx)
-		var req stepRequest
-		if r.ContentLength != 0 { // steps without a code may come with no body at all
-			if p := contract.Decode(w, r, &req); p != nil {
-				h.fail(w, r, p)
-				return
-			}
-		}
-		var errs []problem.FieldError
-		if needCode && !failureCode(req.Code) {
-			errs = append(errs, problem.FieldError{Field: "code", Message: "code must be a documented failure code"})
-		}
-		if utf8.RuneCountInString(req.Reason) > maxReasonLen || !utf8.ValidString(req.Reason) {
-			errs = append(errs, problem.FieldError{Field: "reason", Message: "reason must be at most 500 characters"})
-		}
-		if req.CausationID != "" {
-			if _, err := uuid.Parse(req.CausationID); err != nil {
-				errs = append(errs, problem.FieldError{Field: "causation_id", Message: "causation_id must be an event id"})
-			}
-		}
-		if errs != nil {
-			h.fail(w, r, problem.Validation(errs...))
-			return
-		}
-		out, err := run(ctx, app.StepCommand{
-			PaymentID:   id,
-			Caller:      app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(ctx)},
-			CausationID: req.CausationID,
-			Code:        req.Code,
-			Reason:      req.Reason,
-		})
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		written(w, http.StatusOK, stepResponse{PaymentID: out.PaymentID, Step: out.Step, EventType: out.EventType,
-			EventID: out.EventID, Position: out.Position, Replayed: out.Replayed}, out.Replayed)
+	if p := req.Check(); p != nil {
+		h.fail(w, r, p)
+		return
 	}
+	results := make([]contract.StepResult, len(req.Steps))
+	valid := make([]contract.Step, 0, len(req.Steps))
+	index := make([]int, 0, len(req.Steps))
+	for i, st := range req.Steps {
+		results[i] = contract.StepResult{PaymentID: st.PaymentID, Step: st.Step}
+		if p := st.Check(); p != nil {
+			results[i].Problem = p
+			continue
+		}
+		valid = append(valid, st)
+		index = append(index, i)
+	}
+	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context())}
+	outcomes, err := h.svc.Steps(r.Context(), c, valid)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	for j, o := range outcomes {
+		res := &results[index[j]]
+		if o.Err != nil {
+			res.Problem = h.problem(r, o.Err)
+			continue
+		}
+		res.EventType, res.EventID, res.Position = o.Event.Type, o.Event.ID.String(), o.Event.Position.Token()
+		res.Replayed = o.Replayed
+	}
+	written(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
 }

@@ -36,22 +36,7 @@ func Register(r chi.Router, cfg Config) {
 		r.With(m.instrument("open_account")).Post(app.PathAccounts, h.openAccount)
 		r.With(m.instrument("deposit")).Post(app.PathAccounts+"/{vpa}/deposits", h.deposit)
 		r.With(m.instrument("initiate_payment")).Post(app.PathPayments, h.initiatePayment)
-
-		steps := []struct {
-			name     string
-			run      stepFunc
-			needCode bool
-		}{
-			{app.StepDebit, h.svc.Debit, false},
-			{app.StepCredit, h.svc.Credit, false},
-			{app.StepReverse, h.svc.Reverse, true},
-			{app.StepRejectDebit, h.svc.RejectDebit, true},
-			{app.StepComplete, h.svc.Complete, false},
-			{app.StepFail, h.svc.Fail, true},
-		}
-		for _, s := range steps {
-			r.With(m.instrument("step_"+s.name)).Post("/internal/payments/{id}/"+s.name, h.step(s.name, s.run, s.needCode))
-		}
+		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
 	})
 }
 

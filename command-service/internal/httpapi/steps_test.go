@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -9,36 +10,51 @@ import (
 
 	"github.com/google/uuid"
 
+	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/ids"
 	"upi/shared/money"
 	"upi/shared/problem"
 )
 
-type stepAnswer struct {
-	PaymentID string `json:"payment_id"`
-	Step      string `json:"step"`
-	EventType string `json:"event_type"`
-	EventID   string `json:"event_id"`
-	Position  string `json:"position"`
-	Replayed  bool   `json:"replayed"`
-}
-
 const workflow = "event-consumers"
 
-func (e *env) step(payment, step, body string) stepAnswer {
+// stepsBody is a request of one step: the payment, the step, and the fields of body ("" or a JSON object).
+func stepsBody(payment, step, body string) string {
+	fields := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(body), "{"), "}"))
+	if fields != "" {
+		fields = "," + fields
+	}
+	return fmt.Sprintf(`{"steps":[{"payment_id":%q,"step":%q%s}]}`, payment, step, fields)
+}
+
+// stepResult sends one step and returns its result.
+func (e *env) stepResult(payment, step, body string) contract.StepResult {
 	e.t.Helper()
-	var a stepAnswer
-	decode(e.t, e.must(http.StatusOK, workflow, "", "/internal/payments/"+payment+"/"+step, body), &a)
-	if a.PaymentID != payment || a.Step != step || a.Position == "" {
-		e.t.Fatalf("step answer %+v", a)
+	var resp contract.StepsResponse
+	decode(e.t, e.must(http.StatusOK, workflow, "", contract.PathSteps, stepsBody(payment, step, body)), &resp)
+	if len(resp.Results) != 1 || resp.Results[0].PaymentID.String() != payment || string(resp.Results[0].Step) != step {
+		e.t.Fatalf("steps answer %+v", resp)
+	}
+	return resp.Results[0]
+}
+
+func (e *env) step(payment, step, body string) contract.StepResult {
+	e.t.Helper()
+	a := e.stepResult(payment, step, body)
+	if a.Problem != nil || a.Position == "" || a.EventID == "" {
+		e.t.Fatalf("step %s of %s: %+v (problem %+v)", step, payment, a, a.Problem)
 	}
 	return a
 }
 
+// stepRefused sends one step and checks that it alone was refused with status and code.
 func (e *env) stepRefused(payment, step, body string, status int, code string) {
 	e.t.Helper()
-	e.refused(e.do(workflow, "", "/internal/payments/"+payment+"/"+step, body), status, code)
+	a := e.stepResult(payment, step, body)
+	if a.Problem == nil || a.Problem.Status != status || a.Problem.Code != code || a.EventID != "" {
+		e.t.Fatalf("step %s of %s: %+v (problem %+v), want refused %d %s", step, payment, a, a.Problem, status, code)
+	}
 }
 
 // typesOf counts, by type, the events of a payment anywhere in the log.
@@ -197,12 +213,17 @@ func TestStepRefusals(t *testing.T) {
 	e.stepRefused(p, "reverse", `{"code":"PAYEE_UNAVAILABLE"}`, http.StatusConflict, problem.CodeStepPrecondition)
 	e.stepRefused(p, "fail", `{"code":"PROCESSING_ERROR"}`, http.StatusConflict, problem.CodeStepPrecondition)
 	e.stepRefused(uuid.NewString(), "debit", `{}`, http.StatusNotFound, problem.CodePaymentNotFound)
-	e.stepRefused("not-a-uuid", "debit", `{}`, http.StatusNotFound, problem.CodePaymentNotFound)
 	e.stepRefused(p, "fail", `{}`, http.StatusBadRequest, problem.CodeValidation)
 	e.stepRefused(p, "reverse", `{"code":"MADE_UP"}`, http.StatusBadRequest, problem.CodeValidation)
+	e.stepRefused(p, "debit", `{"code":"PROCESSING_ERROR"}`, http.StatusBadRequest, problem.CodeValidation)
 	e.stepRefused(p, "debit", `{"causation_id":"nope"}`, http.StatusBadRequest, problem.CodeValidation)
-	e.stepRefused(p, "debit", `{"amount_paise":1}`, http.StatusBadRequest, problem.CodeValidation)
-	e.refused(e.do("", "", "/internal/payments/"+p+"/debit", `{}`), http.StatusUnauthorized, problem.CodeUnauthenticated)
+	e.stepRefused(p, "settle", `{}`, http.StatusBadRequest, problem.CodeValidation)
+	e.stepRefused(p, "credit", `{"account":"mallory@okbank"}`, http.StatusBadRequest, problem.CodeValidation)
+	// Requests that are wrong as a whole are refused whole.
+	e.refused(e.do(workflow, "", contract.PathSteps, stepsBody("not-a-uuid", "debit", `{}`)), http.StatusBadRequest, problem.CodeMalformedJSON)
+	e.refused(e.do(workflow, "", contract.PathSteps, stepsBody(p, "debit", `{"amount_paise":1}`)), http.StatusBadRequest, problem.CodeValidation)
+	e.refused(e.do(workflow, "", contract.PathSteps, `{"steps":[]}`), http.StatusBadRequest, problem.CodeValidation)
+	e.refused(e.do("", "", contract.PathSteps, stepsBody(p, "debit", `{}`)), http.StatusUnauthorized, problem.CodeUnauthenticated)
 	if after := e.eventCount(); after != before {
 		t.Fatalf("events %d -> %d", before, after)
 	}
@@ -219,7 +240,7 @@ func TestCreditRacesReverse(t *testing.T) {
 		payments[i] = e.pay("psp-a", "alice@okbank", "bob@okbank", 100, "p"+itoa(int64(i))).PaymentID
 		e.step(payments[i], "debit", `{}`)
 	}
-	credits, reversals := make([]stepAnswer, n), make([]stepAnswer, n)
+	credits, reversals := make([]contract.StepResult, n), make([]contract.StepResult, n)
 	var wg sync.WaitGroup
 	for i, p := range payments {
 		wg.Add(2)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
 )
@@ -23,20 +24,21 @@ func TestNext(t *testing.T) {
 	pid := uuid.New()
 	p := pid.String()
 	for _, tc := range []struct {
-		name     string
-		in       events.Payload
-		wantStep string
-		wantCode string
+		name        string
+		in          events.Payload
+		wantStep    contract.StepName
+		wantAccount string
+		wantCode    string
 	}{
-		{"initiated debits the payer", events.PaymentInitiatedV1{PaymentID: p, PayerVPA: "a@x", PayeeVPA: "b@x", AmountPaise: 5}, StepDebit, ""},
-		{"debited credits the payee", events.AccountDebitedV1{VPA: "a@x", PaymentID: p, AmountPaise: 5}, StepCredit, ""},
-		{"rejected debit fails with its code", events.DebitRejectedV1{VPA: "a@x", PaymentID: p, Code: events.CodeInsufficientFunds}, StepFail, events.CodeInsufficientFunds},
-		{"credited completes", events.AccountCreditedV1{VPA: "b@x", PaymentID: p, AmountPaise: 5}, StepComplete, ""},
-		{"reversed fails with its code", events.DebitReversedV1{VPA: "a@x", PaymentID: p, Code: events.CodePayeeUnavailable}, StepFail, events.CodePayeeUnavailable},
-		{"deposits call for nothing", events.FundsDepositedV1{VPA: "a@x", AmountPaise: 5}, "", ""},
-		{"openings call for nothing", events.AccountOpenedV1{VPA: "a@x"}, "", ""},
-		{"completion ends the payment", events.PaymentCompletedV1{PaymentID: p}, "", ""},
-		{"failure ends the payment", events.PaymentFailedV1{PaymentID: p, Code: "X"}, "", ""},
+		{"initiated debits the payer", events.PaymentInitiatedV1{PaymentID: p, PayerVPA: "a@x", PayeeVPA: "b@x", AmountPaise: 5}, contract.StepDebit, "a@x", ""},
+		{"debited credits the payee", events.AccountDebitedV1{VPA: "a@x", PaymentID: p, AmountPaise: 5, CounterpartyVPA: "b@x"}, contract.StepCredit, "b@x", ""},
+		{"rejected debit fails with its code", events.DebitRejectedV1{VPA: "a@x", PaymentID: p, Code: events.CodeInsufficientFunds}, contract.StepFail, "", events.CodeInsufficientFunds},
+		{"credited completes", events.AccountCreditedV1{VPA: "b@x", PaymentID: p, AmountPaise: 5}, contract.StepComplete, "", ""},
+		{"reversed fails with its code", events.DebitReversedV1{VPA: "a@x", PaymentID: p, Code: events.CodePayeeUnavailable}, contract.StepFail, "", events.CodePayeeUnavailable},
+		{"deposits call for nothing", events.FundsDepositedV1{VPA: "a@x", AmountPaise: 5}, "", "", ""},
+		{"openings call for nothing", events.AccountOpenedV1{VPA: "a@x"}, "", "", ""},
+		{"completion ends the payment", events.PaymentCompletedV1{PaymentID: p}, "", "", ""},
+		{"failure ends the payment", events.PaymentFailedV1{PaymentID: p, Code: "X"}, "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := event(t, tc.in)
@@ -50,13 +52,14 @@ func TestNext(t *testing.T) {
 				}
 				return
 			}
-			if a == nil || a.Step != tc.wantStep || a.PaymentID != pid || a.Cause != e.ID || a.Body.CausationID != e.ID.String() {
+			if a == nil || a.Step != tc.wantStep || a.PaymentID != pid || a.CausationID != e.ID.String() {
 				t.Fatalf("Next = %+v, want step %s of %s caused by %s", a, tc.wantStep, pid, e.ID)
 			}
-			if tc.wantCode != "" {
-				if a.Body.Code != tc.wantCode {
-					t.Fatalf("body = %+v, want code %s", a.Body, tc.wantCode)
-				}
+			if a.Account != tc.wantAccount || a.Code != tc.wantCode {
+				t.Fatalf("Next = %+v, want account %q and code %q", a, tc.wantAccount, tc.wantCode)
+			}
+			if p := a.Check(); p != nil {
+				t.Fatalf("Next = %+v, which the contract refuses: %v", a, p)
 			}
 		})
 	}
@@ -74,13 +77,14 @@ func TestNextRefusesUnreadableEvents(t *testing.T) {
 }
 
 func TestCompensation(t *testing.T) {
-	for step, want := range map[string]string{StepDebit: StepRejectDebit, StepCredit: StepReverse, StepComplete: "", StepFail: "", StepReverse: ""} {
-		got, body, ok := compensation(Action{Step: step})
-		if got != want || ok != (want != "") {
-			t.Errorf("compensation(%s) = %q, %v; want %q", step, got, ok, want)
+	for step, want := range map[contract.StepName]contract.StepName{contract.StepDebit: contract.StepRejectDebit,
+		contract.StepCredit: contract.StepReverse, contract.StepComplete: "", contract.StepFail: "", contract.StepReverse: ""} {
+		got, ok := compensation(contract.Step{PaymentID: uuid.New(), Step: step, Account: "a@x"})
+		if got.Step != want || ok != (want != "") {
+			t.Errorf("compensation(%s) = %q, %v; want %q", step, got.Step, ok, want)
 		}
-		if ok && body.Code != events.CodeProcessingError {
-			t.Errorf("compensation(%s) code = %v", step, body)
+		if ok && (got.Code != events.CodeProcessingError || got.Check() != nil) {
+			t.Errorf("compensation(%s) = %+v", step, got)
 		}
 	}
 }

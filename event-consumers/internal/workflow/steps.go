@@ -10,116 +10,114 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
-
 	"upi/shared/contract"
 	"upi/shared/observability"
 	"upi/shared/problem"
 )
 
-// Step routes of the command service (docs/internal-api.md).
-const (
-	StepDebit       = "debit"
-	StepCredit      = "credit"
-	StepReverse     = "reverse"
-	StepRejectDebit = "reject-debit"
-	StepComplete    = "complete"
-	StepFail        = "fail"
-)
-
 // ClientID is the client id the workflow names itself with on internal calls.
 const ClientID = "event-consumers"
 
-// StepResult is the command service's answer to a step: the outcome that stands in the log.
-type StepResult struct {
-	PaymentID string `json:"payment_id"`
-	Step      string `json:"step"`
-	EventType string `json:"event_type"`
-	EventID   string `json:"event_id"`
-	Position  string `json:"position"`
-	Replayed  bool   `json:"replayed"`
+// Steps runs batches of workflow steps. StepsClient is the real one; tests may wrap it to inject failures.
+// Run returns one result per step, in order, or an error when the call as a whole failed.
+type Steps interface {
+	Run(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error)
 }
 
-// StepError is a step the command service refused or failed. Transient errors (the service unreachable,
-// overloaded or its database unavailable) are worth retrying at once; the others are lasting.
-type StepError struct {
-	Step      string
+// CallError is a call to the step route that failed as a whole. Transient ones (the service unreachable,
+// overloaded, or its database unavailable) are retried; the others mean a bug on one side of the contract.
+type CallError struct {
 	Status    int // 0 when no answer came
 	Code      string
 	Detail    string
 	Transient bool
 }
 
-func (e *StepError) Error() string {
+func (e *CallError) Error() string {
 	if e.Status == 0 {
-		return fmt.Sprintf("step %s: no answer: %s", e.Step, e.Detail)
+		return "steps: no answer: " + e.Detail
 	}
-	return fmt.Sprintf("step %s: %d %s: %s", e.Step, e.Status, e.Code, e.Detail)
+	return fmt.Sprintf("steps: %d %s: %s", e.Status, e.Code, e.Detail)
 }
 
-// Steps runs workflow steps. HTTPSteps is the real one; tests may wrap it to inject failures.
-type Steps interface {
-	Run(ctx context.Context, paymentID uuid.UUID, step string, body any) (StepResult, error)
-}
-
-// HTTPSteps calls the command service's step routes.
-type HTTPSteps struct {
+// StepsClient calls the command service's step route (contract.PathSteps).
+type StepsClient struct {
 	BaseURL string
 	Client  *http.Client
 	// Timeout bounds one call.
 	Timeout time.Duration
 }
 
-// Run performs one step call.
-func (s *HTTPSteps) Run(ctx context.Context, paymentID uuid.UUID, step string, body any) (StepResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
-	payload := []byte("{}")
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return StepResult{}, fmt.Errorf("encode %s body: %w", step, err)
+// Run sends steps in one call, or several when there are more than one call may carry.
+func (c *StepsClient) Run(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	out := make([]contract.StepResult, 0, len(steps))
+	for len(steps) > 0 {
+		n := min(len(steps), contract.MaxSteps)
+		res, err := c.call(ctx, steps[:n])
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, res...)
+		steps = steps[n:]
 	}
-	url := fmt.Sprintf("%s/internal/payments/%s/%s", s.BaseURL, paymentID, step)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	return out, nil
+}
+
+func (c *StepsClient) call(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	payload, err := json.Marshal(contract.StepsRequest{Steps: steps})
 	if err != nil {
-		return StepResult{}, err
+		return nil, fmt.Errorf("encode steps: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+contract.PathSteps, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(contract.HeaderClientID, ClientID)
-	req.Header.Set(contract.HeaderCorrelationID, paymentID.String())
 	if id := observability.RequestID(ctx); id != "" {
 		req.Header.Set(observability.HeaderRequestID, id)
 	}
-	resp, err := s.Client.Do(req)
+	resp, err := c.Client.Do(req)
 	if err != nil {
-		return StepResult{}, &StepError{Step: step, Detail: err.Error(), Transient: true}
+		return nil, &CallError{Detail: err.Error(), Transient: true}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return StepResult{}, &StepError{Step: step, Status: resp.StatusCode, Detail: err.Error(), Transient: true}
+		return nil, &CallError{Status: resp.StatusCode, Detail: err.Error(), Transient: true}
 	}
-	if resp.StatusCode == http.StatusOK {
-		var out StepResult
-		if err := json.Unmarshal(raw, &out); err != nil {
-			return StepResult{}, &StepError{Step: step, Status: resp.StatusCode, Detail: "undecodable answer: " + err.Error()}
-		}
-		return out, nil
+	if resp.StatusCode != http.StatusOK {
+		var p problem.Problem
+		_ = json.Unmarshal(raw, &p)
+		return nil, &CallError{Status: resp.StatusCode, Code: p.Code, Detail: p.Detail, Transient: transientStatus(resp.StatusCode)}
 	}
-	var p problem.Problem
-	_ = json.Unmarshal(raw, &p)
-	transient := resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway ||
-		resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusTooManyRequests
-	return StepResult{}, &StepError{Step: step, Status: resp.StatusCode, Code: p.Code, Detail: p.Detail, Transient: transient}
+	var out contract.StepsResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, &CallError{Status: resp.StatusCode, Detail: "undecodable answer: " + err.Error()}
+	}
+	if len(out.Results) != len(steps) {
+		return nil, &CallError{Status: resp.StatusCode, Detail: fmt.Sprintf("%d results for %d steps", len(out.Results), len(steps))}
+	}
+	return out.Results, nil
 }
 
-// isTransient reports whether err is worth retrying without counting it against the step.
+// transientStatus reports whether an answer with status is about the service's state rather than the
+// request, and so worth retrying as it is.
+func transientStatus(status int) bool {
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// isTransient reports whether a failed call is worth retrying without counting it against its steps.
 func isTransient(err error) bool {
-	var se *StepError
-	if errors.As(err, &se) {
-		return se.Transient
+	var ce *CallError
+	if errors.As(err, &ce) {
+		return ce.Transient
 	}
 	return errors.Is(err, context.DeadlineExceeded)
 }

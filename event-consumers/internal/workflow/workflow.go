@@ -1,5 +1,6 @@
 // Package workflow is the payment process manager. It follows the event log and moves each payment on by
-// one step per event, each step a command to the command service:
+// one step per event; the steps a batch of the log calls for go to the command service in one call
+// (contract.PathSteps), which applies them together:
 //
 //	PaymentInitiated -> debit payer   -> AccountDebited  -> credit payee -> AccountCredited -> complete
 //	                                  -> DebitRejected   -> fail (INSUFFICIENT_FUNDS)
@@ -17,13 +18,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
 	"upi/shared/observability"
@@ -33,28 +34,9 @@ import (
 // Name is the workflow's consumer name and checkpoint.
 const Name = "payment-workflow"
 
-// Action is the step an event calls for.
-type Action struct {
-	PaymentID uuid.UUID
-	Step      string
-	Body      StepBody
-	// Cause is the event that called for the step.
-	Cause uuid.UUID
-}
-
-// StepBody is the body of every step call. Code and Reason go with fail, reverse and reject-debit;
-// CausationID names the event that called for the step, recorded in the new event's metadata.
-type StepBody struct {
-	Code        string `json:"code,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	CausationID string `json:"causation_id,omitempty"`
-}
-
-// Next is the heart of the process manager, and pure: the step that an event calls for, or nil.
-func Next(e eventstore.Event) (*Action, error) {
-	var pid string
-	var step string
-	var body StepBody
+// Next is the heart of the process manager, and pure: the step that an event calls for, or nil. The step
+// names the account it moves money on, as the event names it, and the event that called for it.
+func Next(e eventstore.Event) (*contract.Step, error) {
 	switch e.Type {
 	case events.PaymentInitiated, events.AccountDebited, events.DebitRejected, events.AccountCredited, events.DebitReversed:
 	default:
@@ -64,58 +46,58 @@ func Next(e eventstore.Event) (*Action, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pid string
+	var st contract.Step
 	switch v := p.(type) {
 	case events.PaymentInitiatedV1:
-		pid, step = v.PaymentID, StepDebit
+		pid, st = v.PaymentID, contract.Step{Step: contract.StepDebit, Account: v.PayerVPA}
 	case events.AccountDebitedV1:
-		pid, step = v.PaymentID, StepCredit
+		pid, st = v.PaymentID, contract.Step{Step: contract.StepCredit, Account: v.CounterpartyVPA}
 	case events.DebitRejectedV1:
-		pid, step, body = v.PaymentID, StepFail, StepBody{Code: v.Code, Reason: "the payer's debit was rejected"}
+		pid, st = v.PaymentID, contract.Step{Step: contract.StepFail, Code: v.Code, Reason: "the payer's debit was rejected"}
 	case events.AccountCreditedV1:
-		pid, step = v.PaymentID, StepComplete
+		pid, st = v.PaymentID, contract.Step{Step: contract.StepComplete}
 	case events.DebitReversedV1:
-		pid, step, body = v.PaymentID, StepFail, StepBody{Code: v.Code, Reason: "the payee could not be credited; the debit was reversed"}
+		pid, st = v.PaymentID, contract.Step{Step: contract.StepFail, Code: v.Code, Reason: "the payee could not be credited; the debit was reversed"}
 	}
-	id, err := uuid.Parse(pid)
-	if err != nil {
+	if st.PaymentID, err = uuid.Parse(pid); err != nil {
 		return nil, fmt.Errorf("%s %s: payment id %q: %w", e.Type, e.ID, pid, err)
 	}
-	body.CausationID = e.ID.String()
-	return &Action{PaymentID: id, Step: step, Body: body, Cause: e.ID}, nil
+	st.CausationID = e.ID.String()
+	return &st, nil
 }
 
 // compensation is what a parked step is replaced by, so that its payment still ends: a debit that cannot
 // be made is burnt (a later debit then finds it rejected), a credit that cannot be made is replaced by the
 // debit's reversal. Steps after the money moved have none: they stay parked and are retried.
-func compensation(a Action) (string, StepBody, bool) {
-	body := StepBody{Code: events.CodeProcessingError, CausationID: a.Cause.String()}
-	switch a.Step {
-	case StepDebit:
-		body.Reason = "the debit step kept failing"
-		return StepRejectDebit, body, true
-	case StepCredit:
-		body.Reason = "the credit step kept failing"
-		return StepReverse, body, true
+func compensation(st contract.Step) (contract.Step, bool) {
+	c := contract.Step{PaymentID: st.PaymentID, Code: events.CodeProcessingError, CausationID: st.CausationID}
+	switch st.Step {
+	case contract.StepDebit:
+		c.Step, c.Account, c.Reason = contract.StepRejectDebit, st.Account, "the debit step kept failing"
+		return c, true
+	case contract.StepCredit:
+		// The credit names the payee; the reversal is the payer's, which the command service looks up.
+		c.Step, c.Reason = contract.StepReverse, "the credit step kept failing"
+		return c, true
 	}
-	return "", StepBody{}, false
+	return contract.Step{}, false
 }
 
-// payeeRefused reports whether a credit was refused by the payee's account itself (404 ACCOUNT_NOT_FOUND, or
-// 422: the credit would take its balance beyond the limit). Those refusals are final.
-func payeeRefused(a Action, err error) bool {
-	var se *StepError
-	return a.Step == StepCredit && errors.As(err, &se) &&
-		(se.Code == problem.CodeAccountNotFound || se.Status == http.StatusUnprocessableEntity)
+// payeeRefused reports whether a credit was refused by the payee's account itself (404 ACCOUNT_NOT_FOUND,
+// or 422: the credit would take its balance beyond the limit). Those refusals are final.
+func payeeRefused(st contract.Step, p *problem.Problem) bool {
+	return st.Step == contract.StepCredit &&
+		(p.Code == problem.CodeAccountNotFound || p.Status == http.StatusUnprocessableEntity)
 }
 
 // Config tunes the workflow.
 type Config struct {
-	// Parallel is how many payments are moved on at once within a batch.
-	Parallel int
 	// LastingAttempts is how many times a step that fails for a lasting reason is tried before it is parked.
 	LastingAttempts int
-	// TransientAttempts is how many times an unreachable command service is retried within one batch
-	// before the batch is handed back to the runner to retry with back-off (nothing is parked for that).
+	// TransientAttempts is how many rounds a transient failure (the command service unreachable, or its
+	// database) is retried within one batch before the batch is handed back to the runner to retry with
+	// back-off (nothing is parked for that).
 	TransientAttempts int
 	// Backoff is the first retry delay, doubled on each retry up to 2s.
 	Backoff time.Duration
@@ -124,7 +106,7 @@ type Config struct {
 }
 
 // DefaultConfig is the configuration of the service.
-var DefaultConfig = Config{Parallel: 32, LastingAttempts: 5, TransientAttempts: 4, Backoff: 25 * time.Millisecond,
+var DefaultConfig = Config{LastingAttempts: 5, TransientAttempts: 4, Backoff: 25 * time.Millisecond,
 	RetryParkedEvery: 30 * time.Second}
 
 // Workflow is the process manager: a runner Processor.
@@ -147,7 +129,7 @@ type metrics struct {
 func New(steps Steps, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, cfg Config) *Workflow {
 	m := metrics{
 		steps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "workflow_steps_total",
-			Help: "Workflow step calls, by step and result (ok, replayed, transient_error, lasting_error)."},
+			Help: "Workflow steps, by step and result (ok, replayed, refused, transient_error, lasting_error)."},
 			[]string{"step", "result"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "workflow_payments_finished_total",
 			Help: "Payments the workflow ended, by status and failure code."}, []string{"status", "code"}),
@@ -163,152 +145,198 @@ func New(steps Steps, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regis
 // Name is the consumer's name.
 func (w *Workflow) Name() string { return Name }
 
-// Handle moves on every payment that the batch's events concern. Payments are handled in parallel, the
-// events of one payment in log order. An error (only ever the command service being unreachable) hands
-// the whole batch back to the runner, which retries it; steps already done are then found done.
+// task is a step on its way to an outcome within one batch.
+type task struct {
+	step    contract.Step
+	lasting int // lasting failures so far
+	// resolves names the parked step that this one compensates or retries, when it does.
+	resolves *parked
+}
+
+// parked is the key of a row of workflow_parked.
+type parked struct {
+	paymentID uuid.UUID
+	step      contract.StepName
+}
+
+// Handle moves on every payment that the batch's events concern: the steps they call for go to the
+// command service together, in one call, and are applied there in one transaction. Steps that fail are
+// retried together; one that keeps failing for a lasting reason is parked (and compensated where the
+// payment can still end without money moved), so it stops holding back the others. An error (only ever
+// the command service or its database unavailable) hands the whole batch back to the runner, which
+// retries it; steps already done are then found done.
 func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
-	var order []uuid.UUID
-	byPayment := map[uuid.UUID][]Action{}
+	var tasks []*task
 	for _, e := range batch {
-		a, err := Next(e)
+		st, err := Next(e)
 		if err != nil {
 			// An event the workflow cannot read is a bug or a corrupt log: never skip it silently.
 			return fmt.Errorf("workflow: %w", err)
 		}
-		if a == nil {
-			continue
+		if st != nil {
+			tasks = append(tasks, &task{step: *st})
 		}
-		if _, seen := byPayment[a.PaymentID]; !seen {
-			order = append(order, a.PaymentID)
-		}
-		byPayment[a.PaymentID] = append(byPayment[a.PaymentID], *a)
 	}
-	sem := make(chan struct{}, max(1, w.cfg.Parallel))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for _, pid := range order {
-		actions := byPayment[pid]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			pctx := observability.WithCorrelationID(ctx, pid.String())
-			for _, a := range actions {
-				if err := w.perform(pctx, a); err != nil {
-					mu.Lock()
-					firstErr = errors.Join(firstErr, err)
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return firstErr
+	return w.run(ctx, tasks)
 }
 
-// perform runs one step to an outcome: done, parked (and compensated where possible), or a transient
-// error that the runner retries.
-func (w *Workflow) perform(ctx context.Context, a Action) error {
+// run calls the command service with tasks until each has an outcome: done, parked, or left parked.
+func (w *Workflow) run(ctx context.Context, tasks []*task) error {
 	delay := w.cfg.Backoff
-	transient, lasting := 0, 0
-	for {
-		res, err := w.steps.Run(ctx, a.PaymentID, a.Step, a.Body)
-		if err == nil {
-			w.record(ctx, a, res)
-			return nil
+	transient := 0
+	for len(tasks) > 0 {
+		steps := make([]contract.Step, len(tasks))
+		for i, t := range tasks {
+			steps[i] = t.step
 		}
+		results, err := w.steps.Run(ctx, steps)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if isTransient(err) {
-			w.metrics.steps.WithLabelValues(a.Step, "transient_error").Inc()
-			if transient++; transient >= w.cfg.TransientAttempts {
-				return fmt.Errorf("payment %s: %w", a.PaymentID, err)
+		var again []*task
+		wait := false
+		switch {
+		case err != nil && !isTransient(err):
+			return fmt.Errorf("workflow: %w", err)
+		case err != nil:
+			for _, t := range tasks {
+				w.metrics.steps.WithLabelValues(string(t.step.Step), "transient_error").Inc()
 			}
-		} else if payeeRefused(a, err) {
-			// The payee's account itself refuses the credit (gone, or at its limit): no retry can help,
-			// so the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
-			w.metrics.steps.WithLabelValues(a.Step, "refused").Inc()
-			w.log.WarnContext(ctx, "payee refused the credit; reversing the debit", "err", err)
-			a = Action{PaymentID: a.PaymentID, Step: StepReverse, Cause: a.Cause, Body: StepBody{
-				Code: events.CodePayeeUnavailable, Reason: "the payee could not be credited", CausationID: a.Body.CausationID}}
-			transient, lasting, delay = 0, 0, w.cfg.Backoff
-			continue
-		} else {
-			w.metrics.steps.WithLabelValues(a.Step, "lasting_error").Inc()
-			if lasting++; lasting >= w.cfg.LastingAttempts {
-				return w.park(ctx, a, err)
+			again, wait = tasks, true
+			transient++
+		default:
+			roundTransient := false
+			for i, t := range tasks {
+				next, retry, wasTransient, err := w.settle(ctx, t, results[i])
+				if err != nil {
+					return err
+				}
+				if next != nil {
+					again = append(again, next)
+				}
+				wait = wait || retry
+				roundTransient = roundTransient || wasTransient
+			}
+			if roundTransient {
+				transient++
 			}
 		}
-		w.log.WarnContext(ctx, "workflow step failed; retrying", "step", a.Step, "err", err, "retry_in", delay.String())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
+		if transient >= w.cfg.TransientAttempts && len(again) > 0 {
+			return fmt.Errorf("workflow: the command service kept failing; %d steps left: %w", len(again),
+				errors.Join(err, errTransient))
 		}
-		delay = min(2*delay, 2*time.Second)
+		tasks = again
+		if wait && len(tasks) > 0 {
+			w.log.WarnContext(ctx, "workflow steps failed; retrying", "steps", len(tasks), "retry_in", delay.String())
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 2*time.Second)
+		}
 	}
+	return nil
 }
 
-func (w *Workflow) record(ctx context.Context, a Action, res StepResult) {
+// errTransient marks a batch handed back because its steps kept failing transiently.
+var errTransient = errors.New("transient step failures")
+
+// settle takes one step's result: it records an outcome, or returns the task to send again (the same
+// step, or what replaces it) and whether that needs a pause first (retry) and was transient.
+func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (next *task, retry, transient bool, err error) {
+	pctx := observability.WithCorrelationID(ctx, t.step.PaymentID.String())
+	name := string(t.step.Step)
+	switch p := r.Problem; {
+	case p == nil:
+		w.record(pctx, t, r)
+		if t.resolves != nil {
+			how := "compensated: "
+			if t.resolves.step == t.step.Step {
+				how = "retried: "
+			}
+			return nil, false, false, w.resolve(ctx, *t.resolves, how+r.EventType)
+		}
+		return nil, false, false, nil
+	case transientStatus(p.Status):
+		w.metrics.steps.WithLabelValues(name, "transient_error").Inc()
+		return t, true, true, nil
+	case payeeRefused(t.step, p):
+		// The payee's account itself refuses the credit (gone, or at its limit): no retry can help, so
+		// the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
+		w.metrics.steps.WithLabelValues(name, "refused").Inc()
+		w.log.WarnContext(pctx, "payee refused the credit; reversing the debit", "problem", p.Code, "detail", p.Detail)
+		return &task{step: contract.Step{PaymentID: t.step.PaymentID, Step: contract.StepReverse,
+			Code: events.CodePayeeUnavailable, Reason: "the payee could not be credited",
+			CausationID: t.step.CausationID}, resolves: t.resolves}, false, false, nil
+	}
+	w.metrics.steps.WithLabelValues(name, "lasting_error").Inc()
+	cause := fmt.Errorf("%s: %d %s: %s", name, r.Problem.Status, r.Problem.Code, r.Problem.Detail)
+	if t.resolves != nil {
+		// A compensation or retry of a parked step: it stays parked and is retried later.
+		w.log.ErrorContext(pctx, "retry of a parked step failed; left parked", "err", cause)
+		return nil, false, false, nil
+	}
+	if t.lasting++; t.lasting < w.cfg.LastingAttempts {
+		w.log.WarnContext(pctx, "workflow step failed", "err", cause, "attempt", t.lasting)
+		return t, true, false, nil
+	}
+	comp, err := w.park(pctx, t.step, cause)
+	return comp, false, false, err
+}
+
+func (w *Workflow) record(ctx context.Context, t *task, r contract.StepResult) {
 	result := "ok"
-	if res.Replayed {
+	if r.Replayed {
 		result = "replayed"
 	}
-	w.metrics.steps.WithLabelValues(a.Step, result).Inc()
-	if res.Replayed {
+	w.metrics.steps.WithLabelValues(string(t.step.Step), result).Inc()
+	if r.Replayed {
 		return
 	}
-	switch res.EventType {
+	switch r.EventType {
 	case events.PaymentCompleted:
 		w.metrics.outcomes.WithLabelValues("COMPLETED", "").Inc()
 	case events.PaymentFailed:
-		w.metrics.outcomes.WithLabelValues("FAILED", a.Body.Code).Inc()
+		w.metrics.outcomes.WithLabelValues("FAILED", t.step.Code).Inc()
 	}
-	w.log.DebugContext(ctx, "workflow step", "step", a.Step, "outcome", res.EventType)
+	w.log.DebugContext(ctx, "workflow step", "step", t.step.Step, "outcome", r.EventType)
 }
 
 // park records a step that keeps failing for a lasting reason, so that it stops holding back the payments
-// behind it, and compensates where the payment can still end without money moved.
-func (w *Workflow) park(ctx context.Context, a Action, cause error) error {
-	w.metrics.parked.WithLabelValues(a.Step).Inc()
-	retryStep, retryBody, compensable := compensation(a)
+// behind it, and returns its compensation to run, where the payment can still end without money moved.
+func (w *Workflow) park(ctx context.Context, st contract.Step, cause error) (*task, error) {
+	w.metrics.parked.WithLabelValues(string(st.Step)).Inc()
+	retry, compensable := compensation(st)
 	if !compensable {
-		retryStep, retryBody = a.Step, a.Body
+		retry = st
 	}
-	body, err := json.Marshal(retryBody)
+	body, err := json.Marshal(retry)
 	if err != nil {
-		return fmt.Errorf("park %s of %s: %w", a.Step, a.PaymentID, err)
+		return nil, fmt.Errorf("park %s of %s: %w", st.Step, st.PaymentID, err)
 	}
-	w.log.ErrorContext(ctx, "workflow step parked", "step", a.Step, "reason", cause.Error(),
-		"then", retryStep, "payment_id", a.PaymentID.String())
+	w.log.ErrorContext(ctx, "workflow step parked", "step", st.Step, "reason", cause.Error(),
+		"then", retry.Step, "payment_id", st.PaymentID.String())
+	causeID, _ := uuid.Parse(st.CausationID)
 	if _, err := w.pool.Exec(ctx, `
 		insert into workflow_parked (payment_id, step, cause_event_id, reason, retry_step, retry_body)
 		values ($1, $2, $3, $4, $5, $6)
 		on conflict (payment_id, step) do update
 		set reason = excluded.reason, attempts = workflow_parked.attempts + 1, status = 'parked', updated_at = now()`,
-		a.PaymentID, a.Step, a.Cause, cause.Error(), retryStep, body); err != nil {
-		return fmt.Errorf("park %s of %s: %w", a.Step, a.PaymentID, err)
+		st.PaymentID, st.Step, causeID, cause.Error(), retry.Step, body); err != nil {
+		return nil, fmt.Errorf("park %s of %s: %w", st.Step, st.PaymentID, err)
 	}
-	if compensable {
-		res, err := w.steps.Run(ctx, a.PaymentID, retryStep, retryBody)
-		if err != nil {
-			w.log.ErrorContext(ctx, "compensation failed; left parked for retry", "step", retryStep, "err", err)
-			return nil
-		}
-		w.metrics.steps.WithLabelValues(retryStep, "ok").Inc()
-		return w.resolve(ctx, a.PaymentID, a.Step, "compensated: "+res.EventType)
+	if !compensable {
+		return nil, nil
 	}
-	return nil
+	return &task{step: retry, resolves: &parked{paymentID: st.PaymentID, step: st.Step}}, nil
 }
 
-func (w *Workflow) resolve(ctx context.Context, paymentID uuid.UUID, step, how string) error {
+func (w *Workflow) resolve(ctx context.Context, p parked, how string) error {
 	_, err := w.pool.Exec(ctx, `update workflow_parked set status = 'resolved', resolution = $3, updated_at = now()
-		where payment_id = $1 and step = $2`, paymentID, step, how)
+		where payment_id = $1 and step = $2`, p.paymentID, p.step, how)
 	if err != nil {
-		return fmt.Errorf("resolve parked %s of %s: %w", step, paymentID, err)
+		return fmt.Errorf("resolve parked %s of %s: %w", p.step, p.paymentID, err)
 	}
 	return nil
 }
@@ -336,30 +364,31 @@ func (w *Workflow) retryParkedOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	type parked struct {
-		pid             uuid.UUID
-		step, retryStep string
-		body            json.RawMessage
-	}
-	var list []parked
+	var tasks []*task
 	for rows.Next() {
 		var p parked
-		if err := rows.Scan(&p.pid, &p.step, &p.retryStep, &p.body); err != nil {
+		var retryStep contract.StepName
+		var body []byte
+		if err := rows.Scan(&p.paymentID, &p.step, &retryStep, &body); err != nil {
 			rows.Close()
 			return err
 		}
-		list = append(list, p)
+		// retry_body is the step to send; rows parked by older versions hold only its code, reason and
+		// causation, which decode the same way.
+		var st contract.Step
+		if err := json.Unmarshal(body, &st); err != nil {
+			w.log.ErrorContext(ctx, "parked step unreadable; left parked", "payment_id", p.paymentID, "err", err)
+			continue
+		}
+		st.PaymentID, st.Step = p.paymentID, retryStep
+		tasks = append(tasks, &task{step: st, resolves: &p})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for _, p := range list {
-		res, err := w.steps.Run(observability.WithCorrelationID(ctx, p.pid.String()), p.pid, p.retryStep, p.body)
-		if err != nil {
-			continue
-		}
-		if err := w.resolve(ctx, p.pid, p.step, "retried: "+res.EventType); err != nil {
+	if len(tasks) > 0 {
+		if err := w.run(ctx, tasks); err != nil {
 			return err
 		}
 	}

@@ -17,8 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
+	"upi/shared/problem"
 	"upi/shared/testenv"
 )
 
@@ -36,26 +38,47 @@ type harness struct {
 	pos   eventstore.Position
 }
 
-// flaky passes steps to the real command service, except the step it is told to fail.
+// flaky passes steps to the real command service, except the step it is told to fail, which it answers
+// with a 500 of its own, as if that step alone had failed there.
 type flaky struct {
 	real Steps
-	step atomic.Value // string: the step that fails with a 500 while set
+	step atomic.Value // contract.StepName: the step that fails while set
 }
 
-func (f *flaky) Run(ctx context.Context, pid uuid.UUID, step string, body any) (StepResult, error) {
-	if s, _ := f.step.Load().(string); s == step {
-		return StepResult{}, &StepError{Step: step, Status: 500, Code: "INTERNAL", Detail: "injected failure"}
+func (f *flaky) Run(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	failing, _ := f.step.Load().(contract.StepName)
+	out := make([]contract.StepResult, len(steps))
+	var pass []contract.Step
+	var index []int
+	for i, st := range steps {
+		if st.Step == failing {
+			out[i] = contract.StepResult{PaymentID: st.PaymentID, Step: st.Step,
+				Problem: problem.New(http.StatusInternalServerError, problem.CodeInternal, "injected failure")}
+			continue
+		}
+		pass = append(pass, st)
+		index = append(index, i)
 	}
-	return f.real.Run(ctx, pid, step, body)
+	if len(pass) == 0 {
+		return out, nil
+	}
+	res, err := f.real.Run(ctx, pass)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		out[index[j]] = r
+	}
+	return out, nil
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	pool, url := testenv.PostgresPool(t)
 	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "warn"})
-	steps := &flaky{real: &HTTPSteps{BaseURL: cmd.URL, Client: http.DefaultClient, Timeout: 5 * time.Second}}
-	steps.step.Store("")
-	cfg := Config{Parallel: 4, LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
+	steps := &flaky{real: &StepsClient{BaseURL: cmd.URL, Client: http.DefaultClient, Timeout: 5 * time.Second}}
+	steps.step.Store(contract.StepName(""))
+	cfg := Config{LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -179,7 +202,7 @@ func (h *harness) wantBalances(payer, payee int64) {
 	}
 }
 
-func (h *harness) parked(pid uuid.UUID, step string) (status, resolution string) {
+func (h *harness) parked(pid uuid.UUID, step contract.StepName) (status, resolution string) {
 	_ = h.pool.QueryRow(h.ctx, `select status, coalesce(resolution, '') from workflow_parked
 		where payment_id = $1 and step = $2`, pid, step).Scan(&status, &resolution)
 	return status, resolution
@@ -243,21 +266,21 @@ func TestWorkflowParksAndCompensatesACreditThatKeepsFailing(t *testing.T) {
 	h := newHarness(t)
 	h.account("payer@bank", 10000)
 	h.account("payee@bank", 0)
-	h.steps.step.Store(StepCredit)
+	h.steps.step.Store(contract.StepCredit)
 	pid := h.pay("payer@bank", "payee@bank", 3000)
 	h.run(pid)
 	if got := h.outcome(pid); got != "FAILED:"+events.CodeProcessingError {
 		t.Fatalf("outcome = %s", got)
 	}
 	h.wantBalances(10000, 0)
-	if st, res := h.parked(pid, StepCredit); st != "resolved" || res != "compensated: "+events.DebitReversed {
+	if st, res := h.parked(pid, contract.StepCredit); st != "resolved" || res != "compensated: "+events.DebitReversed {
 		t.Fatalf("parked row = %q %q", st, res)
 	}
-	if n := testutil.ToFloat64(h.flow.metrics.parked.WithLabelValues(StepCredit)); n != 1 {
+	if n := testutil.ToFloat64(h.flow.metrics.parked.WithLabelValues(string(contract.StepCredit))); n != 1 {
 		t.Fatalf("parked metric = %v", n)
 	}
 	// Once the failure is gone, a redelivered AccountDebited cannot credit the payee any more.
-	h.steps.step.Store("")
+	h.steps.step.Store(contract.StepName(""))
 	h.pos = eventstore.Start
 	h.run(pid)
 	h.wantBalances(10000, 0)
@@ -267,7 +290,7 @@ func TestWorkflowParksADebitThatKeepsFailing(t *testing.T) {
 	h := newHarness(t)
 	h.account("payer@bank", 10000)
 	h.account("payee@bank", 0)
-	h.steps.step.Store(StepDebit)
+	h.steps.step.Store(contract.StepDebit)
 	pid := h.pay("payer@bank", "payee@bank", 3000)
 	h.run(pid)
 	if got := h.outcome(pid); got != "FAILED:"+events.CodeProcessingError {
@@ -278,9 +301,9 @@ func TestWorkflowParksADebitThatKeepsFailing(t *testing.T) {
 		t.Fatalf("trail = %v, want %v", got, want)
 	}
 	// The debit step's id is burnt: a late debit finds the rejection and moves nothing.
-	h.steps.step.Store("")
-	res, err := h.steps.Run(h.ctx, pid, StepDebit, nil)
-	if err != nil || !res.Replayed || res.EventType != events.DebitRejected {
+	h.steps.step.Store(contract.StepName(""))
+	res, err := h.steps.Run(h.ctx, []contract.Step{{PaymentID: pid, Step: contract.StepDebit, Account: "payer@bank"}})
+	if err != nil || !res[0].Replayed || res[0].EventType != events.DebitRejected {
 		t.Fatalf("late debit = %+v, %v", res, err)
 	}
 	if b := h.balance("payer@bank"); b != 10000 {
@@ -292,12 +315,12 @@ func TestWorkflowRetriesAParkedCompletion(t *testing.T) {
 	h := newHarness(t)
 	h.account("payer@bank", 10000)
 	h.account("payee@bank", 0)
-	h.steps.step.Store(StepComplete)
+	h.steps.step.Store(contract.StepComplete)
 	pid := h.pay("payer@bank", "payee@bank", 3000)
 	// Money has moved, so the completion cannot be compensated: it stays parked and the batch moves on.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if st, _ := h.parked(pid, StepComplete); st == "parked" {
+		if st, _ := h.parked(pid, contract.StepComplete); st == "parked" {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -310,14 +333,14 @@ func TestWorkflowRetriesAParkedCompletion(t *testing.T) {
 	if got := h.outcome(pid); got != "" {
 		t.Fatalf("outcome = %s while the completion is parked", got)
 	}
-	h.steps.step.Store("")
+	h.steps.step.Store(contract.StepName(""))
 	if err := h.flow.retryParkedOnce(h.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.outcome(pid); got != "COMPLETED" {
 		t.Fatalf("outcome after the retry = %s", got)
 	}
-	if st, res := h.parked(pid, StepComplete); st != "resolved" || res != "retried: "+events.PaymentCompleted {
+	if st, res := h.parked(pid, contract.StepComplete); st != "resolved" || res != "retried: "+events.PaymentCompleted {
 		t.Fatalf("parked row = %q %q", st, res)
 	}
 	h.wantBalances(7000, 3000)

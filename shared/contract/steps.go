@@ -1,0 +1,142 @@
+package contract
+
+import (
+	"fmt"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"upi/shared/events"
+	"upi/shared/problem"
+)
+
+// PathSteps is the command service's route for the payment workflow: one POST carries the steps of a log
+// batch, and the service applies them together (docs/internal-api.md).
+const PathSteps = "/internal/steps"
+
+// StepName names a step of the payment workflow.
+type StepName string
+
+// The workflow's steps. Each appends at most one event, whose id is ids.StepEvent(payment, step's slot).
+const (
+	// StepDebit: AccountDebited or DebitRejected on the payer. Needs the payment initiated, not ended.
+	StepDebit StepName = "debit"
+	// StepRejectDebit: DebitRejected on the payer, burning the debit slot so no later debit can happen.
+	StepRejectDebit StepName = "reject-debit"
+	// StepCredit: AccountCredited on the payee. Needs the debit slot to be AccountDebited.
+	StepCredit StepName = "credit"
+	// StepReverse: DebitReversed on the payer. Needs the debit slot to be AccountDebited.
+	StepReverse StepName = "reverse"
+	// StepComplete: PaymentCompleted. Needs the settle slot to be AccountCredited.
+	StepComplete StepName = "complete"
+	// StepFail: PaymentFailed. Needs the debit slot DebitRejected, or the settle slot DebitReversed.
+	StepFail StepName = "fail"
+)
+
+// NeedsCode reports whether the step must carry a failure code.
+func (n StepName) NeedsCode() bool {
+	return n == StepRejectDebit || n == StepReverse || n == StepFail
+}
+
+func (n StepName) known() bool {
+	switch n {
+	case StepDebit, StepRejectDebit, StepCredit, StepReverse, StepComplete, StepFail:
+		return true
+	}
+	return false
+}
+
+// Step is one workflow step of a payment.
+type Step struct {
+	PaymentID uuid.UUID `json:"payment_id"`
+	Step      StepName  `json:"step"`
+	// Account is the account the step moves money on (the payer for debit, reject-debit and reverse; the
+	// payee for credit), as the event that called for the step names it; the service checks it against
+	// the payment. Without it the service looks the payment up first, at the cost of a round trip.
+	Account string `json:"account,omitempty"`
+	// Code is the failure code of reject-debit, reverse and fail; Reason the failure's words (fail).
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// CausationID is the event that called for the step, recorded in the new event's metadata.
+	CausationID string `json:"causation_id,omitempty"`
+}
+
+// StepsRequest is the body of POST PathSteps.
+type StepsRequest struct {
+	Steps []Step `json:"steps"`
+}
+
+// StepResult is the outcome of one step, in the order of the request: the event that stands in the log
+// for the step (just appended, or there already: Replayed, possibly the other branch's when two steps
+// share a slot), or the Problem that failed this step alone.
+type StepResult struct {
+	PaymentID uuid.UUID        `json:"payment_id"`
+	Step      StepName         `json:"step"`
+	EventType string           `json:"event_type,omitempty"`
+	EventID   string           `json:"event_id,omitempty"`
+	Position  string           `json:"position,omitempty"`
+	Replayed  bool             `json:"replayed,omitempty"`
+	Problem   *problem.Problem `json:"problem,omitempty"`
+}
+
+// StepsResponse answers POST PathSteps with 200 whenever the steps were tried; a failure of the whole
+// call (the database unavailable) is a problem+json of its own.
+type StepsResponse struct {
+	Results []StepResult `json:"results"`
+}
+
+// MaxSteps bounds one request: a log batch's steps.
+const MaxSteps = 1000
+
+const maxStepReason = 500
+
+// Check validates one step on its own; a step that fails it is answered with the problem and not tried.
+func (s Step) Check() *problem.Problem {
+	var errs []problem.FieldError
+	if s.PaymentID == uuid.Nil {
+		errs = append(errs, problem.FieldError{Field: "payment_id", Message: "payment_id is required"})
+	}
+	if !s.Step.known() {
+		errs = append(errs, problem.FieldError{Field: "step", Message: fmt.Sprintf("unknown step %q", s.Step)})
+	}
+	if s.Step.NeedsCode() && !failureCode(s.Code) {
+		errs = append(errs, problem.FieldError{Field: "code", Message: "code must be a documented failure code"})
+	} else if !s.Step.NeedsCode() && s.Code != "" {
+		errs = append(errs, problem.FieldError{Field: "code", Message: "only reject-debit, reverse and fail take a code"})
+	}
+	if utf8.RuneCountInString(s.Reason) > maxStepReason || !utf8.ValidString(s.Reason) {
+		errs = append(errs, problem.FieldError{Field: "reason", Message: "reason must be at most 500 characters"})
+	}
+	if s.CausationID != "" {
+		if _, err := uuid.Parse(s.CausationID); err != nil {
+			errs = append(errs, problem.FieldError{Field: "causation_id", Message: "causation_id must be an event id"})
+		}
+	}
+	if len(s.Account) > 255 || !utf8.ValidString(s.Account) {
+		errs = append(errs, problem.FieldError{Field: "account", Message: "account must be a vpa"})
+	}
+	if errs != nil {
+		return problem.Validation(errs...)
+	}
+	return nil
+}
+
+// Check validates the request as a whole.
+func (r StepsRequest) Check() *problem.Problem {
+	if len(r.Steps) == 0 || len(r.Steps) > MaxSteps {
+		return problem.New(http.StatusBadRequest, problem.CodeValidation,
+			fmt.Sprintf("steps must hold 1 to %d steps", MaxSteps))
+	}
+	return nil
+}
+
+// failureCode reports whether code is one a payment may fail with; it reaches clients as failure_code, so
+// only the documented ones are accepted.
+func failureCode(code string) bool {
+	switch code {
+	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError:
+		return true
+	}
+	return false
+}
