@@ -72,5 +72,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Log:      log,
 		Registry: reg,
 	})
+	go func() {
+		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
+			log.Error("pprof server", "err", err)
+		}
+	}()
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }

@@ -102,6 +102,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	g.Go(func() error { flow.RetryParked(gctx); return nil })
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	g.Go(func() error { return httpserver.ServeDebug(gctx, log, cfg.PprofAddr) })
 	return g.Wait()
 }
 

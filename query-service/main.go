@@ -53,5 +53,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
 	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log)
+	go func() {
+		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
+			log.Error("pprof server", "err", err)
+		}
+	}()
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }

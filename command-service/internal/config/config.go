@@ -17,6 +17,8 @@ type Config struct {
 	PaymentMaxPaise int64  `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
 	DepositMaxPaise int64  `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
 	LogLevel        string `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
+	PprofAddr string `env:"PPROF_ADDR"`
 }
 
 // Load parses and validates the environment.
@@ -39,5 +41,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
 		slog.String("log_level", c.LogLevel),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }

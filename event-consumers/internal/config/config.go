@@ -16,6 +16,8 @@ type Config struct {
 	Addr              string `env:"EVENT_CONSUMERS_ADDR" envDefault:":8083"`
 	CommandServiceURL string `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
 	LogLevel          string `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
+	PprofAddr string `env:"PPROF_ADDR"`
 	// BatchSize is how many events a consumer handles per transaction; RebuildBatch the same for a replay.
 	BatchSize    int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	RebuildBatch int `env:"REBUILD_BATCH_SIZE" envDefault:"5000"`
@@ -40,6 +42,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("command_service_url", c.CommandServiceURL),
 		slog.String("log_level", c.LogLevel),
+		slog.String("pprof_addr", c.PprofAddr),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Int("rebuild_batch_size", c.RebuildBatch),
 	)

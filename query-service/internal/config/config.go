@@ -17,6 +17,8 @@ type Config struct {
 	Addr         string        `env:"QUERY_SERVICE_ADDR" envDefault:":8082"`
 	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
+	PprofAddr string `env:"PPROF_ADDR"`
 }
 
 // Load parses and validates the environment.
@@ -38,5 +40,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.String("log_level", c.LogLevel),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
