@@ -14,7 +14,8 @@ import (
 type Aggregate[S any] struct {
 	// Type is stored in events.aggregate_type.
 	Type string
-	// Evolve folds one stored event into the state. It must be pure.
+	// Evolve folds one stored event into the state. It must be pure, and return a new state rather than
+	// change the one it is given: states are kept in memory between commands (see cachedState).
 	Evolve func(state S, e Event) (S, error)
 	// SnapshotEvery writes a snapshot of the state once this many events have been appended since the
 	// last one, so that loading a long stream reads the snapshot and a short tail. 0 disables snapshots.

@@ -298,14 +298,15 @@ func TestExecuteSnapshots(t *testing.T) {
 	}
 	same("after a multi-event command")
 
-	// Prove the snapshot is what is read: a tampered snapshot shows through LoadState and Execute.
+	// Prove the snapshot is what is read: a tampered snapshot shows through LoadState, and through Execute
+	// on a store that has not folded the stream itself (a fresh process: no state in memory).
 	if _, err := s.Pool().Exec(ctx, `update snapshots set state = jsonb_set(state, '{paise}', '1000000')`); err != nil {
 		t.Fatal(err)
 	}
 	if st, v, err := eventstore.LoadState(ctx, s, snap, "alice@bank"); err != nil || st.Paise != 1000000 || v != 15 {
 		t.Errorf("LoadState over a tampered snapshot = %+v at %d, %v; want the snapshot's 1000000 paise", st, v, err)
 	}
-	if _, err := eventstore.Execute(ctx, s, snap, "alice@bank", uuid.Nil, withdraw(500000)); err != nil {
+	if _, err := eventstore.Execute(ctx, eventstore.New(s.Pool()), snap, "alice@bank", uuid.Nil, withdraw(500000)); err != nil {
 		t.Errorf("a withdrawal the tampered snapshot covers was refused (%v): the snapshot was not used", err)
 	}
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -160,6 +161,19 @@ type streamState struct {
 	err         error
 }
 
+// cachedState is a stream's state as a group of this store left it after its commit, kept in memory like
+// a snapshot: the next group on the stream reads only the events after its version (usually none, or the
+// few another replica appended) instead of the snapshot row and the tail behind it. It can be behind the
+// log, never ahead of it, as it is kept only after a commit; the stream's lock and the version check of
+// every event folded onto it keep it exact.
+type cachedState struct {
+	typ         string
+	schema      int
+	version     int
+	snapVersion int
+	state       any
+}
+
 func (s *Store) executeOnce(ctx context.Context, ops []*Op, known map[uuid.UUID]bool) ([]Outcome, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -167,7 +181,7 @@ func (s *Store) executeOnce(ctx context.Context, ops []*Op, known map[uuid.UUID]
 	}
 	defer conn.Release()
 	g := &group{ops: ops, out: make([]Outcome, len(ops))}
-	if err := g.read(ctx, conn, known); err != nil {
+	if err := g.read(ctx, conn, s.states, known); err != nil {
 		rollback(ctx, conn)
 		return nil, err
 	}
@@ -178,6 +192,12 @@ func (s *Store) executeOnce(ctx context.Context, ops []*Op, known map[uuid.UUID]
 	}
 	if len(g.produced) > 0 {
 		s.hint()
+	}
+	for id, st := range g.streams {
+		if st.err == nil {
+			s.states.Add(id, cachedState{typ: st.agg.typ, schema: st.agg.schema, version: st.version,
+				snapVersion: st.snapVersion, state: st.state})
+		}
 	}
 	return g.out, nil
 }
@@ -197,24 +217,27 @@ const (
 		select distinct hashtextextended(id, 0) as k from unnest($1::text[]) as id order by 1) as keys`
 	originsSQL = `select ` + eventColumns + ` from events where aggregate_id = any($1) and version = 1`
 	// snapshotsSQL and tailsSQL read each stream's snapshot (of the expected type and schema; a schema of
-	// -1 matches none) and the events after it.
+	// -1 matches none) and the events after it; or, for a stream whose state is cached (after >= 0), no
+	// snapshot and the events after the cached version.
 	snapshotsSQL = `select s.aggregate_id, s.version, s.state
-		from unnest($1::text[], $2::text[], $3::int[]) as want(id, typ, schema)
+		from unnest($1::text[], $2::text[], $3::int[], $4::int[]) as want(id, typ, schema, after)
 		join snapshots s on s.aggregate_id = want.id and s.aggregate_type = want.typ
-			and s.schema_version = want.schema`
+			and s.schema_version = want.schema
+		where want.after < 0`
 	tailsSQL = `select ` + eventColumns + `
-		from unnest($1::text[], $2::text[], $3::int[]) as want(id, typ, schema)
-		join events on events.aggregate_id = want.id and events.version > coalesce((select s.version
-			from snapshots s where s.aggregate_id = want.id and s.aggregate_type = want.typ
-				and s.schema_version = want.schema), 0)
+		from unnest($1::text[], $2::text[], $3::int[], $4::int[]) as want(id, typ, schema, after)
+		join events on events.aggregate_id = want.id and events.version > case when want.after >= 0
+			then want.after
+			else coalesce((select s.version from snapshots s where s.aggregate_id = want.id
+				and s.aggregate_type = want.typ and s.schema_version = want.schema), 0) end
 		order by events.aggregate_id, events.version`
 )
 
 // read is the first round trip: begin, locks, and everything the ops read.
-func (g *group) read(ctx context.Context, conn *pgxpool.Conn, known map[uuid.UUID]bool) error {
+func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[string, cachedState], known map[uuid.UUID]bool) error {
 	g.streams = map[string]*streamState{}
 	var streams, types []string
-	var schemas []int32
+	var schemas, after []int32
 	idSet := map[uuid.UUID]bool{}
 	for id := range known {
 		idSet[id] = true
@@ -226,13 +249,19 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, known map[uuid.UUI
 				return fmt.Errorf("stream %s named as both %s and %s", op.Stream, st.agg.typ, op.agg.typ)
 			}
 		} else {
-			g.streams[op.Stream] = &streamState{agg: op.agg, state: op.agg.zero()}
+			st := &streamState{agg: op.agg, state: op.agg.zero()}
+			from := int32(-1)
+			if c, ok := cache.Get(op.Stream); ok && c.typ == op.agg.typ && c.schema == op.agg.schema {
+				st.state, st.version, st.snapVersion = c.state, c.version, c.snapVersion
+				from = int32(c.version)
+			}
+			g.streams[op.Stream] = st
 			streams, types = append(streams, op.Stream), append(types, op.agg.typ)
 			schema := int32(-1)
 			if op.agg.every > 0 {
 				schema = int32(op.agg.schema)
 			}
-			schemas = append(schemas, schema)
+			schemas, after = append(schemas, schema), append(after, from)
 		}
 		if op.Dedupe != uuid.Nil {
 			idSet[op.Dedupe] = true
@@ -263,8 +292,8 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, known map[uuid.UUI
 	if len(origins) > 0 {
 		b.Queue(originsSQL, origins)
 	}
-	b.Queue(snapshotsSQL, streams, types, schemas)
-	b.Queue(tailsSQL, streams, types, schemas)
+	b.Queue(snapshotsSQL, streams, types, schemas, after)
+	b.Queue(tailsSQL, streams, types, schemas, after)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -549,6 +578,7 @@ func (g *group) snapshots() ([]any, error) {
 			return nil, fmt.Errorf("encode snapshot of %s: %w", id, err)
 		}
 		typs[i], vers[i], schemas[i], states[i] = st.agg.typ, int32(st.version), int32(st.agg.schema), string(raw)
+		st.snapVersion = st.version // as the cache will know it, once committed
 	}
 	return []any{due, typs, vers, schemas, states}, nil
 }

@@ -282,3 +282,22 @@ func TestCommitterGroupsConcurrentCommands(t *testing.T) {
 		t.Errorf("no two of %d concurrent commands shared a transaction", n)
 	}
 }
+
+// Two stores on one database (two replicas of a service) take turns on one stream: each keeps the state
+// it last folded in memory, and must still see what the other appended since, or it would pay out money
+// the stream no longer holds.
+func TestExecuteAllStateCacheSeesOtherWriters(t *testing.T) {
+	t.Parallel()
+	a := newStore(t)
+	b := eventstore.New(a.Pool())
+	executeAll(t, a, op("shared@bank", uuid.Nil, deposit(uuid.Nil, 100)))
+	executeAll(t, b, op("shared@bank", uuid.Nil, withdraw(60))) // b folds the stream: 40 left
+	if out := executeAll(t, a, op("shared@bank", uuid.Nil, withdraw(60))); !errors.Is(out[0].Err, errInsufficient) {
+		t.Fatalf("a withdrew 60 of the 40 left after b's withdrawal: %+v", out[0])
+	}
+	executeAll(t, a, op("shared@bank", uuid.Nil, withdraw(40)))
+	if out := executeAll(t, b, op("shared@bank", uuid.Nil, withdraw(1))); !errors.Is(out[0].Err, errInsufficient) {
+		t.Fatalf("b withdrew from an empty stream: %+v", out[0])
+	}
+	assertContiguous(t, load(t, a, "shared@bank"), 3)
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,12 +76,22 @@ func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // Store reads and appends events.
 type Store struct {
-	pool  *pgxpool.Pool
-	hints chan struct{}
+	pool   *pgxpool.Pool
+	hints  chan struct{}
+	states *lru.Cache[string, cachedState]
 }
 
+// stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState).
+const stateCacheSize = 100_000
+
 // New returns a store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, hints: make(chan struct{}, 1)} }
+func New(pool *pgxpool.Pool) *Store {
+	states, err := lru.New[string, cachedState](stateCacheSize)
+	if err != nil {
+		panic(err) // only for a size <= 0
+	}
+	return &Store{pool: pool, hints: make(chan struct{}, 1), states: states}
+}
 
 // Pool is the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
