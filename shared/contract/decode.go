@@ -15,6 +15,11 @@ import (
 // Decode reads a JSON request body into v strictly: application/json only, at most MaxBodyBytes, one
 // object, no unknown fields, the right JSON types. Every failure is a 4xx problem, never a 500.
 func Decode(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
+	return DecodeLimited(w, r, v, MaxBodyBytes)
+}
+
+// DecodeLimited is Decode with a body limit of its own, for internal routes whose bodies are batches.
+func DecodeLimited(w http.ResponseWriter, r *http.Request, v any, limit int64) *problem.Problem {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
@@ -22,7 +27,7 @@ func Decode(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
 				"Content-Type must be application/json")
 		}
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -45,7 +50,7 @@ func decodeProblem(err error) *problem.Problem {
 	switch {
 	case errors.As(err, &tooLarge):
 		return problem.New(http.StatusRequestEntityTooLarge, problem.CodeBodyTooLarge,
-			fmt.Sprintf("the body must be at most %d bytes", MaxBodyBytes))
+			fmt.Sprintf("the body must be at most %d bytes", tooLarge.Limit))
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {

@@ -89,6 +89,9 @@ type StepsResponse struct {
 // MaxSteps bounds one request: a log batch's steps.
 const MaxSteps = 1000
 
+// MaxStepsBodyBytes bounds the body of one request of MaxSteps steps.
+const MaxStepsBodyBytes = 8 << 20
+
 const maxStepReason = 500
 
 // Check validates one step on its own; a step that fails it is answered with the problem and not tried.

@@ -113,7 +113,7 @@ func (h *handlers) initiatePayment(w http.ResponseWriter, r *http.Request) {
 // reason. Only a database failure fails the whole call.
 func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 	var req contract.StepsRequest
-	if p := contract.Decode(w, r, &req); p != nil {
+	if p := contract.DecodeLimited(w, r, &req, contract.MaxStepsBodyBytes); p != nil {
 		h.fail(w, r, p)
 		return
 	}

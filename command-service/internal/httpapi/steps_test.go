@@ -280,3 +280,25 @@ func equalCounts(a, b map[string]int) bool {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A request as large as a log batch can make is taken whole, each step answered on its own.
+func TestStepsBatchAtItsLimit(t *testing.T) {
+	e := newEnv(t)
+	steps := make([]string, contract.MaxSteps)
+	for i := range steps {
+		steps[i] = fmt.Sprintf(`{"payment_id":%q,"step":"fail","code":"PROCESSING_ERROR","causation_id":%q,"reason":%q}`,
+			uuid.NewString(), uuid.NewString(), strings.Repeat("r", 100))
+	}
+	var resp contract.StepsResponse
+	decode(t, e.must(http.StatusOK, workflow, "", contract.PathSteps, `{"steps":[`+strings.Join(steps, ",")+`]}`), &resp)
+	if len(resp.Results) != contract.MaxSteps {
+		t.Fatalf("%d results for %d steps", len(resp.Results), contract.MaxSteps)
+	}
+	for _, r := range resp.Results {
+		if r.Problem == nil || r.Problem.Code != problem.CodePaymentNotFound {
+			t.Fatalf("a step of an unknown payment: %+v", r)
+		}
+	}
+	e.refused(e.do(workflow, "", contract.PathSteps, `{"steps":[`+strings.Join(append(steps, steps[0]), ",")+`]}`),
+		http.StatusBadRequest, problem.CodeValidation)
+}
