@@ -216,6 +216,8 @@ const (
 	lockAllSQL = `select count(pg_advisory_xact_lock(k)) from (
 		select distinct hashtextextended(id, 0) as k from unnest($1::text[]) as id order by 1) as keys`
 	originsSQL = `select ` + eventColumns + ` from events where aggregate_id = any($1) and version = 1`
+	// knownSQL is eventsByIDSQL without its order: a group looks events up by id.
+	knownSQL = `select ` + eventColumns + ` from events where event_id = any($1)`
 	// snapshotsSQL and tailsSQL read each stream's snapshot (of the expected type and schema; a schema of
 	// -1 matches none) and the events after it; or, for a stream whose state is cached (after >= 0), no
 	// snapshot and the events after the cached version.
@@ -287,7 +289,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 	b.Queue(lockAllSQL, streams)
 	b.Queue("select now()")
 	if len(ids) > 0 {
-		b.Queue(eventsByIDSQL, ids)
+		b.Queue(knownSQL, ids)
 	}
 	if len(origins) > 0 {
 		b.Queue(originsSQL, origins)
