@@ -532,13 +532,14 @@ func (g *group) write(ctx context.Context, conn *pgxpool.Conn) error {
 		if err := rows.Err(); err != nil {
 			return explainClash(fmt.Errorf("insert events: %w", err))
 		}
+		// Every result holding an event of this group learns its position, replays of it by a later op
+		// of the group included.
 		for i := range g.out {
-			if g.out[i].Err != nil || g.out[i].Result.Replayed {
-				continue
-			}
 			evs := g.out[i].Result.Events
 			for j := range evs {
-				evs[j].Position = at[evs[j].ID]
+				if p, ok := at[evs[j].ID]; ok {
+					evs[j].Position = p
+				}
 			}
 		}
 	}

@@ -301,3 +301,18 @@ func TestExecuteAllStateCacheSeesOtherWriters(t *testing.T) {
 	}
 	assertContiguous(t, load(t, a, "shared@bank"), 3)
 }
+
+// A command repeated within one group is answered with the first one's event, position and all.
+func TestExecuteAllRepeatInGroupHasPosition(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	id := uuid.New()
+	out := executeAll(t, s, op("a@bank", id, deposit(id, 5)), op("a@bank", id, deposit(id, 5)))
+	if !out[1].Result.Replayed {
+		t.Fatal("the repeat was not replayed")
+	}
+	assertSameEvent(t, out[1].Result.Events[0], out[0].Result.Events[0])
+	if p := out[1].Result.Events[0].Position; p == eventstore.Start || p != out[0].Result.Events[0].Position {
+		t.Fatalf("the repeat's event is at %v, the original's at %v", p, out[0].Result.Events[0].Position)
+	}
+}
