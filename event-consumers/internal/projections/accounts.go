@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,20 +29,60 @@ func (Accounts) Name() string { return projection.Accounts }
 // Tables implements runner.Projection.
 func (Accounts) Tables() []string { return []string{"accounts", "account_transactions"} }
 
-// accountChange is the effect of a batch's events on one existing account.
+// accountChange is the effect of a batch's events on one existing account: its events in order, the
+// change each made to the balance, and the balance each recorded.
 type accountChange struct {
-	vpa          string
-	first, last  eventstore.Event // first and last event of the account in the batch
-	delta        int64
-	balanceAfter []int64 // the balance each event recorded, in order
-	deltas       []int64
-	events       []eventstore.Event
+	events []eventstore.Event
+	deltas []int64
+	after  []int64
+}
+
+func (c *accountChange) first() eventstore.Event { return c.events[0] }
+func (c *accountChange) last() eventstore.Event  { return c.events[len(c.events)-1] }
+
+// delta is the net change of the batch to the account's balance.
+func (c *accountChange) delta() int64 {
+	var d int64
+	for _, x := range c.deltas {
+		d += x
+	}
+	return d
+}
+
+// openingRows are the accounts a batch opens, column by column for unnest.
+type openingRows struct {
+	vpa, owner, holder []string
+	at                 []time.Time
+	tx, gp             []int64
+}
+
+func (r *openingRows) add(e eventstore.Event, p events.AccountOpenedV1) {
+	r.vpa, r.owner, r.holder = append(r.vpa, e.AggregateID), append(r.owner, p.OwnerClientID), append(r.holder, p.HolderName)
+	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+}
+
+// movementRows are the money movements of a batch, column by column for unnest.
+type movementRows struct {
+	vpa                              []string
+	version                          []int32
+	kind                             []string
+	amount, after                    []int64
+	payment, counterparty, reference []*string
+	at                               []time.Time
+	tx, gp                           []int64
+}
+
+func (r *movementRows) add(e eventstore.Event, kind string, amount, after int64, payment, counterparty, reference *string) {
+	r.vpa, r.version, r.kind = append(r.vpa, e.AggregateID), append(r.version, int32(e.Version)), append(r.kind, kind)
+	r.amount, r.after = append(r.amount, amount), append(r.after, after)
+	r.payment, r.counterparty, r.reference = append(r.payment, payment), append(r.counterparty, counterparty), append(r.reference, reference)
+	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
 }
 
 // Apply implements runner.Projection.
 func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
-	var opens columns
-	var moves columns
+	var opens openingRows
+	var moves movementRows
 	changes := map[string]*accountChange{}
 	var order []string
 	for _, e := range batch {
@@ -60,51 +99,44 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 			if e.Version != 1 {
 				return applyError(e, fmt.Errorf("opens a stream at version %d", e.Version))
 			}
-			opens.add(e.AggregateID, p.OwnerClientID, p.HolderName, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			opens.add(e, p)
 			continue
 		case events.FundsDepositedV1:
 			delta, after = p.AmountPaise, p.BalanceAfterPaise
-			moves.add(e.AggregateID, int32(e.Version), contract.KindDeposit, p.AmountPaise, after, none, none, &p.Reference,
-				e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			moves.add(e, contract.KindDeposit, p.AmountPaise, after, nil, nil, &p.Reference)
 		case events.AccountDebitedV1:
 			delta, after = -p.AmountPaise, p.BalanceAfterPaise
-			moves.add(e.AggregateID, int32(e.Version), contract.KindDebit, p.AmountPaise, after, &p.PaymentID,
-				&p.CounterpartyVPA, none, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			moves.add(e, contract.KindDebit, p.AmountPaise, after, &p.PaymentID, &p.CounterpartyVPA, nil)
 		case events.DebitRejectedV1:
 			delta, after = 0, p.BalancePaise // no money moved: no movement row, only the version
 		case events.AccountCreditedV1:
 			delta, after = p.AmountPaise, p.BalanceAfterPaise
-			moves.add(e.AggregateID, int32(e.Version), contract.KindCredit, p.AmountPaise, after, &p.PaymentID,
-				&p.CounterpartyVPA, none, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			moves.add(e, contract.KindCredit, p.AmountPaise, after, &p.PaymentID, &p.CounterpartyVPA, nil)
 		case events.DebitReversedV1:
 			delta, after = p.AmountPaise, p.BalanceAfterPaise
-			moves.add(e.AggregateID, int32(e.Version), contract.KindReversal, p.AmountPaise, after, &p.PaymentID,
-				&p.CounterpartyVPA, none, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			moves.add(e, contract.KindReversal, p.AmountPaise, after, &p.PaymentID, &p.CounterpartyVPA, nil)
 		default:
 			return applyError(e, fmt.Errorf("%s is not an account event", e.Type))
 		}
 		c := changes[e.AggregateID]
 		if c == nil {
-			c = &accountChange{vpa: e.AggregateID, first: e}
+			c = &accountChange{}
 			changes[e.AggregateID] = c
 			order = append(order, e.AggregateID)
-		} else if e.Version != c.last.Version+1 {
-			return applyError(e, fmt.Errorf("ordering violation: follows version %d in the batch", c.last.Version))
+		} else if e.Version != c.last().Version+1 {
+			return applyError(e, fmt.Errorf("ordering violation: follows version %d in the batch", c.last().Version))
 		}
-		c.last = e
-		c.delta += delta
-		c.deltas = append(c.deltas, delta)
-		c.balanceAfter = append(c.balanceAfter, after)
-		c.events = append(c.events, e)
+		c.events, c.deltas, c.after = append(c.events, e), append(c.deltas, delta), append(c.after, after)
 	}
 
-	if opens.n > 0 {
+	if len(opens.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into accounts (vpa, owner_client_id, holder_name, balance_paise, version, created_at, updated_at,
 				tx_id, global_position)
-			select vpa, owner, holder, 0, 1, at, at, txid::xid8, gp
-			from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bigint[])
-				as u(vpa, owner, holder, at, txid, gp)`, opens.cols...); err != nil {
+			select vpa, owner, holder, 0, 1, at, at, txid::text::xid8, gp
+			from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[])
+				as u(vpa, owner, holder, at, txid, gp)`,
+			opens.vpa, opens.owner, opens.holder, opens.at, opens.tx, opens.gp); err != nil {
 			return fmt.Errorf("open accounts: %w", err)
 		}
 	}
@@ -113,15 +145,16 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 			return err
 		}
 	}
-	if moves.n > 0 {
+	if len(moves.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into account_transactions (vpa, version, kind, amount_paise, balance_after_paise, payment_id,
 				counterparty_vpa, reference, at, tx_id, global_position)
-			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, at, txid::xid8, gp
+			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, at, txid::text::xid8, gp
 			from unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-				$8::text[], $9::timestamptz[], $10::text[], $11::bigint[])
+				$8::text[], $9::timestamptz[], $10::bigint[], $11::bigint[])
 				as u(vpa, version, kind, amount, after, payment, counterparty, reference, at, txid, gp)`,
-			moves.cols...); err != nil {
+			moves.vpa, moves.version, moves.kind, moves.amount, moves.after, moves.payment, moves.counterparty,
+			moves.reference, moves.at, moves.tx, moves.gp); err != nil {
 			return fmt.Errorf("record account movements: %w", err)
 		}
 	}
@@ -132,20 +165,24 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 // account's first event of the batch, then checks every event's recorded balance against the balance the
 // read model had before the batch.
 func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountChange, order []string) error {
-	var cols columns
-	for _, vpa := range order {
+	n := len(order)
+	deltas, txs, gps := make([]int64, n), make([]int64, n), make([]int64, n)
+	firsts, lasts := make([]int32, n), make([]int32, n)
+	ats := make([]time.Time, n)
+	for i, vpa := range order {
 		c := changes[vpa]
-		cols.add(vpa, c.delta, int32(c.first.Version), int32(c.last.Version), c.last.CreatedAt, txID(c.last),
-			c.last.Position.GlobalPosition)
+		last := c.last()
+		deltas[i], firsts[i], lasts[i] = c.delta(), int32(c.first().Version), int32(last.Version)
+		ats[i], txs[i], gps[i] = last.CreatedAt, txID(last), last.Position.GlobalPosition
 	}
 	rows, err := tx.Query(ctx, `
 		update accounts a
 		set balance_paise = a.balance_paise + u.delta, version = u.last, updated_at = u.at,
-		    tx_id = u.txid::xid8, global_position = u.gp
-		from unnest($1::text[], $2::bigint[], $3::int[], $4::int[], $5::timestamptz[], $6::text[], $7::bigint[])
+		    tx_id = u.txid::text::xid8, global_position = u.gp
+		from unnest($1::text[], $2::bigint[], $3::int[], $4::int[], $5::timestamptz[], $6::bigint[], $7::bigint[])
 			as u(vpa, delta, first, last, at, txid, gp)
 		where a.vpa = u.vpa and a.version = u.first - 1
-		returning a.vpa, a.balance_paise`, cols.cols...)
+		returning a.vpa, a.balance_paise`, order, deltas, firsts, lasts, ats, txs, gps)
 	if err != nil {
 		return fmt.Errorf("update accounts: %w", err)
 	}
@@ -158,11 +195,11 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountC
 			return fmt.Errorf("update accounts: %w", err)
 		}
 		c := changes[vpa]
-		running := balance - c.delta
+		running := balance - c.delta()
 		for i, e := range c.events {
 			running += c.deltas[i]
-			if running != c.balanceAfter[i] {
-				return applyError(e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, c.balanceAfter[i]))
+			if running != c.after[i] {
+				return applyError(e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, c.after[i]))
 			}
 		}
 		updated++
@@ -176,10 +213,10 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountC
 			var v int
 			err := tx.QueryRow(ctx, `select version from accounts where vpa = $1`, vpa).Scan(&v)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return applyError(c.first, errors.New("ordering violation: the account is not open"))
+				return applyError(c.first(), errors.New("ordering violation: the account is not open"))
 			}
-			if err == nil && v != c.first.Version-1 {
-				return applyError(c.first, fmt.Errorf("ordering violation: the read model is at version %d", v))
+			if err == nil && v != c.first().Version-1 {
+				return applyError(c.first(), fmt.Errorf("ordering violation: the read model is at version %d", v))
 			}
 		}
 		return fmt.Errorf("update accounts: %d of %d accounts updated", updated, len(order))
@@ -187,54 +224,8 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountC
 	return nil
 }
 
-// columns gathers a batch's values column by column, for unnest.
-type columns struct {
-	cols []any
-	n    int
-}
-
-// add appends one row; every call must pass the same types in the same order.
-func (c *columns) add(values ...any) {
-	if c.cols == nil {
-		c.cols = make([]any, len(values))
-		for i, v := range values {
-			switch v.(type) {
-			case string:
-				c.cols[i] = []string{}
-			case *string:
-				c.cols[i] = []*string{}
-			case int64:
-				c.cols[i] = []int64{}
-			case int32:
-				c.cols[i] = []int32{}
-			case time.Time:
-				c.cols[i] = []time.Time{}
-			default:
-				panic(fmt.Sprintf("columns: unsupported type %T", v))
-			}
-		}
-	}
-	for i, v := range values {
-		switch col := c.cols[i].(type) {
-		case []string:
-			c.cols[i] = append(col, v.(string))
-		case []*string:
-			c.cols[i] = append(col, v.(*string))
-		case []int64:
-			c.cols[i] = append(col, v.(int64))
-		case []int32:
-			c.cols[i] = append(col, v.(int32))
-		case []time.Time:
-			c.cols[i] = append(col, v.(time.Time))
-		}
-	}
-	c.n++
-}
-
-// none is a NULL text column value.
-var none *string
-
-func txID(e eventstore.Event) string { return strconv.FormatUint(e.Position.TxID, 10) }
+// txID is the event's transaction id, sent as a bigint and cast to xid8 (through text) in SQL.
+func txID(e eventstore.Event) int64 { return int64(e.Position.TxID) }
 
 // applyError names the event a projection could not apply.
 func applyError(e eventstore.Event, err error) error {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"upi/shared/contract"
@@ -28,12 +30,13 @@ func (Payments) Tables() []string {
 // Apply implements runner.Projection. It notifies projection.PaymentSettledChannel with the payments that
 // became terminal, so that long-polling readers answer as soon as the batch commits.
 func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
-	var owners, initiated, closed, trail columns
+	var owners ownerRows
+	var initiated initiationRows
+	var closed closingRows
+	var trail trailRows
 	var settled []string
 	closing := map[string]eventstore.Event{}
-	record := func(e eventstore.Event, paymentID string) {
-		trail.add(e.ID.String(), paymentID, e.Type, e.CreatedAt, string(e.Payload), txID(e), e.Position.GlobalPosition)
-	}
+	record := trail.add
 	for _, e := range batch {
 		p, err := events.Decode(e.Type, e.Payload)
 		if err != nil {
@@ -41,7 +44,7 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		}
 		switch p := p.(type) {
 		case events.AccountOpenedV1:
-			owners.add(e.AggregateID, p.OwnerClientID)
+			owners.vpa, owners.owner = append(owners.vpa, e.AggregateID), append(owners.owner, p.OwnerClientID)
 		case events.FundsDepositedV1:
 			// no payment involved
 		case events.AccountDebitedV1:
@@ -56,15 +59,13 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 			if e.Version != 1 {
 				return applyError(e, fmt.Errorf("opens a stream at version %d", e.Version))
 			}
-			initiated.add(e.AggregateID, p.PayerVPA, p.PayeeVPA, p.AmountPaise, p.Note, p.ClientID, e.CreatedAt,
-				txID(e), e.Position.GlobalPosition)
+			initiated.add(e, p)
 			record(e, e.AggregateID)
 		case events.PaymentCompletedV1:
-			closed.add(e.AggregateID, int32(e.Version), contract.PaymentCompleted, none, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			closed.add(e, contract.PaymentCompleted, nil)
 			record(e, e.AggregateID)
 		case events.PaymentFailedV1:
-			code := p.Code
-			closed.add(e.AggregateID, int32(e.Version), contract.PaymentFailed, &code, e.CreatedAt, txID(e), e.Position.GlobalPosition)
+			closed.add(e, contract.PaymentFailed, &p.Code)
 			record(e, e.AggregateID)
 		default:
 			return applyError(e, fmt.Errorf("unhandled event type %s", e.Type))
@@ -78,47 +79,50 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		}
 	}
 
-	if owners.n > 0 {
+	if len(owners.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `insert into payment_account_owners (vpa, owner_client_id)
-			select * from unnest($1::text[], $2::text[])`, owners.cols...); err != nil {
+			select * from unnest($1::text[], $2::text[])`, owners.vpa, owners.owner); err != nil {
 			return fmt.Errorf("record account owners: %w", err)
 		}
 	}
-	if initiated.n > 0 {
+	if len(initiated.id) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id, payer_owner,
 				payee_owner, status, created_at, updated_at, version, tx_id, global_position)
 			select id::uuid, payer, payee, amount, note, client, po.owner_client_id, pe.owner_client_id,
-				'PENDING', at, at, 1, txid::xid8, gp
+				'PENDING', at, at, 1, txid::text::xid8, gp
 			from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-				$7::timestamptz[], $8::text[], $9::bigint[]) as u(id, payer, payee, amount, note, client, at, txid, gp)
+				$7::timestamptz[], $8::bigint[], $9::bigint[]) as u(id, payer, payee, amount, note, client, at, txid, gp)
 			left join payment_account_owners po on po.vpa = u.payer
 			left join payment_account_owners pe on pe.vpa = u.payee`,
-			initiated.cols...); err != nil {
+			initiated.id, initiated.payer, initiated.payee, initiated.amount, initiated.note, initiated.client,
+			initiated.at, initiated.tx, initiated.gp); err != nil {
 			return fmt.Errorf("record initiated payments: %w", err)
 		}
 	}
-	if closed.n > 0 {
+	if len(closed.id) > 0 {
 		tag, err := tx.Exec(ctx, `
 			update payments p
 			set status = u.status, failure_code = u.code, updated_at = u.at, version = u.version,
-			    tx_id = u.txid::xid8, global_position = u.gp
-			from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::bigint[])
+			    tx_id = u.txid::text::xid8, global_position = u.gp
+			from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bigint[])
 				as u(id, version, status, code, at, txid, gp)
-			where p.payment_id = u.id::uuid and p.version = u.version - 1 and p.status = 'PENDING'`, closed.cols...)
+			where p.payment_id = u.id::uuid and p.version = u.version - 1 and p.status = 'PENDING'`,
+			closed.id, closed.version, closed.status, closed.code, closed.at, closed.tx, closed.gp)
 		if err != nil {
 			return fmt.Errorf("close payments: %w", err)
 		}
-		if int(tag.RowsAffected()) != closed.n {
+		if int(tag.RowsAffected()) != len(closed.id) {
 			return closeViolation(ctx, tx, closing)
 		}
 	}
-	if trail.n > 0 {
+	if len(trail.id) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into payment_events (event_id, payment_id, event_type, at, data, tx_id, global_position)
-			select id::uuid, payment::uuid, typ, at, data::jsonb, txid::xid8, gp
-			from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::bigint[])
-				as u(id, payment, typ, at, data, txid, gp)`, trail.cols...); err != nil {
+			select id, payment::uuid, typ, at, data::jsonb, txid::text::xid8, gp
+			from unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::bigint[], $7::bigint[])
+				as u(id, payment, typ, at, data, txid, gp)`,
+			trail.id, trail.payment, trail.typ, trail.at, trail.data, trail.tx, trail.gp); err != nil {
 			return fmt.Errorf("record payment audit trail: %w", err)
 		}
 	}
@@ -128,6 +132,52 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		}
 	}
 	return nil
+}
+
+// ownerRows are the account owners a batch records, column by column for unnest.
+type ownerRows struct{ vpa, owner []string }
+
+// initiationRows are the payments a batch initiates.
+type initiationRows struct {
+	id, payer, payee []string
+	amount           []int64
+	note, client     []string
+	at               []time.Time
+	tx, gp           []int64
+}
+
+func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
+	r.id, r.payer, r.payee = append(r.id, e.AggregateID), append(r.payer, p.PayerVPA), append(r.payee, p.PayeeVPA)
+	r.amount, r.note, r.client = append(r.amount, p.AmountPaise), append(r.note, p.Note), append(r.client, p.ClientID)
+	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+}
+
+// closingRows are the payments a batch completes or fails; code is nil for a completion.
+type closingRows struct {
+	id      []string
+	version []int32
+	status  []string
+	code    []*string
+	at      []time.Time
+	tx, gp  []int64
+}
+
+func (r *closingRows) add(e eventstore.Event, status string, code *string) {
+	r.id, r.version, r.status, r.code = append(r.id, e.AggregateID), append(r.version, int32(e.Version)), append(r.status, status), append(r.code, code)
+	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+}
+
+// trailRows are the payments' audit-trail entries of a batch.
+type trailRows struct {
+	id                 []uuid.UUID
+	payment, typ, data []string
+	at                 []time.Time
+	tx, gp             []int64
+}
+
+func (r *trailRows) add(e eventstore.Event, paymentID string) {
+	r.id, r.payment, r.typ, r.data = append(r.id, e.ID), append(r.payment, paymentID), append(r.typ, e.Type), append(r.data, string(e.Payload))
+	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
 }
 
 // closeViolation names a closing event whose payment was missing, not at the previous version or
