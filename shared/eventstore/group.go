@@ -444,15 +444,9 @@ func (g *group) append(op int, st *streamState, evs []NewEvent) ([]Event, error)
 	metas := make([][]byte, len(evs))
 	state, version := st.state, st.version
 	for i, ne := range evs {
-		payload, err := json.Marshal(ne.Data)
+		payload, meta, err := ne.encode()
 		if err != nil {
-			return nil, fmt.Errorf("marshal %s payload: %w", ne.Type, err)
-		}
-		meta := []byte("{}")
-		if ne.Metadata != nil {
-			if meta, err = json.Marshal(ne.Metadata); err != nil {
-				return nil, fmt.Errorf("marshal %s metadata: %w", ne.Type, err)
-			}
+			return nil, err
 		}
 		e := Event{ID: ne.ID, AggregateID: g.ops[op].Stream, AggregateType: st.agg.typ, Type: ne.Type,
 			Version: version + 1, Payload: payload, Metadata: meta, CreatedAt: g.now}

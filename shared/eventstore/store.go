@@ -32,6 +32,20 @@ type NewEvent struct {
 	Metadata any
 }
 
+// encode marshals the event's payload and metadata ({} when it has none).
+func (e NewEvent) encode() (payload, meta []byte, err error) {
+	if payload, err = json.Marshal(e.Data); err != nil {
+		return nil, nil, fmt.Errorf("marshal %s payload: %w", e.Type, err)
+	}
+	meta = []byte("{}")
+	if e.Metadata != nil {
+		if meta, err = json.Marshal(e.Metadata); err != nil {
+			return nil, nil, fmt.Errorf("marshal %s metadata: %w", e.Type, err)
+		}
+	}
+	return payload, meta, nil
+}
+
 // Event is an event as stored.
 type Event struct {
 	Position      Position
@@ -273,15 +287,9 @@ func insert(ctx context.Context, tx pgx.Tx, aggregateType, aggregateID string, v
 	metaCol := make([]string, n)
 	out := make([]Event, n)
 	for i, e := range evs {
-		payload, err := json.Marshal(e.Data)
+		payload, meta, err := e.encode()
 		if err != nil {
-			return nil, fmt.Errorf("marshal %s payload: %w", e.Type, err)
-		}
-		meta := []byte("{}")
-		if e.Metadata != nil {
-			if meta, err = json.Marshal(e.Metadata); err != nil {
-				return nil, fmt.Errorf("marshal %s metadata: %w", e.Type, err)
-			}
+			return nil, err
 		}
 		idCol[i], typeCol[i], versionCol[i] = e.ID, e.Type, int32(version+1+i)
 		payloadCol[i], metaCol[i] = string(payload), string(meta)

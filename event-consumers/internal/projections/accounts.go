@@ -52,13 +52,12 @@ func (c *accountChange) delta() int64 {
 // openingRows are the accounts a batch opens, column by column for unnest.
 type openingRows struct {
 	vpa, owner, holder []string
-	at                 []time.Time
-	tx, gp             []int64
+	stamps
 }
 
 func (r *openingRows) add(e eventstore.Event, p events.AccountOpenedV1) {
 	r.vpa, r.owner, r.holder = append(r.vpa, e.AggregateID), append(r.owner, p.OwnerClientID), append(r.holder, p.HolderName)
-	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+	r.stamps.add(e)
 }
 
 // movementRows are the money movements of a batch, column by column for unnest.
@@ -68,15 +67,14 @@ type movementRows struct {
 	kind                             []string
 	amount, after                    []int64
 	payment, counterparty, reference []*string
-	at                               []time.Time
-	tx, gp                           []int64
+	stamps
 }
 
 func (r *movementRows) add(e eventstore.Event, kind string, amount, after int64, payment, counterparty, reference *string) {
 	r.vpa, r.version, r.kind = append(r.vpa, e.AggregateID), append(r.version, int32(e.Version)), append(r.kind, kind)
 	r.amount, r.after = append(r.amount, amount), append(r.after, after)
 	r.payment, r.counterparty, r.reference = append(r.payment, payment), append(r.counterparty, counterparty), append(r.reference, reference)
-	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+	r.stamps.add(e)
 }
 
 // Apply implements runner.Projection.
@@ -222,6 +220,17 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountC
 		return fmt.Errorf("update accounts: %d of %d accounts updated", updated, len(order))
 	}
 	return nil
+}
+
+// stamps are the columns every row of a projection carries: when its event happened and where it stands
+// in the log.
+type stamps struct {
+	at     []time.Time
+	tx, gp []int64
+}
+
+func (s *stamps) add(e eventstore.Event) {
+	s.at, s.tx, s.gp = append(s.at, e.CreatedAt), append(s.tx, txID(e)), append(s.gp, e.Position.GlobalPosition)
 }
 
 // txID is the event's transaction id, sent as a bigint and cast to xid8 (through text) in SQL.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -142,14 +141,13 @@ type initiationRows struct {
 	id, payer, payee []string
 	amount           []int64
 	note, client     []string
-	at               []time.Time
-	tx, gp           []int64
+	stamps
 }
 
 func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
 	r.id, r.payer, r.payee = append(r.id, e.AggregateID), append(r.payer, p.PayerVPA), append(r.payee, p.PayeeVPA)
 	r.amount, r.note, r.client = append(r.amount, p.AmountPaise), append(r.note, p.Note), append(r.client, p.ClientID)
-	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+	r.stamps.add(e)
 }
 
 // closingRows are the payments a batch completes or fails; code is nil for a completion.
@@ -158,26 +156,24 @@ type closingRows struct {
 	version []int32
 	status  []string
 	code    []*string
-	at      []time.Time
-	tx, gp  []int64
+	stamps
 }
 
 func (r *closingRows) add(e eventstore.Event, status string, code *string) {
 	r.id, r.version, r.status, r.code = append(r.id, e.AggregateID), append(r.version, int32(e.Version)), append(r.status, status), append(r.code, code)
-	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+	r.stamps.add(e)
 }
 
 // trailRows are the payments' audit-trail entries of a batch.
 type trailRows struct {
 	id                 []uuid.UUID
 	payment, typ, data []string
-	at                 []time.Time
-	tx, gp             []int64
+	stamps
 }
 
 func (r *trailRows) add(e eventstore.Event, paymentID string) {
 	r.id, r.payment, r.typ, r.data = append(r.id, e.ID), append(r.payment, paymentID), append(r.typ, e.Type), append(r.data, string(e.Payload))
-	r.at, r.tx, r.gp = append(r.at, e.CreatedAt), append(r.tx, txID(e)), append(r.gp, e.Position.GlobalPosition)
+	r.stamps.add(e)
 }
 
 // closeViolation names a closing event whose payment was missing, not at the previous version or
