@@ -182,6 +182,17 @@ func (s *Service) Restart() {
 	s.Start()
 }
 
+// PID is the operating-system process id of the running process, or 0 when it is stopped. It changes
+// when the service is restarted. Benchmarks read the process's CPU time with it (ProcessCPU).
+func (s *Service) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Running reports whether the process is alive.
 func (s *Service) Running() bool {
 	s.mu.Lock()

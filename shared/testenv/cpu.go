@@ -1,0 +1,258 @@
+package testenv
+
+// CPU time of the processes a benchmark runs on, read from /proc (Linux only): the four services,
+// PostgreSQL and Redis. The design asks every benchmark for CPU milliseconds per completed payment beside
+// its throughput, because that figure holds steady on a noisy machine where throughput does not.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// procStat is what a benchmark needs from /proc/<pid>/stat, in clock ticks.
+type procStat struct {
+	comm                         string
+	ppid                         int
+	utime, stime, cutime, cstime int64
+}
+
+// readProcStat parses /proc/<pid>/stat (proc(5)). The command name is in parentheses and may itself
+// hold spaces and parentheses, so the fields are counted from the last ')'.
+func readProcStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	st, err := parseProcStat(b)
+	if err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return st, nil
+}
+
+func parseProcStat(b []byte) (procStat, error) {
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return procStat{}, errors.New("no command name in parentheses")
+	}
+	// fields[0] is field 3 of proc(5) (state); field n is fields[n-3].
+	fields := strings.Fields(string(b[closing+1:]))
+	if len(fields) < 15 {
+		return procStat{}, fmt.Errorf("%d fields after the command name, want at least 15", len(fields))
+	}
+	num := func(n int) int64 { v, _ := strconv.ParseInt(fields[n-3], 10, 64); return v }
+	return procStat{
+		comm:  string(b[open+1 : closing]),
+		ppid:  int(num(4)),
+		utime: num(14), stime: num(15), cutime: num(16), cstime: num(17),
+	}, nil
+}
+
+var (
+	clockTicksOnce sync.Once
+	clockTicks     int64
+)
+
+// ticks converts clock ticks (sysconf(_SC_CLK_TCK), the unit of /proc/<pid>/stat) to a duration. Go has
+// no sysconf without cgo, so it asks getconf; Linux fixes the unit at 100 per second on the common
+// architectures, which is the fallback.
+func ticks(n int64) time.Duration {
+	clockTicksOnce.Do(func() {
+		clockTicks = 100
+		if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+			if v, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil && v > 0 {
+				clockTicks = v
+			}
+		}
+	})
+	return time.Duration(n) * time.Second / time.Duration(clockTicks)
+}
+
+// ProcessCPU is the user plus system CPU time that process pid has used so far (not counting its
+// children). Its resolution is one clock tick, 10 ms on Linux.
+func ProcessCPU(pid int) (time.Duration, error) {
+	st, err := readProcStat(pid)
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of pid %d: %w", pid, err)
+	}
+	return ticks(st.utime + st.stime), nil
+}
+
+// ErrNotLocal is returned when a server's processes are not visible in this machine's /proc (it runs in a
+// container or elsewhere), so their CPU time cannot be read.
+var ErrNotLocal = errors.New("not a local process")
+
+// RedisCPU is the CPU time the Redis server behind url has used since it started, all its threads, as
+// it reports it itself (INFO cpu: used_cpu_user + used_cpu_sys, from getrusage), so it works for a
+// server in a container too. Redis is one process for every logical database: the figure holds whatever
+// else uses that server.
+func RedisCPU(ctx context.Context, url string) (time.Duration, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return 0, err
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	info, err := c.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, fmt.Errorf("redis INFO cpu: %w", err)
+	}
+	var seconds float64
+	found := 0
+	for line := range strings.Lines(info) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("redis INFO cpu: %s: %w", k, err)
+			}
+			seconds += f
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("redis INFO cpu has no used_cpu_user and used_cpu_sys:\n%s", info)
+	}
+	return time.Duration(seconds * float64(time.Second)), nil
+}
+
+// PostgresCPUSample is the CPU time of a local PostgreSQL server's processes at one moment. Compare two
+// samples with Since.
+type PostgresCPUSample struct {
+	database string
+	// procs are the live children of the postmaster, and the postmaster itself.
+	procs map[int]pgProc
+	// reaped is the CPU time of the postmaster's children that have exited (its cutime+cstime), in ticks:
+	// a backend's own counters vanish with it, and reappear here.
+	reaped int64
+}
+
+type pgProc struct {
+	ticks int64
+	// database is the database a backend is connected to, "" for the server's shared processes
+	// (postmaster, checkpointer, WAL writer, ...).
+	database string
+}
+
+// SamplePostgresCPU reads the CPU time of every process of the PostgreSQL server that pool is connected
+// to: the postmaster and all its children (backends and background processes), each with the database
+// it serves (pg_stat_activity). The server must run on this machine, visible in /proc: it fails
+// otherwise.
+func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSample, error) {
+	var backendPID int
+	s := PostgresCPUSample{procs: map[int]pgProc{}}
+	if err := pool.QueryRow(ctx, `select pg_backend_pid(), current_database()`).Scan(&backendPID, &s.database); err != nil {
+		return s, fmt.Errorf("sample postgres cpu: %w", err)
+	}
+	rows, err := pool.Query(ctx, `select pid, coalesce(datname, '') from pg_stat_activity`)
+	if err != nil {
+		return s, fmt.Errorf("sample postgres cpu: %w", err)
+	}
+	dbOf := map[int]string{}
+	for rows.Next() {
+		var pid int
+		var name string
+		if err := rows.Scan(&pid, &name); err != nil {
+			return s, err
+		}
+		dbOf[pid] = name
+	}
+	if err := rows.Err(); err != nil {
+		return s, err
+	}
+
+	backend, err := readProcStat(backendPID)
+	if err != nil || backend.comm != "postgres" {
+		return s, fmt.Errorf("postgres backend %d: %w", backendPID, ErrNotLocal)
+	}
+	postmasterPID := backend.ppid
+	postmaster, err := readProcStat(postmasterPID)
+	if err != nil || postmaster.comm != "postgres" {
+		return s, fmt.Errorf("the parent %d of postgres backend %d is not the postmaster", postmasterPID, backendPID)
+	}
+	s.reaped = postmaster.cutime + postmaster.cstime
+	s.procs[postmasterPID] = pgProc{ticks: postmaster.utime + postmaster.stime}
+
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return s, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readProcStat(pid)
+		if err != nil || st.ppid != postmasterPID { // exited meanwhile, or not this server's
+			continue
+		}
+		s.procs[pid] = pgProc{ticks: st.utime + st.stime, database: dbOf[pid]}
+	}
+	return s, nil
+}
+
+// Since returns the server's CPU time between start and s: ours is every process serving the sampled
+// database or the whole server (postmaster, WAL writer, checkpointer, ...), others is what backends of
+// other databases used, which some other run on the same server spent.
+//
+// Backends that exited in between are accounted through the postmaster's reaped-children time: exact in
+// sum, but whose database they served is unknown, so they count as ours. Keep connections pooled.
+func (s PostgresCPUSample) Since(start PostgresCPUSample) (ours, others time.Duration) {
+	var o, x int64
+	for pid, p := range s.procs {
+		d := p.ticks
+		if q, ok := start.procs[pid]; ok && q.ticks <= p.ticks { // (a lower count is a reused pid)
+			d -= q.ticks
+		}
+		if p.database != "" && p.database != s.database {
+			x += d
+		} else {
+			o += d
+		}
+	}
+	// Children reaped in between: their whole lifetime is in the postmaster's counter, of which the part
+	// before start was already in start's sample.
+	reaped := s.reaped - start.reaped
+	for pid, q := range start.procs {
+		if _, alive := s.procs[pid]; !alive {
+			reaped -= q.ticks
+		}
+	}
+	return ticks(o + max(reaped, 0)), ticks(x)
+}
+
+// MachineCPU is the CPU time all cores of this machine have spent busy (not idle, not waiting for I/O)
+// since boot, from /proc/stat. Over an interval, what the processes a benchmark measures did not use of
+// it is what everything else on the machine used meanwhile.
+func MachineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal guest guest_nice; guest time is already in user.
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(fields[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		busy += v
+	}
+	return ticks(busy), nil
+}
