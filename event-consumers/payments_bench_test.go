@@ -499,8 +499,8 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 		}
 		report(metricName[name], end.services[i]-start.services[i])
 	}
-	pg, otherDBs := end.postgres.Since(start.postgres)
-	report("pg", pg)
+	pg := end.postgres.Since(start.postgres)
+	report("pg", pg.Ours())
 	report("redis", end.redis-start.redis)
 	b.ReportMetric(perPayment(total), "cpu-ms/payment")
 	loadgen := end.self - start.self
@@ -508,11 +508,13 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 
 	elapsed := end.at.Sub(start.at)
 	machine := end.machine - start.machine
-	elsewhere := machine - total - loadgen - otherDBs
-	b.Logf("CPU over %.1f s: %s; benchmark clients %.1f s; whole machine %.1f s of %d cores' %.1f s, of which "+
-		"%.1f s by other databases' PostgreSQL backends and %.1f s by other processes; load average %s",
-		elapsed.Seconds(), strings.Join(parts, ", "), loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(),
-		elapsed.Seconds()*float64(runtime.NumCPU()), otherDBs.Seconds(), elsewhere.Seconds(), loadavg())
+	elsewhere := machine - total - loadgen - pg.OtherDatabases
+	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s, shared processes %.1f s, exited "+
+		"backends %.1f s); benchmark clients %.1f s; whole machine %.1f s busy of %d cores' %.1f s, of which "+
+		"other databases' PostgreSQL backends %.1f s and other processes %.1f s; load average %s",
+		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), pg.Server.Seconds(), pg.Exited.Seconds(),
+		loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
+		pg.OtherDatabases.Seconds(), elsewhere.Seconds(), loadavg())
 }
 
 // loadavg is the first three fields of /proc/loadavg, for the log.

@@ -202,34 +202,52 @@ func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSamp
 	return s, nil
 }
 
-// Since returns the server's CPU time between start and s: ours is every process serving the sampled
-// database or the whole server (postmaster, WAL writer, checkpointer, ...), others is what backends of
-// other databases used, which some other run on the same server spent.
-//
-// Backends that exited in between are accounted through the postmaster's reaped-children time: exact in
-// sum, but whose database they served is unknown, so they count as ours. Keep connections pooled.
-func (s PostgresCPUSample) Since(start PostgresCPUSample) (ours, others time.Duration) {
-	var o, x int64
+// PostgresCPU is how a PostgreSQL server's CPU time between two samples divides.
+type PostgresCPU struct {
+	// Database is what the backends connected to the sampled database used.
+	Database time.Duration
+	// Server is what the server's shared processes used: postmaster, WAL writer, checkpointer, ...
+	Server time.Duration
+	// Exited is what backends that exited between the samples used, from the postmaster's
+	// reaped-children time: exact in sum, but the database they served is unknown.
+	Exited time.Duration
+	// OtherDatabases is what live backends of other databases used: some other run on the server.
+	OtherDatabases time.Duration
+}
+
+// Ours is the server's CPU time that may have served the sampled database: all but other databases'
+// live backends. A benchmark that keeps its connections pooled has no exited backends of its own, so
+// Exited then measures other runs' short connections, counted here nonetheless.
+func (c PostgresCPU) Ours() time.Duration { return c.Database + c.Server + c.Exited }
+
+// Since divides the server's CPU time between start and s.
+func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
+	var database, server, others int64
 	for pid, p := range s.procs {
 		d := p.ticks
 		if q, ok := start.procs[pid]; ok && q.ticks <= p.ticks { // (a lower count is a reused pid)
 			d -= q.ticks
 		}
-		if p.database != "" && p.database != s.database {
-			x += d
-		} else {
-			o += d
+		switch p.database {
+		case "":
+			server += d
+		case s.database:
+			database += d
+		default:
+			others += d
 		}
 	}
 	// Children reaped in between: their whole lifetime is in the postmaster's counter, of which the part
 	// before start was already in start's sample.
-	reaped := s.reaped - start.reaped
+	exited := s.reaped - start.reaped
 	for pid, q := range start.procs {
 		if _, alive := s.procs[pid]; !alive {
-			reaped -= q.ticks
+			exited -= q.ticks
 		}
 	}
-	return ticks(o + max(reaped, 0)), ticks(x)
+	return PostgresCPU{
+		Database: ticks(database), Server: ticks(server), Exited: ticks(max(exited, 0)), OtherDatabases: ticks(others),
+	}
 }
 
 // MachineCPU is the CPU time all cores of this machine have spent busy (not idle, not waiting for I/O)

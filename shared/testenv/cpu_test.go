@@ -101,15 +101,21 @@ func TestPostgresCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, others := end.Since(start)
-	t.Logf("this database: backends %v + %v, sampled %v; another database: backend %v, sampled %v",
-		stays, exits, got, elsewhere, others)
+	got := end.Since(start)
+	t.Logf("backends: this database %v (stays) and %v (exits), another database %v; sampled %+v",
+		stays, exits, elsewhere, got)
 	const tick = 10 * time.Millisecond
-	if got < stays+exits-3*tick {
-		t.Errorf("this database's backends used %v and %v of CPU, the samples counted %v", stays, exits, got)
+	if got.Database < stays-2*tick {
+		t.Errorf("this database's live backend used %v of CPU, the samples counted %v", stays, got.Database)
 	}
-	if others < elsewhere-3*tick {
-		t.Errorf("another database's backend used %v of CPU, the samples counted %v for other databases", elsewhere, others)
+	if got.Exited < exits-2*tick {
+		t.Errorf("an exited backend used %v of CPU, the samples counted %v for exited backends", exits, got.Exited)
+	}
+	if got.OtherDatabases < elsewhere-2*tick {
+		t.Errorf("another database's backend used %v of CPU, the samples counted %v", elsewhere, got.OtherDatabases)
+	}
+	if got.Ours() < stays+exits-3*tick {
+		t.Errorf("Ours() = %v, less than this database's backends' %v and %v", got.Ours(), stays, exits)
 	}
 }
 
