@@ -303,6 +303,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 	}
 	b.Logf("%d payments accepted in %.1f s, %d of them completed within that window, the rest in the %.1f s drain",
 		len(res.ids), window.Seconds(), inWindow, drained.Seconds())
+	b.Logf("payments completed in each second from the start: %v", s.completedPerSecond(ctx, b, start))
 	b.ReportMetric(float64(len(res.ids))/window.Seconds(), "accepted/s")
 	b.ReportMetric(float64(inWindow)/window.Seconds(), "completed/s")
 	b.ReportMetric(drained.Seconds(), "drain-s")
@@ -408,6 +409,34 @@ func (s *paymentStack) drain(ctx context.Context, b *testing.B, want int) {
 	}
 }
 
+// completedPerSecond counts the PaymentCompleted events of each second from start on, for the log: how
+// completion kept pace while payments were accepted, and during the drain.
+func (s *paymentStack) completedPerSecond(ctx context.Context, b *testing.B, start time.Time) []int {
+	b.Helper()
+	rows, err := s.pool.Query(ctx, `
+		select floor(extract(epoch from created_at - $2::timestamptz))::int, count(*)
+		from events where event_type = $1 and created_at >= $2 group by 1 order by 1`,
+		events.PaymentCompleted, start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var perSecond []int
+	for rows.Next() {
+		var second, n int
+		if err := rows.Scan(&second, &n); err != nil {
+			b.Fatal(err)
+		}
+		for len(perSecond) <= second {
+			perSecond = append(perSecond, 0)
+		}
+		perSecond[second] = n
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return perSecond
+}
+
 // checkAllCompleted holds the run to what it claims: the log has exactly the accepted payments, each
 // COMPLETED once, none FAILED, and the payments projection shows them all COMPLETED.
 func (s *paymentStack) checkAllCompleted(ctx context.Context, b *testing.B, ids []string) {
@@ -510,10 +539,11 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 	machine := end.machine - start.machine
 	elsewhere := machine - total - loadgen - pg.OtherDatabases
 	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s, shared processes %.1f s, exited "+
-		"backends %.1f s); benchmark clients %.1f s; whole machine %.1f s busy of %d cores' %.1f s, of which "+
-		"other databases' PostgreSQL backends %.1f s and other processes %.1f s; load average %s",
+		"backends %.1f s, %d of them this database's); benchmark clients %.1f s; whole machine %.1f s busy of "+
+		"%d cores' %.1f s, of which other databases' PostgreSQL backends %.1f s and other processes %.1f s; "+
+		"load average %s",
 		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), pg.Server.Seconds(), pg.Exited.Seconds(),
-		loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
+		pg.DatabaseBackendsExited, loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
 		pg.OtherDatabases.Seconds(), elsewhere.Seconds(), loadavg())
 }
 

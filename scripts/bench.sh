@@ -83,7 +83,7 @@ awk '
       unit = $(i + 1)
       if (unit ~ /\/s$/) {
         printf "%-72s %12.0f %-24s %6.2f\n", pkg "." $1, $i, unit, (tps > 0 ? $i / tps : 0)
-      } else if (unit ~ /^(cpu-)?ms|-ms(\/|$)/) {
+      } else if (unit ~ /^(cpu-)?ms|[-_]ms(\/|$)/) {
         printf "%-72s %12.2f %-24s\n", pkg "." $1, $i, unit
       }
     }

@@ -213,6 +213,10 @@ type PostgresCPU struct {
 	Exited time.Duration
 	// OtherDatabases is what live backends of other databases used: some other run on the server.
 	OtherDatabases time.Duration
+	// DatabaseBackendsExited counts the sampled database's backends of the first sample that are gone in
+	// the second. When it is 0, Exited is other runs' work (or a connection of ours opened and closed in
+	// between).
+	DatabaseBackendsExited int
 }
 
 // Ours is the server's CPU time that may have served the sampled database: all but other databases'
@@ -240,13 +244,18 @@ func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 	// Children reaped in between: their whole lifetime is in the postmaster's counter, of which the part
 	// before start was already in start's sample.
 	exited := s.reaped - start.reaped
+	gone := 0
 	for pid, q := range start.procs {
 		if _, alive := s.procs[pid]; !alive {
 			exited -= q.ticks
+			if q.database == start.database {
+				gone++
+			}
 		}
 	}
 	return PostgresCPU{
 		Database: ticks(database), Server: ticks(server), Exited: ticks(max(exited, 0)), OtherDatabases: ticks(others),
+		DatabaseBackendsExited: gone,
 	}
 }
 

@@ -114,6 +114,9 @@ func TestPostgresCPU(t *testing.T) {
 	if got.OtherDatabases < elsewhere-2*tick {
 		t.Errorf("another database's backend used %v of CPU, the samples counted %v", elsewhere, got.OtherDatabases)
 	}
+	if got.DatabaseBackendsExited != 0 { // the short connection was opened after the first sample
+		t.Errorf("%d of this database's backends exited, want 0", got.DatabaseBackendsExited)
+	}
 	if got.Ours() < stays+exits-3*tick {
 		t.Errorf("Ours() = %v, less than this database's backends' %v and %v", got.Ours(), stays, exits)
 	}
