@@ -539,11 +539,11 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 	machine := end.machine - start.machine
 	elsewhere := machine - total - loadgen - pg.OtherDatabases
 	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s, shared processes %.1f s, exited "+
-		"backends %.1f s, %d of them this database's); benchmark clients %.1f s; whole machine %.1f s busy of "+
+		"backends %.1f s as %d of this database's sessions ended); benchmark clients %.1f s; whole machine %.1f s busy of "+
 		"%d cores' %.1f s, of which other databases' PostgreSQL backends %.1f s and other processes %.1f s; "+
 		"load average %s",
 		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), pg.Server.Seconds(), pg.Exited.Seconds(),
-		pg.DatabaseBackendsExited, loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
+		pg.DatabaseSessionsEnded, loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
 		pg.OtherDatabases.Seconds(), elsewhere.Seconds(), loadavg())
 }
 

@@ -136,6 +136,9 @@ type PostgresCPUSample struct {
 	// reaped is the CPU time of the postmaster's children that have exited (its cutime+cstime), in ticks:
 	// a backend's own counters vanish with it, and reappear here.
 	reaped int64
+	// sessions is how many sessions the database has had (pg_stat_database), to tell whether any of its
+	// backends exited in between.
+	sessions int64
 }
 
 type pgProc struct {
@@ -152,7 +155,10 @@ type pgProc struct {
 func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSample, error) {
 	var backendPID int
 	s := PostgresCPUSample{procs: map[int]pgProc{}}
-	if err := pool.QueryRow(ctx, `select pg_backend_pid(), current_database()`).Scan(&backendPID, &s.database); err != nil {
+	if err := pool.QueryRow(ctx, `
+		select pg_backend_pid(), current_database(),
+		       (select coalesce(sessions, 0) from pg_stat_database where datname = current_database())`,
+	).Scan(&backendPID, &s.database, &s.sessions); err != nil {
 		return s, fmt.Errorf("sample postgres cpu: %w", err)
 	}
 	rows, err := pool.Query(ctx, `select pid, coalesce(datname, '') from pg_stat_activity`)
@@ -208,29 +214,32 @@ type PostgresCPU struct {
 	Database time.Duration
 	// Server is what the server's shared processes used: postmaster, WAL writer, checkpointer, ...
 	Server time.Duration
-	// Exited is what backends that exited between the samples used, from the postmaster's
-	// reaped-children time: exact in sum, but the database they served is unknown.
+	// Exited is what backends that exited between the samples used (from the postmaster's
+	// reaped-children time), when some of them served the sampled database: exact in sum, but not
+	// divisible by database, so all of it is counted as the sampled database's.
 	Exited time.Duration
-	// OtherDatabases is what live backends of other databases used: some other run on the server.
+	// OtherDatabases is what backends of other databases used: some other run on the server. It holds the
+	// exited backends' time too when none of the sampled database's sessions ended in between.
 	OtherDatabases time.Duration
-	// DatabaseBackendsExited counts the sampled database's backends of the first sample that are gone in
-	// the second. When it is 0, Exited is other runs' work (or a connection of ours opened and closed in
-	// between).
-	DatabaseBackendsExited int
+	// DatabaseSessionsEnded is how many of the sampled database's sessions ended in between: those of the
+	// first sample gone in the second, and those that began and ended in between (pg_stat_database).
+	DatabaseSessionsEnded int
 }
 
-// Ours is the server's CPU time that may have served the sampled database: all but other databases'
-// live backends. A benchmark that keeps its connections pooled has no exited backends of its own, so
-// Exited then measures other runs' short connections, counted here nonetheless.
+// Ours is the server's CPU time that served the sampled database: its backends, the server's shared
+// processes, and exited backends when some of them were its own.
 func (c PostgresCPU) Ours() time.Duration { return c.Database + c.Server + c.Exited }
 
 // Since divides the server's CPU time between start and s.
 func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 	var database, server, others int64
+	born := 0 // the database's backends that began in between and still run
 	for pid, p := range s.procs {
 		d := p.ticks
 		if q, ok := start.procs[pid]; ok && q.ticks <= p.ticks { // (a lower count is a reused pid)
 			d -= q.ticks
+		} else if p.database == s.database {
+			born++
 		}
 		switch p.database {
 		case "":
@@ -244,19 +253,25 @@ func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 	// Children reaped in between: their whole lifetime is in the postmaster's counter, of which the part
 	// before start was already in start's sample.
 	exited := s.reaped - start.reaped
-	gone := 0
+	ended := 0
 	for pid, q := range start.procs {
 		if _, alive := s.procs[pid]; !alive {
 			exited -= q.ticks
 			if q.database == start.database {
-				gone++
+				ended++
 			}
 		}
 	}
-	return PostgresCPU{
-		Database: ticks(database), Server: ticks(server), Exited: ticks(max(exited, 0)), OtherDatabases: ticks(others),
-		DatabaseBackendsExited: gone,
+	ended += max(int(s.sessions-start.sessions)-born, 0)
+	c := PostgresCPU{
+		Database: ticks(database), Server: ticks(server), OtherDatabases: ticks(others), DatabaseSessionsEnded: ended,
 	}
+	if ended > 0 {
+		c.Exited = ticks(max(exited, 0))
+	} else {
+		c.OtherDatabases += ticks(max(exited, 0))
+	}
+	return c
 }
 
 // MachineCPU is the CPU time all cores of this machine have spent busy (not idle, not waiting for I/O)

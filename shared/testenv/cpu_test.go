@@ -57,6 +57,7 @@ func TestProcessCPU(t *testing.T) {
 func TestPostgresCPU(t *testing.T) {
 	ctx := context.Background()
 	pool, url := PostgresPool(t)
+	otherURL := Postgres(t)
 	start, err := SamplePostgresCPU(ctx, pool)
 	if errors.Is(err, ErrNotLocal) {
 		t.Skip(err)
@@ -65,10 +66,10 @@ func TestPostgresCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The same computing query in this database on a connection that stays open, on one that then closes
-	// (its backend exits, and only the postmaster's reaped-children time keeps it), and in another
-	// database. Each backend's own CPU time is read before it goes, to know what the samples must hold.
-	// Other runs on a shared server add to both figures, never take away.
+	// The same computing query on connections of this database and of another one, some of which close
+	// (their backend exits, and only the postmaster's reaped-children time keeps it). Each backend's own
+	// CPU time is read before it goes, to know what the samples must hold. Other runs on a shared server
+	// can only add to the figures.
 	const query = `select count(*) from generate_series(1, 3000000)`
 	work := func(url string, closeAfter bool) (backend time.Duration) {
 		conn, err := pgx.Connect(ctx, url)
@@ -92,33 +93,43 @@ func TestPostgresCPU(t *testing.T) {
 		}
 		return backend
 	}
-	stays := work(url, false)
-	exits := work(url, true)
-	elsewhere := work(Postgres(t), false)
-	time.Sleep(200 * time.Millisecond) // for the exited backend to be reaped
-
-	end, err := SamplePostgresCPU(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
+	sample := func() PostgresCPUSample {
+		time.Sleep(200 * time.Millisecond) // for exited backends to be reaped
+		s, err := SamplePostgresCPU(ctx, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	got := end.Since(start)
-	t.Logf("backends: this database %v (stays) and %v (exits), another database %v; sampled %+v",
-		stays, exits, elsewhere, got)
 	const tick = 10 * time.Millisecond
-	if got.Database < stays-2*tick {
-		t.Errorf("this database's live backend used %v of CPU, the samples counted %v", stays, got.Database)
+
+	// First no session of this database ends: a backend of another database that exits is theirs.
+	stays := work(url, false)
+	elsewhereExits := work(otherURL, true)
+	elsewhereStays := work(otherURL, false)
+	mid := sample()
+	got := mid.Since(start)
+	t.Logf("backends: this database %v, another database %v (exits) and %v; sampled %+v",
+		stays, elsewhereExits, elsewhereStays, got)
+	if got.DatabaseSessionsEnded != 0 || got.Exited != 0 {
+		t.Errorf("no session of this database ended, sampled %+v", got)
 	}
-	if got.Exited < exits-2*tick {
-		t.Errorf("an exited backend used %v of CPU, the samples counted %v for exited backends", exits, got.Exited)
+	if got.Database < stays-2*tick || got.Ours() < stays-2*tick {
+		t.Errorf("this database's backend used %v of CPU, sampled %+v", stays, got)
 	}
-	if got.OtherDatabases < elsewhere-2*tick {
-		t.Errorf("another database's backend used %v of CPU, the samples counted %v", elsewhere, got.OtherDatabases)
+	if got.OtherDatabases < elsewhereExits+elsewhereStays-3*tick {
+		t.Errorf("another database's backends used %v and %v of CPU, sampled %+v", elsewhereExits, elsewhereStays, got)
 	}
-	if got.DatabaseBackendsExited != 0 { // the short connection was opened after the first sample
-		t.Errorf("%d of this database's backends exited, want 0", got.DatabaseBackendsExited)
+
+	// Then one does: exited backends count as this database's.
+	exits := work(url, true)
+	got = sample().Since(mid)
+	t.Logf("backends: this database %v (exits); sampled %+v", exits, got)
+	if got.DatabaseSessionsEnded != 1 {
+		t.Errorf("one session of this database ended, sampled %+v", got)
 	}
-	if got.Ours() < stays+exits-3*tick {
-		t.Errorf("Ours() = %v, less than this database's backends' %v and %v", got.Ours(), stays, exits)
+	if got.Exited < exits-2*tick || got.Ours() < exits-2*tick {
+		t.Errorf("this database's exited backend used %v of CPU, sampled %+v", exits, got)
 	}
 }
 
