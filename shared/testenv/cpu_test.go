@@ -200,3 +200,28 @@ func TestMachineCPU(t *testing.T) {
 		t.Fatalf("machine busy %v while this process alone used %v", after-before, selfAfter-self)
 	}
 }
+
+func TestPrivateRedis(t *testing.T) {
+	url, ok := PrivateRedis(t)
+	if !ok {
+		t.Skip("no redis-server on the PATH")
+	}
+	ctx := context.Background()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Its own server: a fresh process, whose CPU time is next to nothing yet.
+	used, err := RedisCPU(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used > time.Second {
+		t.Fatalf("a just-started redis-server has used %v of CPU: is it the shared one?", used)
+	}
+}
