@@ -278,6 +278,7 @@ func clients(n int, load time.Duration, one func()) (start, end time.Time) {
 func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pick func() (payer, payee string)) {
 	ctx := context.Background()
 	cpu0 := s.sampleCPU(ctx, b)
+	horizon := s.watchHorizon(ctx)
 	b.ResetTimer()
 	var res loadResult
 	start, end := clients(n, load, func() {
@@ -299,6 +300,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 	drained := time.Since(drainStart)
 	cpu1 := s.sampleCPU(ctx, b)
 	b.StopTimer()
+	b.Log(horizon.stop())
 
 	s.checkAllCompleted(ctx, b, res.ids)
 	var inWindow int
@@ -323,6 +325,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 func (s *paymentStack) latencyRun(b *testing.B, n int, load time.Duration, vpas []string) {
 	ctx := context.Background()
 	cpu0 := s.sampleCPU(ctx, b)
+	horizon := s.watchHorizon(ctx)
 	b.ResetTimer()
 	var res loadResult
 	var notFound sync.Map // payment id -> true: a GET that did not find the payment (yet)
@@ -368,6 +371,7 @@ func (s *paymentStack) latencyRun(b *testing.B, n int, load time.Duration, vpas 
 	s.drain(ctx, b, len(res.ids))
 	cpu1 := s.sampleCPU(ctx, b)
 	b.StopTimer()
+	b.Log(horizon.stop())
 
 	s.checkAllCompleted(ctx, b, res.ids)
 	missed := 0
@@ -440,6 +444,72 @@ func (s *paymentStack) completedPerSecond(ctx context.Context, b *testing.B, sta
 		b.Fatal(err)
 	}
 	return perSecond
+}
+
+// horizonWatch follows, every 250 ms, the oldest transaction that holds a transaction id, in this run's
+// database and in others. While one runs, the log's horizon (design.md, event store rule 3) stays behind
+// it and no consumer sees events appended after it began, however idle the machine: one way a run gets
+// seconds without a single completion. On a shared server the transaction may be another run's.
+type horizonWatch struct {
+	stop func() string // ends the watch and says what it saw
+}
+
+func (s *paymentStack) watchHorizon(ctx context.Context) horizonWatch {
+	const every = 250 * time.Millisecond
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		heldHere, heldElsewhere     time.Duration // sampled time with such a transaction older than `every`
+		oldestHere, oldestElsewhere float64
+		oldestIn                    string
+		unmeasured                  error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var here, elsewhere float64
+			var database string
+			err := s.pool.QueryRow(ctx, `
+				select coalesce(max(extract(epoch from now() - xact_start)) filter (where datname = current_database()), 0)::float8,
+				       coalesce(max(extract(epoch from now() - xact_start)) filter (where datname is distinct from current_database()), 0)::float8,
+				       coalesce((array_agg(datname order by xact_start) filter (where datname is distinct from current_database()))[1], '')
+				from pg_stat_activity where backend_xid is not null and pid <> pg_backend_pid()`).Scan(&here, &elsewhere, &database)
+			if err != nil && ctx.Err() == nil && unmeasured == nil {
+				unmeasured = err
+			}
+			if here > every.Seconds() {
+				heldHere += every
+				oldestHere = max(oldestHere, here)
+			}
+			if elsewhere > every.Seconds() {
+				heldElsewhere += every
+				if elsewhere > oldestElsewhere {
+					oldestElsewhere, oldestIn = elsewhere, database
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	return horizonWatch{stop: func() string {
+		cancel()
+		<-done
+		if unmeasured != nil {
+			return fmt.Sprintf("the log horizon was not watched: %v", unmeasured)
+		}
+		msg := fmt.Sprintf("transactions older than %v held the log horizon back for about %.1f s of the run "+
+			"in this database (the oldest %.1f s)", every, heldHere.Seconds(), oldestHere)
+		if heldElsewhere > 0 {
+			msg += fmt.Sprintf(" and %.1f s in others (the oldest %.1f s, in %s)", heldElsewhere.Seconds(),
+				oldestElsewhere, oldestIn)
+		} else {
+			msg += ", never in another database"
+		}
+		return msg
+	}}
 }
 
 // checkAllCompleted holds the run to what it claims: the log has exactly the accepted payments, each
