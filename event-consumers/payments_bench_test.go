@@ -52,14 +52,7 @@ func BenchmarkPayments(b *testing.B) {
 	b.Run("spread-16", func(b *testing.B) {
 		s := startPaymentStack(b)
 		vpas := s.openAccounts(b, "acct", benchAccounts)
-		s.acceptingRun(b, 16, load, func() (string, string) {
-			payer := rand.IntN(len(vpas))
-			payee := rand.IntN(len(vpas) - 1)
-			if payee >= payer {
-				payee++
-			}
-			return vpas[payer], vpas[payee]
-		})
+		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
 	})
 	b.Run("hot-merchant-16", func(b *testing.B) {
 		s := startPaymentStack(b)
@@ -76,6 +69,15 @@ func BenchmarkPayments(b *testing.B) {
 			s.latencyRun(b, clients, load, vpas)
 		})
 	}
+}
+
+// randomPair picks two different accounts.
+func randomPair(vpas []string) (payer, payee string) {
+	i, j := rand.IntN(len(vpas)), rand.IntN(len(vpas)-1)
+	if j >= i {
+		j++
+	}
+	return vpas[i], vpas[j]
 }
 
 // paymentStack is the whole system on a fresh database, and the benchmark's own view of that database.
@@ -330,13 +332,9 @@ func (s *paymentStack) latencyRun(b *testing.B, n int, load time.Duration, vpas 
 	var res loadResult
 	var notFound sync.Map // payment id -> true: a GET that did not find the payment (yet)
 	start, end := clients(n, load, func() {
-		payer := rand.IntN(len(vpas))
-		payee := rand.IntN(len(vpas) - 1)
-		if payee >= payer {
-			payee++
-		}
+		payer, payee := randomPair(vpas)
 		began := time.Now()
-		p, err := s.pay(vpas[payer], vpas[payee])
+		p, err := s.pay(payer, payee)
 		if err != nil {
 			res.fail(err)
 			return
