@@ -37,6 +37,10 @@ test-race: test ## Same as test: the race detector is always on
 bench: ## Run the benchmarks, each beside the pgbench baseline (see docs/benchmarks.md)
 	@scripts/bench.sh
 
+.PHONY: bench-payments
+bench-payments: ## Only the payment figures (throughput, latency, CPU per payment) beside the baseline, in a few minutes
+	@BENCH_MODULES=event-consumers BENCH=BenchmarkPayments scripts/bench.sh
+
 .PHONY: lint
 lint: ## go vet and staticcheck over every module, and gofmt
 	@test -z "$$(gofmt -l $(MODULES))" || { gofmt -l $(MODULES); echo "gofmt needed"; exit 1; }

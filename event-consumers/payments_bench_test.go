@@ -1,113 +1,630 @@
 package main_test
 
+// BenchmarkPayments: what a payment costs through the whole system, and where the cost is. The four real
+// service binaries run on a fresh database for each sub-benchmark; clients pay through the gateway as
+// users do. Every sub-benchmark reports CPU milliseconds per completed payment, in total and for each
+// process (the four services, PostgreSQL, Redis), beside its throughput or latency: on a small shared
+// machine throughput moves with the neighbours, CPU per payment much less (design.md, "Cost per payment").
+//
+//	spread-16        16 clients POST back to back, without waiting for completion, for PAYBENCH_SECONDS
+//	                 between random pairs of 200 funded accounts; then every accepted payment is drained.
+//	hot-merchant-16  the same, 200 payers all paying one payee.
+//	latency-1        1 client: POST, then GET ?wait=5s until the payment is terminal, again and again.
+//	latency-16       the same with 16 clients.
+//
+// Each sub-benchmark does one timed run whatever b.N is (the load is bound by time, not by a count): run
+// it with -benchtime=1x, as scripts/bench.sh does. ns/op is reported as 0.
+//
+// Environment: PAYBENCH_SECONDS (default 15), the length of each load; PAYBENCH_DRAIN_SECONDS (default
+// 120), how long the accepted payments may take to finish afterwards before the benchmark fails.
+
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"os"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"upi/shared/events"
 	"upi/shared/testenv"
 )
 
-// BenchmarkPaymentsEndToEnd measures payments from initiation to COMPLETED as a client sees it: POST
-// /v1/payments through the gateway, then GET /v1/payments/{id}?wait=5s until the status is COMPLETED. 16
-// clients pay concurrently between distinct pairs of accounts. It reports completed payments per second
-// and the p50/p99 of initiation-to-completed latency. E2E_CLIENTS=1 measures a lightly loaded system.
-func BenchmarkPaymentsEndToEnd(b *testing.B) {
-	clients := envInt("E2E_CLIENTS", 16)
-	dbURL := testenv.Postgres(b)
-	redisURL := testenv.Redis(b)
-	cmd := testenv.StartService(b, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
-	qry := testenv.StartService(b, "query-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
-	testenv.StartService(b, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL, "LOG_LEVEL": "warn"})
-	gw := testenv.StartService(b, "api-gateway", map[string]string{
-		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL, "LOG_LEVEL": "warn",
-		"API_KEYS": "bench=bench-key", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
-	})
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	c := &bankClient{gw.URL, "bench-key", hc}
-	ctx := context.Background()
+const (
+	benchAccounts = 200
+	benchKey      = "bench-key"
+	fundPaise     = 100_000_000 // each account's deposit (the largest one allowed): never runs out
+	payPaise      = 100
+)
 
-	run := uuid.NewString()[:8]
-	payers := make([]string, clients)
-	payees := make([]string, clients)
-	for i := range clients {
-		payers[i] = fmt.Sprintf("payer%d.%s@bench", i, run)
-		payees[i] = fmt.Sprintf("payee%d.%s@bench", i, run)
-		for _, vpa := range []string{payers[i], payees[i]} {
-			if st, body := c.post(ctx, b, "/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Bench"}); st != 201 {
-				b.Fatalf("open %s: %d %s", vpa, st, body)
+func BenchmarkPayments(b *testing.B) {
+	load := time.Duration(envInt("PAYBENCH_SECONDS", 15)) * time.Second
+	b.Run("spread-16", func(b *testing.B) {
+		s := startPaymentStack(b)
+		vpas := s.openAccounts(b, "acct", benchAccounts)
+		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
+	})
+	b.Run("hot-merchant-16", func(b *testing.B) {
+		s := startPaymentStack(b)
+		payers := s.openAccounts(b, "payer", benchAccounts)
+		merchant := s.openAccounts(b, "merchant", 1)[0]
+		s.acceptingRun(b, 16, load, func() (string, string) {
+			return payers[rand.IntN(len(payers))], merchant
+		})
+	})
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("latency-%d", clients), func(b *testing.B) {
+			s := startPaymentStack(b)
+			vpas := s.openAccounts(b, "acct", benchAccounts)
+			s.latencyRun(b, clients, load, vpas)
+		})
+	}
+}
+
+// randomPair picks two different accounts.
+func randomPair(vpas []string) (payer, payee string) {
+	i, j := rand.IntN(len(vpas)), rand.IntN(len(vpas)-1)
+	if j >= i {
+		j++
+	}
+	return vpas[i], vpas[j]
+}
+
+// paymentStack is the whole system on a fresh database, and the benchmark's own view of that database.
+type paymentStack struct {
+	services []*testenv.Service // gateway, command, query, consumers
+	client   *bankClient
+	redisURL string
+	// pool reads the database directly: counting events, watching the consumers, sampling PostgreSQL.
+	pool *pgxpool.Pool
+}
+
+// metricName names each service in the cpu-ms-NAME/payment metrics.
+var metricName = map[string]string{
+	"api-gateway":     "gateway",
+	"command-service": "command",
+	"query-service":   "query",
+	"event-consumers": "consumers",
+}
+
+func startPaymentStack(b *testing.B) *paymentStack {
+	b.Helper()
+	pool, dbURL := testenv.PostgresPool(b)
+	// A Redis of its own, so that its CPU time is the gateway's traffic alone.
+	redisURL, private := testenv.PrivateRedis(b)
+	if !private {
+		redisURL = testenv.Redis(b)
+		b.Log("no redis-server on the PATH: Redis is the shared test server, and its CPU time holds other users' too")
+	}
+	quiet := func(env map[string]string) map[string]string { env["LOG_LEVEL"] = "warn"; return env }
+	cmd := testenv.StartService(b, "command-service", quiet(map[string]string{"DATABASE_URL": dbURL}))
+	qry := testenv.StartService(b, "query-service", quiet(map[string]string{"DATABASE_URL": dbURL}))
+	cons := testenv.StartService(b, "event-consumers", quiet(map[string]string{
+		"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL,
+	}))
+	gw := testenv.StartService(b, "api-gateway", quiet(map[string]string{
+		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
+		"API_KEYS": "bench=" + benchKey, "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
+	}))
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.Cleanup(hc.CloseIdleConnections)
+	return &paymentStack{
+		services: []*testenv.Service{gw, cmd, qry, cons},
+		client:   &bankClient{gw.URL, benchKey, hc},
+		redisURL: redisURL,
+		pool:     pool,
+	}
+}
+
+// openAccounts opens n accounts named PREFIXi@bench through the gateway, funds each, and waits until the
+// consumers have caught up, so that the setup's work is done before anything is measured.
+func (s *paymentStack) openAccounts(b *testing.B, prefix string, n int) []string {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vpas := make([]string, n)
+	for i := range vpas {
+		vpas[i] = fmt.Sprintf("%s%d@bench", prefix, i)
+	}
+	var wg sync.WaitGroup
+	work := make(chan string)
+	for range 16 {
+		wg.Go(func() {
+			for vpa := range work {
+				if st, body := s.client.post(ctx, b, "/v1/accounts", "open-"+vpa,
+					map[string]any{"vpa": vpa, "holder_name": "Bench " + vpa}); st != http.StatusCreated {
+					b.Errorf("open %s: %d %s", vpa, st, body)
+					continue
+				}
+				if st, body := s.client.post(ctx, b, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa,
+					map[string]any{"amount_paise": fundPaise, "reference": "bench"}); st != http.StatusCreated {
+					b.Errorf("fund %s: %d %s", vpa, st, body)
+				}
 			}
+		})
+	}
+	for _, vpa := range vpas {
+		work <- vpa
+	}
+	close(work)
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+	s.waitConsumersIdle(ctx, b)
+	return vpas
+}
+
+// waitConsumersIdle waits until every consumer (projections and the payment workflow) has processed the
+// whole log.
+func (s *paymentStack) waitConsumersIdle(ctx context.Context, b *testing.B) {
+	b.Helper()
+	for {
+		behind, err := s.consumersBehind(ctx)
+		if err != nil {
+			b.Fatal(err)
 		}
-		if st, body := c.post(ctx, b, "/v1/accounts/"+payers[i]+"/deposits", "fund-"+payers[i],
-			map[string]any{"amount_paise": 100000000, "reference": "bench"}); st != 201 {
-			b.Fatalf("fund: %d %s", st, body)
+		if len(behind) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatalf("consumers %v did not catch up with the log: %v", behind, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
 
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		failures  atomic.Int32
-		next      atomic.Int64
-	)
-	b.ResetTimer()
-	start := time.Now()
+// consumersBehind names the consumers whose checkpoint is not the last event of the log (in the log's
+// (tx_id, global_position) order).
+func (s *paymentStack) consumersBehind(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `
+		select c.name from projection_checkpoints c
+		where (c.tx_id, c.global_position) <>
+		      (select e.tx_id, e.global_position from events e order by e.tx_id desc, e.global_position desc limit 1)`)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	return names, rows.Err()
+}
+
+// accepted is one payment the gateway answered 202 for.
+type accepted struct {
+	PaymentID string `json:"payment_id"`
+	Status    string `json:"status"`
+	Position  string `json:"position"`
+}
+
+// pay POSTs one payment with a fresh idempotency key, once: a client that gets no 202 is an error the
+// benchmark reports, not something it retries away.
+func (s *paymentStack) pay(payer, payee string) (accepted, error) {
+	st, body, _ := s.client.do(context.Background(), http.MethodPost, "/v1/payments", uuid.NewString(),
+		map[string]any{"payer_vpa": payer, "payee_vpa": payee, "amount_paise": payPaise, "note": "bench"})
+	var p accepted
+	if st != http.StatusAccepted {
+		return p, fmt.Errorf("POST /v1/payments %s -> %s: status %d %s", payer, payee, st, body)
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.PaymentID == "" {
+		return p, fmt.Errorf("POST /v1/payments: 202 without a payment id: %s", body)
+	}
+	return p, nil
+}
+
+// loadResult is what the clients of one run saw.
+type loadResult struct {
+	mu       sync.Mutex
+	ids      []string
+	latency  []time.Duration // initiation to COMPLETED, latency runs only
+	failures int
+	first    error
+}
+
+func (r *loadResult) ok(id string, latency time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ids = append(r.ids, id)
+	if latency > 0 {
+		r.latency = append(r.latency, latency)
+	}
+}
+
+func (r *loadResult) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures++
+	if r.first == nil {
+		r.first = err
+	}
+}
+
+// clients runs n clients, each calling one until the load time is up, and returns the window: from the
+// start to when the last client finished its last payment (a request under way at the deadline is let
+// finish, so that every payment the system accepted is counted).
+func clients(n int, load time.Duration, one func()) (start, end time.Time) {
+	start = time.Now()
+	deadline := start.Add(load)
 	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				began := time.Now()
-				st, body := c.post(ctx, b, "/v1/payments", uuid.NewString(),
-					map[string]any{"payer_vpa": payers[i], "payee_vpa": payees[i], "amount_paise": 100})
-				if st != 202 {
-					failures.Add(1)
-					continue
-				}
-				var p struct {
-					PaymentID string `json:"payment_id"`
-					Status    string `json:"status"`
-				}
-				_ = json.Unmarshal(body, &p)
-				for p.Status != "COMPLETED" && p.Status != "FAILED" {
-					st, body, _ := c.do(ctx, http.MethodGet, "/v1/payments/"+p.PaymentID+"?wait=5s", "", nil)
-					if st != 200 && st != 404 {
-						failures.Add(1)
-						break
-					}
-					_ = json.Unmarshal(body, &p)
-				}
-				if p.Status != "COMPLETED" {
-					failures.Add(1)
-					continue
-				}
-				mu.Lock()
-				latencies = append(latencies, time.Since(began))
-				mu.Unlock()
+	for range n {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				one()
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	return start, time.Now()
+}
+
+// acceptingRun is the load users put on the system: clients pay back to back without waiting for their
+// payments to complete, so accepting and completing go on at the same time. It reports accepted/s,
+// completed/s (payments that reached COMPLETED within the load window), then waits until every accepted
+// payment has completed (drain-s) and reports CPU per payment over the load and the drain.
+func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pick func() (payer, payee string)) {
+	ctx := context.Background()
+	cpu0 := s.sampleCPU(ctx, b)
+	horizon := s.watchHorizon(ctx)
+	b.ResetTimer()
+	var res loadResult
+	start, end := clients(n, load, func() {
+		payer, payee := pick()
+		p, err := s.pay(payer, payee)
+		if err != nil {
+			res.fail(err)
+			return
+		}
+		res.ok(p.PaymentID, 0)
+	})
+	if res.failures > 0 {
+		b.Fatalf("%d of %d payment requests were not accepted; the first: %v", res.failures,
+			res.failures+len(res.ids), res.first)
+	}
+	window := end.Sub(start)
+	drainStart := time.Now()
+	s.drain(ctx, b, len(res.ids))
+	drained := time.Since(drainStart)
+	cpu1 := s.sampleCPU(ctx, b)
 	b.StopTimer()
-	if n := failures.Load(); n > 0 {
-		b.Fatalf("%d payments did not complete", n)
+	b.Log(horizon.stop())
+
+	s.checkAllCompleted(ctx, b, res.ids)
+	var inWindow int
+	if err := s.pool.QueryRow(ctx, `select count(*) from events where event_type = $1 and created_at >= $2 and created_at < $3`,
+		events.PaymentCompleted, start, end).Scan(&inWindow); err != nil {
+		b.Fatal(err)
 	}
-	slices.Sort(latencies)
+	b.Logf("%d payments accepted in %.1f s, %d of them completed within that window, the rest in the %.1f s drain",
+		len(res.ids), window.Seconds(), inWindow, drained.Seconds())
+	b.Logf("payments completed in each second from the start: %v", s.completedPerSecond(ctx, b, start))
+	b.ReportMetric(float64(len(res.ids))/window.Seconds(), "accepted/s")
+	b.ReportMetric(float64(inWindow)/window.Seconds(), "completed/s")
+	b.ReportMetric(drained.Seconds(), "drain-s")
+	b.ReportMetric(float64(len(res.ids)), "payments")
+	reportCPU(b, cpu0, cpu1, len(res.ids))
+	b.ReportMetric(0, "ns/op")
+}
+
+// latencyRun is clients that each wait for their payment: POST, then GET ?wait=5s (from the position of
+// the POST's answer) until the payment is terminal, then the next one. It reports the latency from
+// initiation to COMPLETED, completed/s and CPU per payment.
+func (s *paymentStack) latencyRun(b *testing.B, n int, load time.Duration, vpas []string) {
+	ctx := context.Background()
+	cpu0 := s.sampleCPU(ctx, b)
+	horizon := s.watchHorizon(ctx)
+	b.ResetTimer()
+	var res loadResult
+	var notFound sync.Map // payment id -> true: a GET that did not find the payment (yet)
+	start, end := clients(n, load, func() {
+		payer, payee := randomPair(vpas)
+		began := time.Now()
+		p, err := s.pay(payer, payee)
+		if err != nil {
+			res.fail(err)
+			return
+		}
+		path := "/v1/payments/" + p.PaymentID + "?wait=5s&min_position=" + url.QueryEscape(p.Position)
+		for tries := 0; p.Status != "COMPLETED" && p.Status != "FAILED"; tries++ {
+			st, body, _ := s.client.do(ctx, http.MethodGet, path, "", nil)
+			switch {
+			case st == http.StatusOK:
+				if err := json.Unmarshal(body, &p); err != nil {
+					res.fail(fmt.Errorf("GET payment %s: %w: %s", p.PaymentID, err, body))
+					return
+				}
+			case st == http.StatusNotFound && tries < 10: // min_position not reached within QUERY_WAIT_MAX
+				notFound.Store(p.PaymentID, true)
+			default:
+				res.fail(fmt.Errorf("GET payment %s: status %d %s", p.PaymentID, st, body))
+				return
+			}
+		}
+		if p.Status != "COMPLETED" {
+			res.fail(fmt.Errorf("payment %s ended %s", p.PaymentID, p.Status))
+			return
+		}
+		res.ok(p.PaymentID, time.Since(began))
+	})
+	if res.failures > 0 {
+		b.Fatalf("%d of %d payments did not complete; the first: %v", res.failures, res.failures+len(res.ids), res.first)
+	}
+	// Every client saw its payment COMPLETED through the payments projection; let the other consumers
+	// finish too, so that the CPU figure holds all of each payment's work.
+	s.drain(ctx, b, len(res.ids))
+	cpu1 := s.sampleCPU(ctx, b)
+	b.StopTimer()
+	b.Log(horizon.stop())
+
+	s.checkAllCompleted(ctx, b, res.ids)
+	missed := 0
+	notFound.Range(func(any, any) bool { missed++; return true })
+	if missed > 0 {
+		b.Logf("%d payments were not found by a first GET with the POST's min_position", missed)
+	}
+	slices.Sort(res.latency)
 	pct := func(q float64) float64 {
-		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000
+		return float64(res.latency[int(q*float64(len(res.latency)-1))].Microseconds()) / 1000
 	}
-	b.ReportMetric(float64(len(latencies))/elapsed.Seconds(), "payments/s")
+	window := end.Sub(start)
+	b.ReportMetric(float64(len(res.ids))/window.Seconds(), "completed/s")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(len(res.ids)), "payments")
+	reportCPU(b, cpu0, cpu1, len(res.ids))
 	b.ReportMetric(0, "ns/op")
+}
+
+// drain waits until want payments have ended (PaymentCompleted or PaymentFailed in the log) and every
+// consumer has processed the whole log, or fails after PAYBENCH_DRAIN_SECONDS. It polls the log with one
+// cheap count every 100 ms, work that lands in PostgreSQL's CPU figure (a small part of it).
+func (s *paymentStack) drain(ctx context.Context, b *testing.B, want int) {
+	b.Helper()
+	timeout := time.Duration(envInt("PAYBENCH_DRAIN_SECONDS", 120)) * time.Second
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		var ended int
+		if err := s.pool.QueryRow(ctx, `select count(*) from events where event_type in ($1, $2)`,
+			events.PaymentCompleted, events.PaymentFailed).Scan(&ended); err != nil && ctx.Err() == nil {
+			b.Fatal(err)
+		}
+		if ended >= want {
+			s.waitConsumersIdle(ctx, b)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			b.Fatalf("after %v only %d of %d accepted payments had ended", timeout, ended, want)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// completedPerSecond counts the PaymentCompleted events of each second from start on, for the log: how
+// completion kept pace while payments were accepted, and during the drain.
+func (s *paymentStack) completedPerSecond(ctx context.Context, b *testing.B, start time.Time) []int {
+	b.Helper()
+	rows, err := s.pool.Query(ctx, `
+		select floor(extract(epoch from created_at - $2::timestamptz))::int, count(*)
+		from events where event_type = $1 and created_at >= $2 group by 1 order by 1`,
+		events.PaymentCompleted, start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var perSecond []int
+	for rows.Next() {
+		var second, n int
+		if err := rows.Scan(&second, &n); err != nil {
+			b.Fatal(err)
+		}
+		for len(perSecond) <= second {
+			perSecond = append(perSecond, 0)
+		}
+		perSecond[second] = n
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return perSecond
+}
+
+// horizonWatch follows, every 250 ms, the oldest transaction that holds a transaction id, in this run's
+// database and in others. While one runs, the log's horizon (design.md, event store rule 3) stays behind
+// it and no consumer sees events appended after it began, however idle the machine: one way a run gets
+// seconds without a single completion. On a shared server the transaction may be another run's.
+type horizonWatch struct {
+	stop func() string // ends the watch and says what it saw
+}
+
+func (s *paymentStack) watchHorizon(ctx context.Context) horizonWatch {
+	const every = 250 * time.Millisecond
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		heldHere, heldElsewhere     time.Duration // sampled time with such a transaction older than `every`
+		oldestHere, oldestElsewhere float64
+		oldestIn                    string
+		unmeasured                  error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			var here, elsewhere float64
+			var database string
+			err := s.pool.QueryRow(ctx, `
+				select coalesce(max(extract(epoch from now() - xact_start)) filter (where datname = current_database()), 0)::float8,
+				       coalesce(max(extract(epoch from now() - xact_start)) filter (where datname is distinct from current_database()), 0)::float8,
+				       coalesce((array_agg(datname order by xact_start) filter (where datname is distinct from current_database()))[1], '')
+				from pg_stat_activity where backend_xid is not null and pid <> pg_backend_pid()`).Scan(&here, &elsewhere, &database)
+			if err != nil && ctx.Err() == nil && unmeasured == nil {
+				unmeasured = err
+			}
+			if here > every.Seconds() {
+				heldHere += every
+				oldestHere = max(oldestHere, here)
+			}
+			if elsewhere > every.Seconds() {
+				heldElsewhere += every
+				if elsewhere > oldestElsewhere {
+					oldestElsewhere, oldestIn = elsewhere, database
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(every):
+			}
+		}
+	}()
+	return horizonWatch{stop: func() string {
+		cancel()
+		<-done
+		if unmeasured != nil {
+			return fmt.Sprintf("the log horizon was not watched: %v", unmeasured)
+		}
+		msg := fmt.Sprintf("transactions older than %v held the log horizon back for about %.1f s of the run "+
+			"in this database (the oldest %.1f s)", every, heldHere.Seconds(), oldestHere)
+		if heldElsewhere > 0 {
+			msg += fmt.Sprintf(" and %.1f s in others (the oldest %.1f s, in %s)", heldElsewhere.Seconds(),
+				oldestElsewhere, oldestIn)
+		} else {
+			msg += ", never in another database"
+		}
+		return msg
+	}}
+}
+
+// checkAllCompleted holds the run to what it claims: the log has exactly the accepted payments, each
+// COMPLETED once, none FAILED, and the payments projection shows them all COMPLETED.
+func (s *paymentStack) checkAllCompleted(ctx context.Context, b *testing.B, ids []string) {
+	b.Helper()
+	var initiated, completed, failed, completedOfOurs, projected int
+	if err := s.pool.QueryRow(ctx, `
+		select count(*) filter (where event_type = $1),
+		       count(*) filter (where event_type = $2),
+		       count(*) filter (where event_type = $3),
+		       count(*) filter (where event_type = $2 and aggregate_id = any($4))
+		from events where aggregate_type = $5`,
+		events.PaymentInitiated, events.PaymentCompleted, events.PaymentFailed, ids, events.AggregatePayment,
+	).Scan(&initiated, &completed, &failed, &completedOfOurs); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, `select count(*) from payments where status = 'COMPLETED' and payment_id::text = any($1)`,
+		ids).Scan(&projected); err != nil {
+		b.Fatal(err)
+	}
+	if n := len(ids); initiated != n || completed != n || failed != 0 || completedOfOurs != n || projected != n {
+		b.Fatalf("%d payments accepted, but the log has %d initiated, %d completed (%d of the accepted ones), "+
+			"%d failed, and the payments projection %d of them COMPLETED", n, initiated, completed, completedOfOurs,
+			failed, projected)
+	}
+}
+
+// cpuSample is the CPU time, so far, of every process that serves a payment, and of the benchmark itself.
+type cpuSample struct {
+	names    []string // the services'
+	services []time.Duration
+	pids     []int
+	postgres testenv.PostgresCPUSample
+	redis    time.Duration
+	self     time.Duration
+	machine  time.Duration
+	at       time.Time
+}
+
+func (s *paymentStack) sampleCPU(ctx context.Context, b *testing.B) cpuSample {
+	b.Helper()
+	c := cpuSample{at: time.Now()}
+	for _, svc := range s.services {
+		if !svc.Running() {
+			b.Fatalf("%s is not running", svc.Name)
+		}
+		t, err := testenv.ProcessCPU(svc.PID())
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.names = append(c.names, svc.Name)
+		c.services = append(c.services, t)
+		c.pids = append(c.pids, svc.PID())
+	}
+	var err error
+	if c.postgres, err = testenv.SamplePostgresCPU(ctx, s.pool); err != nil {
+		b.Fatalf("PostgreSQL's CPU time (the benchmark needs a server on this machine): %v", err)
+	}
+	if c.redis, err = testenv.RedisCPU(ctx, s.redisURL); err != nil {
+		b.Fatal(err)
+	}
+	if c.self, err = testenv.ProcessCPU(os.Getpid()); err != nil {
+		b.Fatal(err)
+	}
+	if c.machine, err = testenv.MachineCPU(); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// reportCPU reports the CPU milliseconds per payment between two samples: cpu-ms/payment for the
+// services, PostgreSQL and Redis together, cpu-ms-NAME/payment for each, and cpu-ms-loadgen/payment for
+// the benchmark process (the clients), which is not in the total. It logs what else the machine did.
+func reportCPU(b *testing.B, start, end cpuSample, payments int) {
+	b.Helper()
+	if payments == 0 {
+		b.Fatal("no payments: no CPU per payment")
+	}
+	perPayment := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(payments) }
+	var total time.Duration
+	var parts []string
+	report := func(name string, d time.Duration) {
+		total += d
+		b.ReportMetric(perPayment(d), "cpu-ms-"+name+"/payment")
+		parts = append(parts, fmt.Sprintf("%s %.1f s", name, d.Seconds()))
+	}
+	for i, name := range start.names {
+		if start.pids[i] != end.pids[i] {
+			b.Fatalf("%s restarted during the run", name)
+		}
+		report(metricName[name], end.services[i]-start.services[i])
+	}
+	pg := end.postgres.Since(start.postgres)
+	report("pg", pg.Ours())
+	report("redis", end.redis-start.redis)
+	b.ReportMetric(perPayment(total), "cpu-ms/payment")
+	loadgen := end.self - start.self
+	b.ReportMetric(perPayment(loadgen), "cpu-ms-loadgen/payment")
+
+	elapsed := end.at.Sub(start.at)
+	machine := end.machine - start.machine
+	elsewhere := machine - total - loadgen - pg.OtherDatabases
+	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s, shared processes %.1f s, exited "+
+		"backends %.1f s as %d of this database's sessions ended); benchmark clients %.1f s; whole machine %.1f s busy of "+
+		"%d cores' %.1f s, of which other databases' PostgreSQL backends %.1f s and other processes %.1f s; "+
+		"load average %s",
+		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), pg.Server.Seconds(), pg.Exited.Seconds(),
+		pg.DatabaseSessionsEnded, loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
+		pg.OtherDatabases.Seconds(), elsewhere.Seconds(), loadavg())
+}
+
+// loadavg is the first three fields of /proc/loadavg, for the log.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: the pgbench baseline, then the Go benchmarks of every module, and a summary of each
 # throughput figure (any metric per second: events/s, ops/s, ...) as a ratio to the baseline's TPS from
-# the same run. These machines are noisy: only the ratio travels. See docs/benchmarks.md.
+# the same run, and of each figure in milliseconds (latencies, CPU milliseconds per payment) as it is.
+# These machines are noisy: only the ratio travels. See docs/benchmarks.md.
 #
 #   DATABASE_URL     scratch database for the baseline, created if missing
 #                    (default postgres://postgres@127.0.0.1:5432/upi_bench?sslmode=disable)
@@ -10,6 +11,11 @@
 #                    and the local Redis)
 #   BENCHTIME        go test -benchtime (default 3s)
 #   BENCH            go test -bench pattern (default .)
+#   BENCH_MODULES    the modules to run, space-separated (default: all five)
+#
+# Benchmarks bound by time rather than by a count do one measured run each and are run with
+# -benchtime=1x whatever BENCHTIME is: event-consumers' BenchmarkPayments (PAYBENCH_SECONDS of load per
+# sub-benchmark). `make bench-payments` runs the baseline and that benchmark alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +23,9 @@ DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upi_bench?sslmod
 BENCHTIME=${BENCHTIME:-3s}
 BENCH=${BENCH:-.}
 baseline=../shared/bench/pgbench-baseline.sh
-modules=(shared command-service event-consumers query-service api-gateway)
+read -r -a modules <<<"${BENCH_MODULES:-shared command-service event-consumers query-service api-gateway}"
+# module:benchmark of the benchmarks that run once (-benchtime=1x).
+once=(event-consumers:BenchmarkPayments)
 
 db_name=$(sed -E 's#^[^/]*//[^/]*/([^?]*).*#\1#' <<<"$DATABASE_URL")
 admin_url=$(sed -E 's#^([^/]*//[^/]*/)[^?]*#\1postgres#' <<<"$DATABASE_URL")
@@ -35,21 +43,48 @@ failed=()
 echo "== baseline: $baseline, 16 clients, 10 s"
 bash "$baseline" "$DATABASE_URL" 16 10 | tee -a "$out"
 
+# bench MODULE ARGS...: go test in MODULE with ARGS, its output kept for the summary.
+bench() {
+  local m=$1
+  shift
+  (cd "$m" && go test -run '^$' "$@") 2>&1 | tee -a "$out" || failed+=("$m")
+}
+
+# BENCH's first level (the pattern before any '/') picks top-level benchmarks; the rest picks their
+# sub-benchmarks.
+bench_top=${BENCH%%/*}
+bench_sub=${BENCH#"$bench_top"}
 for m in "${modules[@]}"; do
   echo "== $m"
-  (cd "$m" && go test -run '^$' -bench "$BENCH" -benchtime="$BENCHTIME" ./...) 2>&1 | tee -a "$out" ||
-    failed+=("$m")
+  skip=()
+  for o in "${once[@]}"; do
+    [[ ${o%%:*} == "$m" ]] && skip+=("${o#*:}")
+  done
+  if ((${#skip[@]})); then
+    pattern=$(IFS='|'; echo "^(${skip[*]})\$")
+    bench "$m" -bench "$BENCH" -skip "$pattern" -benchtime="$BENCHTIME" ./...
+    for name in "${skip[@]}"; do
+      if [[ $name =~ $bench_top ]]; then
+        bench "$m" -bench "^$name\$$bench_sub" -benchtime=1x -timeout 30m .
+      fi
+    done
+  else
+    bench "$m" -bench "$BENCH" -benchtime="$BENCHTIME" ./...
+  fi
 done
 
 echo
-echo "== summary (ratio = figure / pgbench_tps of this run)"
+echo "== summary (ratio = figure / pgbench_tps of this run; figures in milliseconds without one)"
 awk '
-  /^pgbench_tps=/ { split($0, kv, "="); tps = kv[2]; printf "%-72s %12.0f %-9s %6s\n", "pgbench baseline (16 clients)", tps, "tps", "1.00" }
+  /^pgbench_tps=/ { split($0, kv, "="); tps = kv[2]; printf "%-72s %12.0f %-24s %6s\n", "pgbench baseline (16 clients)", tps, "tps", "1.00" }
   /^pkg: / { pkg = $2 }
   /^Benchmark/ {
     for (i = 2; i < NF; i++) {
-      if ($(i + 1) ~ /\/s$/) {
-        printf "%-72s %12.0f %-9s %6.2f\n", pkg "." $1, $i, $(i + 1), (tps > 0 ? $i / tps : 0)
+      unit = $(i + 1)
+      if (unit ~ /\/s$/) {
+        printf "%-72s %12.0f %-24s %6.2f\n", pkg "." $1, $i, unit, (tps > 0 ? $i / tps : 0)
+      } else if (unit ~ /^(cpu-)?ms|[-_]ms(\/|$)/) {
+        printf "%-72s %12.2f %-24s\n", pkg "." $1, $i, unit
       }
     }
   }
