@@ -210,29 +210,36 @@ func rollback(ctx context.Context, conn *pgxpool.Conn) {
 	_, _ = conn.Exec(ctx, "rollback")
 }
 
+// The reads of a group take arrays of ids and must stay index lookups however long the arrays and the log
+// grow: written as a plain join or "= any($1)", the planner may (and, measured, did) hash the array and scan
+// the whole events table for every group. A LATERAL subquery with OFFSET 0 cannot be flattened into a
+// join, so each element is one parameterised index probe.
 const (
 	// lockAllSQL takes the advisory lock of every stream in the order of their keys: every group locks in
 	// that order, so two groups that share streams wait for each other and never deadlock.
 	lockAllSQL = `select count(pg_advisory_xact_lock(k)) from (
 		select distinct hashtextextended(id, 0) as k from unnest($1::text[]) as id order by 1) as keys`
-	originsSQL = `select ` + eventColumns + ` from events where aggregate_id = any($1) and version = 1`
-	// knownSQL is eventsByIDSQL without its order: a group looks events up by id.
-	knownSQL = `select ` + eventColumns + ` from events where event_id = any($1)`
+	// knownSQL reads the events with the given ids (by the primary key).
+	knownSQL = `select e.* from unnest($1::uuid[]) as want(id) cross join lateral (
+		select ` + eventColumns + ` from events where events.event_id = want.id offset 0) as e`
+	// originsSQL reads the first event of each given stream (by the stream's version key).
+	originsSQL = `select e.* from unnest($1::text[]) as want(id) cross join lateral (
+		select ` + eventColumns + ` from events where events.aggregate_id = want.id and events.version = 1
+		offset 0) as e`
 	// snapshotsSQL and tailsSQL read each stream's snapshot (of the expected type and schema; a schema of
 	// -1 matches none) and the events after it; or, for a stream whose state is cached (after >= 0), no
 	// snapshot and the events after the cached version.
 	snapshotsSQL = `select s.aggregate_id, s.version, s.state
 		from unnest($1::text[], $2::text[], $3::int[], $4::int[]) as want(id, typ, schema, after)
-		join snapshots s on s.aggregate_id = want.id and s.aggregate_type = want.typ
-			and s.schema_version = want.schema
+		cross join lateral (select * from snapshots where snapshots.aggregate_id = want.id
+			and snapshots.aggregate_type = want.typ and snapshots.schema_version = want.schema offset 0) as s
 		where want.after < 0`
-	tailsSQL = `select ` + eventColumns + `
-		from unnest($1::text[], $2::text[], $3::int[], $4::int[]) as want(id, typ, schema, after)
-		join events on events.aggregate_id = want.id and events.version > case when want.after >= 0
-			then want.after
-			else coalesce((select s.version from snapshots s where s.aggregate_id = want.id
-				and s.aggregate_type = want.typ and s.schema_version = want.schema), 0) end
-		order by events.aggregate_id, events.version`
+	tailsSQL = `select e.* from unnest($1::text[], $2::text[], $3::int[], $4::int[]) as want(id, typ, schema, after)
+		cross join lateral (select ` + eventColumns + ` from events
+			where events.aggregate_id = want.id and events.version > case when want.after >= 0 then want.after
+				else coalesce((select s.version from snapshots s where s.aggregate_id = want.id
+					and s.aggregate_type = want.typ and s.schema_version = want.schema), 0) end
+			order by events.version offset 0) as e`
 )
 
 // read is the first round trip: begin, locks, and everything the ops read.

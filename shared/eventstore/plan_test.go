@@ -2,8 +2,10 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/shared/eventstore"
@@ -68,4 +70,46 @@ func scans(t *testing.T, pool *pgxpool.Pool) scanCounts {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A group's reads take arrays as long as a log batch of steps makes (hundreds of ids and streams), run
+// many times a second: each must stay index probes, never a scan of the whole events table, whatever plan
+// the server caches for it.
+func TestGroupReadsUseTheIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newPool(t, 1)
+	store := eventstore.New(pool)
+	if _, err := pool.Exec(ctx, `
+		insert into events (event_id, aggregate_id, aggregate_type, event_type, version, payload)
+		select gen_random_uuid(), 'user' || (g % 1000) || '@bank', 'account', 'Deposited', g / 1000 + 1, '{"amount": 1}'
+		from generate_series(0, 99999) as g`); err != nil {
+		t.Fatal(err)
+	}
+	// No ANALYZE: a server without autovacuum (or before it runs) plans with no statistics, and the scan
+	// showed up exactly there.
+	var ids []uuid.UUID
+	if err := pool.QueryRow(ctx, `select array_agg(event_id) from (select event_id from events limit 600) e`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	before := scans(t, pool)
+	// More than five runs, so that the server has planned a generic plan for each statement too.
+	for round := range 8 {
+		ops := make([]*eventstore.Op, 0, 300)
+		for i := range 300 {
+			o := op(fmt.Sprintf("user%d@bank", (round*300+i)%1000), uuid.Nil,
+				func(balance, int) ([]eventstore.NewEvent, error) { return nil, nil })
+			o.Needs = ids[i*2 : i*2+2]
+			o.Origins = []string{fmt.Sprintf("user%d@bank", (i+500)%1000)}
+			ops = append(ops, o)
+		}
+		if _, err := store.ExecuteAll(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := scans(t, pool)
+	if after.seq != before.seq {
+		t.Errorf("groups made %d sequential scans of events, want none (index scans: %d)",
+			after.seq-before.seq, after.idx-before.idx)
+	}
 }
