@@ -95,7 +95,8 @@ func New(rdb *redis.Client, rps, burst int, log *slog.Logger) *Limiter {
 // It returns {allowed, remaining, retry_after, reset_after[, lock]}: allowed 1 or 0; remaining whole
 // requests; retry_after and reset_after in seconds, as strings (-1 for retry_after when allowed); lock 1
 // when KEYS[2] was taken, or the value it holds. Redis 5 and later replicate a script by its effects,
-// which its call to TIME needs.
+// which its call to TIME needs. The two keys must live on one server: the gateway uses a single Redis
+// (a Redis Cluster would need them to share a hash tag).
 var script = redis.NewScript(`
 local emission_interval = 1 / tonumber(ARGV[2])
 local burst_offset = emission_interval * tonumber(ARGV[1])
