@@ -4,6 +4,7 @@ package auth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"slices"
 	"strings"
 )
 
@@ -26,6 +27,17 @@ func New(clients map[string]string) *Authenticator {
 		a.keys = append(a.keys, entry{digest: sha256.Sum256([]byte(key)), client: client})
 	}
 	return a
+}
+
+// Clients are the ids of the configured clients, each once.
+func (a *Authenticator) Clients() []string {
+	var ids []string
+	for _, e := range a.keys {
+		if !slices.Contains(ids, e.client) {
+			ids = append(ids, e.client)
+		}
+	}
+	return ids
 }
 
 // Authenticate returns the client id named by an Authorization header value ("Bearer <key>"). Every

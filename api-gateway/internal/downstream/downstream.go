@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,7 +38,6 @@ type Service struct {
 
 // Request is one call. Path is the escaped path and query, as the public request had them.
 type Request struct {
-	Method  string
 	Path    string
 	Header  http.Header
 	Body    []byte
@@ -86,23 +86,54 @@ func NewClient(reg prometheus.Registerer) *Client {
 	return c
 }
 
-// Do calls svc and returns its answer, whatever the status, or ErrUnavailable / ErrTimeout. If ctx itself
-// ends first (the client went away), ctx's error is returned.
-func (c *Client) Do(ctx context.Context, svc Service, r Request) (*Response, error) {
+// Endpoint is one service called with one method, its metrics' labels resolved when it is made (and,
+// for the status of an answer, the first time that status is seen) rather than on every call.
+type Endpoint struct {
+	client *Client
+	svc    Service
+	method string
+
+	byStatus [600]atomic.Pointer[observer] // indexed by HTTP status
+	timeout  outcome
+	unavail  outcome
+}
+
+type observer struct{ prometheus.Observer }
+
+// outcome is a call that gave no answer, by kind (timeout, unavailable).
+type outcome struct {
+	sentinel error
+	duration prometheus.Observer
+	errors   prometheus.Counter
+}
+
+// Endpoint returns the endpoint for calls of method to svc. Make them when routes are registered.
+func (c *Client) Endpoint(svc Service, method string) *Endpoint {
+	failed := func(kind string, sentinel error) outcome {
+		return outcome{sentinel: sentinel,
+			duration: c.duration.WithLabelValues(svc.Name, method, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
+	}
+	return &Endpoint{client: c, svc: svc, method: method,
+		timeout: failed("timeout", ErrTimeout), unavail: failed("unavailable", ErrUnavailable)}
+}
+
+// Do calls the endpoint and returns its answer, whatever the status, or ErrUnavailable / ErrTimeout. If
+// ctx itself ends first (the client went away), ctx's error is returned.
+func (e *Endpoint) Do(ctx context.Context, r Request) (*Response, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	var body io.Reader
 	if r.Body != nil {
 		body = bytes.NewReader(r.Body)
 	}
-	req, err := http.NewRequestWithContext(cctx, r.Method, svc.BaseURL+r.Path, body)
+	req, err := http.NewRequestWithContext(cctx, e.method, e.svc.BaseURL+r.Path, body)
 	if err != nil {
-		return nil, fmt.Errorf("build request to %s: %w", svc.Name, err)
+		return nil, fmt.Errorf("build request to %s: %w", e.svc.Name, err)
 	}
 	req.Header = r.Header
 
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	resp, err := e.client.http.Do(req)
 	if err == nil {
 		defer resp.Body.Close()
 		var b []byte
@@ -116,20 +147,33 @@ func (c *Client) Do(ctx context.Context, svc Service, r Request) (*Response, err
 			err = fmt.Errorf("answered %d with Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		if err == nil {
-			c.duration.WithLabelValues(svc.Name, r.Method, strconv.Itoa(resp.StatusCode)).Observe(time.Since(start).Seconds())
+			e.status(resp.StatusCode).Observe(time.Since(start).Seconds())
 			return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 		}
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	kind, sentinel := "unavailable", ErrUnavailable
+	o := &e.unavail
 	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
-		kind, sentinel = "timeout", ErrTimeout
+		o = &e.timeout
 	}
-	c.duration.WithLabelValues(svc.Name, r.Method, kind).Observe(time.Since(start).Seconds())
-	c.errors.WithLabelValues(svc.Name, kind).Inc()
-	return nil, fmt.Errorf("%w: %s %s %s: %w", sentinel, svc.Name, r.Method, r.Path, err)
+	o.duration.Observe(time.Since(start).Seconds())
+	o.errors.Inc()
+	return nil, fmt.Errorf("%w: %s %s %s: %w", o.sentinel, e.svc.Name, e.method, r.Path, err)
+}
+
+// status is the duration observer of answers with status code, resolved on its first use.
+func (e *Endpoint) status(code int) prometheus.Observer {
+	if code < 0 || code >= len(e.byStatus) {
+		return e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))
+	}
+	if o := e.byStatus[code].Load(); o != nil {
+		return o.Observer
+	}
+	o := &observer{e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))}
+	e.byStatus[code].Store(o)
+	return o.Observer
 }
 
 func isProblem(h http.Header) bool {

@@ -15,62 +15,103 @@ import (
 	"upi/shared/problem"
 )
 
-// validator decodes and validates a command's body at the edge, before anything is claimed or sent.
-type validator func(w http.ResponseWriter, r *http.Request) *problem.Problem
+// validator decodes and validates a command's body at the edge, before anything is claimed or sent, and
+// returns its fingerprint, made from the decoded request (idempotency.Canonical): the body is parsed once.
+type validator func(w http.ResponseWriter, r *http.Request) (fingerprint string, p *problem.Problem)
 
 func (s *server) openAccount(w http.ResponseWriter, r *http.Request) {
-	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.OpenAccountRequest
 		if p := contract.Decode(w, r, &req); p != nil {
-			return p
+			return "", p
 		}
-		_, p := req.Validate()
-		return p
+		if _, p := req.Validate(); p != nil {
+			return "", p
+		}
+		return openAccountFingerprint(req), nil
 	})
 }
 
 func (s *server) deposit(w http.ResponseWriter, r *http.Request) {
-	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.DepositRequest
 		if p := contract.Decode(w, r, &req); p != nil {
-			return p
+			return "", p
 		}
-		_, p := req.Validate(pathVPA(r), s.Limits)
-		return p
+		if _, p := req.Validate(pathVPA(r), s.Limits); p != nil {
+			return "", p
+		}
+		return depositFingerprint(req), nil
 	})
 }
 
 func (s *server) pay(w http.ResponseWriter, r *http.Request) {
-	s.command(w, r, func(w http.ResponseWriter, r *http.Request) *problem.Problem {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.PaymentRequest
 		if p := contract.Decode(w, r, &req); p != nil {
-			return p
+			return "", p
 		}
-		_, p := req.Validate(s.Limits)
-		return p
+		if _, p := req.Validate(s.Limits); p != nil {
+			return "", p
+		}
+		return paymentFingerprint(req), nil
 	})
 }
 
-// command runs a POST: key check, validation, the idempotency claim, the call to the command service,
-// and storing its outcome against the key.
+// The fingerprints of the commands' bodies: every field of the request, as decoded, in ascending key
+// order. A field added to a request must be added here (TestFingerprintsCoverEveryField fails until it is).
+
+func openAccountFingerprint(req contract.OpenAccountRequest) string {
+	var c idempotency.Canonical
+	c.String("holder_name", req.HolderName)
+	c.String("vpa", req.VPA)
+	return c.Fingerprint()
+}
+
+func depositFingerprint(req contract.DepositRequest) string {
+	var c idempotency.Canonical
+	c.Int("amount_paise", req.AmountPaise)
+	c.String("reference", req.Reference)
+	return c.Fingerprint()
+}
+
+func paymentFingerprint(req contract.PaymentRequest) string {
+	var c idempotency.Canonical
+	c.Int("amount_paise", req.AmountPaise)
+	c.String("note", req.Note)
+	c.String("payee_vpa", req.PayeeVPA)
+	c.String("payer_vpa", req.PayerVPA)
+	return c.Fingerprint()
+}
+
+// command runs a POST: key check, validation, then the rate limit and the idempotency claim in one Redis
+// round trip, the call to the command service, and storing its outcome against the key in one more.
 func (s *server) command(w http.ResponseWriter, r *http.Request, validate validator) {
 	ctx := r.Context()
 	key := r.Header.Get(contract.HeaderIdempotencyKey)
 	if err := contract.CheckIdempotencyKey(key); err != nil {
-		s.fail(w, r, problem.New(http.StatusBadRequest, problem.CodeIdempotencyKeyRequired, err.Error()))
+		s.refuse(w, r, problem.New(http.StatusBadRequest, problem.CodeIdempotencyKeyRequired, err.Error()))
 		return
 	}
 	// The body is forwarded as the client sent it; the tee keeps the bytes the strict decoder read.
 	var raw bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= contract.MaxBodyBytes {
+		raw.Grow(int(n))
+	}
 	r.Body = io.NopCloser(io.TeeReader(r.Body, &raw))
-	if p := validate(w, r); p != nil {
-		s.fail(w, r, p)
+	fp, p := validate(w, r)
+	if p != nil {
+		s.refuse(w, r, p)
 		return
 	}
 	body := raw.Bytes()
 
-	scope := idempotency.Scope{Client: clientID(ctx), Method: r.Method, Path: r.URL.Path, Key: key}
-	out, err := s.Idempotency.Begin(ctx, scope, idempotency.Fingerprint(body))
+	client := clientID(ctx)
+	scope := idempotency.Scope{Client: client, Method: r.Method, Path: r.URL.Path, Key: key}
+	rate, out, err := s.Idempotency.Begin(ctx, s.Limiter, limitKey(client), scope, fp)
+	if !s.rated(w, rate, s.metrics.rateLimitedBy(client)) {
+		return
+	}
 	switch {
 	case errors.Is(err, idempotency.ErrInFlight), errors.Is(err, idempotency.ErrReused):
 		s.fail(w, r, err)
@@ -89,13 +130,13 @@ func (s *server) command(w http.ResponseWriter, r *http.Request, validate valida
 	claim := out.Claim
 
 	h := forwardHeader(r)
-	h.Set("Content-Type", "application/json")
-	h.Set(contract.HeaderIdempotencyKey, key)
+	h[headerContentType] = []string{"application/json"}
+	h[headerIdempotencyKey] = []string{key}
 	// The path is forwarded decoded, like a read's (see query), once validated.
 	// A client that hangs up does not cancel its command: the call runs to its own deadline and its
 	// outcome is stored, so the client's retry is a cheap replay instead of an unknown.
-	resp, err := s.Downstream.Do(context.WithoutCancel(ctx), s.Commands, downstream.Request{
-		Method: r.Method, Path: r.URL.Path, Header: h, Body: body, Timeout: s.CommandTimeout,
+	resp, err := s.commands.Do(context.WithoutCancel(ctx), downstream.Request{
+		Path: r.URL.Path, Header: h, Body: body, Timeout: s.CommandTimeout,
 	})
 	if err != nil {
 		s.release(r, claim)
@@ -115,6 +156,14 @@ func (s *server) command(w http.ResponseWriter, r *http.Request, validate valida
 		}
 	}
 	relay(w, resp)
+}
+
+// refuse answers a command refused at the edge (a bad key or body), after checking the client's rate
+// limit alone, so that a client over its limit gets 429 whatever it sends, as for any other request.
+func (s *server) refuse(w http.ResponseWriter, r *http.Request, p *problem.Problem) {
+	if s.allow(w, r) {
+		s.fail(w, r, p)
+	}
 }
 
 func (s *server) release(r *http.Request, claim *idempotency.Claim) {

@@ -5,8 +5,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
@@ -27,32 +30,24 @@ func clientID(ctx context.Context) string {
 	return id
 }
 
-// guard authenticates and rate-limits every /v1 request. Unauthenticated requests are limited too, per
-// client IP, so guessing keys is as slow as any other traffic. The IP is the connection's peer: the
-// gateway trusts no forwarding header, as it is the public edge.
-func (s *server) guard(next http.Handler) http.Handler {
+// limitKey is the rate-limit key of an authenticated client.
+func limitKey(client string) string { return "client:" + client }
+
+// authenticate names the client of every /v1 request. Unauthenticated requests are rate-limited per
+// client IP before they are refused, so guessing keys is as slow as any other traffic. The IP is the
+// connection's peer: the gateway trusts no forwarding header, as it is the public edge.
+//
+// An authenticated request is rate-limited further on, in one Redis round trip each: by limit for reads
+// (and unknown routes), and by a command in the round trip that also claims its idempotency key.
+func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client, ok := s.Auth.Authenticate(r.Header.Get("Authorization"))
-		limitKey, label := "client:"+client, client
 		if !ok {
-			limitKey, label = "ip:"+peerIP(r), "unauthenticated"
-		}
-		res := s.Limiter.Allow(r.Context(), limitKey)
-		if res.Fallback {
-			s.metrics.rateLimitFallback.Inc()
-		}
-		setRateLimitHeaders(w.Header(), res)
-		if !res.Allowed {
-			s.metrics.rateLimited.WithLabelValues(label).Inc()
-			p := problem.New(http.StatusTooManyRequests, problem.CodeRateLimited, "too many requests; retry after the time in Retry-After")
-			p.RetryAfter = ceilSeconds(res.RetryAfter)
-			problem.Write(w, p)
-			return
-		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="upi"`)
-			problem.Write(w, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated,
-				"a valid API key is required: Authorization: Bearer <key>"))
+			if s.rated(w, s.Limiter.Allow(r.Context(), "ip:"+peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="upi"`)
+				problem.Write(w, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated,
+					"a valid API key is required: Authorization: Bearer <key>"))
+			}
 			return
 		}
 		// Only the gateway names the client to the services.
@@ -61,10 +56,50 @@ func (s *server) guard(next http.Handler) http.Handler {
 	})
 }
 
+// limit rate-limits an authenticated client's request.
+func (s *server) limit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.allow(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// allow checks the authenticated client's rate limit, sets the RateLimit headers and answers 429 when
+// the client is over it. It reports whether the request may go on.
+func (s *server) allow(w http.ResponseWriter, r *http.Request) bool {
+	client := clientID(r.Context())
+	return s.rated(w, s.Limiter.Allow(r.Context(), limitKey(client)), s.metrics.rateLimitedBy(client))
+}
+
+// rated sets the RateLimit headers of a decision and answers 429 if the request was not allowed,
+// counting it in limited. It reports whether the request may go on.
+func (s *server) rated(w http.ResponseWriter, res ratelimit.Result, limited prometheus.Counter) bool {
+	if res.Fallback {
+		s.metrics.rateLimitFallback.Inc()
+	}
+	setRateLimitHeaders(w.Header(), res)
+	if res.Allowed {
+		return true
+	}
+	limited.Inc()
+	p := problem.New(http.StatusTooManyRequests, problem.CodeRateLimited, "too many requests; retry after the time in Retry-After")
+	p.RetryAfter = ceilSeconds(res.RetryAfter)
+	problem.Write(w, p)
+	return false
+}
+
+// The RateLimit header names in canonical form, so setting them skips canonicalising them each time.
+var (
+	headerRateLimitLimit     = textproto.CanonicalMIMEHeaderKey("RateLimit-Limit")
+	headerRateLimitRemaining = textproto.CanonicalMIMEHeaderKey("RateLimit-Remaining")
+	headerRateLimitReset     = textproto.CanonicalMIMEHeaderKey("RateLimit-Reset")
+)
+
 func setRateLimitHeaders(h http.Header, res ratelimit.Result) {
-	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSecondsAllowZero(res.ResetAfter)))
+	h[headerRateLimitLimit] = []string{strconv.Itoa(res.Limit)}
+	h[headerRateLimitRemaining] = []string{strconv.Itoa(res.Remaining)}
+	h[headerRateLimitReset] = []string{strconv.Itoa(ceilSecondsAllowZero(res.ResetAfter))}
 }
 
 // ceilSeconds rounds d up to whole seconds, at least 1: Retry-After: 0 would invite an immediate retry.

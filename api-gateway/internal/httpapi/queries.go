@@ -82,9 +82,7 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := s.Downstream.Do(r.Context(), s.Queries, downstream.Request{
-		Method: http.MethodGet, Path: path, Header: forwardHeader(r), Timeout: timeout,
-	})
+	resp, err := s.queries.Do(r.Context(), downstream.Request{Path: path, Header: forwardHeader(r), Timeout: timeout})
 	if err != nil {
 		s.fail(w, r, err)
 		return

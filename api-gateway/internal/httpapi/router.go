@@ -5,6 +5,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -49,6 +50,8 @@ type Config struct {
 type server struct {
 	Config
 	metrics *metrics
+	// commands and queries are the downstream endpoints, their metrics resolved once.
+	commands, queries *downstream.Endpoint
 }
 
 // NewRouter returns the gateway's router: the operations routes of every service, and the public /v1 API.
@@ -59,25 +62,40 @@ func NewRouter(cfg Config) chi.Router {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = defaultQueryTimeout
 	}
-	s := &server{Config: cfg, metrics: newMetrics(cfg.Registry)}
+	s := &server{
+		Config:   cfg,
+		metrics:  newMetrics(cfg.Registry, cfg.Auth.Clients()),
+		commands: cfg.Downstream.Endpoint(cfg.Commands, http.MethodPost),
+		queries:  cfg.Downstream.Endpoint(cfg.Queries, http.MethodGet),
+	}
 	r := observability.NewRouter(observability.RouterConfig{Log: cfg.Log, Registry: cfg.Registry, Checks: cfg.Checks})
-	r.Route("/v1", func(r chi.Router) {
-		r.Use(s.guard)
-		r.Post("/accounts", s.openAccount)
+	v1 := chi.NewRouter()
+	v1.Use(s.authenticate)
+	// Commands check the client's rate limit in the Redis round trip that claims their idempotency key
+	// (command); every other request checks it alone (limit).
+	v1.Post("/accounts", s.openAccount)
+	v1.Post("/accounts/{vpa}/deposits", s.deposit)
+	v1.Post("/payments", s.pay)
+	v1.Group(func(r chi.Router) {
+		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
 		r.Get("/accounts/{vpa}/balance", s.getAccount)
 		r.Get("/accounts/{vpa}/transactions", s.listTransactions)
-		r.Post("/accounts/{vpa}/deposits", s.deposit)
-		r.Post("/payments", s.pay)
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
 	})
+	r.Mount("/v1", v1)
+	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's
+	// rate limit like any other request.
+	v1.NotFound(s.limit(v1.NotFoundHandler()).ServeHTTP)
+	v1.MethodNotAllowed(s.limit(v1.MethodNotAllowedHandler()).ServeHTTP)
 	return r
 }
 
-// relayedHeaders are the headers of a service's answer that reach the client. Everything else (the
-// service's own X-Request-ID, hop-by-hop headers) stays behind.
-var relayedHeaders = []string{
+// relayedHeaders are the headers of a service's answer that reach the client, in canonical form (as a
+// received header's names are). Everything else (the service's own X-Request-ID, hop-by-hop headers)
+// stays behind.
+var relayedHeaders = canonical(
 	"Content-Type",
 	"Location",
 	"Retry-After",
@@ -85,13 +103,20 @@ var relayedHeaders = []string{
 	contract.HeaderProjectionPosition,
 	contract.HeaderProjectionStale,
 	contract.HeaderIdempotentReplayed,
+)
+
+func canonical(names ...string) []string {
+	for i, n := range names {
+		names[i] = textproto.CanonicalMIMEHeaderKey(n)
+	}
+	return names
 }
 
 // relay writes a service's answer to the client unchanged.
 func relay(w http.ResponseWriter, resp *downstream.Response) {
 	h := w.Header()
 	for _, name := range relayedHeaders {
-		if v := resp.Header.Values(name); len(v) > 0 {
+		if v := resp.Header[name]; len(v) > 0 {
 			h[name] = v
 		}
 	}
@@ -100,11 +125,20 @@ func relay(w http.ResponseWriter, resp *downstream.Response) {
 }
 
 // forwardHeader is the header of a downstream call: only what the services need, and the client id the
-// gateway authenticated, never one the client sent.
+// gateway authenticated, never one the client sent. Room is left for the headers a command adds.
 func forwardHeader(r *http.Request) http.Header {
-	h := http.Header{}
-	h.Set("Accept", "application/json")
-	h.Set(observability.HeaderRequestID, observability.RequestID(r.Context()))
-	h.Set(contract.HeaderClientID, clientID(r.Context()))
+	h := make(http.Header, 5)
+	h[headerAccept] = []string{"application/json"}
+	h[headerRequestID] = []string{observability.RequestID(r.Context())}
+	h[headerClientID] = []string{clientID(r.Context())}
 	return h
 }
+
+// Header names in canonical form, so setting them skips canonicalising them on every request.
+var (
+	headerAccept         = textproto.CanonicalMIMEHeaderKey("Accept")
+	headerContentType    = textproto.CanonicalMIMEHeaderKey("Content-Type")
+	headerRequestID      = textproto.CanonicalMIMEHeaderKey(observability.HeaderRequestID)
+	headerClientID       = textproto.CanonicalMIMEHeaderKey(contract.HeaderClientID)
+	headerIdempotencyKey = textproto.CanonicalMIMEHeaderKey(contract.HeaderIdempotencyKey)
+)

@@ -1,11 +1,11 @@
 // Package idempotency is the gateway's fast path for idempotent POSTs: an atomic claim per (client,
-// method, path, key) in Redis, the request's fingerprint, and the stored final response. It is not the
-// only guard: the command service derives its effects' ids from the same scope, so a retry that gets past
-// Redis (flushed, evicted, down) still meets a unique constraint in PostgreSQL.
+// method, path, key) in Redis, made in the round trip that checks the client's rate limit, the request's
+// fingerprint, and the stored final response, written in one more round trip. It is not the only guard:
+// the command service derives its effects' ids from the same scope, so a retry that gets past Redis
+// (flushed, evicted, down) still meets a unique constraint in PostgreSQL.
 package idempotency
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"upi/api-gateway/internal/ratelimit"
 )
 
 // Errors of Begin that are answers to the client; any other error means Redis could not answer.
@@ -26,8 +28,8 @@ var (
 	ErrReused = errors.New("the idempotency key was used with a different request body")
 )
 
-// opTimeout bounds one Redis round trip, so a slow Redis costs a request at most this much before the
-// gateway goes on without it.
+// opTimeout bounds the round trip that stores or releases a claim, so a slow Redis costs a request at
+// most this much after its command.
 const opTimeout = 300 * time.Millisecond
 
 // Scope is what a key is unique within. Two clients may use the same key independently.
@@ -91,51 +93,57 @@ type Outcome struct {
 	Replay *Response
 }
 
-// Begin claims scope for a request with fingerprint fp, or returns the stored response of an earlier
-// request with the same fingerprint. ErrReused and ErrInFlight are answers; any other error means Redis
-// did not answer and the caller decides how to go on without it.
-func (s *Store) Begin(ctx context.Context, scope Scope, fp string) (Outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	key := scope.redisKey()
-	owner := make([]byte, 16)
-	if _, err := rand.Read(owner); err != nil {
-		return Outcome{}, fmt.Errorf("claim owner: %w", err)
+// Begin checks the client's rate limit under limitKey and, only if the request is allowed, claims scope
+// for a request with fingerprint fp (from Canonical), in one Redis round trip; when the key is already
+// held it returns the stored response of an earlier request with the same fingerprint. ErrReused and ErrInFlight are answers;
+// any other error means Redis did not answer (the rate limit was then decided in process) and the caller
+// decides how to go on without it. When the request is not allowed, nothing is claimed and the Outcome is
+// empty.
+func (s *Store) Begin(ctx context.Context, limiter *ratelimit.Limiter, limitKey string, scope Scope, fp string) (ratelimit.Result, Outcome, error) {
+	var owner [16]byte
+	_, _ = rand.Read(owner[:]) // never fails (crypto/rand, Go 1.24 and later)
+	c := &Claim{store: s, key: scope.redisKey(), value: inFlightValue(fp, hex.EncodeToString(owner[:])), fp: fp}
+	res, locked := limiter.AllowAndLock(ctx, limitKey, ratelimit.Lock{Key: c.key, Value: c.value, TTL: s.lockTTL})
+	switch {
+	case !res.Allowed:
+		return res, Outcome{}, nil
+	case locked.Err != nil:
+		return res, Outcome{}, fmt.Errorf("claim idempotency key: %w", locked.Err)
+	case locked.Taken:
+		return res, Outcome{Claim: c}, nil
 	}
-	value, err := json.Marshal(record{State: stateInFlight, Fingerprint: fp, Owner: hex.EncodeToString(owner)})
-	if err != nil {
-		return Outcome{}, fmt.Errorf("encode claim: %w", err)
+	var rec record
+	if err := json.Unmarshal(locked.Held, &rec); err != nil {
+		return res, Outcome{}, fmt.Errorf("decode idempotency record: %w", err)
 	}
-	// Between a failed SET NX and the GET the holder may release its claim (a 5xx); then claim again.
-	for range 3 {
-		ok, err := s.rdb.SetNX(ctx, key, value, s.lockTTL).Result()
-		if err != nil {
-			return Outcome{}, fmt.Errorf("claim idempotency key: %w", err)
-		}
-		if ok {
-			return Outcome{Claim: &Claim{store: s, key: key, value: string(value), fp: fp}}, nil
-		}
-		raw, err := s.rdb.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			return Outcome{}, fmt.Errorf("read idempotency key: %w", err)
-		}
-		var rec record
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			return Outcome{}, fmt.Errorf("decode idempotency record: %w", err)
-		}
-		switch {
-		case rec.Fingerprint != fp:
-			return Outcome{}, ErrReused
-		case rec.State == stateDone && rec.Response != nil:
-			return Outcome{Replay: rec.Response}, nil
-		default:
-			return Outcome{}, ErrInFlight
+	switch {
+	case rec.Fingerprint != fp:
+		return res, Outcome{}, ErrReused
+	case rec.State == stateDone && rec.Response != nil:
+		return res, Outcome{Replay: rec.Response}, nil
+	default:
+		return res, Outcome{}, ErrInFlight
+	}
+}
+
+// inFlightValue is the claim's record, {"state":"in_flight","fingerprint":fp,"owner":owner}, the bytes
+// json.Marshal would give, written out because a claim is made on every POST. A fingerprint and an owner
+// are hex, which needs no escaping; anything else is marshalled.
+func inFlightValue(fp, owner string) string {
+	if !isHex(fp) {
+		b, _ := json.Marshal(record{State: stateInFlight, Fingerprint: fp, Owner: owner})
+		return string(b)
+	}
+	return `{"state":"` + stateInFlight + `","fingerprint":"` + fp + `","owner":"` + owner + `"}`
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
 		}
 	}
-	return Outcome{}, ErrInFlight
+	return true
 }
 
 // completeScript replaces the claim with the final record only if the claim is still this request's.
@@ -178,21 +186,4 @@ func (c *Claim) Release(ctx context.Context) error {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil
-}
-
-// Fingerprint is the SHA-256 of the canonical form of a JSON body: decoded and re-encoded with object
-// keys sorted and no insignificant whitespace, so key order and formatting do not change it. Numbers keep
-// their literal text (1 and 1.0 differ, as they do for the strict decoder that validates the body).
-func Fingerprint(body []byte) string {
-	canonical := body
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err == nil {
-		if b, err := json.Marshal(v); err == nil {
-			canonical = b
-		}
-	}
-	sum := sha256.Sum256(canonical)
-	return hex.EncodeToString(sum[:])
 }
