@@ -39,7 +39,10 @@ func TestSubscriberAppliesEachEventOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = ch.QueueDelete(queue, false, false, false); _ = ch.ExchangeDelete(exchange, false, false) })
+	t.Cleanup(func() {
+		_, _ = ch.QueueDelete(queue, false, false, false)
+		_ = ch.ExchangeDelete(exchange, false, false)
+	})
 	if err := subscriber.Bind(ch, exchange, queue); err != nil {
 		t.Fatal(err)
 	}
