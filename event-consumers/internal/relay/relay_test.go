@@ -39,12 +39,18 @@ type running struct {
 
 func startRelay(t testing.TB, pool *pgxpool.Pool, url, exchange string) *running {
 	t.Helper()
+	return startRelayWith(t, pool, url, exchange, 64, runner.Options{BatchSize: 100, LockRetry: 50 * time.Millisecond,
+		MonitorEvery: 200 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+}
+
+// startRelayWith runs the relay with an in-flight bound (0: the default) and the runner's opts.
+func startRelayWith(t testing.TB, pool *pgxpool.Pool, url, exchange string, inFlight int, opts runner.Options) *running {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	m := relay.NewMetrics(reg)
-	rl := relay.New(relay.Config{URL: url, Exchange: exchange, InFlight: 64, RetryMax: 200 * time.Millisecond},
+	rl := relay.New(relay.Config{URL: url, Exchange: exchange, InFlight: inFlight, RetryMax: 200 * time.Millisecond},
 		testLog(t), m)
-	r := runner.New(pool, testLog(t), reg, runner.Options{BatchSize: 100, LockRetry: 50 * time.Millisecond,
-		MonitorEvery: 200 * time.Millisecond, RetryMax: 200 * time.Millisecond})
+	r := runner.New(pool, testLog(t), reg, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -203,4 +209,29 @@ func TestRelayBrokerOutageLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d events, %d repeats, republished counter %v after 3 outages", len(log), repeats,
 		testutil.ToFloat64(rl.m.Republished()))
+}
+
+// waitCheckpointAtEnd waits until the relay's checkpoint is at the last event appended.
+func waitCheckpointAtEnd(t testing.TB, pool *pgxpool.Pool, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	var last eventstore.Position
+	if err := pool.QueryRow(ctx, `select tx_id::text::bigint, global_position from events
+		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		cp, err := runner.LoadCheckpoint(ctx, pool, relay.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cp == last {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relay checkpoint at %v, not at the last event %v", cp, last)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
