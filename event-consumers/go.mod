@@ -4,6 +4,7 @@ go 1.26.0
 
 replace (
 	upi/db => ../db
+	upi/examples/feed-subscriber => ../examples/feed-subscriber
 	upi/shared => ../shared
 )
 
@@ -13,9 +14,11 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/redis/go-redis/v9 v9.23.0
 	golang.org/x/sync v0.24.0
 	upi/db v0.0.0
+	upi/examples/feed-subscriber v0.0.0
 	upi/shared v0.0.0-00010101000000-000000000000
 )
 

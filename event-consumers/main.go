@@ -1,5 +1,5 @@
-// Command event-consumers follows the event log: it builds the projections the query service reads and
-// runs the payment workflow. `event-consumers rebuild all|NAME` rebuilds projections and exits.
+// Command event-consumers follows the event log: it builds the projections the query service reads, runs
+// the payment workflow and relays the log to RabbitMQ (the event feed). `event-consumers rebuild all|NAME` rebuilds projections and exits.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"upi/db"
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/relay"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workflow"
 	"upi/shared/contract"
@@ -88,19 +89,34 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	consumers = append(consumers, flow)
 
 	health := &http.Client{Timeout: 2 * time.Second}
-	router := observability.NewRouter(observability.RouterConfig{
-		Log: log, Registry: reg,
-		Checks: []observability.Check{
-			{Name: "postgres", Ping: pool.Ping},
-			observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
-		},
-	})
+	checks := []observability.Check{
+		{Name: "postgres", Ping: pool.Ping},
+		observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
+	}
+
+	// The event feed: one more consumer, publishing the log to RabbitMQ. Its broker is reported by
+	// /readyz but does not make the process unready: the projections and the workflow do not need it.
+	var feed *relay.Relay
+	if cfg.RelayEnabled {
+		feed = relay.New(relay.Config{URL: cfg.RabbitMQURL, Exchange: cfg.RelayExchange, InFlight: cfg.RelayInFlight},
+			log, relay.NewMetrics(reg))
+		defer feed.Close()
+		consumers = append(consumers, feed)
+		checks = append(checks, observability.Check{Name: "rabbitmq", Ping: feed.Ping, Optional: true})
+	} else {
+		log.Info("event feed: relay disabled (RELAY_ENABLED=false)")
+	}
+
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks})
 	router.Post("/admin/rebuild/{name}", rebuildHandler(ctx, log, projs, rebuild))
 
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	g.Go(func() error { flow.RetryParked(gctx); return nil })
+	if feed != nil {
+		g.Go(func() error { feed.Run(gctx); return nil })
+	}
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
 	g.Go(func() error { return httpserver.ServeDebug(gctx, log, cfg.PprofAddr) })
 	return g.Wait()

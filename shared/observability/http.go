@@ -47,6 +47,9 @@ func Registry() *prometheus.Registry {
 type Check struct {
 	Name string
 	Ping func(ctx context.Context) error
+	// Optional checks are reported ("unavailable") but do not make the service unready: a dependency only
+	// one part of the service needs, which waits for it on its own (the event feed's broker).
+	Optional bool
 }
 
 // RouterConfig is what NewRouter needs.
@@ -156,9 +159,11 @@ func ready(log *slog.Logger, checks []Check) http.HandlerFunc {
 		}{Status: "ready", Checks: make(map[string]string, len(checks))}
 		for _, c := range checks {
 			if err := c.Ping(ctx); err != nil {
-				body.Status = "unavailable"
+				if !c.Optional {
+					body.Status = "unavailable"
+				}
 				body.Checks[c.Name] = "unavailable"
-				log.WarnContext(ctx, "readiness check failed", "dependency", c.Name, "err", err)
+				log.WarnContext(ctx, "readiness check failed", "dependency", c.Name, "optional", c.Optional, "err", err)
 				continue
 			}
 			body.Checks[c.Name] = "ok"

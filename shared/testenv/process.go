@@ -112,6 +112,11 @@ func StartService(t testing.TB, service string, env map[string]string) *Service 
 		logPath: filepath.Join(t.TempDir(), service+".log"),
 	}
 	s.env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d", addrVar[service], port))
+	if service == "event-consumers" {
+		// The event feed stays off unless a test asks for it (RELAY_ENABLED=true and a RELAY_EXCHANGE of
+		// its own): tests must not publish to the machine's upi.events exchange.
+		s.env = append(s.env, "RELAY_ENABLED=false")
+	}
 	for k, v := range env {
 		s.env = append(s.env, k+"="+v)
 	}

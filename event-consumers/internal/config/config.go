@@ -21,6 +21,12 @@ type Config struct {
 	// BatchSize is how many events a consumer handles per transaction; RebuildBatch the same for a replay.
 	BatchSize    int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	RebuildBatch int `env:"REBUILD_BATCH_SIZE" envDefault:"5000"`
+	// The event feed (docs/event-feed.md): the relay publishes the log to RABBITMQ_URL's RELAY_EXCHANGE
+	// unless RELAY_ENABLED is false. RELAY_IN_FLIGHT bounds the messages awaiting the broker's confirm.
+	RelayEnabled  bool   `env:"RELAY_ENABLED" envDefault:"true"`
+	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
+	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
 }
 
 // Load parses and validates the environment.
@@ -31,6 +37,9 @@ func Load() (Config, error) {
 	}
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
+	}
+	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {
+		return cfg, fmt.Errorf("config: RELAY_EXCHANGE must be set and RELAY_IN_FLIGHT be 1..10000")
 	}
 	return cfg, nil
 }
@@ -45,5 +54,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("pprof_addr", c.PprofAddr),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Int("rebuild_batch_size", c.RebuildBatch),
+		slog.Bool("relay_enabled", c.RelayEnabled),
+		slog.String("rabbitmq_url", observability.RedactURL(c.RabbitMQURL)),
+		slog.String("relay_exchange", c.RelayExchange),
+		slog.Int("relay_in_flight", c.RelayInFlight),
 	)
 }
