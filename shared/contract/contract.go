@@ -109,6 +109,11 @@ type Payment struct {
 	Position    string  `json:"position"`
 }
 
+// PaymentList is the answer of a payment search (GET /v1/payments?rrn=).
+type PaymentList struct {
+	Items []Payment `json:"items"`
+}
+
 // Transaction kinds: one row per money movement on an account.
 const (
 	KindDeposit  = "DEPOSIT"
