@@ -69,6 +69,8 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/accounts/{vpa}/transactions", s.listTransactions)
 		r.Post("/accounts/{vpa}/deposits", s.deposit)
 		r.Post("/payments", s.pay)
+		r.Get("/payments", s.findPayments)
+		r.Get("/vpas/{vpa}", s.lookupVPA)
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
 	})
