@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,4 +241,69 @@ func TestE2EUPIDefaultLimits(t *testing.T) {
 		}
 	}
 	expect(t, s.do(req{method: http.MethodGet, path: "/v1/payments?rrn=12345", key: alphaKey}), http.StatusBadRequest, problem.CodeValidation)
+}
+
+// TestE2EUPILimitsRaceAndOff: the daily amount limit holds under 50 concurrent payments from one payer
+// (exactly the 10 that fit complete), Z8 past Rs 1,00,000, and a limit set to 0 lets payments through;
+// every completed payment has its own 12-digit RRN.
+func TestE2EUPILimitsRaceAndOff(t *testing.T) {
+	s := newUPIStack(t, map[string]string{"LIMIT_NEW_ACCOUNT_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0"})
+	s.open(alphaKey, "alice@okbank", "Alice", "")
+	s.open(betaKey, "bob@okbank", "Bob", "")
+	s.deposit(alphaKey, "alice@okbank", 50_000_000)
+
+	// 50 concurrent payments of Rs 10,000; the daily Rs 1,00,000 fits exactly 10.
+	const n = 50
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], _ = s.pay(alphaKey, fmt.Sprintf("race-%d", i), "alice@okbank", "bob@okbank", 1_000_000)
+		}()
+	}
+	wg.Wait()
+	rrns := map[string]bool{}
+	done := 0
+	for _, id := range ids {
+		p := s.settled(alphaKey, id)
+		switch p.Status {
+		case contract.PaymentCompleted:
+			completed(t, p)
+			if rrns[p.RRN] {
+				t.Fatalf("rrn %s given twice", p.RRN)
+			}
+			rrns[p.RRN] = true
+			done++
+		default:
+			failedWith(t, p, "DAILY_LIMIT_EXCEEDED", "Z8")
+		}
+	}
+	if done != 10 {
+		t.Fatalf("%d payments completed, want exactly 10", done)
+	}
+	if b := s.balance(alphaKey, "alice@okbank"); b != 50_000_000-10*1_000_000 {
+		t.Fatalf("alice's balance = %d", b)
+	}
+	id, _ := s.pay(alphaKey, "past-1", "alice@okbank", "bob@okbank", 1)
+	failedWith(t, s.settled(alphaKey, id), "DAILY_LIMIT_EXCEEDED", "Z8")
+
+	// With the count and new-account limits off, a new account pays more than Rs 5,000 to persons, more
+	// than ten times; every RRN is unique.
+	s.open(betaKey, "dave@okbank", "Dave", "")
+	s.deposit(betaKey, "dave@okbank", 5_000_000)
+	ids = make([]string, 0, 200)
+	for i := 0; i < 200; i++ {
+		id, _ := s.pay(betaKey, fmt.Sprintf("many-%d", i), "dave@okbank", "bob@okbank", 20_000)
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		p := s.settled(betaKey, id)
+		completed(t, p)
+		if rrns[p.RRN] {
+			t.Fatalf("rrn %s given twice", p.RRN)
+		}
+		rrns[p.RRN] = true
+	}
 }
