@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"upi/shared/events"
 	"upi/shared/money"
 )
 
@@ -38,6 +39,8 @@ type Limits struct {
 type Account struct {
 	VPA          string `json:"vpa"`
 	HolderName   string `json:"holder_name"`
+	Type         string `json:"type"`
+	MCC          string `json:"mcc,omitempty"`
 	Status       string `json:"status"`
 	BalancePaise int64  `json:"balance_paise"`
 	Currency     string `json:"currency"`
@@ -48,6 +51,20 @@ type Account struct {
 
 // AccountStatusActive is the only account status today.
 const AccountStatusActive = "ACTIVE"
+
+// Account types.
+const (
+	AccountPerson = events.AccountPerson
+	AccountEntity = events.AccountEntity
+)
+
+// VPALookup is the answer of a payee lookup: what a payer is shown before paying, and nothing else.
+type VPALookup struct {
+	VPA  string `json:"vpa"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	MCC  string `json:"mcc,omitempty"`
+}
 
 // Balance is the balance resource.
 type Balance struct {
@@ -73,9 +90,11 @@ const (
 	PaymentFailed    = "FAILED"
 )
 
-// Payment is the payment resource. FailureCode is null unless the payment FAILED.
+// Payment is the payment resource. FailureCode and NPCICode are null unless the payment FAILED; RRN is
+// absent until the payer is debited.
 type Payment struct {
 	PaymentID   string  `json:"payment_id"`
+	UPITxnID    string  `json:"upi_txn_id"`
 	PayerVPA    string  `json:"payer_vpa"`
 	PayeeVPA    string  `json:"payee_vpa"`
 	AmountPaise int64   `json:"amount_paise"`
@@ -83,9 +102,16 @@ type Payment struct {
 	Note        string  `json:"note"`
 	Status      string  `json:"status"`
 	FailureCode *string `json:"failure_code"`
+	NPCICode    *string `json:"npci_code"`
+	RRN         string  `json:"rrn,omitempty"`
 	CreatedAt   string  `json:"created_at"`
 	UpdatedAt   string  `json:"updated_at"`
 	Position    string  `json:"position"`
+}
+
+// PaymentList is the answer of a payment search (GET /v1/payments?rrn=).
+type PaymentList struct {
+	Items []Payment `json:"items"`
 }
 
 // Transaction kinds: one row per money movement on an account.
@@ -104,6 +130,7 @@ type Transaction struct {
 	PaymentID         string `json:"payment_id,omitempty"`
 	CounterpartyVPA   string `json:"counterparty_vpa,omitempty"`
 	Reference         string `json:"reference,omitempty"`
+	RRN               string `json:"rrn,omitempty"`
 	At                string `json:"at"`
 	Position          string `json:"position"`
 }
@@ -125,6 +152,15 @@ type PaymentEvent struct {
 // PaymentEventPage is a payment's audit trail, oldest first.
 type PaymentEventPage struct {
 	Items []PaymentEvent `json:"items"`
+}
+
+// NPCICode is the NPCI reason code beside a failure code: nil when there is no failure code.
+func NPCICode(failureCode *string) *string {
+	if failureCode == nil {
+		return nil
+	}
+	c := events.NPCICode(*failureCode)
+	return &c
 }
 
 // Time formats t as every time in the API: RFC 3339 in UTC.

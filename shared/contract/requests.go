@@ -15,12 +15,17 @@ import (
 type OpenAccountRequest struct {
 	VPA        string `json:"vpa"`
 	HolderName string `json:"holder_name"`
+	// Type is PERSON (the default) or ENTITY; an ENTITY needs MCC, a PERSON may not have one.
+	Type string `json:"type,omitempty"`
+	MCC  string `json:"mcc,omitempty"`
 }
 
 // OpenAccount is a validated OpenAccountRequest.
 type OpenAccount struct {
 	VPA        vpa.VPA
 	HolderName string
+	Type       string // PERSON or ENTITY
+	MCC        string // an ENTITY's 4-digit merchant category code; "" for a PERSON
 }
 
 // Validate checks the request and returns the command, or a 400 VALIDATION problem.
@@ -34,10 +39,26 @@ func (r OpenAccountRequest) Validate() (OpenAccount, *problem.Problem) {
 	if n := utf8.RuneCountInString(name); n < 1 || n > 100 || !utf8.ValidString(name) || hasControl(name) {
 		errs = append(errs, problem.FieldError{Field: "holder_name", Message: "holder_name must be 1 to 100 printable characters"})
 	}
+	kind := r.Type
+	switch kind {
+	case "":
+		kind = AccountPerson
+		fallthrough
+	case AccountPerson:
+		if r.MCC != "" {
+			errs = append(errs, problem.FieldError{Field: "mcc", Message: "a PERSON account has no mcc"})
+		}
+	case AccountEntity:
+		if !isMCC(r.MCC) {
+			errs = append(errs, problem.FieldError{Field: "mcc", Message: "an ENTITY account needs mcc, a 4-digit merchant category code"})
+		}
+	default:
+		errs = append(errs, problem.FieldError{Field: "type", Message: "type must be PERSON or ENTITY"})
+	}
 	if errs != nil {
 		return OpenAccount{}, problem.Validation(errs...)
 	}
-	return OpenAccount{VPA: v, HolderName: name}, nil
+	return OpenAccount{VPA: v, HolderName: name, Type: kind, MCC: r.MCC}, nil
 }
 
 // DepositRequest is the body of POST /v1/accounts/{vpa}/deposits.
@@ -120,6 +141,18 @@ func (r PaymentRequest) Validate(l Limits) (InitiatePayment, *problem.Problem) {
 func amountError(max money.Paise) problem.FieldError {
 	return problem.FieldError{Field: "amount_paise",
 		Message: fmt.Sprintf("amount_paise must be a whole number of paise from 1 to %d", max)}
+}
+
+func isMCC(s string) bool {
+	if len(s) != 4 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func hasControl(s string) bool {

@@ -138,7 +138,8 @@ func (r StepsRequest) Check() *problem.Problem {
 // only the documented ones are accepted.
 func failureCode(code string) bool {
 	switch code {
-	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError:
+	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError,
+		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded:
 		return true
 	}
 	return false

@@ -38,6 +38,35 @@ const (
 	CodeInsufficientFunds = "INSUFFICIENT_FUNDS" // the payer's balance did not cover the amount
 	CodePayeeUnavailable  = "PAYEE_UNAVAILABLE"  // the payee could not be credited; the debit was reversed
 	CodeProcessingError   = "PROCESSING_ERROR"   // a step kept failing and was parked; any debit was reversed
+	// Limits of the payer's account, checked by the debit (DebitRejected.Code).
+	CodeDailyLimitExceeded      = "DAILY_LIMIT_EXCEEDED"       // debits of the last 24 hours would pass the daily amount
+	CodeCountLimitExceeded      = "COUNT_LIMIT_EXCEEDED"       // payments to persons of the last 24 hours would pass the count
+	CodeNewAccountLimitExceeded = "NEW_ACCOUNT_LIMIT_EXCEEDED" // an account's first 24 hours would pass its amount
+)
+
+// NPCICode is the NPCI reason code clients see beside a failure code ("" for an unknown code).
+func NPCICode(code string) string {
+	switch code {
+	case CodeInsufficientFunds:
+		return "Z9"
+	case CodePayeeUnavailable:
+		return "XI"
+	case CodeDailyLimitExceeded:
+		return "Z8"
+	case CodeCountLimitExceeded:
+		return "Z7"
+	case CodeNewAccountLimitExceeded:
+		return "U16"
+	case CodeProcessingError:
+		return "U30"
+	}
+	return ""
+}
+
+// Account kinds (AccountOpened.Type). An opening without a type, written before kinds existed, is a PERSON.
+const (
+	AccountPerson = "PERSON"
+	AccountEntity = "ENTITY" // a merchant, with a merchant category code
 )
 
 // Payload is implemented by every event payload.
@@ -48,6 +77,17 @@ type AccountOpenedV1 struct {
 	VPA           string `json:"vpa"`
 	HolderName    string `json:"holder_name"`
 	OwnerClientID string `json:"owner_client_id"`
+	// Type is PERSON or ENTITY; absent (older events) means PERSON. MCC is an entity's merchant category.
+	Type string `json:"type,omitempty"`
+	MCC  string `json:"mcc,omitempty"`
+}
+
+// Kind is the account's type, PERSON for an opening written before kinds existed.
+func (e AccountOpenedV1) Kind() string {
+	if e.Type == "" {
+		return AccountPerson
+	}
+	return e.Type
 }
 
 // FundsDepositedV1 credits money from outside the system.
@@ -65,6 +105,11 @@ type AccountDebitedV1 struct {
 	AmountPaise       int64  `json:"amount_paise"`
 	CounterpartyVPA   string `json:"counterparty_vpa"`
 	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	// RRN is the payment's retrieval reference number, given by the debit (absent on older events).
+	RRN string `json:"rrn,omitempty"`
+	// PayeeType is the kind of the payee (absent on older events: PERSON), so that the payer's daily count
+	// of payments to persons can be kept from its own stream.
+	PayeeType string `json:"payee_type,omitempty"`
 }
 
 // DebitRejectedV1 records that a payer could not be debited. No money moved.
@@ -93,6 +138,10 @@ type DebitReversedV1 struct {
 	CounterpartyVPA   string `json:"counterparty_vpa"`
 	Code              string `json:"code"`
 	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	// DebitedAt and PayeeType are those of the debit it reverses (absent on older events), so that the
+	// reversal nets the debit out of the payer's rolling window.
+	DebitedAt *time.Time `json:"debited_at,omitempty"`
+	PayeeType string     `json:"payee_type,omitempty"`
 }
 
 // PaymentInitiatedV1 starts a payment. Money moves later, in the workflow.
@@ -103,6 +152,10 @@ type PaymentInitiatedV1 struct {
 	AmountPaise int64  `json:"amount_paise"`
 	Note        string `json:"note,omitempty"`
 	ClientID    string `json:"client_id"`
+	// UPITxnID is the payment's UPI transaction id (ids.UPITxnID of the payment id; absent on older events).
+	UPITxnID string `json:"upi_txn_id,omitempty"`
+	// PayeeType is the payee's kind at initiation (absent on older events: PERSON).
+	PayeeType string `json:"payee_type,omitempty"`
 }
 
 // PaymentCompletedV1 ends a payment whose payee was credited.

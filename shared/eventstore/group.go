@@ -29,6 +29,11 @@ type Op struct {
 	// Origins are streams whose first event the decision reads (Reads.Origin), such as the opening of an
 	// account that a payment names.
 	Origins []string
+	// Draw, when set, names a PostgreSQL sequence the decision takes one value of (Reads.Drawn), such as
+	// the tail of a reference number. Every op's value is drawn in the group's first round trip, after the
+	// locks (a draw may assign the transaction id), one statement per sequence however many ops draw from
+	// it. A value is drawn whether or not the decision uses it: sequences have gaps, never repeats.
+	Draw string
 
 	agg    erased
 	decide func(state any, version int, r Reads) ([]NewEvent, error)
@@ -45,11 +50,20 @@ func NewOp[S any](agg Aggregate[S], stream string, decide Decision[S]) *Op {
 }
 
 // Reads are the events an op asked for: by id (its Needs, and events produced earlier in its group), and
-// the first event of its Origins.
+// the first event of its Origins; the group's transaction time, and the value the op drew (Op.Draw).
 type Reads struct {
 	byID    map[uuid.UUID]Event
 	origins map[string]Event
+	now     time.Time
+	drawn   int64
+	drew    bool
 }
+
+// Now is the time of the group's transaction, the CreatedAt of every event it appends.
+func (r Reads) Now() time.Time { return r.now }
+
+// Drawn is the value the op drew from its Draw sequence, if it named one.
+func (r Reads) Drawn() (int64, bool) { return r.drawn, r.drew }
 
 // Event returns the stored event with id, or one produced earlier in the same group (whose Position is
 // known only after the commit).
@@ -143,6 +157,8 @@ type group struct {
 	origins map[string]Event
 	streams map[string]*streamState
 	out     []Outcome
+	// drawn are the values the ops drew from their sequences, by op index.
+	drawn map[int]int64
 	// produced are the new events in insertion order.
 	produced []producedEvent
 }
@@ -226,6 +242,8 @@ const (
 	originsSQL = `select e.* from unnest($1::text[]) as want(id) cross join lateral (
 		select ` + eventColumns + ` from events where events.aggregate_id = want.id and events.version = 1
 		offset 0) as e`
+	// drawSQL draws $2 values of the sequence named $1, in one statement.
+	drawSQL = `select nextval($1::regclass) from generate_series(1, $2::int)`
 	// snapshotsSQL and tailsSQL read each stream's snapshot (of the expected type and schema; a schema of
 	// -1 matches none) and the events after it; or, for a stream whose state is cached (after >= 0), no
 	// snapshot and the events after the cached version.
@@ -252,7 +270,11 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 		idSet[id] = true
 	}
 	originSet := map[string]bool{}
-	for _, op := range g.ops {
+	draws := map[string][]int{} // sequence -> indexes of the ops drawing from it
+	for i, op := range g.ops {
+		if op.Draw != "" {
+			draws[op.Draw] = append(draws[op.Draw], i)
+		}
 		if st, ok := g.streams[op.Stream]; ok {
 			if st.agg.typ != op.agg.typ {
 				return fmt.Errorf("stream %s named as both %s and %s", op.Stream, st.agg.typ, op.agg.typ)
@@ -295,6 +317,14 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 	b.Queue("begin")
 	b.Queue(lockAllSQL, streams)
 	b.Queue("select now()")
+	sequences := make([]string, 0, len(draws))
+	for seq := range draws {
+		sequences = append(sequences, seq)
+	}
+	sort.Strings(sequences)
+	for _, seq := range sequences {
+		b.Queue(drawSQL, seq, len(draws[seq]))
+	}
 	if len(ids) > 0 {
 		b.Queue(knownSQL, ids)
 	}
@@ -313,6 +343,33 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 	}
 	if err := br.QueryRow().Scan(&g.now); err != nil {
 		return fmt.Errorf("read transaction time: %w", err)
+	}
+	g.drawn = make(map[int]int64, len(g.ops))
+	for _, seq := range sequences {
+		rows, err := br.Query()
+		if err != nil {
+			return fmt.Errorf("draw from %s: %w", seq, err)
+		}
+		ops := draws[seq]
+		n := 0
+		for rows.Next() {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return fmt.Errorf("draw from %s: %w", seq, err)
+			}
+			if n < len(ops) {
+				g.drawn[ops[n]] = v
+			}
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("draw from %s: %w", seq, err)
+		}
+		if n != len(ops) {
+			return fmt.Errorf("draw from %s: %d values for %d ops", seq, n, len(ops))
+		}
 	}
 	g.byID = make(map[uuid.UUID]Event, len(ids))
 	if len(ids) > 0 {
@@ -402,8 +459,9 @@ func (st *streamState) apply(e Event) error {
 // decide runs every op in order. An op whose dedupe id (or any id it produces) is already in the log, or
 // was produced by an earlier op of the group, is Replayed with those events.
 func (g *group) decide() {
-	reads := Reads{byID: g.byID, origins: g.origins}
 	for i, op := range g.ops {
+		reads := Reads{byID: g.byID, origins: g.origins, now: g.now}
+		reads.drawn, reads.drew = g.drawn[i]
 		if op.Dedupe != uuid.Nil {
 			if e, ok := g.byID[op.Dedupe]; ok {
 				g.out[i] = Outcome{Result: Result{Events: []Event{e}, Replayed: true}}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"upi/shared/eventstore"
+	"upi/shared/testenv"
 )
 
 // op is a group op on stream from an Execute-style decision.
@@ -314,5 +315,61 @@ func TestExecuteAllRepeatInGroupHasPosition(t *testing.T) {
 	assertSameEvent(t, out[1].Result.Events[0], out[0].Result.Events[0])
 	if p := out[1].Result.Events[0].Position; p == eventstore.Start || p != out[0].Result.Events[0].Position {
 		t.Fatalf("the repeat's event is at %v, the original's at %v", p, out[0].Result.Events[0].Position)
+	}
+}
+
+// Ops that name a sequence each draw a distinct value of it in the group's first round trip, and see the
+// group's transaction time; ops that name none draw nothing.
+func TestExecuteAllDrawsFromSequences(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	for _, seq := range []string{"draw_a", "draw_b"} {
+		if _, err := pool.Exec(ctx, "create sequence "+seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := eventstore.New(pool)
+	seen := map[int64]bool{}
+	var mu sync.Mutex
+	drawing := func(stream, seq string) *eventstore.Op {
+		o := eventstore.NewOp(balanceAggregate(0, 1), stream, func(_ balance, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			v, ok := r.Drawn()
+			if ok != (seq != "") {
+				return nil, fmt.Errorf("drawn = %d, %v for sequence %q", v, ok, seq)
+			}
+			if r.Now().IsZero() {
+				return nil, errors.New("no transaction time")
+			}
+			if ok {
+				mu.Lock()
+				defer mu.Unlock()
+				if seen[v] && seq == "draw_a" {
+					return nil, fmt.Errorf("value %d drawn twice", v)
+				}
+				if seq == "draw_a" {
+					seen[v] = true
+				}
+			}
+			return []eventstore.NewEvent{deposited(1)}, nil
+		})
+		o.Draw = seq
+		return o
+	}
+	for round := 0; round < 3; round++ {
+		out := executeAll(t, s, drawing("a@bank", "draw_a"), drawing("b@bank", "draw_b"), drawing("a@bank", "draw_a"),
+			drawing("c@bank", ""), drawing("d@bank", "draw_a"))
+		for i, o := range out {
+			if o.Err != nil {
+				t.Fatalf("round %d op %d: %v", round, i, o.Err)
+			}
+		}
+	}
+	if len(seen) != 9 {
+		t.Fatalf("%d distinct values of draw_a, want 9", len(seen))
+	}
+	var last int64
+	if err := pool.QueryRow(ctx, "select last_value from draw_b").Scan(&last); err != nil || last != 3 {
+		t.Fatalf("draw_b at %d (%v), want 3: one value per op", last, err)
 	}
 }

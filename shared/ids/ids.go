@@ -4,6 +4,8 @@
 package ids
 
 import (
+	"encoding/hex"
+
 	"github.com/google/uuid"
 )
 
@@ -31,4 +33,10 @@ const (
 // StepEvent is the event id of one workflow step of a payment.
 func StepEvent(paymentID uuid.UUID, step string) uuid.UUID {
 	return uuid.NewSHA1(namespace, []byte("step\x00"+paymentID.String()+"\x00"+step))
+}
+
+// UPITxnID is the UPI transaction id of a payment: "UPI" and the 32 lower-case hex digits of the payment
+// id, so it is unique, fixed at initiation and the same on every replay.
+func UPITxnID(paymentID uuid.UUID) string {
+	return "UPI" + hex.EncodeToString(paymentID[:])
 }

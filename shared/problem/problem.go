@@ -27,6 +27,7 @@ const (
 	CodeAccountNotFound        = "ACCOUNT_NOT_FOUND"
 	CodePayeeNotFound          = "PAYEE_NOT_FOUND"
 	CodePaymentNotFound        = "PAYMENT_NOT_FOUND"
+	CodeVPANotFound            = "VPA_NOT_FOUND"
 	CodeInsufficientFunds      = "INSUFFICIENT_FUNDS"
 	CodePaymentTerminal        = "PAYMENT_TERMINAL"
 	CodeStepPrecondition       = "STEP_PRECONDITION"

@@ -31,7 +31,9 @@ const benchClients = 16
 //	go test -run '^$' -bench BenchmarkPayments -benchtime 4000x ./internal/httpapi
 func BenchmarkPayments(b *testing.B) {
 	_, dbURL := testenv.PostgresPool(b)
-	cmd := testenv.StartService(b, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
+	cmd := testenv.StartService(b, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn",
+		// Payer limits off: the benchmark pays many times from one account.
+		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"})
 	g := newGateway(b, options{commandURL: cmd.URL})
 	for _, r := range []req{
 		{method: "POST", path: "/v1/accounts", key: alphaKey, idem: "a", body: `{"vpa":"alice@okbank","holder_name":"Alice"}`},

@@ -35,7 +35,12 @@ func newStack(t *testing.T, o options) *stack {
 		t.Skip("end-to-end test: builds and runs the command service")
 	}
 	pool, dbURL := testenv.PostgresPool(t)
-	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
+	env := map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn",
+		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"}
+	for k, v := range o.limits {
+		env[k] = v
+	}
+	cmd := testenv.StartService(t, "command-service", env)
 	o.commandURL = cmd.URL
 	return &stack{gateway: newGateway(t, o), pool: pool}
 }

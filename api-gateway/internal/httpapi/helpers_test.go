@@ -46,7 +46,10 @@ type options struct {
 	redisURL             string // default: a private database of the test Redis
 	rps, burst           int
 	commandTimeout       time.Duration
-	queryTimeout         time.Duration
+	// limits are the command service's LIMIT_* settings; unset, every payer limit is off (tests pay often
+	// from one account).
+	limits       map[string]string
+	queryTimeout time.Duration
 }
 
 // gateway is the real router served over HTTP, with a real Redis.

@@ -26,6 +26,14 @@ func (s *server) listTransactions(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, checkVPA(r), queryParams{limit: true, cursor: true})
 }
 
+func (s *server) lookupVPA(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkVPA(r), queryParams{})
+}
+
+func (s *server) findPayments(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, nil, queryParams{rrn: true})
+}
+
 func (s *server) getPayment(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, checkPaymentID(r), queryParams{wait: true})
 }
@@ -36,7 +44,7 @@ func (s *server) getPaymentEvents(w http.ResponseWriter, r *http.Request) {
 
 // queryParams names the query parameters a route takes besides min_position, which every GET takes.
 type queryParams struct {
-	limit, cursor, wait bool
+	limit, cursor, wait, rrn bool
 }
 
 // query validates a GET's path and query at the edge and relays the query service's answer. The call's
@@ -63,6 +71,9 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 		if c := q.Get("cursor"); c == "" || len(c) > maxCursor {
 			errs = append(errs, problem.FieldError{Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"})
 		}
+	}
+	if params.rrn && !isRRN(q.Get("rrn")) {
+		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be the 12 digits of a retrieval reference number"})
 	}
 	if params.wait && q.Has("wait") {
 		d, ok := parseWait(q.Get("wait"))
@@ -127,4 +138,17 @@ func checkPaymentID(r *http.Request) []problem.FieldError {
 		return []problem.FieldError{{Field: "payment_id", Message: "payment_id must be a UUID"}}
 	}
 	return nil
+}
+
+// isRRN reports whether s has the form of an RRN: 12 digits.
+func isRRN(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

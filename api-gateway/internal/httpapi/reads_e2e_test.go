@@ -19,7 +19,8 @@ func TestE2EFullStackReads(t *testing.T) {
 		t.Skip("end-to-end test: builds and runs every service")
 	}
 	_, dbURL := testenv.PostgresPool(t)
-	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
+	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn",
+		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"})
 	testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL})
 	qry := testenv.StartService(t, "query-service", map[string]string{"DATABASE_URL": dbURL, "LOG_LEVEL": "warn"})
 	g := newGateway(t, options{commandURL: cmd.URL, queryURL: qry.URL})

@@ -81,6 +81,8 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/accounts/{vpa}", s.getAccount)
 		r.Get("/accounts/{vpa}/balance", s.getAccount)
 		r.Get("/accounts/{vpa}/transactions", s.listTransactions)
+		r.Get("/payments", s.findPayments)
+		r.Get("/vpas/{vpa}", s.lookupVPA)
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
 	})

@@ -38,11 +38,13 @@ var (
 type Service struct {
 	store  *eventstore.Store
 	commit *eventstore.Committer
+	limits domain.Limits
 }
 
-// New returns the service on an event store.
-func New(store *eventstore.Store) *Service {
-	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout})}
+// New returns the service on an event store, debiting payers under limits.
+func New(store *eventstore.Store, limits domain.Limits) *Service {
+	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout}),
+		limits: limits}
 }
 
 // Caller is who sent a command and under which idempotency key.
@@ -60,7 +62,8 @@ type Caller struct {
 const AccountSnapshotEvery = 100
 
 // accountSnapshotSchema versions the JSON of domain.Account in snapshots; bump it when Account changes.
-const accountSnapshotSchema = 1
+// Schema 2: the account's kind and its rolling window of debits (limits).
+const accountSnapshotSchema = 2
 
 // AccountAggregate is how the event store rebuilds an account.
 func AccountAggregate() eventstore.Aggregate[domain.Account] {

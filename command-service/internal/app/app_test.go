@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"upi/command-service/internal/app"
+	"upi/command-service/internal/domain"
 	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
@@ -19,7 +20,7 @@ import (
 func TestCommandOutlivesItsCaller(t *testing.T) {
 	pool, _ := testenv.PostgresPool(t)
 	store := eventstore.New(pool)
-	svc := app.New(store)
+	svc := app.New(store, domain.Limits{})
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 

@@ -31,15 +31,24 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
 	id := effectID(c, PathAccounts)
+	// A PERSON's fingerprint is what it was before kinds existed, so that a retry of an older request is
+	// still the same request.
+	kind := cmd.Type
+	if kind == contract.AccountPerson {
+		kind = ""
+	}
 	fp := fingerprint(struct {
 		Command    string `json:"command"`
 		VPA        string `json:"vpa"`
 		HolderName string `json:"holder_name"`
-	}{"open_account", cmd.VPA.String(), cmd.HolderName})
+		Type       string `json:"type,omitempty"`
+		MCC        string `json:"mcc,omitempty"`
+	}{"open_account", cmd.VPA.String(), cmd.HolderName, kind, cmd.MCC})
 	meta := clientMetadata(c, c.RequestID, fp)
 	op := eventstore.NewOp(AccountAggregate(), cmd.VPA.String(),
 		func(a domain.Account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
-			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID})
+			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID,
+				Type: cmd.Type, MCC: cmd.MCC})
 			if err != nil {
 				return nil, err
 			}
@@ -61,6 +70,8 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 	return contract.Account{
 		VPA:          opened.VPA,
 		HolderName:   opened.HolderName,
+		Type:         opened.Kind(),
+		MCC:          opened.MCC,
 		Status:       contract.AccountStatusActive,
 		BalancePaise: 0,
 		Currency:     money.Currency,
@@ -141,11 +152,17 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 			if owner != c.ClientID {
 				return nil, fmt.Errorf("payer %s: %w", payer, domain.ErrAccountNotFound)
 			}
-			if _, found := r.Origin(payee); !found {
+			opening, found := r.Origin(payee)
+			if !found {
 				return nil, fmt.Errorf("payee %s: %w", payee, ErrPayeeNotFound)
 			}
+			payeeOpened, err := decode[events.AccountOpenedV1](opening)
+			if err != nil {
+				return nil, err
+			}
 			initiated, err := p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
-				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID})
+				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID, UPITxnID: ids.UPITxnID(id),
+				PayeeType: payeeOpened.Kind()})
 			if err != nil {
 				return nil, err
 			}
@@ -171,6 +188,7 @@ func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Pay
 	}
 	return contract.Payment{
 		PaymentID:   p.PaymentID,
+		UPITxnID:    upiTxnID(p, id),
 		PayerVPA:    p.PayerVPA,
 		PayeeVPA:    p.PayeeVPA,
 		AmountPaise: p.AmountPaise,
@@ -181,6 +199,15 @@ func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Pay
 		UpdatedAt:   contract.Time(e.CreatedAt),
 		Position:    e.Position.Token(),
 	}, res.Replayed, nil
+}
+
+// upiTxnID is the payment's UPI transaction id as its initiation recorded it, or derived from its id for
+// a payment initiated before the field existed (the same value).
+func upiTxnID(p events.PaymentInitiatedV1, id uuid.UUID) string {
+	if p.UPITxnID != "" {
+		return p.UPITxnID
+	}
+	return ids.UPITxnID(id)
 }
 
 // ownerOf is the client that opened account vpa, from the stream's first event ("" if it was never

@@ -13,6 +13,9 @@ import (
 	"upi/shared/ids"
 )
 
+// RRNSequence is the PostgreSQL sequence the tails of RRNs are drawn from (db/migrations).
+const RRNSequence = "rrn_tail"
+
 // StepOutcome is what happened to one workflow step: the event that stands in the log for it (just
 // appended, or there already: Replayed, possibly the other branch's when two steps share a slot), or the
 // error that failed this step alone.
@@ -42,7 +45,7 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 		if account == "" {
 			account = accounts[st]
 		}
-		op, err := stepOp(c, st, account)
+		op, err := stepOp(c, st, account, s.limits)
 		if err != nil {
 			out[i] = StepOutcome{Err: err}
 			continue
@@ -148,7 +151,7 @@ func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.PaymentID, slo
 
 // stepOp is the event-store op of one step: on which stream it appends, what it reads, how it decides.
 // account is the account of an account step (from the request, or its payment).
-func stepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) {
+func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*eventstore.Op, error) {
 	pid := st.PaymentID
 	debit, settle := ids.StepEvent(pid, ids.StepDebit), ids.StepEvent(pid, ids.StepSettle)
 	if party(st.Step) != "" && account == "" {
@@ -159,11 +162,19 @@ func stepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) 
 		// A payment can only have ended once its debit slot is filled (fail needs a rejected debit, or a
 		// reversal of one; complete a credit after one), and a filled slot answers the debit as a replay:
 		// so a debit never needs to look at the close slot.
-		return accountStep(c, st, account, nil,
-			func(a domain.Account, p domain.Payment, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				payload, err := a.Debit(p)
+		// The debit gives the payment its RRN, whose tail it draws from a sequence in the group's first
+		// round trip; it is checked against the payer's limits at the group's transaction time.
+		op := accountStep(c, st, account, nil,
+			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+				tail, ok := r.Drawn()
+				if !ok {
+					return nil, uuid.Nil, fmt.Errorf("payment %s: no rrn drawn for its debit", pid)
+				}
+				payload, err := a.Debit(p, domain.DebitTerms{At: r.Now(), Limits: limits, RRN: domain.RRN(r.Now(), tail)})
 				return payload, uuid.Nil, err
-			}), nil
+			})
+		op.Draw = RRNSequence
+		return op, nil
 	case contract.StepRejectDebit:
 		return accountStep(c, st, account, nil,
 			func(a domain.Account, p domain.Payment, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
@@ -185,7 +196,8 @@ func stepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) 
 				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
 					return nil, uuid.Nil, err
 				}
-				payload, err := a.Reverse(p, st.Code)
+				debited, _ := r.Event(debit)
+				payload, err := a.Reverse(p, st.Code, debited.CreatedAt)
 				return payload, debit, err
 			}), nil
 	case contract.StepComplete:

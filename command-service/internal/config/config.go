@@ -7,6 +7,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/command-service/internal/domain"
+	"upi/shared/money"
 	"upi/shared/observability"
 )
 
@@ -16,7 +18,11 @@ type Config struct {
 	Addr            string `env:"COMMAND_SERVICE_ADDR" envDefault:":8081"`
 	PaymentMaxPaise int64  `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
 	DepositMaxPaise int64  `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
-	LogLevel        string `env:"LOG_LEVEL" envDefault:"info"`
+	// Payer limits over the rolling 24 hours before a debit; 0 turns one off.
+	LimitDailyPaise      int64  `env:"LIMIT_DAILY_PAISE" envDefault:"10000000"`
+	LimitDailyP2PCount   int    `env:"LIMIT_DAILY_P2P_COUNT" envDefault:"10"`
+	LimitNewAccountPaise int64  `env:"LIMIT_NEW_ACCOUNT_PAISE" envDefault:"500000"`
+	LogLevel             string `env:"LOG_LEVEL" envDefault:"info"`
 	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
 	PprofAddr string `env:"PPROF_ADDR"`
 }
@@ -30,7 +36,16 @@ func Load() (Config, error) {
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
 	}
+	if cfg.LimitDailyPaise < 0 || cfg.LimitDailyP2PCount < 0 || cfg.LimitNewAccountPaise < 0 {
+		return cfg, fmt.Errorf("config: LIMIT_DAILY_PAISE, LIMIT_DAILY_P2P_COUNT and LIMIT_NEW_ACCOUNT_PAISE must be 0 (off) or positive")
+	}
 	return cfg, nil
+}
+
+// Limits are the payer limits as the domain takes them.
+func (c Config) Limits() domain.Limits {
+	return domain.Limits{DailyPaise: money.Paise(c.LimitDailyPaise), DailyP2PCount: c.LimitDailyP2PCount,
+		NewAccountPaise: money.Paise(c.LimitNewAccountPaise)}
 }
 
 // LogValue masks secrets when the config is logged.
@@ -40,6 +55,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
+		slog.Int64("limit_daily_paise", c.LimitDailyPaise),
+		slog.Int("limit_daily_p2p_count", c.LimitDailyP2PCount),
+		slog.Int64("limit_new_account_paise", c.LimitNewAccountPaise),
 		slog.String("log_level", c.LogLevel),
 		slog.String("pprof_addr", c.PprofAddr),
 	)

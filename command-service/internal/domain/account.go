@@ -20,6 +20,12 @@ type Account struct {
 	Balance   money.Paise `json:"balance_paise"`
 	CreatedAt time.Time   `json:"created_at"`
 	UpdatedAt time.Time   `json:"updated_at"`
+	// Type is PERSON or ENTITY; MCC an entity's merchant category code.
+	Type string `json:"type"`
+	MCC  string `json:"mcc,omitempty"`
+	// Window is what the account's limits look at: its debits of the last 24 hours, reversals netted out.
+	// It is shared between states (the event store caches them): never written in place, only replaced.
+	Window Window `json:"window,omitempty"`
 }
 
 // Evolve folds one event, appended at `at`, into the account. It checks every balance_after against its
@@ -34,16 +40,23 @@ func (a Account) Evolve(e events.Payload, at time.Time) (Account, error) {
 		if a.Opened {
 			return a, fmt.Errorf("%w: account %s opened twice", ErrCorruptStream, e.VPA)
 		}
-		a = Account{VPA: e.VPA, Opened: true, Owner: e.OwnerClientID, Holder: e.HolderName, CreatedAt: at}
+		a = Account{VPA: e.VPA, Opened: true, Owner: e.OwnerClientID, Holder: e.HolderName, CreatedAt: at,
+			Type: e.Kind(), MCC: e.MCC}
 		after = 0
 	case events.FundsDepositedV1:
 		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
 	case events.AccountDebitedV1:
 		a.Balance, after = a.Balance-money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+		a.Window = a.Window.add(at, at, money.Paise(e.AmountPaise), p2p(e.PayeeType))
 	case events.AccountCreditedV1:
 		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
 	case events.DebitReversedV1:
 		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+		// A reversal written before windows existed does not say when its debit was: the debit then keeps
+		// counting until it leaves the window, which errs on the side of the limit.
+		if e.DebitedAt != nil {
+			a.Window = a.Window.add(at, *e.DebitedAt, -money.Paise(e.AmountPaise), -p2p(e.PayeeType))
+		}
 	case events.DebitRejectedV1:
 		after = a.Balance // nothing moved
 	default:
@@ -61,14 +74,32 @@ type OpenAccount struct {
 	VPA        vpa.VPA
 	HolderName string
 	Client     string
+	// Type is PERSON ("" too) or ENTITY; MCC an entity's merchant category code (validated at the edge).
+	Type string
+	MCC  string
 }
 
-// Open opens the account. A VPA is taken once, whoever asks.
+// Open opens the account. A VPA is taken once, whoever asks. A PERSON's opening carries no type, so it
+// reads as every opening written before kinds existed.
 func (a Account) Open(cmd OpenAccount) (events.AccountOpenedV1, error) {
 	if a.Opened {
 		return events.AccountOpenedV1{}, ErrAccountExists
 	}
-	return events.AccountOpenedV1{VPA: cmd.VPA.String(), HolderName: cmd.HolderName, OwnerClientID: cmd.Client}, nil
+	opened := events.AccountOpenedV1{VPA: cmd.VPA.String(), HolderName: cmd.HolderName, OwnerClientID: cmd.Client}
+	switch cmd.Type {
+	case "", events.AccountPerson:
+		if cmd.MCC != "" {
+			return events.AccountOpenedV1{}, fmt.Errorf("%w: a PERSON account has no mcc", ErrInvalidAccount)
+		}
+	case events.AccountEntity:
+		if cmd.MCC == "" {
+			return events.AccountOpenedV1{}, fmt.Errorf("%w: an ENTITY account needs an mcc", ErrInvalidAccount)
+		}
+		opened.Type, opened.MCC = cmd.Type, cmd.MCC
+	default:
+		return events.AccountOpenedV1{}, fmt.Errorf("%w: type %q", ErrInvalidAccount, cmd.Type)
+	}
+	return opened, nil
 }
 
 // Deposit credits money from outside the system. Only the owner may deposit; to anyone else the account
@@ -85,18 +116,32 @@ func (a Account) Deposit(client string, amount money.Amount, reference string) (
 		BalanceAfterPaise: int64(after)}, nil
 }
 
-// Debit takes the payment's amount from its payer, or, when the balance does not cover it, records the
-// rejection: a declined debit is a business outcome kept in the log, not an error.
-func (a Account) Debit(p Payment) (events.Payload, error) {
+// DebitTerms are what a debit is decided under besides the account and its payment: the time of the
+// debit, the payer limits in force, and the RRN the debit gives the payment.
+type DebitTerms struct {
+	At     time.Time
+	Limits Limits
+	RRN    string
+}
+
+// Debit takes the payment's amount from its payer, or, when a limit of the account or its balance does not
+// allow it, records the rejection: a declined debit is a business outcome kept in the log, not an error.
+// It is decided under the account's lock, so two payments can never both pass a limit only one fits.
+func (a Account) Debit(p Payment, t DebitTerms) (events.Payload, error) {
 	if err := a.partyTo(p, p.Payer); err != nil {
 		return nil, err
 	}
-	if a.Balance < p.Amount {
+	code := t.Limits.breach(a, p, t.At)
+	if code == "" && a.Balance < p.Amount {
+		code = events.CodeInsufficientFunds
+	}
+	if code != "" {
 		return events.DebitRejectedV1{VPA: a.VPA, PaymentID: p.ID, AmountPaise: int64(p.Amount),
-			Code: events.CodeInsufficientFunds, BalancePaise: int64(a.Balance)}, nil
+			Code: code, BalancePaise: int64(a.Balance)}, nil
 	}
 	return events.AccountDebitedV1{VPA: a.VPA, PaymentID: p.ID, AmountPaise: int64(p.Amount),
-		CounterpartyVPA: p.Payee, BalanceAfterPaise: int64(a.Balance - p.Amount)}, nil
+		CounterpartyVPA: p.Payee, BalanceAfterPaise: int64(a.Balance - p.Amount), RRN: t.RRN,
+		PayeeType: p.PayeeType}, nil
 }
 
 // RejectDebit records that the payment's debit will never happen (the workflow gave up before it), so
@@ -122,8 +167,9 @@ func (a Account) Credit(p Payment) (events.AccountCreditedV1, error) {
 		CounterpartyVPA: p.Payer, BalanceAfterPaise: int64(after)}, nil
 }
 
-// Reverse gives the payer back a debit that could not be settled.
-func (a Account) Reverse(p Payment, code string) (events.DebitReversedV1, error) {
+// Reverse gives the payer back a debit, made at debitedAt, that could not be settled; it nets the debit
+// out of the account's window.
+func (a Account) Reverse(p Payment, code string, debitedAt time.Time) (events.DebitReversedV1, error) {
 	if err := a.partyTo(p, p.Payer); err != nil {
 		return events.DebitReversedV1{}, err
 	}
@@ -131,8 +177,10 @@ func (a Account) Reverse(p Payment, code string) (events.DebitReversedV1, error)
 	if err != nil {
 		return events.DebitReversedV1{}, err
 	}
+	debitedAt = debitedAt.UTC()
 	return events.DebitReversedV1{VPA: a.VPA, PaymentID: p.ID, AmountPaise: int64(p.Amount),
-		CounterpartyVPA: p.Payee, Code: code, BalanceAfterPaise: int64(after)}, nil
+		CounterpartyVPA: p.Payee, Code: code, BalanceAfterPaise: int64(after), DebitedAt: &debitedAt,
+		PayeeType: p.PayeeType}, nil
 }
 
 func (a Account) partyTo(p Payment, party string) error {

@@ -116,34 +116,34 @@ func TestAccountDecisions(t *testing.T) {
 		{
 			name:   "debit covered by the balance",
 			given:  []events.Payload{opened, deposit(800, 800)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
 			want: events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, CounterpartyVPA: "bob@bank",
 				BalanceAfterPaise: 300},
 		},
 		{
 			name:   "debit of exactly the balance leaves zero",
 			given:  []events.Payload{opened, deposit(500, 500)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
 			want: events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, CounterpartyVPA: "bob@bank",
 				BalanceAfterPaise: 0},
 		},
 		{
 			name:   "debit beyond the balance is a recorded rejection, not an error",
 			given:  []events.Payload{opened, deposit(499, 499)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
 			want: events.DebitRejectedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500,
 				Code: events.CodeInsufficientFunds, BalancePaise: 499},
 		},
 		{
 			name:    "debit of the wrong account",
 			given:   []events.Payload{payeeOpen, events.FundsDepositedV1{VPA: "bob@bank", AmountPaise: 900, BalanceAfterPaise: 900}},
-			decide:  func(a Account) (events.Payload, error) { return a.Debit(pending) },
+			decide:  func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
 			wantErr: ErrWrongAccount,
 		},
 		{
 			name:    "debit of a payment never initiated",
 			given:   []events.Payload{opened, deposit(900, 900)},
-			decide:  func(a Account) (events.Payload, error) { return a.Debit(Payment{}) },
+			decide:  func(a Account) (events.Payload, error) { return a.Debit(Payment{}, DebitTerms{}) },
 			wantErr: ErrPaymentNotFound,
 		},
 		{
@@ -163,9 +163,11 @@ func TestAccountDecisions(t *testing.T) {
 			name: "reverse a debit",
 			given: []events.Payload{opened, deposit(800, 800), events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid,
 				AmountPaise: 500, CounterpartyVPA: "bob@bank", BalanceAfterPaise: 300}},
-			decide: func(a Account) (events.Payload, error) { return a.Reverse(pending, events.CodePayeeUnavailable) },
+			decide: func(a Account) (events.Payload, error) {
+				return a.Reverse(pending, events.CodePayeeUnavailable, time.Time{})
+			},
 			want: events.DebitReversedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, CounterpartyVPA: "bob@bank",
-				Code: events.CodePayeeUnavailable, BalanceAfterPaise: 800},
+				Code: events.CodePayeeUnavailable, BalanceAfterPaise: 800, DebitedAt: &time.Time{}},
 		},
 		{
 			name:   "reject a debit that never happened",
@@ -194,15 +196,18 @@ func TestAccountDecisions(t *testing.T) {
 }
 
 func TestAccountEvolve(t *testing.T) {
+	debitedAt := t0.Add(2 * time.Second)
 	a := foldAccount(t, []events.Payload{opened, deposit(800, 800),
 		events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, BalanceAfterPaise: 300},
 		events.DebitRejectedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 5000, BalancePaise: 300},
 		events.AccountCreditedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 20, BalanceAfterPaise: 320},
-		events.DebitReversedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, BalanceAfterPaise: 820},
+		events.DebitReversedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, BalanceAfterPaise: 820,
+			DebitedAt: &debitedAt},
 	})
 	want := Account{VPA: "alice@bank", Opened: true, Owner: "psp-a", Holder: "Alice", Balance: 820,
-		CreatedAt: t0, UpdatedAt: t0.Add(5 * time.Second)}
-	if a != want {
+		CreatedAt: t0, UpdatedAt: t0.Add(5 * time.Second), Type: events.AccountPerson,
+		Window: Window{{Minute: debitedAt.Truncate(time.Minute)}}}
+	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("state = %+v\nwant    %+v", a, want)
 	}
 

@@ -14,6 +14,9 @@ var (
 	ErrPaymentNotFound = errors.New("payment not found")
 	ErrPaymentTerminal = errors.New("payment is already completed or failed")
 	ErrInvalidAmount   = errors.New("amount must be a positive number of paise")
+	// ErrInvalidAccount refuses an opening whose type and mcc do not go together (checked at the edge
+	// too, so a client meets it as 400 VALIDATION).
+	ErrInvalidAccount = errors.New("invalid account type or mcc")
 	// ErrBalanceLimit refuses a credit that would overflow the balance; no real account gets near it,
 	// but the arithmetic must not wrap round.
 	ErrBalanceLimit = errors.New("balance would exceed the largest amount an account can hold")

@@ -26,8 +26,11 @@ type Payment struct {
 	Client      string      `json:"client_id"`
 	Status      string      `json:"status"`
 	FailureCode string      `json:"failure_code"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
+	UPITxnID    string      `json:"upi_txn_id"`
+	// PayeeType is the payee's kind at initiation ("" for payments initiated before kinds: a PERSON).
+	PayeeType string    `json:"payee_type"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Initiated reports whether the payment exists.
@@ -44,7 +47,8 @@ func (p Payment) Evolve(e events.Payload, at time.Time) (Payment, error) {
 			return p, fmt.Errorf("%w: payment %s initiated twice", ErrCorruptStream, e.PaymentID)
 		}
 		p = Payment{ID: e.PaymentID, Payer: e.PayerVPA, Payee: e.PayeeVPA, Amount: money.Paise(e.AmountPaise),
-			Note: e.Note, Client: e.ClientID, Status: StatusPending, CreatedAt: at}
+			Note: e.Note, Client: e.ClientID, Status: StatusPending, CreatedAt: at, UPITxnID: e.UPITxnID,
+			PayeeType: e.PayeeType}
 	case events.PaymentCompletedV1:
 		if p.Status != StatusPending {
 			return p, fmt.Errorf("%w: PaymentCompleted on a %q payment", ErrCorruptStream, p.Status)
@@ -71,6 +75,9 @@ type InitiatePayment struct {
 	Amount money.Amount
 	Note   string
 	Client string
+	// UPITxnID is the payment's UPI transaction id; PayeeType the payee's kind, from its opening.
+	UPITxnID  string
+	PayeeType string
 }
 
 // Initiate starts the payment.
@@ -85,7 +92,8 @@ func (p Payment) Initiate(cmd InitiatePayment) (events.PaymentInitiatedV1, error
 		return events.PaymentInitiatedV1{}, fmt.Errorf("%w: payer and payee are both %s", ErrWrongAccount, cmd.Payer)
 	}
 	return events.PaymentInitiatedV1{PaymentID: cmd.ID, PayerVPA: cmd.Payer.String(), PayeeVPA: cmd.Payee.String(),
-		AmountPaise: int64(cmd.Amount.Paise()), Note: cmd.Note, ClientID: cmd.Client}, nil
+		AmountPaise: int64(cmd.Amount.Paise()), Note: cmd.Note, ClientID: cmd.Client, UPITxnID: cmd.UPITxnID,
+		PayeeType: cmd.PayeeType}, nil
 }
 
 // Complete ends a payment whose payee was credited.

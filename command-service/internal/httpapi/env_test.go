@@ -46,7 +46,7 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg})
-	httpapi.Register(router, httpapi.Config{Service: app.New(store), Limits: limits,
+	httpapi.Register(router, httpapi.Config{Service: app.New(store, domain.Limits{}), Limits: limits, // payer limits off: tests pay often from one account
 		Log: log, Registry: reg})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)

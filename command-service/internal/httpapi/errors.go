@@ -38,6 +38,8 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
 	case errors.Is(err, domain.ErrPaymentTerminal):
 		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed")
+	case errors.Is(err, domain.ErrInvalidAccount):
+		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
 	case errors.Is(err, domain.ErrWrongAccount), errors.Is(err, domain.ErrInvalidAmount):
 		// Only reachable by a step naming the wrong account, or a stored payment with a bad amount.
 		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())

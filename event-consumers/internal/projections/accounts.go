@@ -51,12 +51,18 @@ func (c *accountChange) delta() int64 {
 
 // openingRows are the accounts a batch opens, column by column for unnest.
 type openingRows struct {
-	vpa, owner, holder []string
+	vpa, owner, holder, kind []string
+	mcc                      []*string
 	stamps
 }
 
 func (r *openingRows) add(e eventstore.Event, p events.AccountOpenedV1) {
 	r.vpa, r.owner, r.holder = append(r.vpa, e.AggregateID), append(r.owner, p.OwnerClientID), append(r.holder, p.HolderName)
+	var mcc *string
+	if p.MCC != "" {
+		mcc = &p.MCC
+	}
+	r.kind, r.mcc = append(r.kind, p.Kind()), append(r.mcc, mcc)
 	r.stamps.add(e)
 }
 
@@ -67,6 +73,7 @@ type movementRows struct {
 	kind                             []string
 	amount, after                    []int64
 	payment, counterparty, reference []*string
+	rrn                              []*string
 	stamps
 }
 
@@ -74,7 +81,15 @@ func (r *movementRows) add(e eventstore.Event, kind string, amount, after int64,
 	r.vpa, r.version, r.kind = append(r.vpa, e.AggregateID), append(r.version, int32(e.Version)), append(r.kind, kind)
 	r.amount, r.after = append(r.amount, amount), append(r.after, after)
 	r.payment, r.counterparty, r.reference = append(r.payment, payment), append(r.counterparty, counterparty), append(r.reference, reference)
+	r.rrn = append(r.rrn, nil)
 	r.stamps.add(e)
+}
+
+// withRRN sets the RRN of the movement added last ("" leaves it absent).
+func (r *movementRows) withRRN(rrn string) {
+	if rrn != "" {
+		r.rrn[len(r.rrn)-1] = &rrn
+	}
 }
 
 // Apply implements runner.Projection.
@@ -105,6 +120,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		case events.AccountDebitedV1:
 			delta, after = -p.AmountPaise, p.BalanceAfterPaise
 			moves.add(e, contract.KindDebit, p.AmountPaise, after, &p.PaymentID, &p.CounterpartyVPA, nil)
+			moves.withRRN(p.RRN)
 		case events.DebitRejectedV1:
 			delta, after = 0, p.BalancePaise // no money moved: no movement row, only the version
 		case events.AccountCreditedV1:
@@ -129,12 +145,12 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 
 	if len(opens.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
-			insert into accounts (vpa, owner_client_id, holder_name, balance_paise, version, created_at, updated_at,
-				tx_id, global_position)
-			select vpa, owner, holder, 0, 1, at, at, txid::text::xid8, gp
-			from unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::bigint[])
-				as u(vpa, owner, holder, at, txid, gp)`,
-			opens.vpa, opens.owner, opens.holder, opens.at, opens.tx, opens.gp); err != nil {
+			insert into accounts (vpa, owner_client_id, holder_name, type, mcc, balance_paise, version, created_at,
+				updated_at, tx_id, global_position)
+			select vpa, owner, holder, kind, mcc, 0, 1, at, at, txid::text::xid8, gp
+			from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[],
+				$8::bigint[]) as u(vpa, owner, holder, kind, mcc, at, txid, gp)`,
+			opens.vpa, opens.owner, opens.holder, opens.kind, opens.mcc, opens.at, opens.tx, opens.gp); err != nil {
 			return fmt.Errorf("open accounts: %w", err)
 		}
 	}
@@ -146,13 +162,13 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	if len(moves.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into account_transactions (vpa, version, kind, amount_paise, balance_after_paise, payment_id,
-				counterparty_vpa, reference, at, tx_id, global_position)
-			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, at, txid::text::xid8, gp
+				counterparty_vpa, reference, rrn, at, tx_id, global_position)
+			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, rrn, at, txid::text::xid8, gp
 			from unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-				$8::text[], $9::timestamptz[], $10::bigint[], $11::bigint[])
-				as u(vpa, version, kind, amount, after, payment, counterparty, reference, at, txid, gp)`,
+				$8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::bigint[])
+				as u(vpa, version, kind, amount, after, payment, counterparty, reference, rrn, at, txid, gp)`,
 			moves.vpa, moves.version, moves.kind, moves.amount, moves.after, moves.payment, moves.counterparty,
-			moves.reference, moves.at, moves.tx, moves.gp); err != nil {
+			moves.reference, moves.rrn, moves.at, moves.tx, moves.gp); err != nil {
 			return fmt.Errorf("record account movements: %w", err)
 		}
 	}

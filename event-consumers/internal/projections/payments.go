@@ -11,6 +11,7 @@ import (
 	"upi/shared/contract"
 	"upi/shared/events"
 	"upi/shared/eventstore"
+	"upi/shared/ids"
 	"upi/shared/projection"
 )
 
@@ -34,6 +35,7 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	var closed closingRows
 	var trail trailRows
 	var settled []string
+	var debits debitRows
 	closing := map[string]eventstore.Event{}
 	record := trail.add
 	for _, e := range batch {
@@ -48,6 +50,9 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 			// no payment involved
 		case events.AccountDebitedV1:
 			record(e, p.PaymentID)
+			if p.RRN != "" {
+				debits.payment, debits.rrn = append(debits.payment, p.PaymentID), append(debits.rrn, p.RRN)
+			}
 		case events.DebitRejectedV1:
 			record(e, p.PaymentID)
 		case events.AccountCreditedV1:
@@ -87,16 +92,31 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	if len(initiated.id) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id, payer_owner,
-				payee_owner, status, created_at, updated_at, version, tx_id, global_position)
+				payee_owner, status, created_at, updated_at, version, tx_id, global_position, upi_txn_id)
 			select id::uuid, payer, payee, amount, note, client, po.owner_client_id, pe.owner_client_id,
-				'PENDING', at, at, 1, txid::text::xid8, gp
+				'PENDING', at, at, 1, txid::text::xid8, gp, upi
 			from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-				$7::timestamptz[], $8::bigint[], $9::bigint[]) as u(id, payer, payee, amount, note, client, at, txid, gp)
+				$7::timestamptz[], $8::bigint[], $9::bigint[], $10::text[])
+				as u(id, payer, payee, amount, note, client, at, txid, gp, upi)
 			left join payment_account_owners po on po.vpa = u.payer
 			left join payment_account_owners pe on pe.vpa = u.payee`,
 			initiated.id, initiated.payer, initiated.payee, initiated.amount, initiated.note, initiated.client,
-			initiated.at, initiated.tx, initiated.gp); err != nil {
+			initiated.at, initiated.tx, initiated.gp, initiated.upi); err != nil {
 			return fmt.Errorf("record initiated payments: %w", err)
+		}
+	}
+	// A debit gives its payment the RRN; it follows the payment's initiation in the log (the workflow
+	// debits only an initiated payment), so the row is there, in this batch or an earlier one.
+	if len(debits.payment) > 0 {
+		tag, err := tx.Exec(ctx, `
+			update payments p set rrn = u.rrn
+			from unnest($1::text[], $2::text[]) as u(id, rrn)
+			where p.payment_id = u.id::uuid`, debits.payment, debits.rrn)
+		if err != nil {
+			return fmt.Errorf("record rrns: %w", err)
+		}
+		if int(tag.RowsAffected()) != len(debits.payment) {
+			return fmt.Errorf("record rrns: %d of %d debited payments found", tag.RowsAffected(), len(debits.payment))
 		}
 	}
 	if len(closed.id) > 0 {
@@ -141,14 +161,25 @@ type initiationRows struct {
 	id, payer, payee []string
 	amount           []int64
 	note, client     []string
+	upi              []string
 	stamps
 }
 
 func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
 	r.id, r.payer, r.payee = append(r.id, e.AggregateID), append(r.payer, p.PayerVPA), append(r.payee, p.PayeeVPA)
+	upi := p.UPITxnID
+	if upi == "" { // initiated before the field existed: the same derivation
+		if id, err := uuid.Parse(e.AggregateID); err == nil {
+			upi = ids.UPITxnID(id)
+		}
+	}
+	r.upi = append(r.upi, upi)
 	r.amount, r.note, r.client = append(r.amount, p.AmountPaise), append(r.note, p.Note), append(r.client, p.ClientID)
 	r.stamps.add(e)
 }
+
+// debitRows are the RRNs a batch's debits give their payments.
+type debitRows struct{ payment, rrn []string }
 
 // closingRows are the payments a batch completes or fails; code is nil for a completion.
 type closingRows struct {

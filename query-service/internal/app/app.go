@@ -19,6 +19,7 @@ import (
 var (
 	ErrAccountNotFound = errors.New("account not found")
 	ErrPaymentNotFound = errors.New("payment not found")
+	ErrVPANotFound     = errors.New("vpa not found")
 )
 
 // Account is an account row with its owner.
@@ -52,6 +53,10 @@ type Reader interface {
 	Transactions(ctx context.Context, vpa string, beforeVersion, limit int) (owner string, found bool, items []VersionedTransaction, cp eventstore.Position, err error)
 	Payment(ctx context.Context, id uuid.UUID) (p Payment, found bool, cp eventstore.Position, err error)
 	PaymentEvents(ctx context.Context, id uuid.UUID) (p Payment, found bool, items []contract.PaymentEvent, cp eventstore.Position, err error)
+	// PaymentByRRN is the payment whose debit gave it rrn.
+	PaymentByRRN(ctx context.Context, rrn string) (p Payment, found bool, cp eventstore.Position, err error)
+	// VPA is what a payee lookup shows of the account with that VPA.
+	VPA(ctx context.Context, vpa string) (v contract.VPALookup, found bool, cp eventstore.Position, err error)
 }
 
 // VersionedTransaction is a movement with its account stream version, the keyset of pagination.
@@ -187,4 +192,33 @@ func (q *Queries) PaymentEvents(ctx context.Context, client string, id uuid.UUID
 		return nil, f, ErrPaymentNotFound
 	}
 	return items, f, nil
+}
+
+// VPA looks up a payee: any authenticated client may, and it shows only the registered name and kind.
+func (q *Queries) VPA(ctx context.Context, vpa string, c Consistency) (contract.VPALookup, Freshness, error) {
+	q.await(ctx, projection.Accounts, c)
+	v, found, cp, err := q.reader.VPA(ctx, vpa)
+	f := freshness(cp, c)
+	if err != nil {
+		return contract.VPALookup{}, f, err
+	}
+	if !found {
+		return contract.VPALookup{}, f, ErrVPANotFound
+	}
+	return v, f, nil
+}
+
+// PaymentsByRRN finds the payment with an RRN, for support: it lists it only to the owners of its payer
+// and payee, and lists nothing otherwise, so an RRN tells nobody else whether it exists.
+func (q *Queries) PaymentsByRRN(ctx context.Context, client, rrn string, c Consistency) ([]contract.Payment, Freshness, error) {
+	q.await(ctx, projection.Payments, c)
+	p, found, cp, err := q.reader.PaymentByRRN(ctx, rrn)
+	f := freshness(cp, c)
+	if err != nil {
+		return nil, f, err
+	}
+	if !found || !p.visibleTo(client) {
+		return []contract.Payment{}, f, nil
+	}
+	return []contract.Payment{p.Payment}, f, nil
 }

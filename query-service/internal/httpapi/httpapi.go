@@ -42,6 +42,8 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/accounts/{vpa}", h.account)
 		r.Get("/accounts/{vpa}/balance", h.balance)
 		r.Get("/accounts/{vpa}/transactions", h.transactions)
+		r.Get("/vpas/{vpa}", h.vpa)
+		r.Get("/payments", h.paymentsByRRN)
 		r.Get("/payments/{id}", h.payment)
 		r.Get("/payments/{id}/events", h.paymentEvents)
 	})
@@ -117,6 +119,43 @@ func (h *Handler) transactions(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, f, page, err)
 }
 
+func (h *Handler) vpa(w http.ResponseWriter, r *http.Request) {
+	v, c, p := accountRequest(r)
+	if p != nil {
+		problem.Write(w, p)
+		return
+	}
+	found, f, err := h.q.VPA(r.Context(), v, c)
+	h.respond(w, r, f, found, err)
+}
+
+func (h *Handler) paymentsByRRN(w http.ResponseWriter, r *http.Request) {
+	c, errs := consistency(r)
+	rrn := r.URL.Query().Get("rrn")
+	if !isRRN(rrn) {
+		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be 12 digits"})
+	}
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	items, f, err := h.q.PaymentsByRRN(r.Context(), client(r), rrn, c)
+	h.respond(w, r, f, contract.PaymentList{Items: items}, err)
+}
+
+// isRRN reports whether s has the form of an RRN: 12 digits.
+func isRRN(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func (h *Handler) payment(w http.ResponseWriter, r *http.Request) {
 	id, c, errs := paymentRequest(r)
 	var wait time.Duration
@@ -165,6 +204,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, app.ErrAccountNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeAccountNotFound, "no such account"))
+	case errors.Is(err, app.ErrVPANotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeVPANotFound, "no account has this vpa"))
 	case errors.Is(err, app.ErrPaymentNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
 	case r.Context().Err() != nil:

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,14 +139,14 @@ func TestAccountsAreVisibleToTheirOwnerOnly(t *testing.T) {
 
 	r := f.get("psp-alpha", "/v1/accounts/Alice@OKBANK")
 	expect(t, r, 200, "")
-	want := map[string]any{"vpa": "alice@okbank", "holder_name": "Holder", "status": "ACTIVE",
+	want := map[string]any{"vpa": "alice@okbank", "holder_name": "Holder", "type": "PERSON", "status": "ACTIVE",
 		"balance_paise": float64(1250), "currency": "INR"}
 	for k, v := range want {
 		if r.body[k] != v {
 			t.Errorf("%s = %v, want %v", k, r.body[k], v)
 		}
 	}
-	if len(r.body) != 8 {
+	if len(r.body) != 9 {
 		t.Errorf("account has fields %v, want exactly the contract's 8", r.body)
 	}
 	if got := r.header.Get("X-Projection-Position"); got != cp.Token() {
@@ -176,7 +177,8 @@ func TestPaymentsAreVisibleToPayerAndPayeeOwners(t *testing.T) {
 	for _, c := range []string{"psp-alpha", "psp-beta"} {
 		r := f.get(c, "/v1/payments/"+id.String())
 		expect(t, r, 200, "")
-		if r.body["status"] != "PENDING" || r.body["failure_code"] != nil || r.body["payment_id"] != id.String() || len(r.body) != 11 {
+		if r.body["status"] != "PENDING" || r.body["failure_code"] != nil || r.body["payment_id"] != id.String() || len(r.body) != 13 ||
+			r.body["upi_txn_id"] != "UPI"+strings.ReplaceAll(id.String(), "-", "") || r.body["npci_code"] != nil {
 			t.Errorf("%s sees %v", c, r.body)
 		}
 		r = f.get(c, "/v1/payments/"+id.String()+"/events")
@@ -324,4 +326,59 @@ func TestPaymentLongPollAnswersWhenThePaymentSettles(t *testing.T) {
 	if r := f.get("psp-alpha", "/v1/payments/"+id.String()+"?wait=20s"); r.body["status"] != "COMPLETED" || time.Since(start) > 2*time.Second {
 		t.Fatalf("terminal payment: %v after %v", r.body["status"], time.Since(start))
 	}
+}
+
+// The payee lookup shows any client the registered name and kind of a VPA, and nothing else.
+func TestVPALookupShowsNameAndTypeOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100*time.Millisecond)
+	f.account("alice@okbank", "psp-alpha", 1250)
+	f.account("shop@okbank", "psp-beta", 99)
+	f.exec(`update accounts set type = 'ENTITY', mcc = '5411', holder_name = 'Shop' where vpa = 'shop@okbank'`)
+	f.advance(projection.Accounts)
+	for _, c := range []string{"psp-alpha", "psp-gamma"} {
+		r := f.get(c, "/v1/vpas/Alice@okbank")
+		expect(t, r, 200, "")
+		if len(r.body) != 3 || r.body["vpa"] != "alice@okbank" || r.body["name"] != "Holder" || r.body["type"] != "PERSON" {
+			t.Errorf("%s sees %v", c, r.body)
+		}
+		r = f.get(c, "/v1/vpas/shop@okbank")
+		expect(t, r, 200, "")
+		if len(r.body) != 4 || r.body["name"] != "Shop" || r.body["type"] != "ENTITY" || r.body["mcc"] != "5411" {
+			t.Errorf("%s sees %v", c, r.body)
+		}
+	}
+	expect(t, f.get("psp-alpha", "/v1/vpas/nobody@okbank"), 404, "VPA_NOT_FOUND")
+	expect(t, f.get("psp-alpha", "/v1/vpas/not%20a%20vpa"), 400, "VALIDATION")
+	expect(t, f.get("", "/v1/vpas/alice@okbank"), 401, "UNAUTHENTICATED")
+}
+
+// A payment found by its RRN is listed to the owners of its payer and payee only.
+func TestPaymentsByRRNVisibleToOwnersOnly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 100*time.Millisecond)
+	f.account("alice@okbank", "psp-alpha", 0)
+	f.account("bob@okbank", "psp-beta", 0)
+	id := f.payment("alice@okbank", "bob@okbank")
+	f.exec(`update payments set rrn = '612312000042' where payment_id = $1`, id)
+	f.advance(projection.Payments)
+	for c, want := range map[string]int{"psp-alpha": 1, "psp-beta": 1, "psp-gamma": 0} {
+		r := f.get(c, "/v1/payments?rrn=612312000042")
+		expect(t, r, 200, "")
+		items, _ := r.body["items"].([]any)
+		if len(items) != want {
+			t.Fatalf("%s sees %v", c, r.body)
+		}
+		if want == 1 {
+			p, _ := items[0].(map[string]any)
+			if p["payment_id"] != id.String() || p["rrn"] != "612312000042" {
+				t.Fatalf("%s sees %v", c, p)
+			}
+		}
+	}
+	if r := f.get("psp-alpha", "/v1/payments?rrn=000000000000"); r.status != 200 || len(r.body["items"].([]any)) != 0 {
+		t.Fatalf("unknown rrn: %v", r.body)
+	}
+	expect(t, f.get("psp-alpha", "/v1/payments?rrn=12ab"), 400, "VALIDATION")
+	expect(t, f.get("psp-alpha", "/v1/payments"), 400, "VALIDATION")
 }

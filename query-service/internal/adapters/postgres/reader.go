@@ -36,17 +36,18 @@ func position(tx, gp *int64) eventstore.Position {
 func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, eventstore.Position, error) {
 	var (
 		cpTx, cpPos            int64
-		v, owner, holder       *string
+		v, owner, holder, kind *string
+		mcc                    *string
 		balance, rowTx, rowPos *int64
 		createdAt, updatedAt   *time.Time
 	)
 	err := r.pool.QueryRow(ctx, `
 		select c.tx_id::text::bigint, c.global_position,
-		       a.vpa, a.owner_client_id, a.holder_name, a.balance_paise, a.created_at, a.updated_at,
+		       a.vpa, a.owner_client_id, a.holder_name, a.type, a.mcc, a.balance_paise, a.created_at, a.updated_at,
 		       a.tx_id::text::bigint, a.global_position
 		from projection_checkpoints c left join accounts a on a.vpa = $2
 		where c.name = $1`, projection.Accounts, vpa).
-		Scan(&cpTx, &cpPos, &v, &owner, &holder, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
+		Scan(&cpTx, &cpPos, &v, &owner, &holder, &kind, &mcc, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
 		return app.Account{}, false, eventstore.Start, fmt.Errorf("read account %s: %w", vpa, err)
@@ -55,7 +56,7 @@ func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, ev
 		return app.Account{}, false, cp, nil
 	}
 	return app.Account{Owner: *owner, Account: contract.Account{
-		VPA: *v, HolderName: *holder, Status: contract.AccountStatusActive, BalancePaise: *balance,
+		VPA: *v, HolderName: *holder, Type: *kind, MCC: deref(mcc), Status: contract.AccountStatusActive, BalancePaise: *balance,
 		Currency: "INR", CreatedAt: contract.Time(*createdAt), UpdatedAt: contract.Time(*updatedAt),
 		Position: position(rowTx, rowPos).Token(),
 	}}, true, cp, nil
@@ -69,7 +70,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 	rows, err := r.pool.Query(ctx, `
 		select c.tx_id::text::bigint, c.global_position, a.owner_client_id,
 		       t.version, t.kind, t.amount_paise, t.balance_after_paise, t.payment_id::text, t.counterparty_vpa,
-		       t.reference, t.at, t.tx_id::text::bigint, t.global_position
+		       t.reference, t.rrn, t.at, t.tx_id::text::bigint, t.global_position
 		from projection_checkpoints c
 		left join accounts a on a.vpa = $2
 		left join lateral (
@@ -92,11 +93,12 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 			cpTx, cpPos                         int64
 			version                             *int
 			kind, paymentID, counterparty, ref  *string
+			rrn                                 *string
 			amount, balanceAfter, rowTx, rowPos *int64
 			at                                  *time.Time
 		)
 		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
-			&counterparty, &ref, &at, &rowTx, &rowPos); err != nil {
+			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos); err != nil {
 			return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
@@ -105,7 +107,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		}
 		items = append(items, app.VersionedTransaction{Version: *version, Transaction: contract.Transaction{
 			Kind: *kind, AmountPaise: *amount, BalanceAfterPaise: *balanceAfter,
-			PaymentID: deref(paymentID), CounterpartyVPA: deref(counterparty), Reference: deref(ref),
+			PaymentID: deref(paymentID), CounterpartyVPA: deref(counterparty), Reference: deref(ref), RRN: deref(rrn),
 			At: contract.Time(*at), Position: position(rowTx, rowPos).Token(),
 		}})
 	}
@@ -127,17 +129,19 @@ func deref(s *string) string {
 
 const paymentColumns = `p.payment_id::text, p.payer_vpa, p.payee_vpa, p.amount_paise, p.note, p.status, p.failure_code,
 	p.created_at, p.updated_at, p.tx_id::text::bigint, p.global_position,
-	coalesce(p.payer_owner, ''), coalesce(p.payee_owner, '')`
+	coalesce(p.payer_owner, ''), coalesce(p.payee_owner, ''),
+	coalesce(p.upi_txn_id, 'UPI' || replace(p.payment_id::text, '-', '')), p.rrn`
 
 type paymentRow struct {
 	id, payer, payee, note, status, code, payerOwner, payeeOwner *string
+	upi, rrn                                                     *string
 	amount, rowTx, rowPos                                        *int64
 	createdAt, updatedAt                                         *time.Time
 }
 
 func (p *paymentRow) dest() []any {
 	return []any{&p.id, &p.payer, &p.payee, &p.amount, &p.note, &p.status, &p.code, &p.createdAt, &p.updatedAt,
-		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner}
+		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner, &p.upi, &p.rrn}
 }
 
 func (p *paymentRow) payment() (app.Payment, bool) {
@@ -145,8 +149,9 @@ func (p *paymentRow) payment() (app.Payment, bool) {
 		return app.Payment{}, false
 	}
 	return app.Payment{PayerOwner: *p.payerOwner, PayeeOwner: *p.payeeOwner, Payment: contract.Payment{
-		PaymentID: *p.id, PayerVPA: *p.payer, PayeeVPA: *p.payee, AmountPaise: *p.amount, Currency: "INR",
-		Note: *p.note, Status: *p.status, FailureCode: p.code, CreatedAt: contract.Time(*p.createdAt),
+		PaymentID: *p.id, UPITxnID: deref(p.upi), PayerVPA: *p.payer, PayeeVPA: *p.payee, AmountPaise: *p.amount,
+		Currency: "INR", Note: *p.note, Status: *p.status, FailureCode: p.code, NPCICode: contract.NPCICode(p.code),
+		RRN: deref(p.rrn), CreatedAt: contract.Time(*p.createdAt),
 		UpdatedAt: contract.Time(*p.updatedAt), Position: position(p.rowTx, p.rowPos).Token(),
 	}}, true
 }
@@ -164,6 +169,40 @@ func (r *Reader) Payment(ctx context.Context, id uuid.UUID) (app.Payment, bool, 
 	}
 	p, found := row.payment()
 	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
+}
+
+// PaymentByRRN implements app.Reader.
+func (r *Reader) PaymentByRRN(ctx context.Context, rrn string) (app.Payment, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var row paymentRow
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, `+paymentColumns+`
+		from projection_checkpoints c left join payments p on p.rrn = $2
+		where c.name = $1
+		limit 1`, projection.Payments, rrn).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
+	if err != nil {
+		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment of rrn %s: %w", rrn, err)
+	}
+	p, found := row.payment()
+	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
+}
+
+// VPA implements app.Reader.
+func (r *Reader) VPA(ctx context.Context, vpa string) (contract.VPALookup, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var v, name, kind, mcc *string
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, a.vpa, a.holder_name, a.type, a.mcc
+		from projection_checkpoints c left join accounts a on a.vpa = $2
+		where c.name = $1`, projection.Accounts, vpa).Scan(&cpTx, &cpPos, &v, &name, &kind, &mcc)
+	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+	if err != nil {
+		return contract.VPALookup{}, false, eventstore.Start, fmt.Errorf("look up vpa %s: %w", vpa, err)
+	}
+	if v == nil {
+		return contract.VPALookup{}, false, cp, nil
+	}
+	return contract.VPALookup{VPA: *v, Name: *name, Type: *kind, MCC: deref(mcc)}, true, cp, nil
 }
 
 // PaymentEvents implements app.Reader.
