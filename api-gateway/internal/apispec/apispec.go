@@ -21,10 +21,16 @@ type Spec struct {
 	RouteErrs  map[string][]string             `yaml:"x-route-errors"`
 	Components struct {
 		Responses map[string]Response `yaml:"responses"`
-		Schemas   map[string]struct {
-			Enum []string `yaml:"enum"`
-		} `yaml:"schemas"`
+		Schemas   map[string]Schema `yaml:"schemas"`
 	} `yaml:"components"`
+}
+
+// Schema is the part of a component schema the tests check: its enum, or its properties and which of them
+// are required.
+type Schema struct {
+	Enum       []string       `yaml:"enum"`
+	Properties map[string]any `yaml:"properties"`
+	Required   []string       `yaml:"required"`
 }
 
 // Operation is one method of one path.
@@ -135,4 +141,15 @@ func (s *Spec) AllCodes() []string {
 // Enum is the enum of a named schema.
 func (s *Spec) Enum(schema string) []string {
 	return s.Components.Schemas[schema].Enum
+}
+
+// Properties lists the property names of a named schema, sorted, and whether the schema exists.
+func (s *Spec) Properties(schema string) ([]string, bool) {
+	sc, ok := s.Components.Schemas[schema]
+	out := make([]string, 0, len(sc.Properties))
+	for name := range sc.Properties {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out, ok
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"upi/api-gateway/internal/apispec"
+	"upi/shared/contract"
+	"upi/shared/events"
 	"upi/shared/testenv"
 )
 
@@ -227,5 +231,72 @@ func problemCodesUsed(t *testing.T, dir string) []string {
 	if len(out) < 8 {
 		t.Fatalf("found only %d problem codes in the gateway: %v", len(out), out)
 	}
+	return out
+}
+
+// TestSchemasMatchTheContract: every resource and request the spec describes has exactly the JSON fields
+// of its type in shared/contract, so a field added to a response (upi_txn_id, rrn, npci_code, type, mcc,
+// ...) cannot go undocumented, nor a documented one go missing.
+func TestSchemasMatchTheContract(t *testing.T) {
+	s, err := apispec.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for schema, v := range map[string]any{
+		"Account": contract.Account{}, "Balance": contract.Balance{}, "Deposit": contract.Deposit{},
+		"Payment": contract.Payment{}, "PaymentList": contract.PaymentList{}, "VPALookup": contract.VPALookup{},
+		"Transaction": contract.Transaction{}, "TransactionPage": contract.TransactionPage{},
+		"PaymentEvent": contract.PaymentEvent{}, "PaymentEventPage": contract.PaymentEventPage{},
+		"OpenAccountRequest": contract.OpenAccountRequest{}, "DepositRequest": contract.DepositRequest{},
+		"PaymentRequest": contract.PaymentRequest{},
+	} {
+		documented, ok := s.Properties(schema)
+		if !ok {
+			t.Errorf("schema %s is not in the spec", schema)
+			continue
+		}
+		if fields := jsonFields(reflect.TypeOf(v)); !slices.Equal(documented, fields) {
+			t.Errorf("schema %s documents %v; %T has %v", schema, documented, v, fields)
+		}
+	}
+}
+
+// TestFailureCodesAndNPCICodesAreDocumented: the FailureCode enum is exactly the codes a payment can fail
+// with, and NPCICode exactly their NPCI codes.
+func TestFailureCodesAndNPCICodesAreDocumented(t *testing.T) {
+	s, err := apispec.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := []string{events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError,
+		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded}
+	var npci []string
+	for _, c := range codes {
+		n := events.NPCICode(c)
+		if n == "" {
+			t.Errorf("failure code %s has no NPCI code", c)
+		}
+		npci = append(npci, n)
+	}
+	slices.Sort(codes)
+	slices.Sort(npci)
+	if got := slices.Sorted(slices.Values(s.Enum("FailureCode"))); !slices.Equal(got, codes) {
+		t.Errorf("FailureCode enum = %v, want %v", got, codes)
+	}
+	if got := slices.Sorted(slices.Values(s.Enum("NPCICode"))); !slices.Equal(got, npci) {
+		t.Errorf("NPCICode enum = %v, want %v", got, npci)
+	}
+}
+
+// jsonFields are the JSON names of a struct's fields, sorted.
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
