@@ -21,7 +21,7 @@ type Spec struct {
 	RouteErrs  map[string][]string             `yaml:"x-route-errors"`
 	Components struct {
 		Responses map[string]Response `yaml:"responses"`
-		Schemas   map[string]Schema `yaml:"schemas"`
+		Schemas   map[string]Schema   `yaml:"schemas"`
 	} `yaml:"components"`
 }
 
