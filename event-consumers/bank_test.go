@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -287,6 +288,7 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 	}
 	var depositsInLog int64
 	lastVersion := map[string]int{}
+	rrns := map[string]string{}
 	for rows.Next() {
 		var agg, typ, eventType string
 		var version int
@@ -319,6 +321,13 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 			balances[agg] -= v.AmountPaise
 			pm(v.PaymentID).debited++
 			check(v.BalanceAfterPaise)
+			// Every debit gives its payment an RRN: 12 digits, YDDDHHNNNNNN, unique.
+			if !rrnForm.MatchString(v.RRN) {
+				t.Errorf("payment %s debited with RRN %q, not 12 digits of the UPI form", v.PaymentID, v.RRN)
+			} else if other, dup := rrns[v.RRN]; dup {
+				t.Errorf("RRN %s given to payment %s and to payment %s", v.RRN, other, v.PaymentID)
+			}
+			rrns[v.RRN] = v.PaymentID
 		case events.DebitRejectedV1:
 			pm(v.PaymentID).rejected++
 		case events.AccountCreditedV1:
@@ -374,8 +383,13 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 			t.Errorf("accepted payment %s (key %s) is not in the log", id, key)
 		}
 	}
-	t.Logf("log: %d payments, %d completed, %d failed; %d paise across %d accounts", initiated, completed, failed, total, len(balances))
+	t.Logf("log: %d payments, %d completed, %d failed; %d paise across %d accounts; %d distinct RRNs",
+		initiated, completed, failed, total, len(balances), len(rrns))
 }
+
+// rrnForm is an RRN: the last digit of the year, the day of the year (001 to 366), the hour (00 to 23) and
+// a 6-digit sequence.
+var rrnForm = regexp.MustCompile(`^[0-9](00[1-9]|0[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-6])([01][0-9]|2[0-3])[0-9]{6}$`)
 
 // checkReadModels waits for the projections to catch up and compares them with the log's fold, and the
 // balances the public API answers with the projection.
