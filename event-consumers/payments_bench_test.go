@@ -11,6 +11,7 @@ package main_test
 //	hot-merchant-16  the same, 200 payers all paying one payee.
 //	latency-1        1 client: POST, then GET ?wait=5s until the payment is terminal, again and again.
 //	latency-16       the same with 16 clients.
+//	spread-16-relay  spread-16 with the event feed relaying every event to RabbitMQ.
 //
 // Each sub-benchmark does one timed run whatever b.N is (the load is bound by time, not by a count): run
 // it with -benchtime=1x, as scripts/bench.sh does. ns/op is reported as 0.
@@ -22,6 +23,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -35,6 +37,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"upi/shared/events"
 	"upi/shared/testenv"
@@ -50,12 +55,22 @@ const (
 func BenchmarkPayments(b *testing.B) {
 	load := time.Duration(envInt("PAYBENCH_SECONDS", 15)) * time.Second
 	b.Run("spread-16", func(b *testing.B) {
-		s := startPaymentStack(b)
+		s := startPaymentStack(b, false)
 		vpas := s.openAccounts(b, "acct", benchAccounts)
 		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
 	})
+	// The same with the event feed on: the relay publishes every event to RabbitMQ (to an exchange of the
+	// run's own, with a queue bound that nobody reads, so the broker stores every message) while
+	// payments go on. Its figures beside spread-16's say what the feed costs the payment path, and
+	// relay-lag-*-ms how long after its append each event was confirmed by the broker.
+	b.Run("spread-16-relay", func(b *testing.B) {
+		s := startPaymentStack(b, true)
+		vpas := s.openAccounts(b, "acct", benchAccounts)
+		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
+		s.reportRelay(b)
+	})
 	b.Run("hot-merchant-16", func(b *testing.B) {
-		s := startPaymentStack(b)
+		s := startPaymentStack(b, false)
 		payers := s.openAccounts(b, "payer", benchAccounts)
 		merchant := s.openAccounts(b, "merchant", 1)[0]
 		s.acceptingRun(b, 16, load, func() (string, string) {
@@ -64,7 +79,7 @@ func BenchmarkPayments(b *testing.B) {
 	})
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("latency-%d", clients), func(b *testing.B) {
-			s := startPaymentStack(b)
+			s := startPaymentStack(b, false)
 			vpas := s.openAccounts(b, "acct", benchAccounts)
 			s.latencyRun(b, clients, load, vpas)
 		})
@@ -97,7 +112,7 @@ var metricName = map[string]string{
 	"event-consumers": "consumers",
 }
 
-func startPaymentStack(b *testing.B) *paymentStack {
+func startPaymentStack(b *testing.B, relay bool) *paymentStack {
 	b.Helper()
 	pool, dbURL := testenv.PostgresPool(b)
 	// A Redis of its own, so that its CPU time is the gateway's traffic alone.
@@ -111,9 +126,12 @@ func startPaymentStack(b *testing.B) *paymentStack {
 		// Payer limits off: the benchmark pays many times a day from each account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"}))
 	qry := testenv.StartService(b, "query-service", quiet(map[string]string{"DATABASE_URL": dbURL}))
-	cons := testenv.StartService(b, "event-consumers", quiet(map[string]string{
-		"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL,
-	}))
+	consEnv := map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL}
+	if relay {
+		consEnv["RELAY_ENABLED"], consEnv["RABBITMQ_URL"] = "true", testenv.RabbitMQ(b)
+		consEnv["RELAY_EXCHANGE"] = bindFeedQueue(b, consEnv["RABBITMQ_URL"])
+	}
+	cons := testenv.StartService(b, "event-consumers", quiet(consEnv))
 	gw := testenv.StartService(b, "api-gateway", quiet(map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
 		"API_KEYS": "bench=" + benchKey, "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
@@ -629,4 +647,82 @@ func loadavg() string {
 		return "unknown"
 	}
 	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// bindFeedQueue declares an exchange and a queue bound to every routing key of it, of the run's own (both
+// deleted when the benchmark ends), and returns the exchange's name.
+func bindFeedQueue(b *testing.B, url string) string {
+	b.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	exchange, queue := testenv.UniqueName("bench.events."), testenv.UniqueName("bench.feed.")
+	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		b.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, "#", exchange, false, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_, _ = ch.QueueDelete(queue, false, false, false)
+		_ = ch.ExchangeDelete(exchange, false, false)
+	})
+	return exchange
+}
+
+// reportRelay reads the relay's metrics from event-consumers: every event of the run must have been
+// confirmed, and the commit-to-confirm histogram gives the feed's lag at this load (relay-lag-p50-ms and
+// relay-lag-p99-ms: the upper bounds of the buckets that hold those quantiles).
+func (s *paymentStack) reportRelay(b *testing.B) {
+	b.Helper()
+	ctx := context.Background()
+	var total int64
+	if err := s.pool.QueryRow(ctx, `select count(*) from events`).Scan(&total); err != nil {
+		b.Fatal(err)
+	}
+	cons := s.services[3]
+	var families map[string]*dto.MetricFamily
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get(cons.URL + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		families, err = (&expfmt.TextParser{}).TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		confirmed := families["event_feed_confirmed_total"].GetMetric()[0].GetCounter().GetValue()
+		if int64(confirmed) >= total {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the relay confirmed %.0f of %d events", confirmed, total)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h := families["event_feed_commit_to_confirm_seconds"].GetMetric()[0].GetHistogram()
+	quantile := func(q float64) float64 {
+		want := q * float64(h.GetSampleCount())
+		for _, bk := range h.GetBucket() {
+			if float64(bk.GetCumulativeCount()) >= want {
+				return bk.GetUpperBound() * 1000
+			}
+		}
+		return math.Inf(1)
+	}
+	b.Logf("relay: %d events confirmed, mean commit-to-confirm %.1f ms", h.GetSampleCount(),
+		1000*h.GetSampleSum()/float64(h.GetSampleCount()))
+	b.ReportMetric(quantile(0.50), "relay-lag-p50-ms")
+	b.ReportMetric(quantile(0.99), "relay-lag-p99-ms")
 }
