@@ -64,6 +64,8 @@ func (s *server) pay(w http.ResponseWriter, r *http.Request) {
 func openAccountFingerprint(req contract.OpenAccountRequest) string {
 	var c idempotency.Canonical
 	c.String("holder_name", req.HolderName)
+	c.String("mcc", req.MCC)
+	c.String("type", req.Type)
 	c.String("vpa", req.VPA)
 	return c.Fingerprint()
 }
