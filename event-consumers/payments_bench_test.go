@@ -39,6 +39,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"upi/shared/events"
@@ -697,7 +698,8 @@ func (s *paymentStack) reportRelay(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		families, err = (&expfmt.TextParser{}).TextToMetricFamilies(resp.Body)
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err = parser.TextToMetricFamilies(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			b.Fatal(err)
