@@ -304,7 +304,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 			originSet[o] = true
 		}
 	}
-	ids := make([]uuid.UUID, 0, len(idSet))
+	ids := make([][16]byte, 0, len(idSet)) // [16]byte: pgx encodes it natively, a uuid.UUID through its Valuer
 	for id := range idSet {
 		ids = append(ids, id)
 	}
@@ -514,7 +514,7 @@ func (g *group) append(op int, st *streamState, evs []NewEvent) ([]Event, error)
 			return nil, err
 		}
 		e := Event{ID: ne.ID, AggregateID: g.ops[op].Stream, AggregateType: st.agg.typ, Type: ne.Type,
-			Version: version + 1, Payload: payload, Metadata: meta, CreatedAt: g.now}
+			Version: version + 1, Payload: payload, Metadata: meta, CreatedAt: g.now, Data: ne.Data}
 		if state, err = st.agg.evolve(state, e); err != nil {
 			return nil, fmt.Errorf("evolve %s v%d: %w", e.AggregateID, e.Version, err)
 		}
@@ -551,7 +551,7 @@ func (g *group) write(ctx context.Context, conn *pgxpool.Conn) error {
 	n := len(g.produced)
 	b := &pgx.Batch{}
 	if n > 0 {
-		ids := make([]uuid.UUID, n)
+		ids := make([][16]byte, n)
 		aggs, typs, ets := make([]string, n), make([]string, n), make([]string, n)
 		vers := make([]int32, n)
 		payloads, metas := make([]string, n), make([]string, n)
@@ -581,7 +581,7 @@ func (g *group) write(ctx context.Context, conn *pgxpool.Conn) error {
 		for rows.Next() {
 			var id uuid.UUID
 			var p Position
-			if err := rows.Scan(&id, &p.GlobalPosition, &p.TxID); err != nil {
+			if err := rows.Scan((*[16]byte)(&id), &p.GlobalPosition, &p.TxID); err != nil {
 				rows.Close()
 				return fmt.Errorf("insert events: %w", err)
 			}

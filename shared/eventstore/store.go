@@ -57,6 +57,9 @@ type Event struct {
 	Payload       json.RawMessage
 	Metadata      json.RawMessage
 	CreatedAt     time.Time
+	// Data is the payload as its appender built it (NewEvent.Data), on events this process appended in a
+	// group; nil on events read from the store. An aggregate may fold it instead of decoding Payload.
+	Data any
 }
 
 // ConflictError is an optimistic-concurrency failure: the stream was not at the expected version.
@@ -235,7 +238,8 @@ func scanEvents(rows pgx.Rows) ([]Event, error) {
 		var e Event
 		// Payload and metadata are scanned as raw bytes: scanned as json.RawMessage, pgx runs them through
 		// encoding/json, which was a third of a command's CPU.
-		if err := rows.Scan(&e.Position.GlobalPosition, &e.Position.TxID, &e.ID, &e.AggregateID,
+		// The id is scanned as [16]byte, which pgx decodes natively (a uuid.UUID goes through sql.Scanner).
+		if err := rows.Scan(&e.Position.GlobalPosition, &e.Position.TxID, (*[16]byte)(&e.ID), &e.AggregateID,
 			&e.AggregateType, &e.Type, &e.Version, (*[]byte)(&e.Payload), (*[]byte)(&e.Metadata), &e.CreatedAt); err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
 		}

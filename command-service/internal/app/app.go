@@ -70,7 +70,7 @@ func AccountAggregate() eventstore.Aggregate[domain.Account] {
 	return eventstore.Aggregate[domain.Account]{
 		Type: events.AggregateAccount,
 		Evolve: func(a domain.Account, e eventstore.Event) (domain.Account, error) {
-			p, err := events.Decode(e.Type, e.Payload)
+			p, err := payload(e)
 			if err != nil {
 				return a, err
 			}
@@ -87,11 +87,11 @@ func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
 	return eventstore.Aggregate[domain.Payment]{
 		Type: events.AggregatePayment,
 		Evolve: func(p domain.Payment, e eventstore.Event) (domain.Payment, error) {
-			payload, err := events.Decode(e.Type, e.Payload)
+			data, err := payload(e)
 			if err != nil {
 				return p, err
 			}
-			return p.Evolve(payload, e.CreatedAt)
+			return p.Evolve(data, e.CreatedAt)
 		},
 	}
 }
@@ -132,10 +132,19 @@ func original(res eventstore.Result, id uuid.UUID, eventType, fp string) (events
 	return *e, nil
 }
 
-// decode is events.Decode into the payload type the caller expects.
+// payload is an event's typed payload: the one this process built, when it appended the event, else the
+// stored one decoded.
+func payload(e eventstore.Event) (events.Payload, error) {
+	if p, ok := e.Data.(events.Payload); ok {
+		return p, nil
+	}
+	return events.Decode(e.Type, e.Payload)
+}
+
+// decode is payload into the payload type the caller expects.
 func decode[P events.Payload](e eventstore.Event) (P, error) {
 	var zero P
-	p, err := events.Decode(e.Type, e.Payload)
+	p, err := payload(e)
 	if err != nil {
 		return zero, fmt.Errorf("event %s: %w", e.ID, err)
 	}

@@ -197,7 +197,7 @@ func (r *closingRows) add(e eventstore.Event, status string, code *string) {
 
 // trailRows are the payments' audit-trail entries of a batch.
 type trailRows struct {
-	id                 []uuid.UUID
+	id                 [][16]byte // pgx encodes [16]byte natively, a uuid.UUID through its Valuer
 	payment, typ, data []string
 	stamps
 }
