@@ -104,6 +104,25 @@ type Payment struct {
 	FailureCode *string `json:"failure_code"`
 	NPCICode    *string `json:"npci_code"`
 	RRN         string  `json:"rrn,omitempty"`
+	// RefundedPaise is the sum of the payment's completed refunds.
+	RefundedPaise int64  `json:"refunded_paise"`
+	CreatedAt     string `json:"created_at"`
+	UpdatedAt     string `json:"updated_at"`
+	Position      string `json:"position"`
+}
+
+// Refund is the refund resource. FailureCode and NPCICode are null unless it FAILED; RRN is absent until
+// the payee is debited.
+type Refund struct {
+	RefundID    string  `json:"refund_id"`
+	PaymentID   string  `json:"payment_id"`
+	UPITxnID    string  `json:"upi_txn_id"`
+	AmountPaise int64   `json:"amount_paise"`
+	Reason      string  `json:"reason"`
+	Status      string  `json:"status"`
+	FailureCode *string `json:"failure_code"`
+	NPCICode    *string `json:"npci_code"`
+	RRN         string  `json:"rrn,omitempty"`
 	CreatedAt   string  `json:"created_at"`
 	UpdatedAt   string  `json:"updated_at"`
 	Position    string  `json:"position"`
@@ -120,6 +139,11 @@ const (
 	KindDebit    = "DEBIT"
 	KindCredit   = "CREDIT"
 	KindReversal = "REVERSAL"
+	// A refund debits the payment's payee and credits its payer; a refund debit given back (its credit
+	// impossible) is a REFUND_REVERSAL.
+	KindRefundDebit    = "REFUND_DEBIT"
+	KindRefundCredit   = "REFUND_CREDIT"
+	KindRefundReversal = "REFUND_REVERSAL"
 )
 
 // Transaction is one money movement on an account.
@@ -128,6 +152,7 @@ type Transaction struct {
 	AmountPaise       int64  `json:"amount_paise"`
 	BalanceAfterPaise int64  `json:"balance_after_paise"`
 	PaymentID         string `json:"payment_id,omitempty"`
+	RefundID          string `json:"refund_id,omitempty"`
 	CounterpartyVPA   string `json:"counterparty_vpa,omitempty"`
 	Reference         string `json:"reference,omitempty"`
 	RRN               string `json:"rrn,omitempty"`

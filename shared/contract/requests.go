@@ -3,6 +3,7 @@ package contract
 import (
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"strings"
 	"unicode/utf8"
 
@@ -136,6 +137,39 @@ func (r PaymentRequest) Validate(l Limits) (InitiatePayment, *problem.Problem) {
 		return InitiatePayment{}, problem.Validation(errs...)
 	}
 	return InitiatePayment{Payer: payer, Payee: payee, Amount: amount, Note: r.Note}, nil
+}
+
+// RefundRequest is the body of POST /v1/payments/{payment_id}/refunds.
+type RefundRequest struct {
+	AmountPaise int64  `json:"amount_paise"`
+	Reason      string `json:"reason"`
+}
+
+// RequestRefund is a validated RefundRequest.
+type RequestRefund struct {
+	PaymentID uuid.UUID
+	Amount    money.Amount
+	Reason    string
+}
+
+// Validate checks the request for the payment named in the path.
+func (r RefundRequest) Validate(paymentID string, l Limits) (RequestRefund, *problem.Problem) {
+	var errs []problem.FieldError
+	pid, err := uuid.Parse(paymentID)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "payment_id", Message: "payment_id must be a uuid"})
+	}
+	amount, err := money.NewAmount(r.AmountPaise, l.PaymentMaxPaise)
+	if err != nil {
+		errs = append(errs, amountError(l.PaymentMaxPaise))
+	}
+	if n := utf8.RuneCountInString(r.Reason); n < 1 || n > 100 || hasControl(r.Reason) {
+		errs = append(errs, problem.FieldError{Field: "reason", Message: "reason must be 1 to 100 printable characters"})
+	}
+	if errs != nil {
+		return RequestRefund{}, problem.Validation(errs...)
+	}
+	return RequestRefund{PaymentID: pid, Amount: amount, Reason: r.Reason}, nil
 }
 
 func amountError(max money.Paise) problem.FieldError {

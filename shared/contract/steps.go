@@ -34,9 +34,45 @@ const (
 	StepFail StepName = "fail"
 )
 
+// The refund saga's steps, the payment's in reverse. Each names its refund (Step.RefundID) and the
+// payment it refunds; its event id is ids.StepEvent(refund, step's slot).
+const (
+	// StepRefundOpen: RefundInitiated on the refund's stream. Needs the RefundReserved (event id: refund id).
+	StepRefundOpen StepName = "refund-open"
+	// StepRefundDebit: RefundDebited or RefundDebitRejected on the payment's payee. Needs the refund opened.
+	StepRefundDebit StepName = "refund-debit"
+	// StepRefundRejectDebit: RefundDebitRejected on the payee, burning the refund's debit slot.
+	StepRefundRejectDebit StepName = "refund-reject-debit"
+	// StepRefundCredit: RefundCredited on the payment's payer. Needs the debit slot to be RefundDebited.
+	StepRefundCredit StepName = "refund-credit"
+	// StepRefundReverse: RefundDebitReversed on the payee. Needs the debit slot to be RefundDebited.
+	StepRefundReverse StepName = "refund-reverse"
+	// StepRefundComplete: RefundCompleted. Needs the settle slot to be RefundCredited.
+	StepRefundComplete StepName = "refund-complete"
+	// StepRefundFail: RefundFailed. Needs the debit slot RefundDebitRejected, or the settle slot
+	// RefundDebitReversed.
+	StepRefundFail StepName = "refund-fail"
+	// StepRefundRecord: RefundSettled on the payment's stream. Needs the close slot filled.
+	StepRefundRecord StepName = "refund-record"
+)
+
 // NeedsCode reports whether the step must carry a failure code.
 func (n StepName) NeedsCode() bool {
-	return n == StepRejectDebit || n == StepReverse || n == StepFail
+	switch n {
+	case StepRejectDebit, StepReverse, StepFail, StepRefundRejectDebit, StepRefundReverse, StepRefundFail:
+		return true
+	}
+	return false
+}
+
+// Refund reports whether the step is one of a refund's.
+func (n StepName) Refund() bool {
+	switch n {
+	case StepRefundOpen, StepRefundDebit, StepRefundRejectDebit, StepRefundCredit, StepRefundReverse,
+		StepRefundComplete, StepRefundFail, StepRefundRecord:
+		return true
+	}
+	return false
 }
 
 func (n StepName) known() bool {
@@ -44,13 +80,15 @@ func (n StepName) known() bool {
 	case StepDebit, StepRejectDebit, StepCredit, StepReverse, StepComplete, StepFail:
 		return true
 	}
-	return false
+	return n.Refund()
 }
 
 // Step is one workflow step of a payment.
 type Step struct {
 	PaymentID uuid.UUID `json:"payment_id"`
-	Step      StepName  `json:"step"`
+	// RefundID names the refund of a refund step (and only there); PaymentID is then the refunded payment.
+	RefundID uuid.UUID `json:"refund_id,omitzero"`
+	Step     StepName  `json:"step"`
 	// Account is the account the step moves money on (the payer for debit, reject-debit and reverse; the
 	// payee for credit), as the event that called for the step names it; the service checks it against
 	// the payment. Without it the service looks the payment up first, at the cost of a round trip.
@@ -72,6 +110,7 @@ type StepsRequest struct {
 // share a slot), or the Problem that failed this step alone.
 type StepResult struct {
 	PaymentID uuid.UUID        `json:"payment_id"`
+	RefundID  uuid.UUID        `json:"refund_id,omitzero"`
 	Step      StepName         `json:"step"`
 	EventType string           `json:"event_type,omitempty"`
 	EventID   string           `json:"event_id,omitempty"`
@@ -103,10 +142,15 @@ func (s Step) Check() *problem.Problem {
 	if !s.Step.known() {
 		errs = append(errs, problem.FieldError{Field: "step", Message: fmt.Sprintf("unknown step %q", s.Step)})
 	}
+	if s.Step.Refund() && s.RefundID == uuid.Nil {
+		errs = append(errs, problem.FieldError{Field: "refund_id", Message: "a refund step needs refund_id"})
+	} else if !s.Step.Refund() && s.RefundID != uuid.Nil {
+		errs = append(errs, problem.FieldError{Field: "refund_id", Message: "only refund steps take a refund_id"})
+	}
 	if s.Step.NeedsCode() && !failureCode(s.Code) {
 		errs = append(errs, problem.FieldError{Field: "code", Message: "code must be a documented failure code"})
 	} else if !s.Step.NeedsCode() && s.Code != "" {
-		errs = append(errs, problem.FieldError{Field: "code", Message: "only reject-debit, reverse and fail take a code"})
+		errs = append(errs, problem.FieldError{Field: "code", Message: "only reject-debit, reverse and fail (and their refund steps) take a code"})
 	}
 	if utf8.RuneCountInString(s.Reason) > maxStepReason || !utf8.ValidString(s.Reason) {
 		errs = append(errs, problem.FieldError{Field: "reason", Message: "reason must be at most 500 characters"})
@@ -123,6 +167,14 @@ func (s Step) Check() *problem.Problem {
 		return problem.Validation(errs...)
 	}
 	return nil
+}
+
+// Key is the id the step's saga is known by: its refund's for a refund step, else its payment's.
+func (s Step) Key() uuid.UUID {
+	if s.Step.Refund() {
+		return s.RefundID
+	}
+	return s.PaymentID
 }
 
 // Check validates the request as a whole.

@@ -14,6 +14,7 @@ import (
 const (
 	AggregateAccount = "account" // aggregate id: the VPA
 	AggregatePayment = "payment" // aggregate id: the payment UUID
+	AggregateRefund  = "refund"  // aggregate id: the refund UUID
 )
 
 // Event types, stored in events.event_type.
@@ -28,6 +29,18 @@ const (
 	PaymentInitiated = "PaymentInitiated"
 	PaymentCompleted = "PaymentCompleted"
 	PaymentFailed    = "PaymentFailed"
+
+	// A refund: reserved on its payment's stream (under the payment's lock), opened on its own stream,
+	// money moved on the two accounts, closed on its own stream, and its outcome recorded on the payment's.
+	RefundReserved      = "RefundReserved"      // payment stream; event id = refund id
+	RefundInitiated     = "RefundInitiated"     // refund stream
+	RefundDebited       = "RefundDebited"       // payee account (the merchant gives the money back)
+	RefundDebitRejected = "RefundDebitRejected" // payee account; no money moved
+	RefundCredited      = "RefundCredited"      // payer account
+	RefundDebitReversed = "RefundDebitReversed" // payee account; the refund's debit given back
+	RefundCompleted     = "RefundCompleted"     // refund stream
+	RefundFailed        = "RefundFailed"        // refund stream
+	RefundSettled       = "RefundSettled"       // payment stream: the refund's outcome; a failure releases its reservation
 )
 
 // SchemaVersion is the payload version every type is written with today.
@@ -180,6 +193,127 @@ func (PaymentInitiatedV1) EventType() string { return PaymentInitiated }
 func (PaymentCompletedV1) EventType() string { return PaymentCompleted }
 func (PaymentFailedV1) EventType() string    { return PaymentFailed }
 
+// RefundTerms are what every refund event repeats about its refund: enough for any consumer to act on
+// one event alone. PayerVPA and PayeeVPA are those of the payment: the refund debits the payee and
+// credits the payer.
+type RefundTerms struct {
+	RefundID    string `json:"refund_id"`
+	PaymentID   string `json:"payment_id"`
+	PayerVPA    string `json:"payer_vpa"`
+	PayeeVPA    string `json:"payee_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+}
+
+// RefundReservedV1 reserves part of a completed payment's amount for a refund, on the payment's stream.
+// Its event id is the refund id. Completed and pending refunds never together pass the payment's amount.
+type RefundReservedV1 struct {
+	RefundTerms
+	Reason   string `json:"reason"`
+	ClientID string `json:"client_id"`
+	UPITxnID string `json:"upi_txn_id"`
+}
+
+// RefundInitiatedV1 opens the refund's own stream, from its reservation.
+type RefundInitiatedV1 struct {
+	RefundTerms
+	Reason   string `json:"reason"`
+	ClientID string `json:"client_id"`
+	UPITxnID string `json:"upi_txn_id"`
+}
+
+// RefundDebitedV1 takes the refund's amount from the payment's payee. Refunds are not subject to the
+// payer limits of the account and do not count in its rolling window.
+type RefundDebitedV1 struct {
+	RefundTerms
+	VPA               string `json:"vpa"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	RRN               string `json:"rrn"`
+}
+
+// RefundDebitRejectedV1 records that the payee could not be debited for the refund. No money moved.
+type RefundDebitRejectedV1 struct {
+	RefundTerms
+	VPA          string `json:"vpa"`
+	Code         string `json:"code"`
+	BalancePaise int64  `json:"balance_paise"`
+}
+
+// RefundCreditedV1 gives the refund's amount to the payment's payer.
+type RefundCreditedV1 struct {
+	RefundTerms
+	VPA               string `json:"vpa"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// RefundDebitReversedV1 gives the payee back a refund debit whose credit could not be made.
+type RefundDebitReversedV1 struct {
+	RefundTerms
+	VPA               string `json:"vpa"`
+	Code              string `json:"code"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// RefundCompletedV1 ends a refund whose payer was credited.
+type RefundCompletedV1 struct {
+	RefundTerms
+}
+
+// RefundFailedV1 ends a refund with no money moved.
+type RefundFailedV1 struct {
+	RefundTerms
+	Code   string `json:"code"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Refund outcomes (RefundSettled.Status).
+const (
+	RefundStatusCompleted = "COMPLETED"
+	RefundStatusFailed    = "FAILED"
+)
+
+// RefundSettledV1 records a refund's outcome on its payment's stream: a completed refund counts in the
+// payment's refunded amount, a failed one releases its reservation.
+type RefundSettledV1 struct {
+	RefundTerms
+	Status string `json:"status"`
+	Code   string `json:"code,omitempty"`
+}
+
+func (RefundReservedV1) EventType() string      { return RefundReserved }
+func (RefundInitiatedV1) EventType() string     { return RefundInitiated }
+func (RefundDebitedV1) EventType() string       { return RefundDebited }
+func (RefundDebitRejectedV1) EventType() string { return RefundDebitRejected }
+func (RefundCreditedV1) EventType() string      { return RefundCredited }
+func (RefundDebitReversedV1) EventType() string { return RefundDebitReversed }
+func (RefundCompletedV1) EventType() string     { return RefundCompleted }
+func (RefundFailedV1) EventType() string        { return RefundFailed }
+func (RefundSettledV1) EventType() string       { return RefundSettled }
+
+// Refund returns the terms every refund event carries, and whether p is a refund event.
+func Refund(p Payload) (RefundTerms, bool) {
+	switch v := p.(type) {
+	case RefundReservedV1:
+		return v.RefundTerms, true
+	case RefundInitiatedV1:
+		return v.RefundTerms, true
+	case RefundDebitedV1:
+		return v.RefundTerms, true
+	case RefundDebitRejectedV1:
+		return v.RefundTerms, true
+	case RefundCreditedV1:
+		return v.RefundTerms, true
+	case RefundDebitReversedV1:
+		return v.RefundTerms, true
+	case RefundCompletedV1:
+		return v.RefundTerms, true
+	case RefundFailedV1:
+		return v.RefundTerms, true
+	case RefundSettledV1:
+		return v.RefundTerms, true
+	}
+	return RefundTerms{}, false
+}
+
 // Metadata travels with every event: who caused it and why, for tracing and for idempotency checks.
 type Metadata struct {
 	SchemaVersion int    `json:"schema_version"`
@@ -214,6 +348,24 @@ func Decode(eventType string, payload []byte) (Payload, error) {
 		p = &PaymentCompletedV1{}
 	case PaymentFailed:
 		p = &PaymentFailedV1{}
+	case RefundReserved:
+		p = &RefundReservedV1{}
+	case RefundInitiated:
+		p = &RefundInitiatedV1{}
+	case RefundDebited:
+		p = &RefundDebitedV1{}
+	case RefundDebitRejected:
+		p = &RefundDebitRejectedV1{}
+	case RefundCredited:
+		p = &RefundCreditedV1{}
+	case RefundDebitReversed:
+		p = &RefundDebitReversedV1{}
+	case RefundCompleted:
+		p = &RefundCompletedV1{}
+	case RefundFailed:
+		p = &RefundFailedV1{}
+	case RefundSettled:
+		p = &RefundSettledV1{}
 	default:
 		return nil, fmt.Errorf("unknown event type %q", eventType)
 	}
@@ -243,6 +395,24 @@ func deref(p Payload) Payload {
 	case *PaymentCompletedV1:
 		return *v
 	case *PaymentFailedV1:
+		return *v
+	case *RefundReservedV1:
+		return *v
+	case *RefundInitiatedV1:
+		return *v
+	case *RefundDebitedV1:
+		return *v
+	case *RefundDebitRejectedV1:
+		return *v
+	case *RefundCreditedV1:
+		return *v
+	case *RefundDebitReversedV1:
+		return *v
+	case *RefundCompletedV1:
+		return *v
+	case *RefundFailedV1:
+		return *v
+	case *RefundSettledV1:
 		return *v
 	}
 	return p

@@ -28,6 +28,11 @@ const (
 	StepSettle = "settle"
 	// StepClose: PaymentCompleted or PaymentFailed on the payment.
 	StepClose = "close"
+	// StepOpen: a refund's RefundInitiated on its own stream. (A refund's debit, settle and close slots
+	// are those above, keyed by the refund id.)
+	StepOpen = "open"
+	// StepRecord: a refund's RefundSettled on its payment's stream.
+	StepRecord = "record"
 )
 
 // StepEvent is the event id of one workflow step of a payment.

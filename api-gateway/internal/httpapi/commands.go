@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/go-chi/chi/v5"
 	"io"
 	"mime"
 	"net/http"
@@ -58,6 +59,19 @@ func (s *server) pay(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+func (s *server) refund(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
+		var req contract.RefundRequest
+		if p := contract.Decode(w, r, &req); p != nil {
+			return "", p
+		}
+		if _, p := req.Validate(chi.URLParam(r, "payment_id"), s.Limits); p != nil {
+			return "", p
+		}
+		return refundFingerprint(req), nil
+	})
+}
+
 // The fingerprints of the commands' bodies: every field of the request, as decoded, in ascending key
 // order. A field added to a request must be added here (TestFingerprintsCoverEveryField fails until it is).
 
@@ -83,6 +97,13 @@ func paymentFingerprint(req contract.PaymentRequest) string {
 	c.String("note", req.Note)
 	c.String("payee_vpa", req.PayeeVPA)
 	c.String("payer_vpa", req.PayerVPA)
+	return c.Fingerprint()
+}
+
+func refundFingerprint(req contract.RefundRequest) string {
+	var c idempotency.Canonical
+	c.Int("amount_paise", req.AmountPaise)
+	c.String("reason", req.Reason)
 	return c.Fingerprint()
 }
 

@@ -38,6 +38,14 @@ func (s *server) getPayment(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, checkPaymentID(r), queryParams{wait: true})
 }
 
+func (s *server) getRefund(w http.ResponseWriter, r *http.Request) {
+	var errs []problem.FieldError
+	if _, err := uuid.Parse(chi.URLParam(r, "refund_id")); err != nil {
+		errs = []problem.FieldError{{Field: "refund_id", Message: "refund_id must be a UUID"}}
+	}
+	s.query(w, r, errs, queryParams{wait: true})
+}
+
 func (s *server) getPaymentEvents(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, checkPaymentID(r), queryParams{})
 }

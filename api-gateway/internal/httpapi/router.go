@@ -76,6 +76,7 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/accounts", s.openAccount)
 	v1.Post("/accounts/{vpa}/deposits", s.deposit)
 	v1.Post("/payments", s.pay)
+	v1.Post("/payments/{payment_id}/refunds", s.refund)
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -85,6 +86,7 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/vpas/{vpa}", s.lookupVPA)
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
+		r.Get("/refunds/{refund_id}", s.getRefund)
 	})
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's

@@ -39,12 +39,20 @@ type Service struct {
 	store  *eventstore.Store
 	commit *eventstore.Committer
 	limits domain.Limits
+	// refundWindow is how long after its initiation a payment may be refunded.
+	refundWindow time.Duration
 }
 
 // New returns the service on an event store, debiting payers under limits.
 func New(store *eventstore.Store, limits domain.Limits) *Service {
 	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout}),
-		limits: limits}
+		limits: limits, refundWindow: DefaultRefundWindow}
+}
+
+// WithRefundWindow sets how long after its initiation a payment may be refunded (REFUND_WINDOW).
+func (s *Service) WithRefundWindow(d time.Duration) *Service {
+	s.refundWindow = d
+	return s
 }
 
 // Caller is who sent a command and under which idempotency key.

@@ -45,7 +45,13 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 		if account == "" {
 			account = accounts[st]
 		}
-		op, err := stepOp(c, st, account, s.limits)
+		var op *eventstore.Op
+		var err error
+		if st.Step.Refund() {
+			op, err = refundStepOp(c, st, account)
+		} else {
+			op, err = stepOp(c, st, account, s.limits)
+		}
 		if err != nil {
 			out[i] = StepOutcome{Err: err}
 			continue
@@ -60,13 +66,13 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	for j, r := range results {
 		i := index[j]
 		if r.Err != nil {
-			out[i] = StepOutcome{Err: failure(fmt.Sprintf("%s payment %s", steps[i].Step, steps[i].PaymentID), r.Err)}
+			out[i] = StepOutcome{Err: failure(fmt.Sprintf("%s of %s", steps[i].Step, steps[i].Key()), r.Err)}
 			continue
 		}
 		e := r.Result.Last()
 		if want := slotOf(steps[i]); e == nil || e.ID != want {
-			out[i] = StepOutcome{Err: fmt.Errorf("%s payment %s: the store returned no event with the step's id",
-				steps[i].Step, steps[i].PaymentID)}
+			out[i] = StepOutcome{Err: fmt.Errorf("%s of %s: the store returned no event with the step's id",
+				steps[i].Step, steps[i].Key())}
 			continue
 		}
 		out[i] = StepOutcome{Event: *e, Replayed: r.Result.Replayed}
@@ -75,12 +81,12 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 }
 
 // stepAccounts finds the account of each account step that does not name it, from its payment's
-// PaymentInitiated: one round trip, only when a step needs it.
+// PaymentInitiated (or its refund's RefundInitiated): one round trip, only when a step needs it.
 func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[contract.Step]string, error) {
 	var missing []string
 	for _, st := range steps {
-		if st.Account == "" && party(st.Step) != "" {
-			missing = append(missing, st.PaymentID.String())
+		if st.Account == "" && (party(st.Step) != "" || refundParty(st.Step) != "") {
+			missing = append(missing, st.Key().String())
 		}
 	}
 	if len(missing) == 0 {
@@ -92,8 +98,19 @@ func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[
 	}
 	out := make(map[contract.Step]string, len(missing))
 	for _, st := range steps {
+		if st.Account != "" {
+			continue
+		}
+		if refundParty(st.Step) != "" {
+			account, err := refundAccount(found, st)
+			if err != nil {
+				return nil, err
+			}
+			out[st] = account
+			continue
+		}
 		e, ok := found[st.PaymentID.String()]
-		if !ok || st.Account != "" {
+		if !ok {
 			continue
 		}
 		p, err := decode[events.PaymentInitiatedV1](e)
@@ -135,19 +152,24 @@ func partyVPA(p domain.Payment, step contract.StepName) string {
 }
 
 // slot is the workflow slot a step fills: debit and reject-debit the debit, credit and reverse the
-// settlement, complete and fail the close. Each slot has one event id, so two outcomes of one slot can
+// settlement, complete and fail the close (and likewise for a refund's, which also has its open and record
+// slots). Each slot has one event id, so two outcomes of one slot can
 // never both be recorded.
 func slot(step contract.StepName) string {
 	switch step {
-	case contract.StepDebit, contract.StepRejectDebit:
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepRefundDebit, contract.StepRefundRejectDebit:
 		return ids.StepDebit
-	case contract.StepCredit, contract.StepReverse:
+	case contract.StepCredit, contract.StepReverse, contract.StepRefundCredit, contract.StepRefundReverse:
 		return ids.StepSettle
+	case contract.StepRefundOpen:
+		return ids.StepOpen
+	case contract.StepRefundRecord:
+		return ids.StepRecord
 	}
 	return ids.StepClose
 }
 
-func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.PaymentID, slot(st.Step)) }
+func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.Key(), slot(st.Step)) }
 
 // stepOp is the event-store op of one step: on which stream it appends, what it reads, how it decides.
 // account is the account of an account step (from the request, or its payment).
@@ -301,9 +323,9 @@ func initiated(r eventstore.Reads, pid uuid.UUID) (domain.Payment, uuid.UUID, er
 }
 
 // require fails with ErrStepPrecondition unless the slot's recorded outcome is eventType.
-func require(r eventstore.Reads, pid uuid.UUID, slot string, id uuid.UUID, eventType string) error {
+func require(r eventstore.Reads, key uuid.UUID, slot string, id uuid.UUID, eventType string) error {
 	if got := recorded(r, id); got != eventType {
-		return fmt.Errorf("%w: payment %s: %s slot is %s, needs %s", ErrStepPrecondition, pid, slot, got, eventType)
+		return fmt.Errorf("%w: %s: %s slot is %s, needs %s", ErrStepPrecondition, key, slot, got, eventType)
 	}
 	return nil
 }
@@ -323,6 +345,6 @@ func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
 	if causation == "" {
 		causation = cause.String()
 	}
-	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.PaymentID.String(),
+	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.Key().String(),
 		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID}
 }

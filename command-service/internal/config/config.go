@@ -4,6 +4,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -23,6 +24,8 @@ type Config struct {
 	LimitDailyP2PCount   int    `env:"LIMIT_DAILY_P2P_COUNT" envDefault:"10"`
 	LimitNewAccountPaise int64  `env:"LIMIT_NEW_ACCOUNT_PAISE" envDefault:"500000"`
 	LogLevel             string `env:"LOG_LEVEL" envDefault:"info"`
+	// RefundWindow is how long after its initiation a payment may be refunded.
+	RefundWindow time.Duration `env:"REFUND_WINDOW" envDefault:"4320h"`
 	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
 	PprofAddr string `env:"PPROF_ADDR"`
 }
@@ -35,6 +38,9 @@ func Load() (Config, error) {
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	if cfg.RefundWindow <= 0 {
+		return Config{}, fmt.Errorf("REFUND_WINDOW must be positive, got %s", cfg.RefundWindow)
 	}
 	if cfg.LimitDailyPaise < 0 || cfg.LimitDailyP2PCount < 0 || cfg.LimitNewAccountPaise < 0 {
 		return cfg, fmt.Errorf("config: LIMIT_DAILY_PAISE, LIMIT_DAILY_P2P_COUNT and LIMIT_NEW_ACCOUNT_PAISE must be 0 (off) or positive")

@@ -57,8 +57,15 @@ func (a Account) Evolve(e events.Payload, at time.Time) (Account, error) {
 		if e.DebitedAt != nil {
 			a.Window = a.Window.add(at, *e.DebitedAt, -money.Paise(e.AmountPaise), -p2p(e.PayeeType))
 		}
-	case events.DebitRejectedV1:
+	case events.DebitRejectedV1, events.RefundDebitRejectedV1:
 		after = a.Balance // nothing moved
+	case events.RefundDebitedV1:
+		// A refund's debit is outside the payer limits: it does not enter the window.
+		a.Balance, after = a.Balance-money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+	case events.RefundCreditedV1:
+		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+	case events.RefundDebitReversedV1:
+		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
 	default:
 		return a, fmt.Errorf("%w: %s on an account", ErrCorruptStream, e.EventType())
 	}

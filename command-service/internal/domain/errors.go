@@ -14,6 +14,13 @@ var (
 	ErrPaymentNotFound = errors.New("payment not found")
 	ErrPaymentTerminal = errors.New("payment is already completed or failed")
 	ErrInvalidAmount   = errors.New("amount must be a positive number of paise")
+	// Refusals of a refund, decided on its payment's stream.
+	ErrPaymentNotCompleted = errors.New("only a completed payment can be refunded")
+	ErrRefundNotAllowed    = errors.New("only a payment to an ENTITY can be refunded")
+	ErrRefundExceeds       = errors.New("completed and pending refunds would pass the payment's amount")
+	ErrRefundWindowClosed  = errors.New("the payment is older than the refund window")
+	ErrRefundNotFound      = errors.New("refund not found")
+	ErrRefundTerminal      = errors.New("refund is already completed or failed")
 	// ErrInvalidAccount refuses an opening whose type and mcc do not go together (checked at the edge
 	// too, so a client meets it as 400 VALIDATION).
 	ErrInvalidAccount = errors.New("invalid account type or mcc")

@@ -31,6 +31,10 @@ type Payment struct {
 	PayeeType string    `json:"payee_type"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// RefundedPaise sums the completed refunds; PendingRefunds holds the reservations of refunds not yet
+	// settled, by refund id. Shared between states: replaced, never written in place.
+	RefundedPaise  money.Paise            `json:"refunded_paise"`
+	PendingRefunds map[string]money.Paise `json:"pending_refunds,omitempty"`
 }
 
 // Initiated reports whether the payment exists.
@@ -59,6 +63,9 @@ func (p Payment) Evolve(e events.Payload, at time.Time) (Payment, error) {
 			return p, fmt.Errorf("%w: PaymentFailed on a %q payment", ErrCorruptStream, p.Status)
 		}
 		p.Status, p.FailureCode = StatusFailed, e.Code
+	case events.RefundReservedV1, events.RefundSettledV1:
+		// A refund does not change when the payment itself was last updated.
+		return p.evolveRefund(e)
 	default:
 		return p, fmt.Errorf("%w: %s on a payment", ErrCorruptStream, e.EventType())
 	}

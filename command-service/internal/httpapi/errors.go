@@ -33,6 +33,19 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 		p = problem.New(http.StatusUnprocessableEntity, problem.CodePayeeNotFound, "the payee vpa does not exist")
 	case errors.Is(err, domain.ErrPaymentNotFound):
 		p = problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment")
+	case errors.Is(err, domain.ErrPaymentNotCompleted):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodePaymentNotCompleted, "only a completed payment can be refunded")
+	case errors.Is(err, domain.ErrRefundNotAllowed):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundNotAllowed, "only a payment to an ENTITY can be refunded")
+	case errors.Is(err, domain.ErrRefundExceeds):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundExceedsPayment,
+			"completed and pending refunds would pass the payment's amount")
+	case errors.Is(err, domain.ErrRefundWindowClosed):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundWindowClosed, "the payment is older than the refund window")
+	case errors.Is(err, domain.ErrRefundNotFound):
+		p = problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund")
+	case errors.Is(err, domain.ErrRefundTerminal):
+		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the refund is already completed or failed")
 	case errors.Is(err, app.ErrStepPrecondition):
 		// Only the workflow calls steps; the detail tells its operator which step is missing.
 		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())

@@ -108,6 +108,36 @@ func (h *handlers) initiatePayment(w http.ResponseWriter, r *http.Request) {
 	written(w, http.StatusAccepted, payment, replayed)
 }
 
+func (h *handlers) requestRefund(w http.ResponseWriter, r *http.Request) {
+	c, p := caller(r)
+	if p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	var req contract.RefundRequest
+	if p := contract.Decode(w, r, &req); p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	cmd, p := req.Validate(chi.URLParam(r, "payment_id"), h.limits)
+	if p != nil {
+		if fe := p.Errors; len(fe) > 0 && fe[0].Field == "payment_id" {
+			// An id that cannot be a payment's names no payment.
+			h.fail(w, r, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
+			return
+		}
+		h.fail(w, r, p)
+		return
+	}
+	refund, replayed, err := h.svc.RequestRefund(r.Context(), c, cmd)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/refunds/"+refund.RefundID)
+	written(w, http.StatusAccepted, refund, replayed)
+}
+
 // steps applies a batch of workflow steps (contract.PathSteps). Steps that fail validation are answered
 // with their problem and not tried; the others are applied together, each failing alone for its own
 // reason. Only a database failure fails the whole call.
@@ -125,7 +155,7 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 	valid := make([]contract.Step, 0, len(req.Steps))
 	index := make([]int, 0, len(req.Steps))
 	for i, st := range req.Steps {
-		results[i] = contract.StepResult{PaymentID: st.PaymentID, Step: st.Step}
+		results[i] = contract.StepResult{PaymentID: st.PaymentID, RefundID: st.RefundID, Step: st.Step}
 		if p := st.Check(); p != nil {
 			results[i].Problem = p
 			continue

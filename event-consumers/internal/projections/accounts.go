@@ -74,6 +74,7 @@ type movementRows struct {
 	amount, after                    []int64
 	payment, counterparty, reference []*string
 	rrn                              []*string
+	refund                           []*string
 	stamps
 }
 
@@ -81,8 +82,13 @@ func (r *movementRows) add(e eventstore.Event, kind string, amount, after int64,
 	r.vpa, r.version, r.kind = append(r.vpa, e.AggregateID), append(r.version, int32(e.Version)), append(r.kind, kind)
 	r.amount, r.after = append(r.amount, amount), append(r.after, after)
 	r.payment, r.counterparty, r.reference = append(r.payment, payment), append(r.counterparty, counterparty), append(r.reference, reference)
-	r.rrn = append(r.rrn, nil)
+	r.rrn, r.refund = append(r.rrn, nil), append(r.refund, nil)
 	r.stamps.add(e)
+}
+
+// withRefund sets the refund of the movement added last.
+func (r *movementRows) withRefund(id string) {
+	r.refund[len(r.refund)-1] = &id
 }
 
 // withRRN sets the RRN of the movement added last ("" leaves it absent).
@@ -129,6 +135,21 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		case events.DebitReversedV1:
 			delta, after = p.AmountPaise, p.BalanceAfterPaise
 			moves.add(e, contract.KindReversal, p.AmountPaise, after, &p.PaymentID, &p.CounterpartyVPA, nil)
+		case events.RefundDebitedV1:
+			delta, after = -p.AmountPaise, p.BalanceAfterPaise
+			moves.add(e, contract.KindRefundDebit, p.AmountPaise, after, &p.PaymentID, &p.PayerVPA, nil)
+			moves.withRRN(p.RRN)
+			moves.withRefund(p.RefundID)
+		case events.RefundDebitRejectedV1:
+			delta, after = 0, p.BalancePaise
+		case events.RefundCreditedV1:
+			delta, after = p.AmountPaise, p.BalanceAfterPaise
+			moves.add(e, contract.KindRefundCredit, p.AmountPaise, after, &p.PaymentID, &p.PayeeVPA, nil)
+			moves.withRefund(p.RefundID)
+		case events.RefundDebitReversedV1:
+			delta, after = p.AmountPaise, p.BalanceAfterPaise
+			moves.add(e, contract.KindRefundReversal, p.AmountPaise, after, &p.PaymentID, &p.PayerVPA, nil)
+			moves.withRefund(p.RefundID)
 		default:
 			return applyError(e, fmt.Errorf("%s is not an account event", e.Type))
 		}
@@ -162,13 +183,14 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	if len(moves.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into account_transactions (vpa, version, kind, amount_paise, balance_after_paise, payment_id,
-				counterparty_vpa, reference, rrn, at, tx_id, global_position)
-			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, rrn, at, txid::text::xid8, gp
+				counterparty_vpa, reference, rrn, at, tx_id, global_position, refund_id)
+			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, rrn, at, txid::text::xid8, gp,
+				refund::uuid
 			from unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-				$8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::bigint[])
-				as u(vpa, version, kind, amount, after, payment, counterparty, reference, rrn, at, txid, gp)`,
+				$8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::text[])
+				as u(vpa, version, kind, amount, after, payment, counterparty, reference, rrn, at, txid, gp, refund)`,
 			moves.vpa, moves.version, moves.kind, moves.amount, moves.after, moves.payment, moves.counterparty,
-			moves.reference, moves.rrn, moves.at, moves.tx, moves.gp); err != nil {
+			moves.reference, moves.rrn, moves.at, moves.tx, moves.gp, moves.refund); err != nil {
 			return fmt.Errorf("record account movements: %w", err)
 		}
 	}

@@ -24,7 +24,7 @@ func (Payments) Name() string { return projection.Payments }
 
 // Tables implements runner.Projection.
 func (Payments) Tables() []string {
-	return []string{"payments", "payment_events", "payment_account_owners"}
+	return []string{"payments", "payment_events", "payment_account_owners", "refunds"}
 }
 
 // Apply implements runner.Projection. It notifies projection.PaymentSettledChannel with the payments that
@@ -37,6 +37,7 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	var settled []string
 	var debits debitRows
 	closing := map[string]eventstore.Event{}
+	refunds := refundChanges{refunded: map[string]int64{}}
 	record := trail.add
 	for _, e := range batch {
 		p, err := events.Decode(e.Type, e.Payload)
@@ -71,6 +72,28 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		case events.PaymentFailedV1:
 			closed.add(e, contract.PaymentFailed, &p.Code)
 			record(e, e.AggregateID)
+		case events.RefundReservedV1:
+			// The refund's audit trail is its payment's: every refund event is recorded there too.
+			refunds.reserved = append(refunds.reserved, refundRow{e: e, p: p})
+			record(e, p.PaymentID)
+		case events.RefundDebitedV1:
+			refunds.rrn = append(refunds.rrn, [2]string{p.RefundID, p.RRN})
+			record(e, p.PaymentID)
+		case events.RefundInitiatedV1, events.RefundDebitRejectedV1, events.RefundCreditedV1, events.RefundDebitReversedV1:
+			t, _ := events.Refund(p)
+			record(e, t.PaymentID)
+		case events.RefundCompletedV1:
+			refunds.closed = append(refunds.closed, refundClose{e: e, id: p.RefundID, status: contract.PaymentCompleted})
+			record(e, p.PaymentID)
+		case events.RefundFailedV1:
+			code := p.Code
+			refunds.closed = append(refunds.closed, refundClose{e: e, id: p.RefundID, status: contract.PaymentFailed, code: &code})
+			record(e, p.PaymentID)
+		case events.RefundSettledV1:
+			if p.Status == events.RefundStatusCompleted {
+				refunds.refunded[p.PaymentID] += p.AmountPaise
+			}
+			record(e, p.PaymentID)
 		default:
 			return applyError(e, fmt.Errorf("unhandled event type %s", e.Type))
 		}
@@ -134,6 +157,9 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		if int(tag.RowsAffected()) != len(closed.id) {
 			return closeViolation(ctx, tx, closing)
 		}
+	}
+	if err := refunds.apply(ctx, tx); err != nil {
+		return err
 	}
 	if len(trail.id) > 0 {
 		if _, err := tx.Exec(ctx, `
@@ -242,4 +268,64 @@ func chunks(ids []string, n int) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// refundChanges are what a batch does to refunds: reservations (new rows), RRNs, closings, and the
+// completed refunds' amounts by payment. Applied in log order: a refund's reservation precedes its debit
+// and close in the log, so its row is there, in this batch or an earlier one.
+type refundChanges struct {
+	reserved []refundRow
+	rrn      [][2]string // refund id, rrn
+	closed   []refundClose
+	refunded map[string]int64
+}
+
+type refundRow struct {
+	e eventstore.Event
+	p events.RefundReservedV1
+}
+
+type refundClose struct {
+	e          eventstore.Event
+	id, status string
+	code       *string
+}
+
+func (c refundChanges) apply(ctx context.Context, tx pgx.Tx) error {
+	for _, r := range c.reserved {
+		if _, err := tx.Exec(ctx, `
+			insert into refunds (refund_id, payment_id, payer_vpa, payee_vpa, payer_owner, payee_owner, upi_txn_id,
+				amount_paise, reason, status, created_at, updated_at, tx_id, global_position)
+			select $1::uuid, $2::uuid, $3, $4, (select owner_client_id from payment_account_owners where vpa = $3),
+				(select owner_client_id from payment_account_owners where vpa = $4), $5, $6, $7, 'PENDING', $8, $8,
+				$9::text::xid8, $10`,
+			r.p.RefundID, r.p.PaymentID, r.p.PayerVPA, r.p.PayeeVPA, r.p.UPITxnID, r.p.AmountPaise, r.p.Reason,
+			r.e.CreatedAt, txID(r.e), r.e.Position.GlobalPosition); err != nil {
+			return fmt.Errorf("record refund %s: %w", r.p.RefundID, err)
+		}
+	}
+	for _, r := range c.rrn {
+		if _, err := tx.Exec(ctx, `update refunds set rrn = $2 where refund_id = $1::uuid`, r[0], r[1]); err != nil {
+			return fmt.Errorf("record rrn of refund %s: %w", r[0], err)
+		}
+	}
+	for _, r := range c.closed {
+		tag, err := tx.Exec(ctx, `
+			update refunds set status = $2, failure_code = $3, updated_at = $4, tx_id = $5::text::xid8, global_position = $6
+			where refund_id = $1::uuid and status = 'PENDING'`,
+			r.id, r.status, r.code, r.e.CreatedAt, txID(r.e), r.e.Position.GlobalPosition)
+		if err != nil {
+			return fmt.Errorf("close refund %s: %w", r.id, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return applyError(r.e, fmt.Errorf("ordering violation: refund %s is not pending", r.id))
+		}
+	}
+	for pid, amount := range c.refunded {
+		if _, err := tx.Exec(ctx, `update payments set refunded_paise = refunded_paise + $2 where payment_id = $1::uuid`,
+			pid, amount); err != nil {
+			return fmt.Errorf("record refunded amount of payment %s: %w", pid, err)
+		}
+	}
+	return nil
 }

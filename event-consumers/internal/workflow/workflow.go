@@ -37,6 +37,9 @@ const Name = "payment-workflow"
 // Next is the heart of the process manager, and pure: the step that an event calls for, or nil. The step
 // names the account it moves money on, as the event names it, and the event that called for it.
 func Next(e eventstore.Event) (*contract.Step, error) {
+	if st, err := nextRefund(e); st != nil || err != nil {
+		return st, err
+	}
 	switch e.Type {
 	case events.PaymentInitiated, events.AccountDebited, events.DebitRejected, events.AccountCredited, events.DebitReversed:
 	default:
@@ -67,12 +70,63 @@ func Next(e eventstore.Event) (*contract.Step, error) {
 	return &st, nil
 }
 
+// nextRefund is Next for the refund saga, the payment's in reverse:
+//
+//	RefundReserved (payment) -> open -> RefundInitiated -> debit payee -> RefundDebited -> credit payer
+//	  -> RefundCredited -> complete -> RefundCompleted -> record on the payment (RefundSettled)
+//	RefundDebitRejected -> fail; RefundDebitReversed -> fail; RefundFailed -> record (releases the reservation)
+func nextRefund(e eventstore.Event) (*contract.Step, error) {
+	switch e.Type {
+	case events.RefundReserved, events.RefundInitiated, events.RefundDebited, events.RefundDebitRejected,
+		events.RefundCredited, events.RefundDebitReversed, events.RefundCompleted, events.RefundFailed:
+	default:
+		return nil, nil
+	}
+	p, err := events.Decode(e.Type, e.Payload)
+	if err != nil {
+		return nil, err
+	}
+	t, _ := events.Refund(p)
+	var st contract.Step
+	switch v := p.(type) {
+	case events.RefundReservedV1:
+		st = contract.Step{Step: contract.StepRefundOpen}
+	case events.RefundInitiatedV1:
+		st = contract.Step{Step: contract.StepRefundDebit, Account: t.PayeeVPA}
+	case events.RefundDebitedV1:
+		st = contract.Step{Step: contract.StepRefundCredit, Account: t.PayerVPA}
+	case events.RefundDebitRejectedV1:
+		st = contract.Step{Step: contract.StepRefundFail, Code: v.Code, Reason: "the payee's refund debit was rejected"}
+	case events.RefundCreditedV1:
+		st = contract.Step{Step: contract.StepRefundComplete}
+	case events.RefundDebitReversedV1:
+		st = contract.Step{Step: contract.StepRefundFail, Code: v.Code, Reason: "the payer could not be credited; the refund debit was reversed"}
+	case events.RefundCompletedV1, events.RefundFailedV1:
+		st = contract.Step{Step: contract.StepRefundRecord}
+	}
+	if st.PaymentID, err = uuid.Parse(t.PaymentID); err != nil {
+		return nil, fmt.Errorf("%s %s: payment id %q: %w", e.Type, e.ID, t.PaymentID, err)
+	}
+	if st.RefundID, err = uuid.Parse(t.RefundID); err != nil {
+		return nil, fmt.Errorf("%s %s: refund id %q: %w", e.Type, e.ID, t.RefundID, err)
+	}
+	st.CausationID = e.ID.String()
+	return &st, nil
+}
+
 // compensation is what a parked step is replaced by, so that its payment still ends: a debit that cannot
 // be made is burnt (a later debit then finds it rejected), a credit that cannot be made is replaced by the
 // debit's reversal. Steps after the money moved have none: they stay parked and are retried.
 func compensation(st contract.Step) (contract.Step, bool) {
-	c := contract.Step{PaymentID: st.PaymentID, Code: events.CodeProcessingError, CausationID: st.CausationID}
+	c := contract.Step{PaymentID: st.PaymentID, RefundID: st.RefundID, Code: events.CodeProcessingError, CausationID: st.CausationID}
 	switch st.Step {
+	case contract.StepRefundDebit:
+		c.Step, c.Account, c.Reason = contract.StepRefundRejectDebit, st.Account, "the refund debit step kept failing"
+		return c, true
+	case contract.StepRefundCredit:
+		// The credit names the payer; the reversal is the payee's, which the command service looks up.
+		c.Step, c.Reason = contract.StepRefundReverse, "the refund credit step kept failing"
+		return c, true
 	case contract.StepDebit:
 		c.Step, c.Account, c.Reason = contract.StepRejectDebit, st.Account, "the debit step kept failing"
 		return c, true
@@ -87,7 +141,7 @@ func compensation(st contract.Step) (contract.Step, bool) {
 // payeeRefused reports whether a credit was refused by the payee's account itself (404 ACCOUNT_NOT_FOUND,
 // or 422: the credit would take its balance beyond the limit). Those refusals are final.
 func payeeRefused(st contract.Step, p *problem.Problem) bool {
-	return st.Step == contract.StepCredit &&
+	return (st.Step == contract.StepCredit || st.Step == contract.StepRefundCredit) &&
 		(p.Code == problem.CodeAccountNotFound || p.Status == http.StatusUnprocessableEntity)
 }
 
@@ -153,7 +207,8 @@ type task struct {
 	resolves *parked
 }
 
-// parked is the key of a row of workflow_parked.
+// parked is the key of a row of workflow_parked: its payment_id column holds the step's saga key
+// (contract.Step.Key: the refund's id for a refund step).
 type parked struct {
 	paymentID uuid.UUID
 	step      contract.StepName
@@ -245,7 +300,7 @@ var errTransient = errors.New("transient step failures")
 // settle takes one step's result: it records an outcome, or returns the task to send again (the same
 // step, or what replaces it) and whether that needs a pause first (retry) and was transient.
 func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (next *task, retry, transient bool, err error) {
-	pctx := observability.WithCorrelationID(ctx, t.step.PaymentID.String())
+	pctx := observability.WithCorrelationID(ctx, t.step.Key().String())
 	name := string(t.step.Step)
 	switch p := r.Problem; {
 	case p == nil:
@@ -266,7 +321,11 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		// the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
 		w.metrics.steps.WithLabelValues(name, "refused").Inc()
 		w.log.WarnContext(pctx, "payee refused the credit; reversing the debit", "problem", p.Code, "detail", p.Detail)
-		return &task{step: contract.Step{PaymentID: t.step.PaymentID, Step: contract.StepReverse,
+		reverse := contract.StepReverse
+		if t.step.Step.Refund() {
+			reverse = contract.StepRefundReverse
+		}
+		return &task{step: contract.Step{PaymentID: t.step.PaymentID, RefundID: t.step.RefundID, Step: reverse,
 			Code: events.CodePayeeUnavailable, Reason: "the payee could not be credited",
 			CausationID: t.step.CausationID}, resolves: t.resolves}, false, false, nil
 	}
@@ -299,6 +358,10 @@ func (w *Workflow) record(ctx context.Context, t *task, r contract.StepResult) {
 		w.metrics.outcomes.WithLabelValues("COMPLETED", "").Inc()
 	case events.PaymentFailed:
 		w.metrics.outcomes.WithLabelValues("FAILED", t.step.Code).Inc()
+	case events.RefundCompleted:
+		w.metrics.outcomes.WithLabelValues("REFUND_COMPLETED", "").Inc()
+	case events.RefundFailed:
+		w.metrics.outcomes.WithLabelValues("REFUND_FAILED", t.step.Code).Inc()
 	}
 	w.log.DebugContext(ctx, "workflow step", "step", t.step.Step, "outcome", r.EventType)
 }
@@ -316,20 +379,20 @@ func (w *Workflow) park(ctx context.Context, st contract.Step, cause error) (*ta
 		return nil, fmt.Errorf("park %s of %s: %w", st.Step, st.PaymentID, err)
 	}
 	w.log.ErrorContext(ctx, "workflow step parked", "step", st.Step, "reason", cause.Error(),
-		"then", retry.Step, "payment_id", st.PaymentID.String())
+		"then", retry.Step, "payment_id", st.PaymentID.String(), "saga", st.Key().String())
 	causeID, _ := uuid.Parse(st.CausationID)
 	if _, err := w.pool.Exec(ctx, `
 		insert into workflow_parked (payment_id, step, cause_event_id, reason, retry_step, retry_body)
 		values ($1, $2, $3, $4, $5, $6)
 		on conflict (payment_id, step) do update
 		set reason = excluded.reason, attempts = workflow_parked.attempts + 1, status = 'parked', updated_at = now()`,
-		st.PaymentID, st.Step, causeID, cause.Error(), retry.Step, body); err != nil {
-		return nil, fmt.Errorf("park %s of %s: %w", st.Step, st.PaymentID, err)
+		st.Key(), st.Step, causeID, cause.Error(), retry.Step, body); err != nil {
+		return nil, fmt.Errorf("park %s of %s: %w", st.Step, st.Key(), err)
 	}
 	if !compensable {
 		return nil, nil
 	}
-	return &task{step: retry, resolves: &parked{paymentID: st.PaymentID, step: st.Step}}, nil
+	return &task{step: retry, resolves: &parked{paymentID: st.Key(), step: st.Step}}, nil
 }
 
 func (w *Workflow) resolve(ctx context.Context, p parked, how string) error {
@@ -380,7 +443,13 @@ func (w *Workflow) retryParkedOnce(ctx context.Context) error {
 			w.log.ErrorContext(ctx, "parked step unreadable; left parked", "payment_id", p.paymentID, "err", err)
 			continue
 		}
-		st.PaymentID, st.Step = p.paymentID, retryStep
+		// payment_id holds the saga's key: a refund's id for a refund step (whose body names its payment).
+		st.Step = retryStep
+		if st.Step.Refund() {
+			st.RefundID = p.paymentID
+		} else {
+			st.PaymentID = p.paymentID
+		}
 		tasks = append(tasks, &task{step: st, resolves: &p})
 	}
 	rows.Close()

@@ -19,6 +19,7 @@ import (
 var (
 	ErrAccountNotFound = errors.New("account not found")
 	ErrPaymentNotFound = errors.New("payment not found")
+	ErrRefundNotFound  = errors.New("refund not found")
 	ErrVPANotFound     = errors.New("vpa not found")
 )
 
@@ -55,6 +56,8 @@ type Reader interface {
 	PaymentEvents(ctx context.Context, id uuid.UUID) (p Payment, found bool, items []contract.PaymentEvent, cp eventstore.Position, err error)
 	// PaymentByRRN is the payment whose debit gave it rrn.
 	PaymentByRRN(ctx context.Context, rrn string) (p Payment, found bool, cp eventstore.Position, err error)
+	// Refund is a refund row with the owners of its payment's accounts.
+	Refund(ctx context.Context, id uuid.UUID) (r Refund, found bool, cp eventstore.Position, err error)
 	// VPA is what a payee lookup shows of the account with that VPA.
 	VPA(ctx context.Context, vpa string) (v contract.VPALookup, found bool, cp eventstore.Position, err error)
 }
@@ -176,6 +179,39 @@ func (q *Queries) Payment(ctx context.Context, client string, id uuid.UUID, wait
 		unsubscribe()
 		if ctx.Err() != nil {
 			return p.Payment, f, nil
+		}
+	}
+}
+
+// Refund is a refund row with the owners who may see it: those of its payment's payer and payee.
+type Refund struct {
+	contract.Refund
+	PayerOwner, PayeeOwner string
+}
+
+// refundPoll is how often a long-polling refund read looks again (refunds have no settlement hint).
+const refundPoll = 100 * time.Millisecond
+
+// Refund returns a refund visible to client. With wait > 0 it long-polls until the refund is terminal or
+// wait has passed.
+func (q *Queries) Refund(ctx context.Context, client string, id uuid.UUID, wait time.Duration, c Consistency) (contract.Refund, Freshness, error) {
+	q.await(ctx, projection.Payments, c)
+	deadline := time.Now().Add(wait)
+	for {
+		rf, found, cp, err := q.reader.Refund(ctx, id)
+		f := freshness(cp, c)
+		switch {
+		case err != nil:
+			return contract.Refund{}, f, err
+		case !found || (client != rf.PayerOwner && client != rf.PayeeOwner):
+			return contract.Refund{}, f, ErrRefundNotFound
+		case rf.Status != contract.PaymentPending || !time.Now().Before(deadline):
+			return rf.Refund, f, nil
+		}
+		select {
+		case <-ctx.Done():
+			return rf.Refund, f, nil
+		case <-time.After(min(refundPoll, time.Until(deadline))):
 		}
 	}
 }

@@ -46,6 +46,7 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/payments", h.paymentsByRRN)
 		r.Get("/payments/{id}", h.payment)
 		r.Get("/payments/{id}/events", h.paymentEvents)
+		r.Get("/refunds/{id}", h.refund)
 	})
 }
 
@@ -174,6 +175,24 @@ func (h *Handler) payment(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, f, p, err)
 }
 
+func (h *Handler) refund(w http.ResponseWriter, r *http.Request) {
+	id, c, errs := paymentRequest(r)
+	var wait time.Duration
+	if s := r.URL.Query().Get("wait"); s != "" {
+		d, ok := parseWait(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
+		}
+		wait = d
+	}
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	rf, f, err := h.q.Refund(r.Context(), client(r), id, wait, c)
+	h.respond(w, r, f, rf, err)
+}
+
 func (h *Handler) paymentEvents(w http.ResponseWriter, r *http.Request) {
 	id, c, errs := paymentRequest(r)
 	if len(errs) > 0 {
@@ -208,6 +227,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeVPANotFound, "no account has this vpa"))
 	case errors.Is(err, app.ErrPaymentNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
+	case errors.Is(err, app.ErrRefundNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund"))
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))

@@ -70,7 +70,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 	rows, err := r.pool.Query(ctx, `
 		select c.tx_id::text::bigint, c.global_position, a.owner_client_id,
 		       t.version, t.kind, t.amount_paise, t.balance_after_paise, t.payment_id::text, t.counterparty_vpa,
-		       t.reference, t.rrn, t.at, t.tx_id::text::bigint, t.global_position
+		       t.reference, t.rrn, t.at, t.tx_id::text::bigint, t.global_position, t.refund_id::text
 		from projection_checkpoints c
 		left join accounts a on a.vpa = $2
 		left join lateral (
@@ -93,12 +93,12 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 			cpTx, cpPos                         int64
 			version                             *int
 			kind, paymentID, counterparty, ref  *string
-			rrn                                 *string
+			rrn, refundID                       *string
 			amount, balanceAfter, rowTx, rowPos *int64
 			at                                  *time.Time
 		)
 		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
-			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos); err != nil {
+			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos, &refundID); err != nil {
 			return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
@@ -107,7 +107,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		}
 		items = append(items, app.VersionedTransaction{Version: *version, Transaction: contract.Transaction{
 			Kind: *kind, AmountPaise: *amount, BalanceAfterPaise: *balanceAfter,
-			PaymentID: deref(paymentID), CounterpartyVPA: deref(counterparty), Reference: deref(ref), RRN: deref(rrn),
+			PaymentID: deref(paymentID), RefundID: deref(refundID), CounterpartyVPA: deref(counterparty), Reference: deref(ref), RRN: deref(rrn),
 			At: contract.Time(*at), Position: position(rowTx, rowPos).Token(),
 		}})
 	}
@@ -130,18 +130,18 @@ func deref(s *string) string {
 const paymentColumns = `p.payment_id::text, p.payer_vpa, p.payee_vpa, p.amount_paise, p.note, p.status, p.failure_code,
 	p.created_at, p.updated_at, p.tx_id::text::bigint, p.global_position,
 	coalesce(p.payer_owner, ''), coalesce(p.payee_owner, ''),
-	coalesce(p.upi_txn_id, 'UPI' || replace(p.payment_id::text, '-', '')), p.rrn`
+	coalesce(p.upi_txn_id, 'UPI' || replace(p.payment_id::text, '-', '')), p.rrn, p.refunded_paise`
 
 type paymentRow struct {
 	id, payer, payee, note, status, code, payerOwner, payeeOwner *string
 	upi, rrn                                                     *string
-	amount, rowTx, rowPos                                        *int64
+	amount, rowTx, rowPos, refunded                              *int64
 	createdAt, updatedAt                                         *time.Time
 }
 
 func (p *paymentRow) dest() []any {
 	return []any{&p.id, &p.payer, &p.payee, &p.amount, &p.note, &p.status, &p.code, &p.createdAt, &p.updatedAt,
-		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner, &p.upi, &p.rrn}
+		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner, &p.upi, &p.rrn, &p.refunded}
 }
 
 func (p *paymentRow) payment() (app.Payment, bool) {
@@ -151,9 +151,36 @@ func (p *paymentRow) payment() (app.Payment, bool) {
 	return app.Payment{PayerOwner: *p.payerOwner, PayeeOwner: *p.payeeOwner, Payment: contract.Payment{
 		PaymentID: *p.id, UPITxnID: deref(p.upi), PayerVPA: *p.payer, PayeeVPA: *p.payee, AmountPaise: *p.amount,
 		Currency: "INR", Note: *p.note, Status: *p.status, FailureCode: p.code, NPCICode: contract.NPCICode(p.code),
-		RRN: deref(p.rrn), CreatedAt: contract.Time(*p.createdAt),
+		RRN: deref(p.rrn), RefundedPaise: *p.refunded, CreatedAt: contract.Time(*p.createdAt),
 		UpdatedAt: contract.Time(*p.updatedAt), Position: position(p.rowTx, p.rowPos).Token(),
 	}}, true
+}
+
+// Refund implements app.Reader.
+func (r *Reader) Refund(ctx context.Context, id uuid.UUID) (app.Refund, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var rid, pid, upi, reason, status, payerOwner, payeeOwner, code, rrn *string
+	var amount, rowTx, rowPos *int64
+	var createdAt, updatedAt *time.Time
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, f.refund_id::text, f.payment_id::text, f.upi_txn_id,
+			f.amount_paise, f.reason, f.status, f.failure_code, f.rrn, f.created_at, f.updated_at,
+			f.tx_id::text::bigint, f.global_position, coalesce(f.payer_owner, ''), coalesce(f.payee_owner, '')
+		from projection_checkpoints c left join refunds f on f.refund_id = $2
+		where c.name = $1`, projection.Payments, id).Scan(&cpTx, &cpPos, &rid, &pid, &upi, &amount, &reason,
+		&status, &code, &rrn, &createdAt, &updatedAt, &rowTx, &rowPos, &payerOwner, &payeeOwner)
+	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+	if err != nil {
+		return app.Refund{}, false, eventstore.Start, fmt.Errorf("read refund %s: %w", id, err)
+	}
+	if rid == nil {
+		return app.Refund{}, false, cp, nil
+	}
+	return app.Refund{PayerOwner: *payerOwner, PayeeOwner: *payeeOwner, Refund: contract.Refund{
+		RefundID: *rid, PaymentID: *pid, UPITxnID: *upi, AmountPaise: *amount, Reason: *reason, Status: *status,
+		FailureCode: code, NPCICode: contract.NPCICode(code), RRN: deref(rrn), CreatedAt: contract.Time(*createdAt),
+		UpdatedAt: contract.Time(*updatedAt), Position: position(rowTx, rowPos).Token(),
+	}}, true, cp, nil
 }
 
 // Payment implements app.Reader.
