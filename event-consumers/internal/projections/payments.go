@@ -296,9 +296,10 @@ func (c refundChanges) apply(ctx context.Context, tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			insert into refunds (refund_id, payment_id, payer_vpa, payee_vpa, payer_owner, payee_owner, upi_txn_id,
 				amount_paise, reason, status, created_at, updated_at, tx_id, global_position)
-			select $1::uuid, $2::uuid, $3, $4, (select owner_client_id from payment_account_owners where vpa = $3),
-				(select owner_client_id from payment_account_owners where vpa = $4), $5, $6, $7, 'PENDING', $8, $8,
-				$9::text::xid8, $10`,
+			select $1::uuid, $2::uuid, $3::text, $4::text,
+				(select owner_client_id from payment_account_owners where vpa = $3::text),
+				(select owner_client_id from payment_account_owners where vpa = $4::text), $5, $6, $7, 'PENDING', $8, $8,
+				$9::bigint::text::xid8, $10`,
 			r.p.RefundID, r.p.PaymentID, r.p.PayerVPA, r.p.PayeeVPA, r.p.UPITxnID, r.p.AmountPaise, r.p.Reason,
 			r.e.CreatedAt, txID(r.e), r.e.Position.GlobalPosition); err != nil {
 			return fmt.Errorf("record refund %s: %w", r.p.RefundID, err)
@@ -311,7 +312,7 @@ func (c refundChanges) apply(ctx context.Context, tx pgx.Tx) error {
 	}
 	for _, r := range c.closed {
 		tag, err := tx.Exec(ctx, `
-			update refunds set status = $2, failure_code = $3, updated_at = $4, tx_id = $5::text::xid8, global_position = $6
+			update refunds set status = $2, failure_code = $3, updated_at = $4, tx_id = $5::bigint::text::xid8, global_position = $6
 			where refund_id = $1::uuid and status = 'PENDING'`,
 			r.id, r.status, r.code, r.e.CreatedAt, txID(r.e), r.e.Position.GlobalPosition)
 		if err != nil {
