@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -141,5 +142,61 @@ func waitVisible(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) {
 			t.Fatal("event never came below the horizon")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A log written before the UPI fields existed (no account type, no upi_txn_id, no RRN, no payee kind:
+// the JSON below is what those versions stored) rebuilds into read models that say what they said then,
+// with the new columns at their defaults: a PERSON account, an upi_txn_id derived from the payment id,
+// no RRN.
+func TestRebuildFromALogOlderThanTheUPIFields(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	store := eventstore.New(pool)
+	pid := uuid.New()
+	old := []struct {
+		typ, stream, agg, payload string
+		version                   int
+	}{
+		{"AccountOpened", "old.a@okbank", "account", `{"vpa":"old.a@okbank","holder_name":"A","owner_client_id":"psp"}`, 1},
+		{"AccountOpened", "old.b@okbank", "account", `{"vpa":"old.b@okbank","holder_name":"B","owner_client_id":"psp"}`, 1},
+		{"FundsDeposited", "old.a@okbank", "account", `{"vpa":"old.a@okbank","amount_paise":900,"reference":"r","balance_after_paise":900}`, 2},
+		{"PaymentInitiated", pid.String(), "payment", `{"payment_id":"` + pid.String() + `","payer_vpa":"old.a@okbank","payee_vpa":"old.b@okbank","amount_paise":300,"client_id":"psp"}`, 1},
+		{"AccountDebited", "old.a@okbank", "account", `{"vpa":"old.a@okbank","payment_id":"` + pid.String() + `","amount_paise":300,"counterparty_vpa":"old.b@okbank","balance_after_paise":600}`, 3},
+		{"AccountCredited", "old.b@okbank", "account", `{"vpa":"old.b@okbank","payment_id":"` + pid.String() + `","amount_paise":300,"counterparty_vpa":"old.a@okbank","balance_after_paise":300}`, 2},
+		{"PaymentCompleted", pid.String(), "payment", `{"payment_id":"` + pid.String() + `"}`, 2},
+	}
+	for _, e := range old {
+		if _, err := store.Append(ctx, e.agg, e.stream, e.version-1, []eventstore.NewEvent{{
+			ID: uuid.New(), Type: e.typ, Data: json.RawMessage(e.payload), Metadata: json.RawMessage(`{"schema_version":1}`),
+		}}); err != nil {
+			t.Fatalf("append %s: %v", e.typ, err)
+		}
+	}
+	for _, p := range []runner.Projection{projections.Accounts{}, projections.Payments{}} {
+		if _, err := runner.Rebuild(ctx, pool, testLog(t), p, 100); err != nil {
+			t.Fatalf("rebuild %s from the old log: %v", p.Name(), err)
+		}
+	}
+	var typ string
+	var mcc *string
+	var balance int64
+	if err := pool.QueryRow(ctx, `select type, mcc, balance_paise from accounts where vpa = 'old.a@okbank'`).
+		Scan(&typ, &mcc, &balance); err != nil || typ != "PERSON" || mcc != nil || balance != 600 {
+		t.Fatalf("old account = %s %v %d (%v), want a PERSON without mcc holding 600", typ, mcc, balance, err)
+	}
+	var status string
+	var txn, rrn *string
+	if err := pool.QueryRow(ctx, `select status, upi_txn_id, rrn from payments where payment_id = $1`, pid).
+		Scan(&status, &txn, &rrn); err != nil || status != "COMPLETED" || rrn != nil {
+		t.Fatalf("old payment = %s txn %v rrn %v (%v), want COMPLETED without an rrn", status, txn, rrn, err)
+	}
+	if want := "UPI" + strings.ReplaceAll(pid.String(), "-", ""); txn != nil && *txn != want {
+		t.Fatalf("old payment's upi_txn_id = %s, want %s (derived from its id)", *txn, want)
+	}
+	var moves int
+	if err := pool.QueryRow(ctx, `select count(*) from account_transactions where rrn is null`).Scan(&moves); err != nil || moves != 3 {
+		t.Fatalf("%d old money movements without an rrn (%v), want 3", moves, err)
 	}
 }
