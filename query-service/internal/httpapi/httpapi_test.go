@@ -177,8 +177,9 @@ func TestPaymentsAreVisibleToPayerAndPayeeOwners(t *testing.T) {
 	for _, c := range []string{"psp-alpha", "psp-beta"} {
 		r := f.get(c, "/v1/payments/"+id.String())
 		expect(t, r, 200, "")
-		if r.body["status"] != "PENDING" || r.body["failure_code"] != nil || r.body["payment_id"] != id.String() || len(r.body) != 13 ||
-			r.body["upi_txn_id"] != "UPI"+strings.ReplaceAll(id.String(), "-", "") || r.body["npci_code"] != nil {
+		if r.body["status"] != "PENDING" || r.body["failure_code"] != nil || r.body["payment_id"] != id.String() || len(r.body) != 14 ||
+			r.body["upi_txn_id"] != "UPI"+strings.ReplaceAll(id.String(), "-", "") || r.body["npci_code"] != nil ||
+			r.body["refunded_paise"] != float64(0) {
 			t.Errorf("%s sees %v", c, r.body)
 		}
 		r = f.get(c, "/v1/payments/"+id.String()+"/events")
