@@ -1,5 +1,5 @@
 // Command event-consumers follows the event log: it builds the projections the query service reads, runs
-// the payment workflow and relays the log to RabbitMQ (the event feed). `event-consumers rebuild all|NAME` rebuilds projections and exits.
+// the payment workflow, expires collect requests and relays the log to RabbitMQ (the event feed). `event-consumers rebuild all|NAME` rebuilds projections and exits.
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"upi/db"
 	"upi/event-consumers/internal/config"
+	"upi/event-consumers/internal/expiry"
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/relay"
 	"upi/event-consumers/internal/runner"
@@ -114,6 +115,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	g.Go(func() error { flow.RetryParked(gctx); return nil })
+	// Collect requests still pending at their expiry become EXPIRED through the command service.
+	watcher := &expiry.Watcher{Pool: pool, BaseURL: cfg.CommandServiceURL, Log: log,
+		Client: &http.Client{Timeout: 10 * time.Second}}
+	g.Go(func() error { watcher.Run(gctx); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}

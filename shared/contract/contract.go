@@ -128,6 +128,37 @@ type Refund struct {
 	Position    string  `json:"position"`
 }
 
+// Collect request statuses.
+const (
+	CollectPending  = "PENDING"
+	CollectApproved = "APPROVED"
+	CollectDeclined = "DECLINED"
+	CollectExpired  = "EXPIRED"
+)
+
+// Collect is the collect request resource. PaymentID is null until it is APPROVED; NPCICode is ZA once
+// DECLINED, U69 once EXPIRED, else null.
+type Collect struct {
+	CollectID   string  `json:"collect_id"`
+	PayeeVPA    string  `json:"payee_vpa"`
+	PayerVPA    string  `json:"payer_vpa"`
+	AmountPaise int64   `json:"amount_paise"`
+	Note        string  `json:"note"`
+	Status      string  `json:"status"`
+	PaymentID   *string `json:"payment_id"`
+	NPCICode    *string `json:"npci_code"`
+	ExpiresAt   string  `json:"expires_at"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   string  `json:"updated_at"`
+	Position    string  `json:"position"`
+}
+
+// CollectPage is one page of the collect requests addressed to a payer, newest first.
+type CollectPage struct {
+	Items      []Collect `json:"items"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
 // PaymentList is the answer of a payment search (GET /v1/payments?rrn=).
 type PaymentList struct {
 	Items []Payment `json:"items"`

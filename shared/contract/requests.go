@@ -213,3 +213,90 @@ func CheckIdempotencyKey(key string) error {
 	}
 	return nil
 }
+
+// Bounds and default of a collect request's expires_in_seconds.
+const (
+	CollectExpiryMinSeconds     = 60
+	CollectExpiryMaxSeconds     = 3888000 // 45 days
+	CollectExpiryDefaultSeconds = 1800
+)
+
+// CollectRequestBody is the body of POST /v1/collect-requests.
+type CollectRequestBody struct {
+	PayeeVPA    string `json:"payee_vpa"`
+	PayerVPA    string `json:"payer_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	Note        string `json:"note,omitempty"`
+	// ExpiresInSeconds is 60 to 3888000; absent (0) means the default, 1800.
+	ExpiresInSeconds int64 `json:"expires_in_seconds,omitempty"`
+}
+
+// RequestCollect is a validated CollectRequestBody.
+type RequestCollect struct {
+	Payee     vpa.VPA
+	Payer     vpa.VPA
+	Amount    money.Amount
+	Note      string
+	ExpiresIn int64 // seconds
+}
+
+// Validate checks the request.
+func (r CollectRequestBody) Validate(l Limits) (RequestCollect, *problem.Problem) {
+	var errs []problem.FieldError
+	payee, err := vpa.Parse(r.PayeeVPA)
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "payee_vpa", Message: err.Error()})
+	}
+	payer, err2 := vpa.Parse(r.PayerVPA)
+	if err2 != nil {
+		errs = append(errs, problem.FieldError{Field: "payer_vpa", Message: err2.Error()})
+	}
+	if err == nil && err2 == nil && payer == payee {
+		errs = append(errs, problem.FieldError{Field: "payer_vpa", Message: "payer_vpa must differ from payee_vpa"})
+	}
+	amount, err := money.NewAmount(r.AmountPaise, l.PaymentMaxPaise)
+	if err != nil {
+		errs = append(errs, amountError(l.PaymentMaxPaise))
+	}
+	if utf8.RuneCountInString(r.Note) > 100 || hasControl(r.Note) {
+		errs = append(errs, problem.FieldError{Field: "note", Message: "note must be at most 100 printable characters"})
+	}
+	expires := r.ExpiresInSeconds
+	if expires == 0 {
+		expires = CollectExpiryDefaultSeconds
+	}
+	if expires < CollectExpiryMinSeconds || expires > CollectExpiryMaxSeconds {
+		errs = append(errs, problem.FieldError{Field: "expires_in_seconds",
+			Message: fmt.Sprintf("expires_in_seconds must be from %d to %d", CollectExpiryMinSeconds, CollectExpiryMaxSeconds)})
+	}
+	if errs != nil {
+		return RequestCollect{}, problem.Validation(errs...)
+	}
+	return RequestCollect{Payee: payee, Payer: payer, Amount: amount, Note: r.Note, ExpiresIn: expires}, nil
+}
+
+// PathCollectExpiries is the command service's internal route on which event-consumers' expiry watcher
+// expires the collect requests that are due (docs/internal-api.md).
+const PathCollectExpiries = "/internal/collect-expiries"
+
+// CollectExpiriesRequest is the body of POST PathCollectExpiries.
+type CollectExpiriesRequest struct {
+	CollectIDs []uuid.UUID `json:"collect_ids"`
+}
+
+// CollectExpiryResult is the outcome of one expiry: the event that closes the request (CollectExpired,
+// or the approval or decline that closed it first), or the problem that failed it (COLLECT_NOT_FOUND,
+// STEP_PRECONDITION when it is not due yet).
+type CollectExpiryResult struct {
+	CollectID uuid.UUID        `json:"collect_id"`
+	EventType string           `json:"event_type,omitempty"`
+	Problem   *problem.Problem `json:"problem,omitempty"`
+}
+
+// CollectExpiriesResponse answers POST PathCollectExpiries with 200, one result per id, in order.
+type CollectExpiriesResponse struct {
+	Results []CollectExpiryResult `json:"results"`
+}
+
+// MaxCollectExpiries bounds one call of PathCollectExpiries.
+const MaxCollectExpiries = 500

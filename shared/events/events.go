@@ -15,6 +15,7 @@ const (
 	AggregateAccount = "account" // aggregate id: the VPA
 	AggregatePayment = "payment" // aggregate id: the payment UUID
 	AggregateRefund  = "refund"  // aggregate id: the refund UUID
+	AggregateCollect = "collect" // aggregate id: the collect request UUID
 )
 
 // Event types, stored in events.event_type.
@@ -41,6 +42,21 @@ const (
 	RefundCompleted     = "RefundCompleted"     // refund stream
 	RefundFailed        = "RefundFailed"        // refund stream
 	RefundSettled       = "RefundSettled"       // payment stream: the refund's outcome; a failure releases its reservation
+
+	// A collect request: a merchant asks a payer for money. Opened on its own stream, it is closed once,
+	// by exactly one of approval, decline or expiry (the three share one event id, ids.StepClose of the
+	// collect id, so two outcomes can never both be recorded). An approval's payment is initiated in the
+	// same transaction, with an id derived from the collect id.
+	CollectRequested = "CollectRequested" // collect stream; event id = collect id
+	CollectApproved  = "CollectApproved"  // collect stream
+	CollectDeclined  = "CollectDeclined"  // collect stream
+	CollectExpired   = "CollectExpired"   // collect stream; appended by event-consumers' expiry watcher
+)
+
+// NPCI codes of a collect request's endings.
+const (
+	NPCICollectDeclined = "ZA"
+	NPCICollectExpired  = "U69"
 )
 
 // SchemaVersion is the payload version every type is written with today.
@@ -314,6 +330,63 @@ func Refund(p Payload) (RefundTerms, bool) {
 	return RefundTerms{}, false
 }
 
+// CollectTerms are what every collect event repeats about its request.
+type CollectTerms struct {
+	CollectID   string `json:"collect_id"`
+	PayeeVPA    string `json:"payee_vpa"`
+	PayerVPA    string `json:"payer_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+}
+
+// CollectRequestedV1 opens a collect request: the payee's owner asks the payer for AmountPaise, until
+// ExpiresAt.
+type CollectRequestedV1 struct {
+	CollectTerms
+	Note     string `json:"note"`
+	ClientID string `json:"client_id"`
+	// ExpiresAt is RFC 3339 UTC.
+	ExpiresAt string `json:"expires_at"`
+}
+
+// CollectApprovedV1 records the payer's approval and the payment it started.
+type CollectApprovedV1 struct {
+	CollectTerms
+	PaymentID string `json:"payment_id"`
+	ClientID  string `json:"client_id"`
+}
+
+// CollectDeclinedV1 records the payer's refusal (NPCI ZA).
+type CollectDeclinedV1 struct {
+	CollectTerms
+	ClientID string `json:"client_id"`
+}
+
+// CollectExpiredV1 records that the request was still pending at its expiry (NPCI U69).
+type CollectExpiredV1 struct {
+	CollectTerms
+	ExpiresAt string `json:"expires_at"`
+}
+
+func (CollectRequestedV1) EventType() string { return CollectRequested }
+func (CollectApprovedV1) EventType() string  { return CollectApproved }
+func (CollectDeclinedV1) EventType() string  { return CollectDeclined }
+func (CollectExpiredV1) EventType() string   { return CollectExpired }
+
+// Collect returns the terms every collect event carries, and whether p is a collect event.
+func Collect(p Payload) (CollectTerms, bool) {
+	switch v := p.(type) {
+	case CollectRequestedV1:
+		return v.CollectTerms, true
+	case CollectApprovedV1:
+		return v.CollectTerms, true
+	case CollectDeclinedV1:
+		return v.CollectTerms, true
+	case CollectExpiredV1:
+		return v.CollectTerms, true
+	}
+	return CollectTerms{}, false
+}
+
 // Metadata travels with every event: who caused it and why, for tracing and for idempotency checks.
 type Metadata struct {
 	SchemaVersion int    `json:"schema_version"`
@@ -366,6 +439,14 @@ func Decode(eventType string, payload []byte) (Payload, error) {
 		p = &RefundFailedV1{}
 	case RefundSettled:
 		p = &RefundSettledV1{}
+	case CollectRequested:
+		p = &CollectRequestedV1{}
+	case CollectApproved:
+		p = &CollectApprovedV1{}
+	case CollectDeclined:
+		p = &CollectDeclinedV1{}
+	case CollectExpired:
+		p = &CollectExpiredV1{}
 	default:
 		return nil, fmt.Errorf("unknown event type %q", eventType)
 	}
@@ -413,6 +494,14 @@ func deref(p Payload) Payload {
 	case *RefundFailedV1:
 		return *v
 	case *RefundSettledV1:
+		return *v
+	case *CollectRequestedV1:
+		return *v
+	case *CollectApprovedV1:
+		return *v
+	case *CollectDeclinedV1:
+		return *v
+	case *CollectExpiredV1:
 		return *v
 	}
 	return p

@@ -35,6 +35,12 @@ const (
 	StepRecord = "record"
 )
 
+// CollectPayment is the id of the payment a collect request's approval starts: one per collect request,
+// however often it is approved.
+func CollectPayment(collectID uuid.UUID) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("collect-payment\x00"+collectID.String()))
+}
+
 // StepEvent is the event id of one workflow step of a payment.
 func StepEvent(paymentID uuid.UUID, step string) uuid.UUID {
 	return uuid.NewSHA1(namespace, []byte("step\x00"+paymentID.String()+"\x00"+step))

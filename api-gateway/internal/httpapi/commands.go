@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/go-chi/chi/v5"
 	"io"
 	"mime"
 	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/idempotency"
@@ -72,6 +74,41 @@ func (s *server) refund(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+func (s *server) requestCollect(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
+		var req contract.CollectRequestBody
+		if p := contract.Decode(w, r, &req); p != nil {
+			return "", p
+		}
+		if _, p := req.Validate(s.Limits); p != nil {
+			return "", p
+		}
+		return collectFingerprint(req), nil
+	})
+}
+
+// answerCollect is approve and decline: no body (or an empty object), a collect id in the path.
+func (s *server) answerCollect(w http.ResponseWriter, r *http.Request) {
+	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
+		if _, err := uuid.Parse(chi.URLParam(r, "collect_id")); err != nil {
+			return "", problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request")
+		}
+		raw, err := io.ReadAll(io.LimitReader(r.Body, contract.MaxBodyBytes+1))
+		if err != nil {
+			return "", problem.New(http.StatusBadRequest, problem.CodeMalformedJSON, "the body could not be read")
+		}
+		if len(bytes.TrimSpace(raw)) > 0 {
+			var req struct{}
+			r.Body = io.NopCloser(bytes.NewReader(raw))
+			if p := contract.Decode(w, r, &req); p != nil {
+				return "", p
+			}
+		}
+		var c idempotency.Canonical
+		return c.Fingerprint(), nil
+	})
+}
+
 // The fingerprints of the commands' bodies: every field of the request, as decoded, in ascending key
 // order. A field added to a request must be added here (TestFingerprintsCoverEveryField fails until it is).
 
@@ -104,6 +141,16 @@ func refundFingerprint(req contract.RefundRequest) string {
 	var c idempotency.Canonical
 	c.Int("amount_paise", req.AmountPaise)
 	c.String("reason", req.Reason)
+	return c.Fingerprint()
+}
+
+func collectFingerprint(req contract.CollectRequestBody) string {
+	var c idempotency.Canonical
+	c.Int("amount_paise", req.AmountPaise)
+	c.Int("expires_in_seconds", req.ExpiresInSeconds)
+	c.String("note", req.Note)
+	c.String("payee_vpa", req.PayeeVPA)
+	c.String("payer_vpa", req.PayerVPA)
 	return c.Fingerprint()
 }
 

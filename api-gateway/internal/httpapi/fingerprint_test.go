@@ -59,6 +59,12 @@ func fingerprintOf(t *testing.T, name string, body string) (string, bool) {
 			return "", false
 		}
 		return paymentFingerprint(req), true
+	case "collect":
+		var req contract.CollectRequestBody
+		if !decodeStrict([]byte(body), &req) {
+			return "", false
+		}
+		return collectFingerprint(req), true
 	}
 	t.Fatalf("no route %s", name)
 	return "", false
@@ -128,6 +134,7 @@ func TestFingerprintsCoverEveryField(t *testing.T) {
 		{"account", &contract.OpenAccountRequest{}},
 		{"deposit", &contract.DepositRequest{}},
 		{"payment", &contract.PaymentRequest{}},
+		{"collect", &contract.CollectRequestBody{}},
 	} {
 		v := reflect.ValueOf(tc.req).Elem()
 		for i := range v.NumField() {

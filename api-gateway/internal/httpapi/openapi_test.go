@@ -249,6 +249,7 @@ func TestSchemasMatchTheContract(t *testing.T) {
 		"PaymentEvent": contract.PaymentEvent{}, "PaymentEventPage": contract.PaymentEventPage{},
 		"OpenAccountRequest": contract.OpenAccountRequest{}, "DepositRequest": contract.DepositRequest{},
 		"PaymentRequest": contract.PaymentRequest{},
+		"CollectRequest": contract.CollectRequestBody{}, "Collect": contract.Collect{}, "CollectPage": contract.CollectPage{},
 	} {
 		documented, ok := s.Properties(schema)
 		if !ok {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"upi/api-gateway/internal/downstream"
+	"upi/shared/contract"
 	"upi/shared/eventstore"
 	"upi/shared/problem"
 	"upi/shared/vpa"
@@ -46,13 +47,25 @@ func (s *server) getRefund(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, errs, queryParams{wait: true})
 }
 
+func (s *server) getCollect(w http.ResponseWriter, r *http.Request) {
+	if _, err := uuid.Parse(chi.URLParam(r, "collect_id")); err != nil {
+		s.fail(w, r, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
+		return
+	}
+	s.query(w, r, nil, queryParams{})
+}
+
+func (s *server) listCollects(w http.ResponseWriter, r *http.Request) {
+	s.query(w, r, checkVPA(r), queryParams{limit: true, cursor: true, status: true})
+}
+
 func (s *server) getPaymentEvents(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, checkPaymentID(r), queryParams{})
 }
 
 // queryParams names the query parameters a route takes besides min_position, which every GET takes.
 type queryParams struct {
-	limit, cursor, wait, rrn bool
+	limit, cursor, wait, rrn, status bool
 }
 
 // query validates a GET's path and query at the edge and relays the query service's answer. The call's
@@ -82,6 +95,13 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	}
 	if params.rrn && !isRRN(q.Get("rrn")) {
 		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be the 12 digits of a retrieval reference number"})
+	}
+	if params.status && q.Has("status") {
+		switch q.Get("status") {
+		case contract.CollectPending, contract.CollectApproved, contract.CollectDeclined, contract.CollectExpired:
+		default:
+			errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
+		}
 	}
 	if params.wait && q.Has("wait") {
 		d, ok := parseWait(q.Get("wait"))

@@ -77,6 +77,9 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/accounts/{vpa}/deposits", s.deposit)
 	v1.Post("/payments", s.pay)
 	v1.Post("/payments/{payment_id}/refunds", s.refund)
+	v1.Post("/collect-requests", s.requestCollect)
+	v1.Post("/collect-requests/{collect_id}/approve", s.answerCollect)
+	v1.Post("/collect-requests/{collect_id}/decline", s.answerCollect)
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -87,6 +90,8 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
 		r.Get("/refunds/{refund_id}", s.getRefund)
+		r.Get("/collect-requests/{collect_id}", s.getCollect)
+		r.Get("/accounts/{vpa}/collect-requests", s.listCollects)
 	})
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's

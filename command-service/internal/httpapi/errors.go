@@ -46,6 +46,22 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 		p = problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund")
 	case errors.Is(err, domain.ErrRefundTerminal):
 		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the refund is already completed or failed")
+	case errors.Is(err, app.ErrPayerNotFound):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodePayerNotFound, "the payer vpa does not exist")
+	case errors.Is(err, domain.ErrCollectNotAllowed):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectNotAllowed,
+			"only an ENTITY account may send a collect request")
+	case errors.Is(err, domain.ErrCollectNotFound):
+		p = problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request")
+	case errors.Is(err, domain.ErrCollectExpired):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectExpired, "the collect request has expired")
+	case errors.Is(err, domain.ErrCollectDeclined):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectDeclined, "the collect request was declined")
+	case errors.Is(err, domain.ErrCollectApproved):
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectApproved, "the collect request was approved")
+	case errors.Is(err, domain.ErrCollectNotDue):
+		// Only the expiry watcher asks; it tries again later.
+		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
 	case errors.Is(err, app.ErrStepPrecondition):
 		// Only the workflow calls steps; the detail tells its operator which step is missing.
 		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())

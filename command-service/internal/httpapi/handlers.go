@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
@@ -179,4 +181,89 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 		res.Replayed = o.Replayed
 	}
 	written(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
+}
+
+func (h *handlers) requestCollect(w http.ResponseWriter, r *http.Request) {
+	c, p := caller(r)
+	if p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	var req contract.CollectRequestBody
+	if p := contract.Decode(w, r, &req); p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	cmd, p := req.Validate(h.limits)
+	if p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	col, replayed, err := h.svc.RequestCollect(r.Context(), c, cmd)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", app.PathCollects+"/"+col.CollectID)
+	written(w, http.StatusCreated, col, replayed)
+}
+
+// answerCollect approves or declines the collect request named in the path, on behalf of its payer's owner.
+func (h *handlers) answerCollect(approve bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, p := caller(r)
+		if p != nil {
+			h.fail(w, r, p)
+			return
+		}
+		id, err := uuid.Parse(chi.URLParam(r, "collect_id"))
+		if err != nil {
+			h.fail(w, r, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
+			return
+		}
+		if approve {
+			col, replayed, err := h.svc.ApproveCollect(r.Context(), c, id)
+			if err != nil {
+				h.fail(w, r, err)
+				return
+			}
+			written(w, http.StatusAccepted, col, replayed)
+			return
+		}
+		col, replayed, err := h.svc.DeclineCollect(r.Context(), c, id)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		written(w, http.StatusOK, col, replayed)
+	}
+}
+
+// collectExpiries expires the collect requests event-consumers' watcher found due
+// (contract.PathCollectExpiries); each fails alone, only a database failure fails the call.
+func (h *handlers) collectExpiries(w http.ResponseWriter, r *http.Request) {
+	var req contract.CollectExpiriesRequest
+	if p := contract.Decode(w, r, &req); p != nil {
+		h.fail(w, r, p)
+		return
+	}
+	if len(req.CollectIDs) == 0 || len(req.CollectIDs) > contract.MaxCollectExpiries {
+		h.fail(w, r, problem.New(http.StatusBadRequest, problem.CodeValidation,
+			fmt.Sprintf("collect_ids must hold 1 to %d ids", contract.MaxCollectExpiries)))
+		return
+	}
+	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context())}
+	outcomes, err := h.svc.ExpireCollects(r.Context(), c, req.CollectIDs)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := contract.CollectExpiriesResponse{Results: make([]contract.CollectExpiryResult, len(outcomes))}
+	for i, o := range outcomes {
+		out.Results[i] = contract.CollectExpiryResult{CollectID: req.CollectIDs[i], EventType: o.EventType}
+		if o.Err != nil {
+			out.Results[i].Problem = h.problem(r, o.Err)
+		}
+	}
+	contract.WriteJSON(w, http.StatusOK, out)
 }

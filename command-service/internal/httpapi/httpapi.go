@@ -37,7 +37,11 @@ func Register(r chi.Router, cfg Config) {
 		r.With(m.instrument("deposit")).Post(app.PathAccounts+"/{vpa}/deposits", h.deposit)
 		r.With(m.instrument("initiate_payment")).Post(app.PathPayments, h.initiatePayment)
 		r.With(m.instrument("request_refund")).Post(app.PathPayments+"/{payment_id}/refunds", h.requestRefund)
+		r.With(m.instrument("request_collect")).Post(app.PathCollects, h.requestCollect)
+		r.With(m.instrument("approve_collect")).Post(app.PathCollects+"/{collect_id}/approve", h.answerCollect(true))
+		r.With(m.instrument("decline_collect")).Post(app.PathCollects+"/{collect_id}/decline", h.answerCollect(false))
 		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
+		r.With(m.instrument("collect_expiries")).Post(contract.PathCollectExpiries, h.collectExpiries)
 	})
 }
 

@@ -24,7 +24,7 @@ func (Payments) Name() string { return projection.Payments }
 
 // Tables implements runner.Projection.
 func (Payments) Tables() []string {
-	return []string{"payments", "payment_events", "payment_account_owners", "refunds"}
+	return []string{"payments", "payment_events", "payment_account_owners", "refunds", "collect_requests"}
 }
 
 // Apply implements runner.Projection. It notifies projection.PaymentSettledChannel with the payments that
@@ -38,6 +38,7 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 	var debits debitRows
 	closing := map[string]eventstore.Event{}
 	refunds := refundChanges{refunded: map[string]int64{}}
+	var collects collectChanges
 	record := trail.add
 	for _, e := range batch {
 		p, err := events.Decode(e.Type, e.Payload)
@@ -94,6 +95,8 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 				refunds.refunded[p.PaymentID] += p.AmountPaise
 			}
 			record(e, p.PaymentID)
+		case events.CollectRequestedV1, events.CollectApprovedV1, events.CollectDeclinedV1, events.CollectExpiredV1:
+			collects = append(collects, collectChange{e: e, p: p})
 		default:
 			return applyError(e, fmt.Errorf("unhandled event type %s", e.Type))
 		}
@@ -159,6 +162,9 @@ func (Payments) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		}
 	}
 	if err := refunds.apply(ctx, tx); err != nil {
+		return err
+	}
+	if err := collects.apply(ctx, tx); err != nil {
 		return err
 	}
 	if len(trail.id) > 0 {

@@ -20,6 +20,7 @@ var (
 	ErrAccountNotFound = errors.New("account not found")
 	ErrPaymentNotFound = errors.New("payment not found")
 	ErrRefundNotFound  = errors.New("refund not found")
+	ErrCollectNotFound = errors.New("collect request not found")
 	ErrVPANotFound     = errors.New("vpa not found")
 )
 
@@ -58,6 +59,11 @@ type Reader interface {
 	PaymentByRRN(ctx context.Context, rrn string) (p Payment, found bool, cp eventstore.Position, err error)
 	// Refund is a refund row with the owners of its payment's accounts.
 	Refund(ctx context.Context, id uuid.UUID) (r Refund, found bool, cp eventstore.Position, err error)
+	// Collect is a collect request row with the owners of its payee and payer.
+	Collect(ctx context.Context, id uuid.UUID) (c Collect, found bool, cp eventstore.Position, err error)
+	// Collects returns the owner of payer and up to limit collect requests addressed to it (with status,
+	// if not ""), with a seq below beforeSeq (0: from the newest), newest first, each with its seq.
+	Collects(ctx context.Context, payer, status string, beforeSeq, limit int) (owner string, found bool, items []SeqCollect, cp eventstore.Position, err error)
 	// VPA is what a payee lookup shows of the account with that VPA.
 	VPA(ctx context.Context, vpa string) (v contract.VPALookup, found bool, cp eventstore.Position, err error)
 }
@@ -257,4 +263,54 @@ func (q *Queries) PaymentsByRRN(ctx context.Context, client, rrn string, c Consi
 		return []contract.Payment{}, f, nil
 	}
 	return []contract.Payment{p.Payment}, f, nil
+}
+
+// Collect is a collect request row with the owners who may see it: those of its payee and its payer.
+type Collect struct {
+	contract.Collect
+	PayeeOwner, PayerOwner string
+}
+
+// SeqCollect is a collect request with its seq, the keyset of pagination.
+type SeqCollect struct {
+	contract.Collect
+	Seq int
+}
+
+// Collect returns a collect request visible to client.
+func (q *Queries) Collect(ctx context.Context, client string, id uuid.UUID, c Consistency) (contract.Collect, Freshness, error) {
+	q.await(ctx, projection.Payments, c)
+	col, found, cp, err := q.reader.Collect(ctx, id)
+	f := freshness(cp, c)
+	switch {
+	case err != nil:
+		return contract.Collect{}, f, err
+	case !found || (client != col.PayeeOwner && client != col.PayerOwner):
+		return contract.Collect{}, f, ErrCollectNotFound
+	}
+	return col.Collect, f, nil
+}
+
+// Collects returns a page of the collect requests addressed to client's account payer, newest first.
+// cursor is 0 for the first page, else the seq returned as next by the previous page; next is 0 on the
+// last page.
+func (q *Queries) Collects(ctx context.Context, client, payer, status string, cursor, limit int, c Consistency) (items []contract.Collect, next int, f Freshness, err error) {
+	q.await(ctx, projection.Payments, c)
+	owner, found, rows, cp, err := q.reader.Collects(ctx, payer, status, cursor, limit+1)
+	f = freshness(cp, c)
+	if err != nil {
+		return nil, 0, f, err
+	}
+	if !found || owner != client {
+		return nil, 0, f, ErrAccountNotFound
+	}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = rows[limit-1].Seq
+	}
+	items = make([]contract.Collect, len(rows))
+	for i, r := range rows {
+		items[i] = r.Collect
+	}
+	return items, next, f, nil
 }

@@ -47,6 +47,8 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/payments/{id}", h.payment)
 		r.Get("/payments/{id}/events", h.paymentEvents)
 		r.Get("/refunds/{id}", h.refund)
+		r.Get("/collect-requests/{id}", h.collect)
+		r.Get("/accounts/{vpa}/collect-requests", h.collects)
 	})
 }
 
@@ -193,6 +195,66 @@ func (h *Handler) refund(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, f, rf, err)
 }
 
+func (h *Handler) collect(w http.ResponseWriter, r *http.Request) {
+	c, fe := consistency(r)
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
+		return
+	}
+	if len(fe) > 0 {
+		problem.Write(w, problem.Validation(fe...))
+		return
+	}
+	col, f, err := h.q.Collect(r.Context(), client(r), id, c)
+	h.respond(w, r, f, col, err)
+}
+
+// collects lists the collect requests addressed to a payer the caller owns, newest first, paginated like
+// transactions; ?status= keeps one status.
+func (h *Handler) collects(w http.ResponseWriter, r *http.Request) {
+	v, c, p := accountRequest(r)
+	var errs []problem.FieldError
+	if p != nil {
+		errs = p.Errors
+	}
+	limit := defaultLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			errs = append(errs, problem.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
+		}
+		limit = n
+	}
+	cursor := 0
+	if s := r.URL.Query().Get("cursor"); s != "" {
+		n, ok := parseCursor(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "cursor", Message: "is not a cursor returned by this API"})
+		}
+		cursor = n
+	}
+	status := r.URL.Query().Get("status")
+	switch status {
+	case "", contract.CollectPending, contract.CollectApproved, contract.CollectDeclined, contract.CollectExpired:
+	default:
+		errs = append(errs, problem.FieldError{Field: "status", Message: "must be PENDING, APPROVED, DECLINED or EXPIRED"})
+	}
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	items, next, f, err := h.q.Collects(r.Context(), client(r), v, status, cursor, limit, c)
+	page := contract.CollectPage{Items: items}
+	if page.Items == nil {
+		page.Items = []contract.Collect{}
+	}
+	if next > 0 {
+		page.NextCursor = makeCursor(next)
+	}
+	h.respond(w, r, f, page, err)
+}
+
 func (h *Handler) paymentEvents(w http.ResponseWriter, r *http.Request) {
 	id, c, errs := paymentRequest(r)
 	if len(errs) > 0 {
@@ -227,6 +289,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeVPANotFound, "no account has this vpa"))
 	case errors.Is(err, app.ErrPaymentNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
+	case errors.Is(err, app.ErrCollectNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
 	case errors.Is(err, app.ErrRefundNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund"))
 	case r.Context().Err() != nil:

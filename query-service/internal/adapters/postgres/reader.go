@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -293,4 +294,91 @@ func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]even
 		out[name] = p
 	}
 	return out, rows.Err()
+}
+
+const collectColumns = `k.collect_id::text, k.payee_vpa, k.payer_vpa, k.amount_paise, k.note, k.status,
+	k.payment_id::text, k.npci_code, k.expires_at, k.created_at, k.updated_at, k.tx_id::text::bigint,
+	k.global_position, coalesce(k.payee_owner, ''), coalesce(k.payer_owner, ''), k.seq`
+
+type collectRow struct {
+	id, payee, payer, note, status, paymentID, npci, payeeOwner, payerOwner *string
+	amount, rowTx, rowPos, seq                                              *int64
+	expiresAt, createdAt, updatedAt                                         *time.Time
+}
+
+func (k *collectRow) dest() []any {
+	return []any{&k.id, &k.payee, &k.payer, &k.amount, &k.note, &k.status, &k.paymentID, &k.npci, &k.expiresAt,
+		&k.createdAt, &k.updatedAt, &k.rowTx, &k.rowPos, &k.payeeOwner, &k.payerOwner, &k.seq}
+}
+
+func (k *collectRow) collect() (app.SeqCollect, app.Collect, bool) {
+	if k.id == nil {
+		return app.SeqCollect{}, app.Collect{}, false
+	}
+	c := contract.Collect{CollectID: *k.id, PayeeVPA: *k.payee, PayerVPA: *k.payer, AmountPaise: *k.amount,
+		Note: *k.note, Status: *k.status, PaymentID: k.paymentID, NPCICode: k.npci,
+		ExpiresAt: contract.Time(*k.expiresAt), CreatedAt: contract.Time(*k.createdAt),
+		UpdatedAt: contract.Time(*k.updatedAt), Position: position(k.rowTx, k.rowPos).Token()}
+	return app.SeqCollect{Collect: c, Seq: int(*k.seq)}, app.Collect{Collect: c, PayeeOwner: *k.payeeOwner,
+		PayerOwner: *k.payerOwner}, true
+}
+
+// Collect implements app.Reader.
+func (r *Reader) Collect(ctx context.Context, id uuid.UUID) (app.Collect, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var row collectRow
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, `+collectColumns+`
+		from projection_checkpoints c left join collect_requests k on k.collect_id = $2
+		where c.name = $1`, projection.Payments, id).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
+	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+	if err != nil {
+		return app.Collect{}, false, eventstore.Start, fmt.Errorf("read collect request %s: %w", id, err)
+	}
+	_, c, found := row.collect()
+	return c, found, cp, nil
+}
+
+// Collects implements app.Reader.
+func (r *Reader) Collects(ctx context.Context, payer, status string, beforeSeq, limit int) (string, bool, []app.SeqCollect, eventstore.Position, error) {
+	if beforeSeq <= 0 {
+		beforeSeq = math.MaxInt64
+	}
+	rows, err := r.pool.Query(ctx, `
+		select c.tx_id::text::bigint, c.global_position, o.owner_client_id, `+collectColumns+`
+		from projection_checkpoints c
+		left join payment_account_owners o on o.vpa = $2
+		left join lateral (
+			select * from collect_requests k
+			where k.payer_vpa = o.vpa and k.seq < $3 and ($4 = '' or k.status = $4)
+			order by k.seq desc limit $5) k on true
+		where c.name = $1
+		order by k.seq desc`, projection.Payments, payer, int64(beforeSeq), status, limit)
+	if err != nil {
+		return "", false, nil, eventstore.Start, fmt.Errorf("read collect requests of %s: %w", payer, err)
+	}
+	defer rows.Close()
+	var (
+		cp    eventstore.Position
+		owner *string
+		items []app.SeqCollect
+	)
+	for rows.Next() {
+		var cpTx, cpPos int64
+		var row collectRow
+		if err := rows.Scan(append([]any{&cpTx, &cpPos, &owner}, row.dest()...)...); err != nil {
+			return "", false, nil, eventstore.Start, fmt.Errorf("read collect requests of %s: %w", payer, err)
+		}
+		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+		if item, _, ok := row.collect(); ok {
+			items = append(items, item)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", false, nil, eventstore.Start, fmt.Errorf("read collect requests of %s: %w", payer, err)
+	}
+	if owner == nil {
+		return "", false, nil, cp, nil
+	}
+	return *owner, true, items, cp, nil
 }
