@@ -2,7 +2,8 @@
 # End-to-end smoke test of a running stack, through the public API only:
 #   scripts/smoke.sh [BASE_URL]        (default http://localhost:8080; API key from $API_KEY, default alpha-secret)
 # Opens two fresh accounts, funds one, pays the other, waits for the payment to complete, checks both
-# balances at the payment's position, then checks idempotent replay and key reuse. Each step is printed;
+# balances at the payment's position, then checks idempotent replay and key reuse; then a merchant: payee
+# lookup, a payment to it refunded in part, and a collect request the payer approves. Each step is printed;
 # the first deviation stops the script with a message and a non-zero exit. Needs bash, curl, sed, grep.
 set -euo pipefail
 
@@ -174,5 +175,79 @@ request POST /v1/payments "{\"payer_vpa\":\"$payer\",\"payee_vpa\":\"$payee\",\"
 expect_status 422 "reused key"
 expect_field code IDEMPOTENCY_KEY_REUSED "reused key"
 ok "422 IDEMPOTENCY_KEY_REUSED"
+
+merchant="smoke.shop.${run_id}@smoke"
+shop_amount=5000
+refund_amount=2000
+collect_amount=1000
+
+say "open merchant account $merchant (ENTITY, mcc 5411) and look it up as a payee"
+request POST /v1/accounts "{\"vpa\":\"$merchant\",\"holder_name\":\"Smoke Shop\",\"type\":\"ENTITY\",\"mcc\":\"5411\"}" "smoke-open-shop-$run_id"
+expect_status 201 "open merchant"
+request GET "/v1/vpas/$merchant?min_position=$(field position)"
+expect_status 200 "payee lookup"
+expect_field name "Smoke Shop" "payee lookup"
+expect_field type ENTITY "payee lookup"
+[[ "$body" != *balance* && "$body" != *owner* ]] || fail "payee lookup shows a balance or an owner"
+ok "200, name and type only"
+
+# wait_payment ID: long-polls a payment until it is COMPLETED.
+wait_payment() {
+  local final="" attempt
+  for attempt in 1 2 3 4 5 6; do
+    request GET "/v1/payments/$1?wait=5s"
+    expect_status 200 "get payment $1"
+    final="$(field status)"
+    [[ "$final" == COMPLETED ]] && return
+    [[ "$final" == FAILED ]] && fail "payment $1 failed with '$(field failure_code)' ($(field npci_code))"
+  done
+  fail "payment $1 still $final after 6 long polls of 5s"
+}
+
+say "pay $shop_amount paise to the merchant; it completes with an RRN"
+request POST /v1/payments "{\"payer_vpa\":\"$payer\",\"payee_vpa\":\"$merchant\",\"amount_paise\":$shop_amount}" "smoke-pay-shop-$run_id"
+expect_status 202 "pay merchant"
+shop_payment="$(field payment_id)"
+wait_payment "$shop_payment"
+[[ "$(field rrn)" =~ ^[0-9]{12}$ ]] || fail "completed payment has no 12-digit rrn: '$(field rrn)'"
+ok "COMPLETED, rrn $(field rrn)"
+
+say "the merchant refunds $refund_amount paise of it"
+request POST "/v1/payments/$shop_payment/refunds" "{\"amount_paise\":$refund_amount,\"reason\":\"smoke\"}" "smoke-refund-$run_id"
+expect_status 202 "refund"
+expect_field status PENDING "refund"
+refund_id="$(field refund_id)"
+final=""
+for attempt in 1 2 3 4 5 6; do
+  request GET "/v1/refunds/$refund_id?wait=5s"
+  expect_status 200 "get refund"
+  final="$(field status)"
+  [[ "$final" == PENDING ]] || break
+done
+[[ "$final" == COMPLETED ]] || fail "refund ended $final ($(field failure_code))"
+request GET "/v1/payments/$shop_payment?min_position=$(field position)"
+expect_field refunded_paise "$refund_amount" "payment after its refund"
+ok "refund COMPLETED, payment refunded_paise $refund_amount"
+
+say "the merchant sends a collect request for $collect_amount paise; the payer approves it"
+request POST /v1/collect-requests "{\"payee_vpa\":\"$merchant\",\"payer_vpa\":\"$payer\",\"amount_paise\":$collect_amount,\"expires_in_seconds\":600}" "smoke-collect-$run_id"
+expect_status 201 "collect request"
+expect_field status PENDING "collect request"
+collect_id="$(field collect_id)"
+request POST "/v1/collect-requests/$collect_id/approve" "" "smoke-approve-$run_id"
+expect_status 202 "approve"
+expect_field status APPROVED "approve"
+collect_payment="$(field payment_id)"
+[[ -n "$collect_payment" ]] || fail "approve: no payment_id"
+wait_payment "$collect_payment"
+ok "APPROVED, payment $collect_payment COMPLETED"
+
+say "balances add up"
+end_position="$(field position)"
+request GET "/v1/accounts/$payer/balance?min_position=$end_position"
+expect_field balance_paise "$((deposit - amount - shop_amount + refund_amount - collect_amount))" "payer balance at the end"
+request GET "/v1/accounts/$merchant/balance?min_position=$end_position"
+expect_field balance_paise "$((shop_amount - refund_amount + collect_amount))" "merchant balance at the end"
+ok "payer $((deposit - amount - shop_amount + refund_amount - collect_amount)), merchant $((shop_amount - refund_amount + collect_amount))"
 
 echo "smoke test passed ($step steps)"
