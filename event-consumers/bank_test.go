@@ -17,6 +17,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -117,10 +118,15 @@ func TestBankInvariants(t *testing.T) {
 	run := uuid.NewString()[:8]
 	var accounts []bankAccount
 	var deposited int64
+	merchants := map[string]int{} // merchant vpa -> its client
 	for ci, c := range clients {
 		for i := 0; i < accountsPerClient; i++ {
 			vpa := fmt.Sprintf("acc%d.%d.%s@bank", ci, i, run)
-			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}); st != 201 {
+			open := map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}
+			if i == 0 { // each client's first account is a merchant, whose payments may be refunded
+				open["type"], open["mcc"] = "ENTITY", "5411"
+			}
+			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, open); st != 201 {
 				t.Fatalf("open %s: %d %s", vpa, st, b)
 			}
 			amount := int64(20000 + rand.IntN(80000))
@@ -129,6 +135,9 @@ func TestBankInvariants(t *testing.T) {
 			}
 			deposited += amount
 			accounts = append(accounts, bankAccount{vpa, ci})
+			if i == 0 {
+				merchants[vpa] = ci
+			}
 		}
 	}
 
@@ -171,6 +180,7 @@ func TestBankInvariants(t *testing.T) {
 		accepted = map[string]string{} // idempotency key -> payment id
 		declined atomic.Int32
 	)
+	toRefund := make(chan merchantPayment, payments)
 	next := atomic.Int32{}
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -222,10 +232,56 @@ func TestBankInvariants(t *testing.T) {
 				mu.Lock()
 				accepted[key] = ids[0]
 				mu.Unlock()
+				if mc, ok := merchants[payee.vpa]; ok {
+					toRefund <- merchantPayment{id: ids[0], client: mc, amount: int64(body["amount_paise"].(int))}
+				}
 			}
 		}()
 	}
+	// Refunds, beside the payments and under the same chaos: each completed payment to a merchant is
+	// refunded by the merchant's client in one to three parts of random size (so some pass the payment's
+	// amount and are refused), a third of them sent twice at once under the same key, every one retried
+	// until definitive.
+	var refunds sync.Map // idempotency key -> refund id
+	var refundWG sync.WaitGroup
+	for range 4 {
+		refundWG.Go(func() {
+			for mp := range toRefund {
+				c := clients[mp.client]
+				if !completedPayment(ctx, t, c, mp.id) {
+					continue
+				}
+				for part := range 1 + rand.IntN(3) {
+					key := fmt.Sprintf("refund-%s-%d", mp.id, part)
+					body := map[string]any{"amount_paise": 1 + rand.Int64N(mp.amount), "reason": "bank test"}
+					copies := 1 + rand.IntN(3)/2
+					var cw sync.WaitGroup
+					for range copies {
+						cw.Go(func() {
+							st, b := c.post(ctx, t, "/v1/payments/"+mp.id+"/refunds", key, body)
+							switch {
+							case st == 202:
+								var r struct {
+									RefundID string `json:"refund_id"`
+								}
+								_ = json.Unmarshal(b, &r)
+								if prev, loaded := refunds.LoadOrStore(key, r.RefundID); loaded && prev != r.RefundID {
+									t.Errorf("refund key %s answered two refund ids: %v, %s", key, prev, r.RefundID)
+								}
+							case st == 422 && strings.Contains(string(b), "REFUND_EXCEEDS_PAYMENT"):
+							default:
+								t.Errorf("refund %s: %d %s", key, st, b)
+							}
+						})
+					}
+					cw.Wait()
+				}
+			}
+		})
+	}
 	wg.Wait()
+	close(toRefund)
+	refundWG.Wait()
 	stopChaos()
 	chaosWG.Wait()
 	for _, s := range []*testenv.Service{cmd, cons} {
@@ -236,7 +292,9 @@ func TestBankInvariants(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	t.Logf("%d payments accepted, %d chaos actions (kills and flushes)", len(accepted), kills.Load())
+	nRefunds := 0
+	refunds.Range(func(_, _ any) bool { nRefunds++; return true })
+	t.Logf("%d payments and %d refunds accepted, %d chaos actions (kills and flushes)", len(accepted), nRefunds, kills.Load())
 
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
@@ -252,19 +310,29 @@ func TestBankInvariants(t *testing.T) {
 			select count(*) from events i
 			where i.event_type = 'PaymentInitiated'
 			  and not exists (select 1 from events e where e.aggregate_id = i.aggregate_id
-			                  and e.event_type in ('PaymentCompleted', 'PaymentFailed'))`).Scan(&open); err != nil {
+			                  and e.event_type in ('PaymentCompleted', 'PaymentFailed'))
+			  or i.event_type = 'RefundReserved'
+			  and not exists (select 1 from events e where e.event_type = 'RefundSettled'
+			                  and e.payload->>'refund_id' = i.payload->>'refund_id')`).Scan(&open); err != nil {
 			t.Fatal(err)
 		}
 		if open == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d payments never reached a terminal state", open)
+			t.Fatalf("%d payments or refunds never reached a terminal state", open)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 
 	checkLog(t, ctx, pool, accepted, deposited)
+	var reserved int
+	if err := pool.QueryRow(ctx, `select count(*) from events where event_type = 'RefundReserved'`).Scan(&reserved); err != nil {
+		t.Fatal(err)
+	}
+	if reserved != nRefunds {
+		t.Errorf("%d refunds in the log for %d accepted refund keys: a retry executed twice or an accepted refund is missing", reserved, nRefunds)
+	}
 	checkReadModels(t, ctx, pool, clients, accounts)
 }
 
@@ -286,6 +354,20 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 		}
 		return perPayment[id]
 	}
+	type refundMoves struct {
+		moves
+		reserved, settled int
+		payment           string
+		amount            int64
+	}
+	perRefund := map[string]*refundMoves{}
+	rm := func(id string) *refundMoves {
+		if perRefund[id] == nil {
+			perRefund[id] = &refundMoves{}
+		}
+		return perRefund[id]
+	}
+	paymentAmount := map[string]int64{}
 	var depositsInLog int64
 	lastVersion := map[string]int{}
 	rrns := map[string]string{}
@@ -340,6 +422,37 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 			check(v.BalanceAfterPaise)
 		case events.PaymentInitiatedV1:
 			pm(v.PaymentID).initiated++
+			paymentAmount[v.PaymentID] = v.AmountPaise
+		case events.RefundReservedV1:
+			r := rm(v.RefundID)
+			r.reserved++
+			r.payment, r.amount = v.PaymentID, v.AmountPaise
+		case events.RefundInitiatedV1:
+			rm(v.RefundID).initiated++
+		case events.RefundDebitedV1:
+			balances[agg] -= v.AmountPaise
+			rm(v.RefundID).debited++
+			check(v.BalanceAfterPaise)
+			if other, dup := rrns[v.RRN]; dup && v.RRN != "" {
+				t.Errorf("RRN %s given to refund %s and to %s", v.RRN, v.RefundID, other)
+			}
+			rrns[v.RRN] = v.RefundID
+		case events.RefundDebitRejectedV1:
+			rm(v.RefundID).rejected++
+		case events.RefundCreditedV1:
+			balances[agg] += v.AmountPaise
+			rm(v.RefundID).credited++
+			check(v.BalanceAfterPaise)
+		case events.RefundDebitReversedV1:
+			balances[agg] += v.AmountPaise
+			rm(v.RefundID).reversed++
+			check(v.BalanceAfterPaise)
+		case events.RefundCompletedV1:
+			rm(v.RefundID).completed++
+		case events.RefundFailedV1:
+			rm(v.RefundID).failed++
+		case events.RefundSettledV1:
+			rm(v.RefundID).settled++
 		case events.PaymentCompletedV1:
 			pm(v.PaymentID).completed++
 		case events.PaymentFailedV1:
@@ -375,6 +488,33 @@ func checkLog(t *testing.T, ctx context.Context, pool *pgxpool.Pool, accepted ma
 		completed += m.completed
 		failed += m.failed
 	}
+	// Every refund ran once, moved money only when it completed, and a payment's completed refunds never
+	// pass its amount.
+	refunded := map[string]int64{}
+	refundsDone := 0
+	for id, r := range perRefund {
+		if r.reserved != 1 || r.initiated != 1 || r.settled != 1 || r.completed+r.failed != 1 ||
+			r.debited > 1 || r.credited > 1 || r.reversed > 1 || r.rejected > 1 {
+			t.Errorf("refund %s executed wrongly: %+v", id, *r)
+			continue
+		}
+		if r.completed == 1 && (r.debited != 1 || r.credited != 1 || r.reversed != 0) {
+			t.Errorf("completed refund %s moved money wrongly: %+v", id, *r)
+		}
+		if r.failed == 1 && (r.credited != 0 || r.debited != r.reversed) {
+			t.Errorf("failed refund %s left money moved: %+v", id, *r)
+		}
+		if r.completed == 1 {
+			refunded[r.payment] += r.amount
+			refundsDone++
+		}
+	}
+	for pid, sum := range refunded {
+		if perPayment[pid] == nil || perPayment[pid].completed != 1 || sum > paymentAmount[pid] {
+			t.Errorf("payment %s (amount %d, %+v) refunded %d", pid, paymentAmount[pid], perPayment[pid], sum)
+		}
+	}
+	t.Logf("log: %d refunds, %d completed", len(perRefund), refundsDone)
 	if initiated != len(accepted) {
 		t.Errorf("%d payments in the log for %d accepted keys: a retry executed twice or an accepted payment is missing", initiated, len(accepted))
 	}
@@ -405,6 +545,9 @@ func checkReadModels(t *testing.T, ctx context.Context, pool *pgxpool.Pool, clie
 				                           when 'AccountCredited' then (payload->>'amount_paise')::bigint
 				                           when 'DebitReversed' then (payload->>'amount_paise')::bigint
 				                           when 'AccountDebited' then -(payload->>'amount_paise')::bigint
+				                           when 'RefundCredited' then (payload->>'amount_paise')::bigint
+				                           when 'RefundDebitReversed' then (payload->>'amount_paise')::bigint
+				                           when 'RefundDebited' then -(payload->>'amount_paise')::bigint
 				                           else 0 end) as balance
 				from events where aggregate_type = 'account' group by aggregate_id)
 			select count(*) from fold left join accounts a using (vpa)
@@ -423,7 +566,7 @@ func checkReadModels(t *testing.T, ctx context.Context, pool *pgxpool.Pool, clie
 	var badSums int
 	if err := pool.QueryRow(ctx, `
 		select count(*) from accounts a
-		where a.balance_paise <> coalesce((select sum(case kind when 'DEBIT' then -amount_paise else amount_paise end)
+		where a.balance_paise <> coalesce((select sum(case when kind in ('DEBIT', 'REFUND_DEBIT') then -amount_paise else amount_paise end)
 		                                   from account_transactions x where x.vpa = a.vpa), 0)`).Scan(&badSums); err != nil {
 		t.Fatalf("compare balances with movements: %v", err)
 	}
@@ -448,4 +591,28 @@ func checkReadModels(t *testing.T, ctx context.Context, pool *pgxpool.Pool, clie
 			t.Errorf("API balance of %s = %d, projection %d", a.vpa, bal.BalancePaise, want)
 		}
 	}
+}
+
+// merchantPayment is an accepted payment to a merchant, for its client to refund.
+type merchantPayment struct {
+	id     string
+	client int
+	amount int64
+}
+
+// completedPayment long-polls a payment as its payee's client until it is terminal, and reports whether
+// it completed.
+func completedPayment(ctx context.Context, t *testing.T, c *bankClient, id string) bool {
+	for ctx.Err() == nil {
+		st, b, _ := c.do(ctx, http.MethodGet, "/v1/payments/"+id+"?wait=5s", "", nil)
+		var p struct {
+			Status string `json:"status"`
+		}
+		if st == 200 && json.Unmarshal(b, &p) == nil && p.Status != "PENDING" {
+			return p.Status == "COMPLETED"
+		}
+		time.Sleep(20 * time.Millisecond) // not visible yet, or a service restarting
+	}
+	t.Errorf("payment %s: not terminal before the deadline", id)
+	return false
 }
