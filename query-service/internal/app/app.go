@@ -20,6 +20,9 @@ var (
 	ErrAccountNotFound = errors.New("account not found")
 	ErrPaymentNotFound = errors.New("payment not found")
 	ErrVPANotFound     = errors.New("vpa not found")
+	// ErrUnavailable: the database failed or could not be reached (the adapters mark such failures;
+	// nothing above them looks at driver errors). A retry later is safe: queries change nothing.
+	ErrUnavailable = eventstore.ErrUnavailable
 )
 
 // Account is an account row with its owner.

@@ -50,7 +50,7 @@ func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, ev
 		Scan(&cpTx, &cpPos, &v, &owner, &holder, &kind, &mcc, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
-		return app.Account{}, false, eventstore.Start, fmt.Errorf("read account %s: %w", vpa, err)
+		return app.Account{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read account %s: %w", vpa, err))
 	}
 	if v == nil {
 		return app.Account{}, false, cp, nil
@@ -80,7 +80,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		where c.name = $1
 		order by t.version desc`, projection.Accounts, vpa, beforeVersion, limit)
 	if err != nil {
-		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+		return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 	}
 	defer rows.Close()
 	var (
@@ -99,7 +99,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		)
 		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
 			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos); err != nil {
-			return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+			return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 		if version == nil {
@@ -112,7 +112,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		}})
 	}
 	if err := rows.Err(); err != nil {
-		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+		return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 	}
 	if owner == nil {
 		return "", false, nil, cp, nil
@@ -165,7 +165,7 @@ func (r *Reader) Payment(ctx context.Context, id uuid.UUID) (app.Payment, bool, 
 		from projection_checkpoints c left join payments p on p.payment_id = $2
 		where c.name = $1`, projection.Payments, id).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
 	if err != nil {
-		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment %s: %w", id, err)
+		return app.Payment{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read payment %s: %w", id, err))
 	}
 	p, found := row.payment()
 	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
@@ -181,7 +181,7 @@ func (r *Reader) PaymentByRRN(ctx context.Context, rrn string) (app.Payment, boo
 		where c.name = $1
 		limit 1`, projection.Payments, rrn).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
 	if err != nil {
-		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment of rrn %s: %w", rrn, err)
+		return app.Payment{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read payment of rrn %s: %w", rrn, err))
 	}
 	p, found := row.payment()
 	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
@@ -197,7 +197,7 @@ func (r *Reader) VPA(ctx context.Context, vpa string) (contract.VPALookup, bool,
 		where c.name = $1`, projection.Accounts, vpa).Scan(&cpTx, &cpPos, &v, &name, &kind, &mcc)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
-		return contract.VPALookup{}, false, eventstore.Start, fmt.Errorf("look up vpa %s: %w", vpa, err)
+		return contract.VPALookup{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("look up vpa %s: %w", vpa, err))
 	}
 	if v == nil {
 		return contract.VPALookup{}, false, cp, nil
@@ -216,7 +216,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		where c.name = $1
 		order by e.tx_id, e.global_position`, projection.Payments, id)
 	if err != nil {
-		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+		return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 	}
 	defer rows.Close()
 	var (
@@ -234,7 +234,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		)
 		dest := append(append([]any{&cpTx, &cpPos}, row.dest()...), &eventType, &at, &data, &evTx, &evPos)
 		if err := rows.Scan(dest...); err != nil {
-			return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+			return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 		if eventType != nil {
@@ -243,7 +243,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+		return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 	}
 	p, found := row.payment()
 	return p, found, items, cp, nil
@@ -253,7 +253,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]eventstore.Position, error) {
 	rows, err := q.Query(ctx, `select name, tx_id::text::bigint, global_position from projection_checkpoints`)
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoints: %w", err)
+		return nil, eventstore.MarkUnavailable(fmt.Errorf("read checkpoints: %w", err))
 	}
 	defer rows.Close()
 	out := map[string]eventstore.Position{}
@@ -261,9 +261,9 @@ func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]even
 		var name string
 		var p eventstore.Position
 		if err := rows.Scan(&name, &p.TxID, &p.GlobalPosition); err != nil {
-			return nil, fmt.Errorf("read checkpoints: %w", err)
+			return nil, eventstore.MarkUnavailable(fmt.Errorf("read checkpoints: %w", err))
 		}
 		out[name] = p
 	}
-	return out, rows.Err()
+	return out, eventstore.MarkUnavailable(rows.Err())
 }
