@@ -37,6 +37,9 @@ type bankAccount struct {
 type bankClient struct {
 	base, key string
 	http      *http.Client
+	// answered, when set, sees every answer (a transport error is status 0); it must be safe for
+	// concurrent use.
+	answered func(status int, h http.Header, body []byte)
 }
 
 // do sends one request and returns status and body; a transport error is status 0.
@@ -56,10 +59,16 @@ func (c *bankClient) do(ctx context.Context, method, path, idemKey string, body 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if c.answered != nil {
+			c.answered(0, nil, nil)
+		}
 		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if c.answered != nil {
+		c.answered(resp.StatusCode, resp.Header, b)
+	}
 	return resp.StatusCode, b, resp.Header
 }
 
@@ -107,29 +116,12 @@ func TestBankInvariants(t *testing.T) {
 		"API_KEYS": "bank-a=key-a,bank-b=key-b", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
 	})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	clients := []*bankClient{{gw.URL, "key-a", hc}, {gw.URL, "key-b", hc}}
+	clients := []*bankClient{{base: gw.URL, key: "key-a", http: hc}, {base: gw.URL, key: "key-b", http: hc}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	// Accounts, each funded once (the deposit retried with its key, so funded exactly once).
-	run := uuid.NewString()[:8]
-	var accounts []bankAccount
-	var deposited int64
-	for ci, c := range clients {
-		for i := 0; i < accountsPerClient; i++ {
-			vpa := fmt.Sprintf("acc%d.%d.%s@bank", ci, i, run)
-			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}); st != 201 {
-				t.Fatalf("open %s: %d %s", vpa, st, b)
-			}
-			amount := int64(20000 + rand.IntN(80000))
-			if st, b := c.post(ctx, t, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa, map[string]any{"amount_paise": amount, "reference": "fund"}); st != 201 {
-				t.Fatalf("fund %s: %d %s", vpa, st, b)
-			}
-			deposited += amount
-			accounts = append(accounts, bankAccount{vpa, ci})
-		}
-	}
+	accounts, deposited := openBankAccounts(ctx, t, clients, accountsPerClient)
 
 	// Chaos: kill -9 the command service and the consumers in turn, and flush Redis now and then.
 	rdbOpts, _ := redis.ParseURL(redisURL)
@@ -163,8 +155,59 @@ func TestBankInvariants(t *testing.T) {
 		}
 	}()
 
-	// Payments: random payer (one of the client's own), random payee, random amount (some overdraw).
-	// A third of them are sent twice at once under the same key; every one is retried until definitive.
+	accepted := payRandomly(ctx, t, clients, accounts, payments, workers)
+	stopChaos()
+	chaosWG.Wait()
+	for _, s := range []*testenv.Service{cmd, cons} {
+		if !s.Running() {
+			s.Start()
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d payments accepted, %d chaos actions (kills and flushes)", len(accepted), kills.Load())
+
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+
+	waitAllTerminal(t, ctx, pool)
+	checkLog(t, ctx, pool, accepted, deposited)
+	checkReadModels(t, ctx, pool, clients, accounts)
+}
+
+// openBankAccounts opens accountsPerClient accounts for each client and funds each once (the deposit is
+// retried with its key, so funded exactly once); it returns them and the money deposited.
+func openBankAccounts(ctx context.Context, t *testing.T, clients []*bankClient, accountsPerClient int) ([]bankAccount, int64) {
+	t.Helper()
+	run := uuid.NewString()[:8]
+	var accounts []bankAccount
+	var deposited int64
+	for ci, c := range clients {
+		for i := 0; i < accountsPerClient; i++ {
+			vpa := fmt.Sprintf("acc%d.%d.%s@bank", ci, i, run)
+			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}); st != 201 {
+				t.Fatalf("open %s: %d %s", vpa, st, b)
+			}
+			amount := int64(20000 + rand.IntN(80000))
+			if st, b := c.post(ctx, t, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa, map[string]any{"amount_paise": amount, "reference": "fund"}); st != 201 {
+				t.Fatalf("fund %s: %d %s", vpa, st, b)
+			}
+			deposited += amount
+			accounts = append(accounts, bankAccount{vpa, ci})
+		}
+	}
+
+	return accounts, deposited
+}
+
+// payRandomly sends n payments from workers goroutines: random payer (one of the client's own), random
+// payee, random amount (some overdraw). A third of them are sent twice at once under the same key; every
+// one is retried until definitive. It returns the accepted ones, idempotency key -> payment id.
+func payRandomly(ctx context.Context, t *testing.T, clients []*bankClient, accounts []bankAccount, payments, workers int) map[string]string {
 	var (
 		mu       sync.Mutex
 		accepted = map[string]string{} // idempotency key -> payment id
@@ -225,25 +268,12 @@ func TestBankInvariants(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	stopChaos()
-	chaosWG.Wait()
-	for _, s := range []*testenv.Service{cmd, cons} {
-		if !s.Running() {
-			s.Start()
-		}
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("%d payments accepted, %d chaos actions (kills and flushes)", len(accepted), kills.Load())
+	return accepted
+}
 
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-
-	// Every payment reaches a terminal state.
+// waitAllTerminal waits until every payment in the log has completed or failed.
+func waitAllTerminal(t *testing.T, ctx context.Context, pool *pgxpool.Pool) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var open int
@@ -263,8 +293,6 @@ func TestBankInvariants(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	checkLog(t, ctx, pool, accepted, deposited)
-	checkReadModels(t, ctx, pool, clients, accounts)
 }
 
 // checkLog folds the event log and checks the bank's invariants on it.

@@ -122,7 +122,7 @@ func startPaymentStack(b *testing.B) *paymentStack {
 	b.Cleanup(hc.CloseIdleConnections)
 	return &paymentStack{
 		services: []*testenv.Service{gw, cmd, qry, cons},
-		client:   &bankClient{gw.URL, benchKey, hc},
+		client:   &bankClient{base: gw.URL, key: benchKey, http: hc},
 		redisURL: redisURL,
 		pool:     pool,
 	}
