@@ -37,9 +37,9 @@ type bankAccount struct {
 type bankClient struct {
 	base, key string
 	http      *http.Client
-	// answered, when set, sees every answer (a transport error is status 0); it must be safe for
-	// concurrent use.
-	answered func(status int, h http.Header, body []byte)
+	// answered, when set, sees every answer (a transport error is status 0) and how long it took; it
+	// must be safe for concurrent use.
+	answered func(status int, h http.Header, body []byte, took time.Duration)
 }
 
 // do sends one request and returns status and body; a transport error is status 0.
@@ -57,17 +57,18 @@ func (c *bankClient) do(ctx context.Context, method, path, idemKey string, body 
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if c.answered != nil {
-			c.answered(0, nil, nil)
+			c.answered(0, nil, nil, time.Since(start))
 		}
 		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if c.answered != nil {
-		c.answered(resp.StatusCode, resp.Header, b)
+		c.answered(resp.StatusCode, resp.Header, b, time.Since(start))
 	}
 	return resp.StatusCode, b, resp.Header
 }

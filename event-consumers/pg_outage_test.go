@@ -284,10 +284,18 @@ func TestBankSurvivesPostgresOutages(t *testing.T) {
 	// Every answer the clients get: a success, a 4xx, or a 5xx problem+json; a 500 is a defect.
 	var amu sync.Mutex
 	statuses := map[int]int{}
-	answered := func(status int, h http.Header, body []byte) {
+	var slowest5xx, slowest time.Duration
+	answered := func(status int, h http.Header, body []byte, took time.Duration) {
 		amu.Lock()
 		statuses[status]++
+		slowest = max(slowest, took)
+		if status >= 500 || status == 0 {
+			slowest5xx = max(slowest5xx, took)
+		}
 		amu.Unlock()
+		if status == 0 {
+			t.Errorf("no answer within the client's 10 s (or the connection failed) after %s", took)
+		}
 		if status == http.StatusInternalServerError {
 			t.Errorf("a 500 during the outages: %s", body)
 		} else if status >= 500 && !strings.HasPrefix(h.Get("Content-Type"), "application/problem+json") {
@@ -432,7 +440,8 @@ func TestBankSurvivesPostgresOutages(t *testing.T) {
 		t.Errorf("%d workflow steps left parked", parked)
 	}
 
-	t.Logf("%d payments accepted; answers by status: %v", len(accepted), statuses)
+	t.Logf("%d payments accepted; answers by status: %v; slowest answer %s, slowest 5xx %s",
+		len(accepted), statuses, slowest.Round(time.Millisecond), slowest5xx.Round(time.Millisecond))
 	for _, r := range reports {
 		names := make([]string, 0, len(r.unavailable))
 		for n := range r.unavailable {
