@@ -26,6 +26,10 @@ migrate: ## Apply db/migrations to DATABASE_URL (creating the database if missin
 run: migrate build ## Migrate, build, and run all four services in the foreground (Ctrl-C stops them)
 	@scripts/run-local.sh
 
+.PHONY: db-logins
+db-logins: ## Give each service its own login (COMMAND_/CONSUMERS_/QUERY_DB_PASSWORD; docs/deployment.md)
+	@scripts/db-logins.sh
+
 .PHONY: test
 test: ## Run every module's tests with the race detector (TEST_DATABASE_URL/TEST_REDIS_URL, or Docker)
 	@for m in $(MODULES); do echo "== $$m"; (cd $$m && go test -race -count=1 -timeout 15m ./...) || exit 1; done

@@ -52,7 +52,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		}
 	}
 	log.Info("starting", "config", cfg)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", 32)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32)
 	if err != nil {
 		return err
 	}

@@ -32,13 +32,17 @@ import (
 )
 
 type bankAccount struct {
-	vpa    string
-	client int // index of its owner in the test's clients
+	vpa      string
+	client   int  // index of its owner in the test's clients
+	merchant bool // an ENTITY, whose payments its client refunds
 }
 
 type bankClient struct {
 	base, key string
 	http      *http.Client
+	// answered, when set, sees every answer (a transport error is status 0) and how long it took; it
+	// must be safe for concurrent use.
+	answered func(status int, h http.Header, body []byte, took time.Duration)
 }
 
 // do sends one request and returns status and body; a transport error is status 0.
@@ -56,12 +60,19 @@ func (c *bankClient) do(ctx context.Context, method, path, idemKey string, body 
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if c.answered != nil {
+			c.answered(0, nil, nil, time.Since(start))
+		}
 		return 0, nil, nil
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if c.answered != nil {
+		c.answered(resp.StatusCode, resp.Header, b, time.Since(start))
+	}
 	return resp.StatusCode, b, resp.Header
 }
 
@@ -109,37 +120,12 @@ func TestBankInvariants(t *testing.T) {
 		"API_KEYS": "bank-a=key-a,bank-b=key-b", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
 	})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	clients := []*bankClient{{gw.URL, "key-a", hc}, {gw.URL, "key-b", hc}}
+	clients := []*bankClient{{base: gw.URL, key: "key-a", http: hc}, {base: gw.URL, key: "key-b", http: hc}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	// Accounts, each funded once (the deposit retried with its key, so funded exactly once).
-	run := uuid.NewString()[:8]
-	var accounts []bankAccount
-	var deposited int64
-	merchants := map[string]int{} // merchant vpa -> its client
-	for ci, c := range clients {
-		for i := 0; i < accountsPerClient; i++ {
-			vpa := fmt.Sprintf("acc%d.%d.%s@bank", ci, i, run)
-			open := map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}
-			if i == 0 { // each client's first account is a merchant, whose payments may be refunded
-				open["type"], open["mcc"] = "ENTITY", "5411"
-			}
-			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, open); st != 201 {
-				t.Fatalf("open %s: %d %s", vpa, st, b)
-			}
-			amount := int64(20000 + rand.IntN(80000))
-			if st, b := c.post(ctx, t, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa, map[string]any{"amount_paise": amount, "reference": "fund"}); st != 201 {
-				t.Fatalf("fund %s: %d %s", vpa, st, b)
-			}
-			deposited += amount
-			accounts = append(accounts, bankAccount{vpa, ci})
-			if i == 0 {
-				merchants[vpa] = ci
-			}
-		}
-	}
+	accounts, deposited := openBankAccounts(ctx, t, clients, accountsPerClient)
 
 	// Chaos: kill -9 the command service and the consumers in turn, and flush Redis now and then.
 	rdbOpts, _ := redis.ParseURL(redisURL)
@@ -173,14 +159,84 @@ func TestBankInvariants(t *testing.T) {
 		}
 	}()
 
-	// Payments: random payer (one of the client's own), random payee, random amount (some overdraw).
-	// A third of them are sent twice at once under the same key; every one is retried until definitive.
+	accepted, nRefunds := payRandomly(ctx, t, clients, accounts, payments, workers)
+	stopChaos()
+	chaosWG.Wait()
+	for _, s := range []*testenv.Service{cmd, cons} {
+		if !s.Running() {
+			s.Start()
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d payments and %d refunds accepted, %d chaos actions (kills and flushes)", len(accepted), nRefunds, kills.Load())
+
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+
+	waitAllTerminal(t, ctx, pool)
+	checkLog(t, ctx, pool, accepted, deposited)
+	var reserved int
+	if err := pool.QueryRow(ctx, `select count(*) from events where event_type = 'RefundReserved'`).Scan(&reserved); err != nil {
+		t.Fatal(err)
+	}
+	if reserved != nRefunds {
+		t.Errorf("%d refunds in the log for %d accepted refund keys: a retry executed twice or an accepted refund is missing", reserved, nRefunds)
+	}
+	checkReadModels(t, ctx, pool, clients, accounts)
+}
+
+// openBankAccounts opens accountsPerClient accounts for each client and funds each once (the deposit is
+// retried with its key, so funded exactly once); it returns them and the money deposited.
+func openBankAccounts(ctx context.Context, t *testing.T, clients []*bankClient, accountsPerClient int) ([]bankAccount, int64) {
+	t.Helper()
+	run := uuid.NewString()[:8]
+	var accounts []bankAccount
+	var deposited int64
+	for ci, c := range clients {
+		for i := 0; i < accountsPerClient; i++ {
+			vpa := fmt.Sprintf("acc%d.%d.%s@bank", ci, i, run)
+			open := map[string]any{"vpa": vpa, "holder_name": "Holder " + vpa}
+			if i == 0 { // each client's first account is a merchant, whose payments may be refunded
+				open["type"], open["mcc"] = "ENTITY", "5411"
+			}
+			if st, b := c.post(ctx, t, "/v1/accounts", "open-"+vpa, open); st != 201 {
+				t.Fatalf("open %s: %d %s", vpa, st, b)
+			}
+			amount := int64(20000 + rand.IntN(80000))
+			if st, b := c.post(ctx, t, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa, map[string]any{"amount_paise": amount, "reference": "fund"}); st != 201 {
+				t.Fatalf("fund %s: %d %s", vpa, st, b)
+			}
+			deposited += amount
+			accounts = append(accounts, bankAccount{vpa: vpa, client: ci, merchant: i == 0})
+		}
+	}
+
+	return accounts, deposited
+}
+
+// payRandomly sends n payments from workers goroutines: random payer (one of the client's own), random
+// payee, random amount (some overdraw). A third of them are sent twice at once under the same key; every
+// one is retried until definitive. Beside them, each completed payment to a merchant is refunded by the
+// merchant's client in one to three parts of random size (so some pass the payment's amount and are
+// refused), a third sent twice at once under one key, every one retried until definitive. It returns the
+// accepted payments (idempotency key -> payment id) and how many refunds were accepted.
+func payRandomly(ctx context.Context, t *testing.T, clients []*bankClient, accounts []bankAccount, payments, workers int) (map[string]string, int) {
 	var (
 		mu       sync.Mutex
 		accepted = map[string]string{} // idempotency key -> payment id
 		declined atomic.Int32
 	)
 	toRefund := make(chan merchantPayment, payments)
+	var refunds sync.Map // idempotency key -> refund id
+	var refundWG sync.WaitGroup
+	for range 4 {
+		refundWG.Go(func() { refundRandomly(ctx, t, clients, toRefund, &refunds) })
+	}
 	next := atomic.Int32{}
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -232,77 +288,57 @@ func TestBankInvariants(t *testing.T) {
 				mu.Lock()
 				accepted[key] = ids[0]
 				mu.Unlock()
-				if mc, ok := merchants[payee.vpa]; ok {
-					toRefund <- merchantPayment{id: ids[0], client: mc, amount: int64(body["amount_paise"].(int))}
+				if payee.merchant {
+					toRefund <- merchantPayment{id: ids[0], client: payee.client, amount: int64(body["amount_paise"].(int))}
 				}
 			}
 		}()
 	}
-	// Refunds, beside the payments and under the same chaos: each completed payment to a merchant is
-	// refunded by the merchant's client in one to three parts of random size (so some pass the payment's
-	// amount and are refused), a third of them sent twice at once under the same key, every one retried
-	// until definitive.
-	var refunds sync.Map // idempotency key -> refund id
-	var refundWG sync.WaitGroup
-	for range 4 {
-		refundWG.Go(func() {
-			for mp := range toRefund {
-				c := clients[mp.client]
-				if !completedPayment(ctx, t, c, mp.id) {
-					continue
-				}
-				for part := range 1 + rand.IntN(3) {
-					key := fmt.Sprintf("refund-%s-%d", mp.id, part)
-					body := map[string]any{"amount_paise": 1 + rand.Int64N(mp.amount), "reason": "bank test"}
-					copies := 1 + rand.IntN(3)/2
-					var cw sync.WaitGroup
-					for range copies {
-						cw.Go(func() {
-							st, b := c.post(ctx, t, "/v1/payments/"+mp.id+"/refunds", key, body)
-							switch {
-							case st == 202:
-								var r struct {
-									RefundID string `json:"refund_id"`
-								}
-								_ = json.Unmarshal(b, &r)
-								if prev, loaded := refunds.LoadOrStore(key, r.RefundID); loaded && prev != r.RefundID {
-									t.Errorf("refund key %s answered two refund ids: %v, %s", key, prev, r.RefundID)
-								}
-							case st == 422 && strings.Contains(string(b), "REFUND_EXCEEDS_PAYMENT"):
-							default:
-								t.Errorf("refund %s: %d %s", key, st, b)
-							}
-						})
-					}
-					cw.Wait()
-				}
-			}
-		})
-	}
 	wg.Wait()
 	close(toRefund)
 	refundWG.Wait()
-	stopChaos()
-	chaosWG.Wait()
-	for _, s := range []*testenv.Service{cmd, cons} {
-		if !s.Running() {
-			s.Start()
+	n := 0
+	refunds.Range(func(_, _ any) bool { n++; return true })
+	return accepted, n
+}
+
+// refundRandomly refunds the payments it is handed once they complete (see payRandomly).
+func refundRandomly(ctx context.Context, t *testing.T, clients []*bankClient, payments <-chan merchantPayment, refunds *sync.Map) {
+	for mp := range payments {
+		c := clients[mp.client]
+		if !completedPayment(ctx, t, c, mp.id) {
+			continue
+		}
+		for part := range 1 + rand.IntN(3) {
+			key := fmt.Sprintf("refund-%s-%d", mp.id, part)
+			body := map[string]any{"amount_paise": 1 + rand.Int64N(mp.amount), "reason": "bank test"}
+			var cw sync.WaitGroup
+			for range 1 + rand.IntN(3)/2 {
+				cw.Go(func() {
+					st, b := c.post(ctx, t, "/v1/payments/"+mp.id+"/refunds", key, body)
+					switch {
+					case st == 202:
+						var r struct {
+							RefundID string `json:"refund_id"`
+						}
+						_ = json.Unmarshal(b, &r)
+						if prev, loaded := refunds.LoadOrStore(key, r.RefundID); loaded && prev != r.RefundID {
+							t.Errorf("refund key %s answered two refund ids: %v, %s", key, prev, r.RefundID)
+						}
+					case st == 422 && strings.Contains(string(b), "REFUND_EXCEEDS_PAYMENT"):
+					default:
+						t.Errorf("refund %s: %d %s", key, st, b)
+					}
+				})
+			}
+			cw.Wait()
 		}
 	}
-	if t.Failed() {
-		t.FailNow()
-	}
-	nRefunds := 0
-	refunds.Range(func(_, _ any) bool { nRefunds++; return true })
-	t.Logf("%d payments and %d refunds accepted, %d chaos actions (kills and flushes)", len(accepted), nRefunds, kills.Load())
+}
 
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-
-	// Every payment reaches a terminal state.
+// waitAllTerminal waits until every payment in the log has completed or failed.
+func waitAllTerminal(t *testing.T, ctx context.Context, pool *pgxpool.Pool) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		var open int
@@ -325,15 +361,6 @@ func TestBankInvariants(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	checkLog(t, ctx, pool, accepted, deposited)
-	var reserved int
-	if err := pool.QueryRow(ctx, `select count(*) from events where event_type = 'RefundReserved'`).Scan(&reserved); err != nil {
-		t.Fatal(err)
-	}
-	if reserved != nRefunds {
-		t.Errorf("%d refunds in the log for %d accepted refund keys: a retry executed twice or an accepted refund is missing", reserved, nRefunds)
-	}
-	checkReadModels(t, ctx, pool, clients, accounts)
 }
 
 // checkLog folds the event log and checks the bank's invariants on it.

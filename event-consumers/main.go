@@ -46,7 +46,7 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
 	log.Info("starting", "config", cfg, "args", args)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", 16)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16)
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func startPaymentStack(b *testing.B, relay bool) *paymentStack {
 	b.Cleanup(hc.CloseIdleConnections)
 	return &paymentStack{
 		services: []*testenv.Service{gw, cmd, qry, cons},
-		client:   &bankClient{gw.URL, benchKey, hc},
+		client:   &bankClient{base: gw.URL, key: benchKey, http: hc},
 		redisURL: redisURL,
 		pool:     pool,
 	}

@@ -35,7 +35,7 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	log.Info("starting", "config", cfg)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", 32)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the four binaries from bin/ in the foreground against DATABASE_URL and REDIS_URL, each line
 # prefixed with its service. Ctrl-C (or any one service exiting) stops all four, each draining cleanly.
+# Each service SET ROLEs to its own role (upi_command, upi_consumers, upi_query); COMMAND_DATABASE_URL,
+# CONSUMERS_DATABASE_URL and QUERY_DATABASE_URL give each its own login (scripts/db-logins.sh makes them),
+# else every service uses DATABASE_URL, whose login must then be a member of all three roles.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pids=()
@@ -10,8 +13,17 @@ stop() {
   wait "${pids[@]}" 2>/dev/null
 }
 trap 'stop; exit 0' INT TERM
+declare -A db_url=(
+  [command-service]="${COMMAND_DATABASE_URL:-${DATABASE_URL:-}}"
+  [query-service]="${QUERY_DATABASE_URL:-${DATABASE_URL:-}}"
+  [event-consumers]="${CONSUMERS_DATABASE_URL:-${DATABASE_URL:-}}"
+)
 for s in command-service query-service event-consumers api-gateway; do
-  "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
+  if [[ -n "${db_url[$s]:-}" ]]; then
+    DATABASE_URL="${db_url[$s]}" "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
+  else
+    "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
+  fi
   pids+=($!)
 done
 echo "[run] started; gateway on ${GATEWAY_ADDR:-:8080}. Ctrl-C stops all four." >&2

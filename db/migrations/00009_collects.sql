@@ -26,5 +26,10 @@ create table collect_requests (
 create index collect_requests_payer_idx on collect_requests (payer_vpa, seq desc);
 create index collect_requests_due_idx on collect_requests (expires_at) where status = 'PENDING';
 
+-- Least privilege (00008): event-consumers owns the projection's tables (a rebuild moves and drops them),
+-- the query service reads them.
+alter table collect_requests owner to upi_consumers;
+grant select on collect_requests to upi_query;
+
 -- +goose Down
 drop table collect_requests;

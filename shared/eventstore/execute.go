@@ -79,7 +79,7 @@ func LoadState[S any](ctx context.Context, s *Store, agg Aggregate[S], aggregate
 		state, version, err = fold(agg, aggregateID, read)
 		return err
 	})
-	return state, version, err
+	return state, version, MarkUnavailable(err)
 }
 
 // streamRead is what one round trip learns about a stream: the latest usable snapshot and the events

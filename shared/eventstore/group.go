@@ -138,7 +138,7 @@ func (s *Store) ExecuteAll(ctx context.Context, ops []*Op) ([]Outcome, error) {
 		out, err := s.executeOnce(ctx, ops, known)
 		var clash *clashError
 		if err == nil || !errors.As(err, &clash) || attempt == maxGroupAttempts {
-			return out, err
+			return out, MarkUnavailable(err)
 		}
 		// An event id this group produced was committed by a concurrent transaction (two branches of a
 		// step racing on two streams): run again reading that id, and the op that produced it replays

@@ -139,7 +139,7 @@ func (s *Store) Append(ctx context.Context, aggregateType, aggregateID string, e
 		return err
 	})
 	if err != nil {
-		return nil, s.explainDuplicate(ctx, err, aggregateID, evs)
+		return nil, MarkUnavailable(s.explainDuplicate(ctx, err, aggregateID, evs))
 	}
 	s.hint()
 	return out, nil
@@ -147,23 +147,25 @@ func (s *Store) Append(ctx context.Context, aggregateType, aggregateID string, e
 
 // Load returns the events of one stream with a version above afterVersion, in version order.
 func (s *Store) Load(ctx context.Context, aggregateID string, afterVersion int) ([]Event, error) {
-	return loadStream(ctx, s.pool, aggregateID, afterVersion)
+	evs, err := loadStream(ctx, s.pool, aggregateID, afterVersion)
+	return evs, MarkUnavailable(err)
 }
 
 // EventsByID returns the stored events with the given ids (in log order); missing ids are left out.
 func (s *Store) EventsByID(ctx context.Context, ids ...uuid.UUID) ([]Event, error) {
-	return eventsByID(ctx, s.pool, ids)
+	evs, err := eventsByID(ctx, s.pool, ids)
+	return evs, MarkUnavailable(err)
 }
 
 // Origins returns the first event of each of the given streams that exists, by stream.
 func (s *Store) Origins(ctx context.Context, streams ...string) (map[string]Event, error) {
 	rows, err := s.pool.Query(ctx, originsSQL, streams)
 	if err != nil {
-		return nil, fmt.Errorf("read stream origins: %w", err)
+		return nil, MarkUnavailable(fmt.Errorf("read stream origins: %w", err))
 	}
 	evs, err := scanEvents(rows)
 	if err != nil {
-		return nil, err
+		return nil, MarkUnavailable(err)
 	}
 	out := make(map[string]Event, len(evs))
 	for _, e := range evs {
@@ -177,7 +179,8 @@ func (s *Store) Origins(ctx context.Context, streams ...string) (map[string]Even
 // that sorts before them has finished. A consumer that checkpoints the last position it got and reads on
 // from there sees every committed event exactly once, whatever order transactions commit in.
 func (s *Store) ReadLog(ctx context.Context, after Position, limit int) ([]Event, error) {
-	return ReadLog(ctx, s.pool, after, limit)
+	evs, err := ReadLog(ctx, s.pool, after, limit)
+	return evs, MarkUnavailable(err)
 }
 
 // Querier is what ReadLog needs: a pool, a connection or a transaction.
@@ -205,7 +208,8 @@ func ReadLog(ctx context.Context, q Querier, after Position, limit int) ([]Event
 // Head is the position of the last event visible to consumers now (below the horizon), and when it was
 // appended; Start and the zero time for an empty log.
 func (s *Store) Head(ctx context.Context) (Position, time.Time, error) {
-	return Head(ctx, s.pool)
+	p, at, err := Head(ctx, s.pool)
+	return p, at, MarkUnavailable(err)
 }
 
 // Head is Store.Head on any querier.

@@ -121,6 +121,9 @@ func StartService(t testing.TB, service string, env map[string]string) *Service 
 		s.env = append(s.env, k+"="+v)
 	}
 	s.Start()
+	if t.Failed() {
+		t.FailNow()
+	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -132,21 +135,24 @@ func StartService(t testing.TB, service string, env map[string]string) *Service 
 	return s
 }
 
-// Start starts the process (again) and waits for /healthz.
+// Start starts the process (again) and waits for /healthz. Tests call it from goroutines (chaos loops),
+// so a failure is reported with Errorf, never t.Fatal, which must run on the test's own goroutine.
 func (s *Service) Start() {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		s.t.Fatalf("open log: %v", err)
+		s.t.Errorf("open log: %v", err)
+		return
 	}
 	cmd := exec.Command(s.bin)
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		s.t.Fatalf("start %s: %v", s.Name, err)
+		s.t.Errorf("start %s: %v", s.Name, err)
+		return
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
@@ -157,7 +163,8 @@ func (s *Service) Start() {
 		select {
 		case <-done:
 			b, _ := os.ReadFile(s.logPath)
-			s.t.Fatalf("%s exited during start:\n%s", s.Name, tail(b, 4096))
+			s.t.Errorf("%s exited during start:\n%s", s.Name, tail(b, 4096))
+			return
 		default:
 		}
 		resp, err := http.Get(s.URL + "/healthz")
@@ -168,7 +175,8 @@ func (s *Service) Start() {
 			}
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%s did not become healthy in time", s.Name)
+			s.t.Errorf("%s did not become healthy in time", s.Name)
+			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

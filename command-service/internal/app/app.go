@@ -30,7 +30,8 @@ var (
 	ErrStepPrecondition = errors.New("step precondition not met")
 	// ErrUnavailable: the database failed or could not be reached. The command's transaction did not
 	// commit, or committed and will be found by a retry through its deterministic id: a retry is safe.
-	ErrUnavailable = errors.New("dependency unavailable")
+	// The event store marks these (eventstore.ErrUnavailable); the app never looks at driver errors.
+	ErrUnavailable = eventstore.ErrUnavailable
 )
 
 // Service runs every command. Client commands go through a Committer, so that concurrent ones share

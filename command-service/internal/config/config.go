@@ -15,7 +15,9 @@ import (
 
 // Config is every setting of the command service.
 type Config struct {
-	DatabaseURL     string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	// DatabaseRole is the role every connection SET ROLEs to; the login of DatabaseURL must be a member.
+	DatabaseRole    string `env:"DATABASE_ROLE" envDefault:"upi_command"`
 	Addr            string `env:"COMMAND_SERVICE_ADDR" envDefault:":8081"`
 	PaymentMaxPaise int64  `env:"PAYMENT_MAX_PAISE" envDefault:"10000000"`
 	DepositMaxPaise int64  `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
@@ -58,6 +60,7 @@ func (c Config) Limits() domain.Limits {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
+		slog.String("database_role", c.DatabaseRole),
 		slog.String("addr", c.Addr),
 		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),

@@ -70,8 +70,20 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 	case errors.Is(err, domain.ErrInvalidAccount):
 		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
 	case errors.Is(err, domain.ErrWrongAccount), errors.Is(err, domain.ErrInvalidAmount):
-		// Only reachable by a step naming the wrong account, or a stored payment with a bad amount.
+		// A payment from an account to itself, a zero amount, or a step naming an account that is not
+		// the payment's: the request is wrong, and the edge checks the first two already.
 		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
+	case errors.Is(err, domain.ErrPaymentExists):
+		// A payment's id is derived from its client and Idempotency-Key, and a retry of the same request
+		// replays; a payment already initiated under the id by another request is a reused key.
+		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
+			"this Idempotency-Key was already used with a different request")
+	case errors.Is(err, domain.ErrCorruptStream):
+		// The stored history contradicts itself: nothing is decided on it, an operator must look. A 500,
+		// deliberately: a retry cannot help, and the workflow parks the step rather than retrying it.
+		h.log.ErrorContext(r.Context(), "stream corrupt: command refused", "err", err)
+		p = problem.New(http.StatusInternalServerError, problem.CodeInternal,
+			"the stored history of this account or payment is inconsistent; the command was not executed")
 	case errors.Is(err, domain.ErrBalanceLimit):
 		p = problem.New(http.StatusUnprocessableEntity, problem.CodeValidation,
 			"the amount would take the balance beyond what an account can hold")

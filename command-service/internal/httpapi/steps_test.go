@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -31,10 +32,21 @@ func stepsBody(payment, step, body string) string {
 // stepResult sends one step and returns its result.
 func (e *env) stepResult(payment, step, body string) contract.StepResult {
 	e.t.Helper()
+	// Called from goroutines too: failures are reported with Errorf (t.Fatal must run on the test's own
+	// goroutine) and answered with a zero result, which the caller's checks then refuse.
 	var resp contract.StepsResponse
-	decode(e.t, e.must(http.StatusOK, workflow, "", contract.PathSteps, stepsBody(payment, step, body)), &resp)
+	r := e.do(workflow, "", contract.PathSteps, stepsBody(payment, step, body))
+	if r.status != http.StatusOK {
+		e.t.Errorf("POST %s %s = %d %s, want 200", contract.PathSteps, stepsBody(payment, step, body), r.status, r.body)
+		return contract.StepResult{}
+	}
+	if err := json.Unmarshal(r.body, &resp); err != nil {
+		e.t.Errorf("steps answer %s: %v", r.body, err)
+		return contract.StepResult{}
+	}
 	if len(resp.Results) != 1 || resp.Results[0].PaymentID.String() != payment || string(resp.Results[0].Step) != step {
-		e.t.Fatalf("steps answer %+v", resp)
+		e.t.Errorf("steps answer %+v", resp)
+		return contract.StepResult{}
 	}
 	return resp.Results[0]
 }
@@ -43,7 +55,8 @@ func (e *env) step(payment, step, body string) contract.StepResult {
 	e.t.Helper()
 	a := e.stepResult(payment, step, body)
 	if a.Problem != nil || a.Position == "" || a.EventID == "" {
-		e.t.Fatalf("step %s of %s: %+v (problem %+v)", step, payment, a, a.Problem)
+		// Errorf: step is called from goroutines too, where t.Fatal must not run.
+		e.t.Errorf("step %s of %s: %+v (problem %+v)", step, payment, a, a.Problem)
 	}
 	return a
 }

@@ -12,7 +12,9 @@ import (
 
 // Config is every setting of the event consumers.
 type Config struct {
-	DatabaseURL       string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	// DatabaseRole is the role every connection SET ROLEs to; the login of DatabaseURL must be a member.
+	DatabaseRole      string `env:"DATABASE_ROLE" envDefault:"upi_consumers"`
 	Addr              string `env:"EVENT_CONSUMERS_ADDR" envDefault:":8083"`
 	CommandServiceURL string `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
 	LogLevel          string `env:"LOG_LEVEL" envDefault:"info"`
@@ -48,6 +50,7 @@ func Load() (Config, error) {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
+		slog.String("database_role", c.DatabaseRole),
 		slog.String("addr", c.Addr),
 		slog.String("command_service_url", c.CommandServiceURL),
 		slog.String("log_level", c.LogLevel),

@@ -22,6 +22,9 @@ var (
 	ErrRefundNotFound  = errors.New("refund not found")
 	ErrCollectNotFound = errors.New("collect request not found")
 	ErrVPANotFound     = errors.New("vpa not found")
+	// ErrUnavailable: the database failed or could not be reached (the adapters mark such failures;
+	// nothing above them looks at driver errors). A retry later is safe: queries change nothing.
+	ErrUnavailable = eventstore.ErrUnavailable
 )
 
 // Account is an account row with its owner.

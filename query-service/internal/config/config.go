@@ -13,7 +13,9 @@ import (
 
 // Config is every setting of the query service.
 type Config struct {
-	DatabaseURL  string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/upi?sslmode=disable"`
+	// DatabaseRole is the role every connection SET ROLEs to; the login of DatabaseURL must be a member.
+	DatabaseRole string        `env:"DATABASE_ROLE" envDefault:"upi_query"`
 	Addr         string        `env:"QUERY_SERVICE_ADDR" envDefault:":8082"`
 	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
@@ -37,6 +39,7 @@ func Load() (Config, error) {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
+		slog.String("database_role", c.DatabaseRole),
 		slog.String("addr", c.Addr),
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.String("log_level", c.LogLevel),

@@ -296,10 +296,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))
+	case errors.Is(err, app.ErrUnavailable):
+		h.log.WarnContext(r.Context(), "query not answered: dependency unavailable", "err", err)
+		p := problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
+			"the read models are unavailable; retry")
+		p.RetryAfter = 1
+		problem.Write(w, p)
 	default:
+		// A defect (a row that does not scan, a query the schema refuses): retrying will not help.
 		h.log.ErrorContext(r.Context(), "query failed", "err", err)
-		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
-			"the read models are unavailable; retry"))
+		problem.Write(w, problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error"))
 	}
 }
 

@@ -51,7 +51,7 @@ func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, ev
 		Scan(&cpTx, &cpPos, &v, &owner, &holder, &kind, &mcc, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
-		return app.Account{}, false, eventstore.Start, fmt.Errorf("read account %s: %w", vpa, err)
+		return app.Account{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read account %s: %w", vpa, err))
 	}
 	if v == nil {
 		return app.Account{}, false, cp, nil
@@ -81,7 +81,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		where c.name = $1
 		order by t.version desc`, projection.Accounts, vpa, beforeVersion, limit)
 	if err != nil {
-		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+		return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 	}
 	defer rows.Close()
 	var (
@@ -100,7 +100,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		)
 		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
 			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos, &refundID); err != nil {
-			return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+			return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 		if version == nil {
@@ -113,7 +113,7 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		}})
 	}
 	if err := rows.Err(); err != nil {
-		return "", false, nil, eventstore.Start, fmt.Errorf("read transactions of %s: %w", vpa, err)
+		return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 	}
 	if owner == nil {
 		return "", false, nil, cp, nil
@@ -193,7 +193,7 @@ func (r *Reader) Payment(ctx context.Context, id uuid.UUID) (app.Payment, bool, 
 		from projection_checkpoints c left join payments p on p.payment_id = $2
 		where c.name = $1`, projection.Payments, id).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
 	if err != nil {
-		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment %s: %w", id, err)
+		return app.Payment{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read payment %s: %w", id, err))
 	}
 	p, found := row.payment()
 	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
@@ -209,7 +209,7 @@ func (r *Reader) PaymentByRRN(ctx context.Context, rrn string) (app.Payment, boo
 		where c.name = $1
 		limit 1`, projection.Payments, rrn).Scan(append([]any{&cpTx, &cpPos}, row.dest()...)...)
 	if err != nil {
-		return app.Payment{}, false, eventstore.Start, fmt.Errorf("read payment of rrn %s: %w", rrn, err)
+		return app.Payment{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read payment of rrn %s: %w", rrn, err))
 	}
 	p, found := row.payment()
 	return p, found, eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}, nil
@@ -225,7 +225,7 @@ func (r *Reader) VPA(ctx context.Context, vpa string) (contract.VPALookup, bool,
 		where c.name = $1`, projection.Accounts, vpa).Scan(&cpTx, &cpPos, &v, &name, &kind, &mcc)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
-		return contract.VPALookup{}, false, eventstore.Start, fmt.Errorf("look up vpa %s: %w", vpa, err)
+		return contract.VPALookup{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("look up vpa %s: %w", vpa, err))
 	}
 	if v == nil {
 		return contract.VPALookup{}, false, cp, nil
@@ -244,7 +244,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		where c.name = $1
 		order by e.tx_id, e.global_position`, projection.Payments, id)
 	if err != nil {
-		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+		return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 	}
 	defer rows.Close()
 	var (
@@ -262,7 +262,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		)
 		dest := append(append([]any{&cpTx, &cpPos}, row.dest()...), &eventType, &at, &data, &evTx, &evPos)
 		if err := rows.Scan(dest...); err != nil {
-			return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+			return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 		if eventType != nil {
@@ -271,7 +271,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return app.Payment{}, false, nil, eventstore.Start, fmt.Errorf("read events of payment %s: %w", id, err)
+		return app.Payment{}, false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read events of payment %s: %w", id, err))
 	}
 	p, found := row.payment()
 	return p, found, items, cp, nil
@@ -281,7 +281,7 @@ func (r *Reader) PaymentEvents(ctx context.Context, id uuid.UUID) (app.Payment, 
 func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]eventstore.Position, error) {
 	rows, err := q.Query(ctx, `select name, tx_id::text::bigint, global_position from projection_checkpoints`)
 	if err != nil {
-		return nil, fmt.Errorf("read checkpoints: %w", err)
+		return nil, eventstore.MarkUnavailable(fmt.Errorf("read checkpoints: %w", err))
 	}
 	defer rows.Close()
 	out := map[string]eventstore.Position{}
@@ -289,11 +289,11 @@ func readCheckpoints(ctx context.Context, q eventstore.Querier) (map[string]even
 		var name string
 		var p eventstore.Position
 		if err := rows.Scan(&name, &p.TxID, &p.GlobalPosition); err != nil {
-			return nil, fmt.Errorf("read checkpoints: %w", err)
+			return nil, eventstore.MarkUnavailable(fmt.Errorf("read checkpoints: %w", err))
 		}
 		out[name] = p
 	}
-	return out, rows.Err()
+	return out, eventstore.MarkUnavailable(rows.Err())
 }
 
 const collectColumns = `k.collect_id::text, k.payee_vpa, k.payer_vpa, k.amount_paise, k.note, k.status,
