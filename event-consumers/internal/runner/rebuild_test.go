@@ -82,7 +82,8 @@ func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 			(select * from snap_`+tb+` except all select * from `+tb+`)) d)`).Scan(&live, &diff); err != nil {
 			t.Fatal(err)
 		}
-		if diff != 0 || live == 0 {
+		// The workload makes no refunds or collect requests: those tables must match too, empty as they are.
+		if diff != 0 || (live == 0 && tb != "refunds" && tb != "collect_requests") {
 			t.Errorf("table %s: %d rows, %d differ from the live projection's", tb, live, diff)
 		}
 	}
@@ -173,6 +174,21 @@ func TestRebuildFromALogOlderThanTheUPIFields(t *testing.T) {
 		}}); err != nil {
 			t.Fatalf("append %s: %v", e.typ, err)
 		}
+	}
+	// A rebuild replays what is below the log's horizon; wait until the old log is.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		evs, err := store.ReadLog(ctx, eventstore.Start, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == len(old) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d old events visible below the horizon", len(evs), len(old))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	for _, p := range []runner.Projection{projections.Accounts{}, projections.Payments{}} {
 		if _, err := runner.Rebuild(ctx, pool, testLog(t), p, 100); err != nil {
