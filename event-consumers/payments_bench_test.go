@@ -555,6 +555,16 @@ func (s *paymentStack) checkAllCompleted(ctx context.Context, b *testing.B, ids 
 			"%d failed, and the payments projection %d of them COMPLETED", n, initiated, completed, completedOfOurs,
 			failed, projected)
 	}
+	// Every debit gave its payment an RRN of 12 digits, unique across the run.
+	var debits, distinct, wellFormed int
+	if err := s.pool.QueryRow(ctx, `
+		select count(*), count(distinct payload->>'rrn'), count(*) filter (where payload->>'rrn' ~ '^[0-9]{12}$')
+		from events where event_type = $1`, events.AccountDebited).Scan(&debits, &distinct, &wellFormed); err != nil {
+		b.Fatal(err)
+	}
+	if debits != len(ids) || distinct != debits || wellFormed != debits {
+		b.Fatalf("%d debits for %d payments: %d distinct RRNs, %d of 12 digits", debits, len(ids), distinct, wellFormed)
+	}
 }
 
 // cpuSample is the CPU time, so far, of every process that serves a payment, and of the benchmark itself.
