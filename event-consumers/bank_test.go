@@ -260,14 +260,35 @@ func payRandomly(ctx context.Context, t *testing.T, clients []*bankClient, accou
 				key := uuid.NewString()
 				copies := 1 + rand.IntN(3)/2 // one in three sent twice concurrently
 				ids := make([]string, copies)
+				// A third of the payments to merchants are collect requests: the merchant's client asks,
+				// the payer's client approves, and the approval starts the payment. Copies of an approval
+				// go under keys of their own: approving twice must still start one payment.
+				path, send, sameKey := "/v1/payments", clients[ci], true
+				if payee.merchant && rand.IntN(3) == 0 {
+					st, b := clients[payee.client].post(ctx, t, "/v1/collect-requests", "collect-"+key, map[string]any{
+						"payee_vpa": payee.vpa, "payer_vpa": payer.vpa, "amount_paise": body["amount_paise"],
+						"expires_in_seconds": 3600})
+					var c struct {
+						CollectID string `json:"collect_id"`
+					}
+					if st != 201 || json.Unmarshal(b, &c) != nil {
+						t.Errorf("collect request %s: %d %s", key, st, b)
+						continue
+					}
+					path, body, sameKey = "/v1/collect-requests/"+c.CollectID+"/approve", nil, false
+				}
 				var cw sync.WaitGroup
 				for i := range copies {
 					cw.Add(1)
 					go func() {
 						defer cw.Done()
-						st, b := clients[ci].post(ctx, t, "/v1/payments", key, body)
+						k := key
+						if !sameKey {
+							k = fmt.Sprintf("%s-%d", key, i)
+						}
+						st, b := send.post(ctx, t, path, k, body)
 						if st != 202 {
-							t.Errorf("payment %s: %d %s", key, st, b)
+							t.Errorf("%s %s: %d %s", path, key, st, b)
 							return
 						}
 						var p struct {
@@ -289,7 +310,12 @@ func payRandomly(ctx context.Context, t *testing.T, clients []*bankClient, accou
 				accepted[key] = ids[0]
 				mu.Unlock()
 				if payee.merchant {
-					toRefund <- merchantPayment{id: ids[0], client: payee.client, amount: int64(body["amount_paise"].(int))}
+					var amount int64
+					if err := paymentAmountOf(ctx, clients[ci], ids[0], &amount); err != nil {
+						t.Error(err)
+						continue
+					}
+					toRefund <- merchantPayment{id: ids[0], client: payee.client, amount: amount}
 				}
 			}
 		}()
@@ -642,4 +668,20 @@ func completedPayment(ctx context.Context, t *testing.T, c *bankClient, id strin
 	}
 	t.Errorf("payment %s: not terminal before the deadline", id)
 	return false
+}
+
+// paymentAmountOf reads a payment's amount as its payer's client sees it.
+func paymentAmountOf(ctx context.Context, c *bankClient, id string, amount *int64) error {
+	for ctx.Err() == nil {
+		st, b, _ := c.do(ctx, http.MethodGet, "/v1/payments/"+id, "", nil)
+		var p struct {
+			AmountPaise int64 `json:"amount_paise"`
+		}
+		if st == 200 && json.Unmarshal(b, &p) == nil {
+			*amount = p.AmountPaise
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond) // not projected yet, or a service restarting
+	}
+	return fmt.Errorf("payment %s: no amount before the deadline", id)
 }
