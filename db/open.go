@@ -10,8 +10,9 @@ import (
 
 // Open connects a pool for a service and refuses a database whose schema is older than this build.
 // Every session gets idle_in_transaction_session_timeout, so that a stuck transaction cannot hold back
-// the log horizon that consumers read below for long.
-func Open(ctx context.Context, url, application string, maxConns int32) (*pgxpool.Pool, error) {
+// the log horizon that consumers read below for long. Each configure function, if any, adjusts the pool's
+// configuration before it connects (a query tracer, for example).
+func Open(ctx context.Context, url, application string, maxConns int32, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -23,6 +24,9 @@ func Open(ctx context.Context, url, application string, maxConns int32) (*pgxpoo
 	rp["application_name"] = application
 	if _, ok := rp["idle_in_transaction_session_timeout"]; !ok {
 		rp["idle_in_transaction_session_timeout"] = "10s"
+	}
+	for _, f := range configure {
+		f(cfg)
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
