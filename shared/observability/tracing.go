@@ -95,8 +95,10 @@ func HTTPTransport(rt http.RoundTripper) http.RoundTripper {
 	if !Tracing() {
 		return rt
 	}
+	// Client spans are named by method alone, as the semantic conventions ask: a path holds ids (the full
+	// URL is an attribute), and the server span below names the route.
 	return otelhttp.NewTransport(rt, otelhttp.WithPropagators(propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
 }
 
 // TracePool makes the pool trace its queries and batches (as children of the caller's span only, so a
