@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,10 +35,13 @@ type span struct {
 	attrs                     map[string]string
 }
 
-// otlpReceiver accepts OTLP/HTTP protobuf trace exports and keeps their spans by trace id.
+// otlpReceiver accepts OTLP/HTTP protobuf trace exports and keeps their spans by trace id (or, with
+// discard, decodes and drops them).
 type otlpReceiver struct {
-	mu     sync.Mutex
-	traces map[string][]span
+	discard bool
+	spans   atomic.Int64 // received, kept or not
+	mu      sync.Mutex
+	traces  map[string][]span
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -63,8 +67,16 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			o.spans.Add(int64(len(ss.Spans)))
+		}
+	}
 	o.mu.Lock()
 	for _, rs := range req.ResourceSpans {
+		if o.discard {
+			break
+		}
 		service := ""
 		for _, kv := range rs.GetResource().GetAttributes() {
 			if kv.Key == "service.name" {
