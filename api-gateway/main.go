@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"upi/api-gateway/internal/auth"
@@ -43,6 +44,11 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	log.Info("starting", "config", cfg)
+	stopTracing, err := observability.StartTracing(ctx, log, "api-gateway")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return err
@@ -50,6 +56,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	redis.SetLogger(redisLogger{log})
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
+	if observability.Tracing() {
+		if err := redisotel.InstrumentTracing(rdb); err != nil {
+			return fmt.Errorf("trace redis: %w", err)
+		}
+	}
 
 	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}

@@ -52,7 +52,12 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		}
 	}
 	log.Info("starting", "config", cfg)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32)
+	stopTracing, err := observability.StartTracing(ctx, log, "command-service")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32, observability.TracePool)
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 // Every session gets idle_in_transaction_session_timeout, so that a stuck transaction cannot hold back
 // the log horizon that consumers read below for long, and does SET ROLE to role (the service's own, made
 // by the migrations) as soon as it is connected, so the service has that role's rights only, whatever
-// login url names. Connections made from the pool's config (LISTEN connections) do the same.
-func Open(ctx context.Context, url, application, role string, maxConns int32) (*pgxpool.Pool, error) {
+// login url names. Connections made from the pool's config (LISTEN connections) do the same. Each
+// configure function, if any, adjusts the pool's configuration before it connects (a query tracer, for
+// example).
+func Open(ctx context.Context, url, application, role string, maxConns int32, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -33,6 +35,9 @@ func Open(ctx context.Context, url, application, role string, maxConns int32) (*
 		return nil, errors.New("no database role: each service runs as its own (DATABASE_ROLE)")
 	}
 	cfg.ConnConfig.AfterConnect = SetRole(role)
+	for _, f := range configure {
+		f(cfg)
+	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(cctx, cfg)

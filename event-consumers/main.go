@@ -46,7 +46,12 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
 	log.Info("starting", "config", cfg, "args", args)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16)
+	stopTracing, err := observability.StartTracing(ctx, log, "event-consumers")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, observability.TracePool)
 	if err != nil {
 		return err
 	}
@@ -77,7 +82,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// The payment workflow moves the money by calling the command service's step routes.
 	steps := &workflow.StepsClient{
 		BaseURL: cfg.CommandServiceURL,
-		Client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		Client:  &http.Client{Transport: observability.HTTPTransport(&http.Transport{MaxIdleConnsPerHost: 64})},
 		Timeout: 5 * time.Second,
 	}
 	flow := workflow.New(steps, pool, log, reg, workflow.DefaultConfig)
@@ -117,7 +122,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g.Go(func() error { flow.RetryParked(gctx); return nil })
 	// Collect requests still pending at their expiry become EXPIRED through the command service.
 	watcher := &expiry.Watcher{Pool: pool, BaseURL: cfg.CommandServiceURL, Log: log,
-		Client: &http.Client{Timeout: 10 * time.Second}}
+		Client: &http.Client{Timeout: 10 * time.Second, Transport: observability.HTTPTransport(nil)}}
 	g.Go(func() error { watcher.Run(gctx); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })

@@ -26,6 +26,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"runtime"
@@ -56,7 +57,7 @@ const (
 func BenchmarkPayments(b *testing.B) {
 	load := time.Duration(envInt("PAYBENCH_SECONDS", 15)) * time.Second
 	b.Run("spread-16", func(b *testing.B) {
-		s := startPaymentStack(b, false)
+		s := startPaymentStack(b, false, "")
 		vpas := s.openAccounts(b, "acct", benchAccounts)
 		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
 	})
@@ -65,13 +66,36 @@ func BenchmarkPayments(b *testing.B) {
 	// payments go on. Its figures beside spread-16's say what the feed costs the payment path, and
 	// relay-lag-*-ms how long after its append each event was confirmed by the broker.
 	b.Run("spread-16-relay", func(b *testing.B) {
-		s := startPaymentStack(b, true)
+		s := startPaymentStack(b, true, "")
 		vpas := s.openAccounts(b, "acct", benchAccounts)
 		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
 		s.reportRelay(b)
 	})
+	// The same with tracing on at 100% sampling, exporting over OTLP/HTTP to a receiver in the benchmark
+	// that decodes and drops the spans (its CPU is not the services'). Its cpu-ms figures beside
+	// spread-16's are what tracing costs a payment.
+	b.Run("spread-16-traced", func(b *testing.B) {
+		recv := &otlpReceiver{discard: true}
+		collector := httptest.NewServer(recv)
+		defer collector.Close()
+		s := startPaymentStack(b, false, collector.URL)
+		vpas := s.openAccounts(b, "acct", benchAccounts)
+		spans0 := recv.spans.Load()
+		s.acceptingRun(b, 16, load, func() (string, string) { return randomPair(vpas) })
+		// Spans received per payment, so that spans the exporters dropped (a full queue) do not pass
+		// for cheap tracing unseen. Those still buffered in the services arrive within the batch delay.
+		time.Sleep(6 * time.Second)
+		var completed int64
+		if err := s.pool.QueryRow(context.Background(),
+			`select count(*) from events where event_type = 'PaymentCompleted'`).Scan(&completed); err != nil {
+			b.Fatal(err)
+		}
+		if completed > 0 {
+			b.ReportMetric(float64(recv.spans.Load()-spans0)/float64(completed), "spans/payment")
+		}
+	})
 	b.Run("hot-merchant-16", func(b *testing.B) {
-		s := startPaymentStack(b, false)
+		s := startPaymentStack(b, false, "")
 		payers := s.openAccounts(b, "payer", benchAccounts)
 		merchant := s.openAccounts(b, "merchant", 1)[0]
 		s.acceptingRun(b, 16, load, func() (string, string) {
@@ -80,7 +104,7 @@ func BenchmarkPayments(b *testing.B) {
 	})
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("latency-%d", clients), func(b *testing.B) {
-			s := startPaymentStack(b, false)
+			s := startPaymentStack(b, false, "")
 			vpas := s.openAccounts(b, "acct", benchAccounts)
 			s.latencyRun(b, clients, load, vpas)
 		})
@@ -113,7 +137,9 @@ var metricName = map[string]string{
 	"event-consumers": "consumers",
 }
 
-func startPaymentStack(b *testing.B, relay bool) *paymentStack {
+// startPaymentStack starts the stack, with the event feed when relay is set and tracing (every request
+// sampled) exported to otlp when it is not "".
+func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 	b.Helper()
 	pool, dbURL := testenv.PostgresPool(b)
 	// A Redis of its own, so that its CPU time is the gateway's traffic alone.
@@ -122,7 +148,13 @@ func startPaymentStack(b *testing.B, relay bool) *paymentStack {
 		redisURL = testenv.Redis(b)
 		b.Log("no redis-server on the PATH: Redis is the shared test server, and its CPU time holds other users' too")
 	}
-	quiet := func(env map[string]string) map[string]string { env["LOG_LEVEL"] = "warn"; return env }
+	quiet := func(env map[string]string) map[string]string {
+		env["LOG_LEVEL"] = "warn"
+		if otlp != "" {
+			env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_TRACES_SAMPLER"] = otlp, "always_on"
+		}
+		return env
+	}
 	cmd := testenv.StartService(b, "command-service", quiet(map[string]string{"DATABASE_URL": dbURL,
 		// Payer limits off: the benchmark pays many times a day from each account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"}))

@@ -35,7 +35,12 @@ func main() {
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	log.Info("starting", "config", cfg)
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32)
+	stopTracing, err := observability.StartTracing(ctx, log, "query-service")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32, observability.TracePool)
 	if err != nil {
 		return err
 	}

@@ -98,6 +98,9 @@ type Step struct {
 	Reason string `json:"reason,omitempty"`
 	// CausationID is the event that called for the step, recorded in the new event's metadata.
 	CausationID string `json:"causation_id,omitempty"`
+	// TraceParent is the W3C traceparent of the workflow's span for this step (optional): the step's event
+	// records it in its metadata rather than the call's, since one call may serve many payments' traces.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // StepsRequest is the body of POST PathSteps.

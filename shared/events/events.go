@@ -397,6 +397,10 @@ type Metadata struct {
 	// Fingerprint is the SHA-256 of the canonical request that produced the event (client commands only),
 	// so that a repeated idempotency key with a different request can be told apart.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// TraceParent is the W3C traceparent of the span that appended the event (the command's request, or
+	// the workflow step's span), when it was traced: the workflow starts the next step's span under it, so
+	// one payment's steps form one trace across the log. Optional; absent when tracing is off.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Decode turns a stored payload into its typed struct, by event type.

@@ -15,6 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"upi/shared/problem"
 )
@@ -73,6 +76,13 @@ func NewRouter(cfg RouterConfig) chi.Router {
 	cfg.Registry.MustRegister(requests, duration)
 
 	r := chi.NewRouter()
+	if Tracing() {
+		// The server span is outermost, so that every line logged below it carries its ids. A client's
+		// traceparent is its parent (the gateway accepts one; the other services get the gateway's).
+		r.Use(otelhttp.NewMiddleware("http.server", otelhttp.WithPropagators(propagator),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !unwatched(r.URL.Path) }),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method })))
+	}
 	r.Use(requestID, recoverer(cfg.Log), instrument(cfg.Log, requests, duration))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such route"))
@@ -98,6 +108,9 @@ func requestID(next http.Handler) http.Handler {
 			r.Header.Set(HeaderRequestID, id)
 		}
 		w.Header().Set(HeaderRequestID, id)
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetAttributes(attribute.String("request.id", id))
+		}
 		next.ServeHTTP(w, r.WithContext(WithRequestID(r.Context(), id)))
 	})
 }
@@ -136,8 +149,14 @@ func instrument(log *slog.Logger, requests *prometheus.CounterVec, duration *pro
 			elapsed := time.Since(start)
 			requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Inc()
 			duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
-			if route == "/healthz" || route == "/readyz" || route == "/metrics" {
+			if unwatched(route) {
 				return
+			}
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				// The route is known only once chi has matched it: it names the span, as the semantic
+				// conventions ask ("POST /v1/payments"), never the raw path with its ids.
+				span.SetName(r.Method + " " + route)
+				span.SetAttributes(attribute.String("http.route", route))
 			}
 			level := slog.LevelInfo
 			if status >= 500 {
@@ -147,6 +166,11 @@ func instrument(log *slog.Logger, requests *prometheus.CounterVec, duration *pro
 				"duration_ms", float64(elapsed.Microseconds())/1000, "bytes", ww.BytesWritten())
 		})
 	}
+}
+
+// unwatched reports whether path is a probe or scrape route, which is neither logged nor traced.
+func unwatched(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
 func ready(log *slog.Logger, checks []Check) http.HandlerFunc {

@@ -1,5 +1,6 @@
 // Package observability is what every service shares for being watched: JSON logs that carry request
-// and correlation ids, request ids passed between services, Prometheus metrics, and health routes.
+// and correlation ids (and trace and span ids when traced), request ids passed between services,
+// Prometheus metrics, health routes, and OpenTelemetry tracing (tracing.go).
 package observability
 
 import (
@@ -7,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ctxKey int
@@ -39,7 +42,7 @@ func CorrelationID(ctx context.Context) string {
 }
 
 // NewLogger returns the JSON logger of a service: every line names the service and, when logged with a
-// context, the request and correlation ids.
+// context, the request and correlation ids and the trace and span ids of the span in it.
 func NewLogger(service, level string) *slog.Logger {
 	var lvl slog.Level
 	switch strings.ToLower(level) {
@@ -65,6 +68,9 @@ func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	if id := CorrelationID(ctx); id != "" {
 		r.AddAttrs(slog.String("correlation_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"upi/shared/observability"
 )
 
 // Errors of Do. Both mean no usable answer came back; for a write, the effect may or may not have
@@ -71,7 +73,7 @@ func NewClient(reg prometheus.Registerer) *Client {
 	}
 	c := &Client{
 		// No client-wide timeout: each call carries its own deadline in its context.
-		http: &http.Client{Transport: transport},
+		http: &http.Client{Transport: observability.HTTPTransport(transport)},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gateway_downstream_duration_seconds",
 			Help:    "Duration of calls to downstream services, by service, method and status (or error).",

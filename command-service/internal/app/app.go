@@ -61,6 +61,9 @@ type Caller struct {
 	ClientID       string
 	IdempotencyKey string
 	RequestID      string
+	// TraceParent is the W3C traceparent of the request's span ("" when not traced), kept in the events'
+	// metadata.
+	TraceParent string
 }
 
 // AccountSnapshotEvery bounds how many events loading an account replays: a stream with 100k events loads

@@ -227,5 +227,5 @@ func effectID(c Caller, path string) uuid.UUID {
 
 func clientMetadata(c Caller, correlation, fp string) events.Metadata {
 	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: correlation,
-		RequestID: c.RequestID, ClientID: c.ClientID, Fingerprint: fp}
+		RequestID: c.RequestID, ClientID: c.ClientID, Fingerprint: fp, TraceParent: c.TraceParent}
 }

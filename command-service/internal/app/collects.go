@@ -184,7 +184,7 @@ func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 	}
 	closing, pid := collectClose(id), ids.CollectPayment(id)
 	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(), RequestID: c.RequestID,
-		ClientID: c.ClientID}
+		ClientID: c.ClientID, TraceParent: c.TraceParent}
 	approve := payerDecision(c, id, req.PayerVPA, meta, func(col domain.Collect, now time.Time) (events.Payload, error) {
 		if col.Status == domain.CollectApproved {
 			return events.CollectApprovedV1{CollectTerms: col.CollectTerms, PaymentID: col.PaymentID}, nil // replayed
@@ -192,7 +192,7 @@ func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 		return col.Approve(pid.String(), c.ClientID, now)
 	})
 	payMeta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: pid.String(),
-		CausationID: closing.String(), RequestID: c.RequestID, ClientID: c.ClientID}
+		CausationID: closing.String(), RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: c.TraceParent}
 	pay := eventstore.NewOp(PaymentAggregate(), pid.String(),
 		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
 			e, ok := r.Event(closing)
@@ -260,7 +260,7 @@ func (s *Service) DeclineCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 		return contract.Collect{}, false, err
 	}
 	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(), RequestID: c.RequestID,
-		ClientID: c.ClientID}
+		ClientID: c.ClientID, TraceParent: c.TraceParent}
 	op := payerDecision(c, id, req.PayerVPA, meta, func(col domain.Collect, now time.Time) (events.Payload, error) {
 		if col.Status == domain.CollectDeclined {
 			return events.CollectDeclinedV1{CollectTerms: col.CollectTerms}, nil // replayed
@@ -311,7 +311,7 @@ func (s *Service) ExpireCollects(ctx context.Context, c Caller, collects []uuid.
 	for i, id := range collects {
 		closing := collectClose(id)
 		meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(),
-			CausationID: id.String(), RequestID: c.RequestID, ClientID: c.ClientID}
+			CausationID: id.String(), RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: c.TraceParent}
 		op := eventstore.NewOp(CollectAggregate(), id.String(),
 			func(col domain.Collect, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
 				expired, err := col.Expire(r.Now())

@@ -340,11 +340,16 @@ func recorded(r eventstore.Reads, id uuid.UUID) string {
 
 // stepMetadata is a step event's metadata: its causation is the event the caller names, or else the
 // event that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
+// Its traceparent is the step's own span's, when the workflow names one, else the call's.
 func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
 	causation := st.CausationID
 	if causation == "" {
 		causation = cause.String()
 	}
+	tp := st.TraceParent
+	if tp == "" {
+		tp = c.TraceParent
+	}
 	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.Key().String(),
-		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID}
+		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: tp}
 }

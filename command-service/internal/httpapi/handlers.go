@@ -28,7 +28,7 @@ func caller(r *http.Request) (app.Caller, *problem.Problem) {
 		return app.Caller{}, problem.New(http.StatusBadRequest, problem.CodeIdempotencyKeyRequired, err.Error())
 	}
 	return app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), IdempotencyKey: key,
-		RequestID: observability.RequestID(r.Context())}, nil
+		RequestID: observability.RequestID(r.Context()), TraceParent: observability.TraceParent(r.Context())}, nil
 }
 
 func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
@@ -165,7 +165,8 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 		valid = append(valid, st)
 		index = append(index, i)
 	}
-	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context())}
+	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context()),
+		TraceParent: observability.TraceParent(r.Context())}
 	outcomes, err := h.svc.Steps(r.Context(), c, valid)
 	if err != nil {
 		h.fail(w, r, err)
@@ -252,7 +253,8 @@ func (h *handlers) collectExpiries(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("collect_ids must hold 1 to %d ids", contract.MaxCollectExpiries)))
 		return
 	}
-	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context())}
+	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context()),
+		TraceParent: observability.TraceParent(r.Context())}
 	outcomes, err := h.svc.ExpireCollects(r.Context(), c, req.CollectIDs)
 	if err != nil {
 		h.fail(w, r, err)

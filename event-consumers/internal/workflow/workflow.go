@@ -23,6 +23,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"upi/shared/contract"
 	"upi/shared/events"
@@ -118,7 +121,8 @@ func nextRefund(e eventstore.Event) (*contract.Step, error) {
 // be made is burnt (a later debit then finds it rejected), a credit that cannot be made is replaced by the
 // debit's reversal. Steps after the money moved have none: they stay parked and are retried.
 func compensation(st contract.Step) (contract.Step, bool) {
-	c := contract.Step{PaymentID: st.PaymentID, RefundID: st.RefundID, Code: events.CodeProcessingError, CausationID: st.CausationID}
+	c := contract.Step{PaymentID: st.PaymentID, RefundID: st.RefundID, Code: events.CodeProcessingError, CausationID: st.CausationID,
+		TraceParent: st.TraceParent}
 	switch st.Step {
 	case contract.StepRefundDebit:
 		c.Step, c.Account, c.Reason = contract.StepRefundRejectDebit, st.Account, "the refund debit step kept failing"
@@ -170,6 +174,8 @@ type Workflow struct {
 	log     *slog.Logger
 	cfg     Config
 	metrics metrics
+	// tracer is set when tracing is on (observability.Tracing when New ran); nil, no step is traced.
+	tracer trace.Tracer
 }
 
 type metrics struct {
@@ -193,7 +199,11 @@ func New(steps Steps, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regis
 			Help: "Parked steps not yet resolved."}),
 	}
 	reg.MustRegister(m.steps, m.outcomes, m.parked, m.open)
-	return &Workflow{steps: steps, pool: pool, log: log, cfg: cfg, metrics: m}
+	w := &Workflow{steps: steps, pool: pool, log: log, cfg: cfg, metrics: m}
+	if observability.Tracing() {
+		w.tracer = observability.Tracer("event-consumers/workflow")
+	}
+	return w
 }
 
 // Name is the consumer's name.
@@ -205,6 +215,8 @@ type task struct {
 	lasting int // lasting failures so far
 	// resolves names the parked step that this one compensates or retries, when it does.
 	resolves *parked
+	// span is the step's span when traced (see Handle), also carried by what replaces the step.
+	span trace.Span
 }
 
 // parked is the key of a row of workflow_parked: its payment_id column holds the step's saga key
@@ -220,6 +232,12 @@ type parked struct {
 // payment can still end without money moved), so it stops holding back the others. An error (only ever
 // the command service or its database unavailable) hands the whole batch back to the runner, which
 // retries it; steps already done are then found done.
+//
+// Traced, each step has a span of its own, a child of the span that appended its event (the event's
+// metadata keeps its traceparent), and the step carries that span's traceparent to the command service,
+// whose event records it: so a payment's initiation, debit, credit and completion form one trace, however
+// the log batches them. A call that serves one step is a child of that step's span; a call that serves
+// several (many payments' traces) is a root span of its own, linked to each step's span.
 func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
 	var tasks []*task
 	for _, e := range batch {
@@ -229,10 +247,59 @@ func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
 			return fmt.Errorf("workflow: %w", err)
 		}
 		if st != nil {
-			tasks = append(tasks, &task{step: *st})
+			t := &task{step: *st}
+			if w.tracer != nil {
+				w.startSpan(ctx, t, e)
+				defer t.span.End()
+			}
+			tasks = append(tasks, t)
 		}
 	}
 	return w.run(ctx, tasks)
+}
+
+// startSpan starts t's span as a child of the span that appended e, and names it in t's step.
+func (w *Workflow) startSpan(ctx context.Context, t *task, e eventstore.Event) {
+	var meta struct {
+		TraceParent string `json:"traceparent"`
+	}
+	// Metadata without a (readable) traceparent only costs the step its parent: its span starts a trace.
+	_ = json.Unmarshal(e.Metadata, &meta)
+	attrs := []attribute.KeyValue{attribute.String("upi.payment_id", t.step.PaymentID.String()),
+		attribute.String("upi.step", string(t.step.Step)), attribute.String("upi.event_id", e.ID.String()),
+		attribute.String("upi.event_type", e.Type)}
+	if t.step.RefundID != uuid.Nil {
+		attrs = append(attrs, attribute.String("upi.refund_id", t.step.RefundID.String()))
+	}
+	sctx, span := w.tracer.Start(observability.RemoteParent(ctx, meta.TraceParent), "workflow "+string(t.step.Step),
+		trace.WithAttributes(attrs...))
+	t.span = span
+	t.step.TraceParent = observability.TraceParent(sctx)
+}
+
+// callContext is the context of one call to the step route: under the step's span when the call serves
+// one, else under a new root span linked to every step's span. end ends what callContext started.
+func (w *Workflow) callContext(ctx context.Context, tasks []*task) (_ context.Context, end func(error)) {
+	if w.tracer == nil {
+		return ctx, func(error) {}
+	}
+	if len(tasks) == 1 && tasks[0].span != nil {
+		return trace.ContextWithSpan(ctx, tasks[0].span), func(error) {}
+	}
+	links := make([]trace.Link, 0, len(tasks))
+	for _, t := range tasks {
+		if t.span != nil {
+			links = append(links, trace.Link{SpanContext: t.span.SpanContext()})
+		}
+	}
+	cctx, span := w.tracer.Start(ctx, "workflow steps", trace.WithNewRoot(), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("upi.steps", len(tasks))))
+	return cctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 // run calls the command service with tasks until each has an outcome: done, parked, or left parked.
@@ -244,7 +311,9 @@ func (w *Workflow) run(ctx context.Context, tasks []*task) error {
 		for i, t := range tasks {
 			steps[i] = t.step
 		}
-		results, err := w.steps.Run(ctx, steps)
+		cctx, end := w.callContext(ctx, tasks)
+		results, err := w.steps.Run(cctx, steps)
+		end(err)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -301,6 +370,9 @@ var errTransient = errors.New("transient step failures")
 // step, or what replaces it) and whether that needs a pause first (retry) and was transient.
 func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (next *task, retry, transient bool, err error) {
 	pctx := observability.WithCorrelationID(ctx, t.step.Key().String())
+	if t.span != nil {
+		pctx = trace.ContextWithSpan(pctx, t.span) // so that its log lines carry the step's trace
+	}
 	name := string(t.step.Step)
 	switch p := r.Problem; {
 	case p == nil:
@@ -327,7 +399,7 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		}
 		return &task{step: contract.Step{PaymentID: t.step.PaymentID, RefundID: t.step.RefundID, Step: reverse,
 			Code: events.CodePayeeUnavailable, Reason: "the payee could not be credited",
-			CausationID: t.step.CausationID}, resolves: t.resolves}, false, false, nil
+			CausationID: t.step.CausationID, TraceParent: t.step.TraceParent}, resolves: t.resolves, span: t.span}, false, false, nil
 	}
 	w.metrics.steps.WithLabelValues(name, "lasting_error").Inc()
 	cause := fmt.Errorf("%s: %d %s: %s", name, r.Problem.Status, r.Problem.Code, r.Problem.Detail)
@@ -340,7 +412,13 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		w.log.WarnContext(pctx, "workflow step failed", "err", cause, "attempt", t.lasting)
 		return t, true, false, nil
 	}
+	if t.span != nil {
+		t.span.SetStatus(codes.Error, "parked: "+cause.Error())
+	}
 	comp, err := w.park(pctx, t.step, cause)
+	if comp != nil {
+		comp.span = t.span
+	}
 	return comp, false, false, err
 }
 
@@ -350,6 +428,9 @@ func (w *Workflow) record(ctx context.Context, t *task, r contract.StepResult) {
 		result = "replayed"
 	}
 	w.metrics.steps.WithLabelValues(string(t.step.Step), result).Inc()
+	if t.span != nil {
+		t.span.SetAttributes(attribute.String("upi.outcome", r.EventType), attribute.Bool("upi.replayed", r.Replayed))
+	}
 	if r.Replayed {
 		return
 	}
