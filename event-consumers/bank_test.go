@@ -40,8 +40,8 @@ type bankAccount struct {
 type bankClient struct {
 	base, key string
 	http      *http.Client
-	// answered, when set, sees every answer (a transport error is status 0) and how long it took; it
-	// must be safe for concurrent use.
+	// answered, when set, sees every answer (a transport error is status 0, its error as the body) and how
+	// long it took; it must be safe for concurrent use.
 	answered func(status int, h http.Header, body []byte, took time.Duration)
 }
 
@@ -64,7 +64,7 @@ func (c *bankClient) do(ctx context.Context, method, path, idemKey string, body 
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if c.answered != nil {
-			c.answered(0, nil, nil, time.Since(start))
+			c.answered(0, nil, []byte(err.Error()), time.Since(start))
 		}
 		return 0, nil, nil
 	}
