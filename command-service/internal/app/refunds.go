@@ -181,15 +181,9 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 	case contract.StepRefundFail:
 		return refundStep(c, st, []uuid.UUID{debit, settle},
 			func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				var cause uuid.UUID
-				switch {
-				case recorded(r, debit) == events.RefundDebitRejected:
-					cause = debit
-				case recorded(r, settle) == events.RefundDebitReversed:
-					cause = settle
-				default:
-					return nil, uuid.Nil, fmt.Errorf("%w: refund %s: no money may have moved (debit slot: %s, settle slot: %s)",
-						ErrStepPrecondition, rid, recorded(r, debit), recorded(r, settle))
+				cause, err := failCause(r, "refund", rid, debit, settle, events.RefundDebitRejected, events.RefundDebitReversed)
+				if err != nil {
+					return nil, uuid.Nil, err
 				}
 				payload, err := rf.Fail(st.Code, st.Reason)
 				return payload, cause, err

@@ -234,15 +234,9 @@ func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*
 	case contract.StepFail:
 		return paymentStep(c, st, []uuid.UUID{debit, settle},
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				var cause uuid.UUID
-				switch {
-				case recorded(r, debit) == events.DebitRejected:
-					cause = debit
-				case recorded(r, settle) == events.DebitReversed:
-					cause = settle
-				default:
-					return nil, uuid.Nil, fmt.Errorf("%w: payment %s: no money may have moved (debit slot: %s, settle slot: %s)",
-						ErrStepPrecondition, pid, recorded(r, debit), recorded(r, settle))
+				cause, err := failCause(r, "payment", pid, debit, settle, events.DebitRejected, events.DebitReversed)
+				if err != nil {
+					return nil, uuid.Nil, err
 				}
 				payload, err := p.Fail(st.Code, st.Reason)
 				return payload, cause, err
@@ -320,6 +314,19 @@ func initiated(r eventstore.Reads, pid uuid.UUID) (domain.Payment, uuid.UUID, er
 	}
 	p, err := domain.Payment{}.Evolve(payload, e.CreatedAt)
 	return p, e.ID, err
+}
+
+// failCause is the event that lets a saga fail with no money moved: its debit slot's rejection, or its
+// settle slot's reversal; otherwise money may have moved and failing is refused (ErrStepPrecondition).
+func failCause(r eventstore.Reads, saga string, id, debit, settle uuid.UUID, rejected, reversed string) (uuid.UUID, error) {
+	switch {
+	case recorded(r, debit) == rejected:
+		return debit, nil
+	case recorded(r, settle) == reversed:
+		return settle, nil
+	}
+	return uuid.Nil, fmt.Errorf("%w: %s %s: no money may have moved (debit slot: %s, settle slot: %s)",
+		ErrStepPrecondition, saga, id, recorded(r, debit), recorded(r, settle))
 }
 
 // require fails with ErrStepPrecondition unless the slot's recorded outcome is eventType.
