@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -31,113 +32,84 @@ func caller(r *http.Request) (app.Caller, *problem.Problem) {
 		RequestID: observability.RequestID(r.Context()), TraceParent: observability.TraceParent(r.Context())}, nil
 }
 
-func (h *handlers) openAccount(w http.ResponseWriter, r *http.Request) {
-	c, p := caller(r)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	var req contract.OpenAccountRequest
-	if p := contract.Decode(w, r, &req); p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	cmd, p := req.Validate()
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	account, replayed, err := h.svc.OpenAccount(r.Context(), c, cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Location", app.PathAccounts+"/"+account.VPA)
-	written(w, http.StatusCreated, account, replayed)
-}
-
-func (h *handlers) deposit(w http.ResponseWriter, r *http.Request) {
-	c, p := caller(r)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	var req contract.DepositRequest
-	if p := contract.Decode(w, r, &req); p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	// A client may percent-encode the "@" of the VPA in the path.
-	account, err := url.PathUnescape(chi.URLParam(r, "vpa"))
-	if err != nil {
-		account = ""
-	}
-	cmd, p := req.Validate(account, h.limits)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	deposit, replayed, err := h.svc.Deposit(r.Context(), c, cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	written(w, http.StatusCreated, deposit, replayed)
-}
-
-func (h *handlers) initiatePayment(w http.ResponseWriter, r *http.Request) {
-	c, p := caller(r)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	var req contract.PaymentRequest
-	if p := contract.Decode(w, r, &req); p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	cmd, p := req.Validate(h.limits)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	payment, replayed, err := h.svc.InitiatePayment(r.Context(), c, cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Location", app.PathPayments+"/"+payment.PaymentID)
-	written(w, http.StatusAccepted, payment, replayed)
-}
-
-func (h *handlers) requestRefund(w http.ResponseWriter, r *http.Request) {
-	c, p := caller(r)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	var req contract.RefundRequest
-	if p := contract.Decode(w, r, &req); p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	cmd, p := req.Validate(chi.URLParam(r, "payment_id"), h.limits)
-	if p != nil {
-		if fe := p.Errors; len(fe) > 0 && fe[0].Field == "payment_id" {
-			// An id that cannot be a payment's names no payment.
-			h.fail(w, r, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
+// clientCommand is the handler of one client command: the caller and its idempotency key, the body
+// decoded into R and validated into C (validate also reads the path), the command run, and its answer
+// written with status and, when location names one, a Location header.
+func clientCommand[R, C, A any](h *handlers, status int,
+	validate func(*http.Request, R) (C, *problem.Problem),
+	run func(context.Context, app.Caller, C) (A, bool, error),
+	location func(A) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, p := caller(r)
+		if p != nil {
+			h.fail(w, r, p)
 			return
 		}
-		h.fail(w, r, p)
-		return
+		var req R
+		if p := contract.Decode(w, r, &req); p != nil {
+			h.fail(w, r, p)
+			return
+		}
+		cmd, p := validate(r, req)
+		if p != nil {
+			h.fail(w, r, p)
+			return
+		}
+		answer, replayed, err := run(r.Context(), c, cmd)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if location != nil {
+			w.Header().Set("Location", location(answer))
+		}
+		written(w, status, answer, replayed)
 	}
-	refund, replayed, err := h.svc.RequestRefund(r.Context(), c, cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/v1/refunds/"+refund.RefundID)
-	written(w, http.StatusAccepted, refund, replayed)
+}
+
+func (h *handlers) openAccount() http.HandlerFunc {
+	return clientCommand(h, http.StatusCreated,
+		func(_ *http.Request, req contract.OpenAccountRequest) (contract.OpenAccount, *problem.Problem) {
+			return req.Validate()
+		},
+		h.svc.OpenAccount,
+		func(a contract.Account) string { return app.PathAccounts + "/" + a.VPA })
+}
+
+func (h *handlers) deposit() http.HandlerFunc {
+	return clientCommand(h, http.StatusCreated,
+		func(r *http.Request, req contract.DepositRequest) (contract.DepositCommand, *problem.Problem) {
+			// A client may percent-encode the "@" of the VPA in the path.
+			account, err := url.PathUnescape(chi.URLParam(r, "vpa"))
+			if err != nil {
+				account = ""
+			}
+			return req.Validate(account, h.limits)
+		},
+		h.svc.Deposit, nil)
+}
+
+func (h *handlers) initiatePayment() http.HandlerFunc {
+	return clientCommand(h, http.StatusAccepted,
+		func(_ *http.Request, req contract.PaymentRequest) (contract.InitiatePayment, *problem.Problem) {
+			return req.Validate(h.limits)
+		},
+		h.svc.InitiatePayment,
+		func(p contract.Payment) string { return app.PathPayments + "/" + p.PaymentID })
+}
+
+func (h *handlers) requestRefund() http.HandlerFunc {
+	return clientCommand(h, http.StatusAccepted,
+		func(r *http.Request, req contract.RefundRequest) (contract.RequestRefund, *problem.Problem) {
+			cmd, p := req.Validate(chi.URLParam(r, "payment_id"), h.limits)
+			if p != nil && len(p.Errors) > 0 && p.Errors[0].Field == "payment_id" {
+				// An id that cannot be a payment's names no payment.
+				return cmd, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment")
+			}
+			return cmd, p
+		},
+		h.svc.RequestRefund,
+		func(rf contract.Refund) string { return "/v1/refunds/" + rf.RefundID })
 }
 
 // steps applies a batch of workflow steps (contract.PathSteps). Steps that fail validation are answered
@@ -184,29 +156,13 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 	written(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
 }
 
-func (h *handlers) requestCollect(w http.ResponseWriter, r *http.Request) {
-	c, p := caller(r)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	var req contract.CollectRequestBody
-	if p := contract.Decode(w, r, &req); p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	cmd, p := req.Validate(h.limits)
-	if p != nil {
-		h.fail(w, r, p)
-		return
-	}
-	col, replayed, err := h.svc.RequestCollect(r.Context(), c, cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set("Location", app.PathCollects+"/"+col.CollectID)
-	written(w, http.StatusCreated, col, replayed)
+func (h *handlers) requestCollect() http.HandlerFunc {
+	return clientCommand(h, http.StatusCreated,
+		func(_ *http.Request, req contract.CollectRequestBody) (contract.RequestCollect, *problem.Problem) {
+			return req.Validate(h.limits)
+		},
+		h.svc.RequestCollect,
+		func(c contract.Collect) string { return app.PathCollects + "/" + c.CollectID })
 }
 
 // answerCollect approves or declines the collect request named in the path, on behalf of its payer's owner.
