@@ -1,6 +1,6 @@
 # The UPI event-sourced payments backend. `make` lists the targets.
 SHELL := /bin/bash
-MODULES := shared db command-service query-service event-consumers api-gateway examples/feed-subscriber
+MODULES := shared testenv db command-service query-service event-consumers api-gateway examples/feed-subscriber
 SERVICES := api-gateway command-service query-service event-consumers
 
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/upi?sslmode=disable

@@ -22,9 +22,9 @@ import (
 	"upi/api-gateway/internal/idempotency"
 	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
-	"upi/shared/httpserver"
-	"upi/shared/money"
-	"upi/shared/observability"
+	"upi/shared/contract/money"
+	"upi/shared/platform/httpserver"
+	"upi/shared/platform/observability"
 )
 
 func main() {

@@ -17,10 +17,10 @@ import (
 	"upi/command-service/internal/httpapi"
 	"upi/db"
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/httpserver"
-	"upi/shared/money"
-	"upi/shared/observability"
+	"upi/shared/contract/money"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/httpserver"
+	"upi/shared/platform/observability"
 )
 
 func main() {

@@ -20,7 +20,7 @@ import (
 
 // migratedDatabase makes a database of its own with every migration applied, dropped when the test ends.
 // It takes TEST_DATABASE_URL, else the local server `make run` uses; without one it skips, except under
-// CI, where it fails. (This package cannot use shared/testenv, which imports it.)
+// CI, where it fails. (This package cannot use testenv, which imports it.)
 func migratedDatabase(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("TEST_DATABASE_URL")

@@ -27,8 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"upi/shared/events"
-	"upi/shared/testenv"
+	"upi/shared/contract/events"
+	"upi/testenv"
 )
 
 type bankAccount struct {

@@ -15,8 +15,8 @@ import (
 
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // The real binary, killed with SIGKILL in the middle of its work again and again while events keep

@@ -22,8 +22,8 @@ import (
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // readSide is the read path running for real: the runner in this process, the query-service binary

@@ -19,8 +19,8 @@ import (
 	"upi/event-consumers/internal/relay/relaytest"
 	"upi/event-consumers/internal/workload"
 	subscriber "upi/examples/feed-subscriber"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // The real binary relaying to the real broker, killed with SIGKILL mid-stream again and again while the

@@ -23,10 +23,10 @@ import (
 	"upi/event-consumers/internal/relay"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workflow"
-	"upi/shared/contract"
-	"upi/shared/httpserver"
-	"upi/shared/observability"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
+	"upi/shared/platform/httpserver"
+	"upi/shared/platform/observability"
 )
 
 func main() {
@@ -147,7 +147,7 @@ func rebuildHandler(ctx context.Context, log *slog.Logger, projs []runner.Projec
 				log.Error("rebuild failed", "projection", name, "err", err)
 			}
 		}()
-		contract.WriteJSON(w, http.StatusAccepted, map[string]string{"projection": name, "status": "started"})
+		httpjson.Write(w, http.StatusAccepted, map[string]string{"projection": name, "status": "started"})
 	}
 }
 

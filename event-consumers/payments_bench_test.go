@@ -43,8 +43,8 @@ import (
 	"github.com/prometheus/common/model"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"upi/shared/events"
-	"upi/shared/testenv"
+	"upi/shared/contract/events"
+	"upi/testenv"
 )
 
 const (

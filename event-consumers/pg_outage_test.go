@@ -29,7 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/db"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // privatePostgres is a PostgreSQL server owned by one test: initdb into a temporary directory, the

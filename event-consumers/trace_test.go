@@ -25,7 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"upi/shared/contract"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // span is what the test keeps of a received span.

@@ -14,8 +14,8 @@ import (
 	"upi/query-service/internal/app"
 	"upi/query-service/internal/config"
 	"upi/query-service/internal/httpapi"
-	"upi/shared/httpserver"
-	"upi/shared/observability"
+	"upi/shared/platform/httpserver"
+	"upi/shared/platform/observability"
 )
 
 func main() {

@@ -6,11 +6,10 @@ package contract
 
 import (
 	"encoding/json"
-	"net/http"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 )
 
 // Headers between clients, the gateway and the services.
@@ -221,10 +220,3 @@ func NPCICode(failureCode *string) *string {
 
 // Time formats t as every time in the API: RFC 3339 in UTC.
 func Time(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-// WriteJSON sends v as a JSON response with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"upi/shared/money"
-	"upi/shared/problem"
-	"upi/shared/vpa"
+	"upi/shared/contract/money"
+	"upi/shared/contract/problem"
+	"upi/shared/contract/vpa"
 )
 
 // OpenAccountRequest is the body of POST /v1/accounts.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/shared/events"
-	"upi/shared/problem"
+	"upi/shared/contract/events"
+	"upi/shared/contract/problem"
 )
 
 // PathSteps is the command service's route for the payment workflow: one POST carries the steps of a log

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // Spec is the part of an OpenAPI document the tests check against.

@@ -10,7 +10,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 
-	"upi/shared/observability"
+	"upi/shared/platform/observability"
 )
 
 // Config is every setting of the gateway.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"upi/shared/observability"
+	"upi/shared/platform/observability"
 )
 
 // Errors of Do. Both mean no usable answer came back; for a write, the effect may or may not have

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // benchClients is the number of concurrent clients, as in the pgbench baseline.

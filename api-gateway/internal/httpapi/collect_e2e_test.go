@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 func (s *upiStack) collectReq(key, idem, payee, payer string, paise, expires int64) *result {

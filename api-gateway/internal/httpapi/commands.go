@@ -15,7 +15,8 @@ import (
 	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/idempotency"
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
 )
 
 // validator decodes and validates a command's body at the edge, before anything is claimed or sent, and
@@ -25,7 +26,7 @@ type validator func(w http.ResponseWriter, r *http.Request) (fingerprint string,
 func (s *server) openAccount(w http.ResponseWriter, r *http.Request) {
 	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.OpenAccountRequest
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			return "", p
 		}
 		if _, p := req.Validate(); p != nil {
@@ -38,7 +39,7 @@ func (s *server) openAccount(w http.ResponseWriter, r *http.Request) {
 func (s *server) deposit(w http.ResponseWriter, r *http.Request) {
 	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.DepositRequest
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			return "", p
 		}
 		if _, p := req.Validate(pathVPA(r), s.Limits); p != nil {
@@ -51,7 +52,7 @@ func (s *server) deposit(w http.ResponseWriter, r *http.Request) {
 func (s *server) pay(w http.ResponseWriter, r *http.Request) {
 	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.PaymentRequest
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			return "", p
 		}
 		if _, p := req.Validate(s.Limits); p != nil {
@@ -64,7 +65,7 @@ func (s *server) pay(w http.ResponseWriter, r *http.Request) {
 func (s *server) refund(w http.ResponseWriter, r *http.Request) {
 	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.RefundRequest
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			return "", p
 		}
 		if _, p := req.Validate(chi.URLParam(r, "payment_id"), s.Limits); p != nil {
@@ -77,7 +78,7 @@ func (s *server) refund(w http.ResponseWriter, r *http.Request) {
 func (s *server) requestCollect(w http.ResponseWriter, r *http.Request) {
 	s.command(w, r, func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
 		var req contract.CollectRequestBody
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			return "", p
 		}
 		if _, p := req.Validate(s.Limits); p != nil {
@@ -100,7 +101,7 @@ func (s *server) answerCollect(w http.ResponseWriter, r *http.Request) {
 		if len(bytes.TrimSpace(raw)) > 0 {
 			var req struct{}
 			r.Body = io.NopCloser(bytes.NewReader(raw))
-			if p := contract.Decode(w, r, &req); p != nil {
+			if p := httpjson.Decode(w, r, &req); p != nil {
 				return "", p
 			}
 		}

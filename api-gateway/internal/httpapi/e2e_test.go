@@ -20,8 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/problem"
+	"upi/testenv"
 )
 
 // stack is a gateway in front of a real command service and its database.

@@ -7,7 +7,7 @@ import (
 
 	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/idempotency"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 // inFlightRetryAfter is the Retry-After of a 409 IDEMPOTENCY_KEY_IN_USE: a command takes milliseconds,

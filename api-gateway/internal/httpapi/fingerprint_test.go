@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"upi/shared/contract"
+	"upi/shared/platform/httpjson"
 )
 
 // legacyFingerprint is how gateways before the typed fingerprints computed one: the raw body decoded,
@@ -34,7 +35,7 @@ func legacyFingerprint(body []byte) string {
 func decodeStrict(body []byte, v any) bool {
 	r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
-	return contract.Decode(httptest.NewRecorder(), r, v) == nil
+	return httpjson.Decode(httptest.NewRecorder(), r, v) == nil
 }
 
 // fingerprintOf decodes body strictly into the request type of a route and returns its fingerprint.

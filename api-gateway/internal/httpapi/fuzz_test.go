@@ -10,7 +10,8 @@ import (
 	"testing"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
 )
 
 // FuzzRequestValidation sends arbitrary bodies, path parameters, query strings, content types and keys
@@ -19,7 +20,7 @@ import (
 // what is under test is what the gateway lets through and how it refuses the rest.
 func FuzzRequestValidation(f *testing.F) {
 	stub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		contract.WriteJSON(w, http.StatusCreated, map[string]string{"ok": "true"})
+		httpjson.Write(w, http.StatusCreated, map[string]string{"ok": "true"})
 	}))
 	f.Cleanup(stub.Close)
 	g := newGateway(f, options{commandURL: stub.URL, queryURL: stub.URL})

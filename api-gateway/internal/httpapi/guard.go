@@ -13,7 +13,7 @@ import (
 
 	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 type ctxKey int

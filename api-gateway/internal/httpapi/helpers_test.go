@@ -26,9 +26,9 @@ import (
 	"upi/api-gateway/internal/idempotency"
 	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
-	"upi/shared/observability"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/observability"
+	"upi/testenv"
 )
 
 // Keys of the test clients.

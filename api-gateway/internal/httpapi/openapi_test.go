@@ -17,8 +17,8 @@ import (
 
 	"upi/api-gateway/internal/apispec"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/testenv"
+	"upi/shared/contract/events"
+	"upi/testenv"
 )
 
 // TestRoutesMatchTheSpec: every route the router serves is in docs/openapi.yaml, and every operation
@@ -56,14 +56,14 @@ func TestRoutesMatchTheSpec(t *testing.T) {
 	}
 }
 
-// internalCodes are codes of shared/problem that no public answer carries, with the reason.
+// internalCodes are codes of shared/contract/problem that no public answer carries, with the reason.
 var internalCodes = map[string]string{
 	"STEP_PRECONDITION":  "answered only by the command service's internal workflow routes",
 	"PAYMENT_TERMINAL":   "answered only by the command service's internal workflow routes",
 	"INSUFFICIENT_FUNDS": "a payment's failure_code (FailureCode schema), reached asynchronously, never an HTTP error",
 }
 
-// TestErrorCodesAreDocumented: every code of shared/problem is in the ErrorCode enum (or internal, with a
+// TestErrorCodesAreDocumented: every code of shared/contract/problem is in the ErrorCode enum (or internal, with a
 // reason); every code a response lists is in the enum; and every code the gateway's own code names is
 // listed for some response.
 func TestErrorCodesAreDocumented(t *testing.T) {
@@ -75,7 +75,7 @@ func TestErrorCodesAreDocumented(t *testing.T) {
 	enum := s.Enum("ErrorCode")
 	shared := stringConstants(t, filepath.Join(root, "shared", "problem"), "Code")
 	if len(shared) < 15 {
-		t.Fatalf("found only %d codes in shared/problem: %v", len(shared), shared)
+		t.Fatalf("found only %d codes in shared/contract/problem: %v", len(shared), shared)
 	}
 	for _, code := range shared {
 		if _, internal := internalCodes[code]; internal {
@@ -85,7 +85,7 @@ func TestErrorCodesAreDocumented(t *testing.T) {
 			continue
 		}
 		if !slices.Contains(enum, code) {
-			t.Errorf("shared/problem code %s is not in the ErrorCode enum", code)
+			t.Errorf("shared/contract/problem code %s is not in the ErrorCode enum", code)
 		}
 	}
 	if !slices.Contains(s.Enum("FailureCode"), "INSUFFICIENT_FUNDS") {
@@ -165,7 +165,7 @@ func constValue(t *testing.T, root, name string) string {
 			return v[1]
 		}
 	}
-	t.Fatalf("no constant %s in shared/problem", name)
+	t.Fatalf("no constant %s in shared/contract/problem", name)
 	return ""
 }
 

@@ -11,9 +11,9 @@ import (
 
 	"upi/api-gateway/internal/downstream"
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
-	"upi/shared/vpa"
+	"upi/shared/contract/problem"
+	"upi/shared/contract/vpa"
+	"upi/shared/platform/eventstore"
 )
 
 // maxCursor bounds the opaque pagination cursor, which only the query service interprets.

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/problem"
+	"upi/testenv"
 )
 
 // TestE2EFullStackReads runs every real service (command service, event consumers, query service) on one

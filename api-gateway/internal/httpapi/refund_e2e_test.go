@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 // refund asks for a refund of payment and returns the answer.

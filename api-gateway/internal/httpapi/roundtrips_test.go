@@ -12,7 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
 )
 
 // stubCommands is a command service that answers every command as accepted (202 for a payment, 201
@@ -35,7 +36,7 @@ func newStubCommands(t *testing.T) *stubCommands {
 			status = http.StatusAccepted
 			w.Header().Set("Location", "/v1/payments/"+paymentID)
 		}
-		contract.WriteJSON(w, status, map[string]any{"payment_id": paymentID, "call": n})
+		httpjson.Write(w, status, map[string]any{"payment_id": paymentID, "call": n})
 	}))
 	t.Cleanup(s.Close)
 	return s

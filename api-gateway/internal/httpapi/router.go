@@ -16,7 +16,7 @@ import (
 	"upi/api-gateway/internal/idempotency"
 	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
-	"upi/shared/observability"
+	"upi/shared/platform/observability"
 )
 
 // Default deadlines of downstream calls. A command takes milliseconds; five seconds is long enough for a

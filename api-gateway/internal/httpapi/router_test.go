@@ -11,8 +11,9 @@ import (
 	"net/http/httptest"
 
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/httpjson"
 )
 
 const (
@@ -221,7 +222,7 @@ func TestDeadlines(t *testing.T) {
 		case <-r.Context().Done():
 			return
 		}
-		contract.WriteJSON(w, http.StatusOK, map[string]string{"status": "PENDING"})
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "PENDING"})
 	}))
 	t.Cleanup(slow.Close)
 	g := newGateway(t, options{commandURL: slow.URL, queryURL: slow.URL,

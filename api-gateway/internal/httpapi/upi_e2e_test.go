@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/problem"
+	"upi/testenv"
 )
 
 // upiStack is every real service on one database behind the gateway, the command service with the given

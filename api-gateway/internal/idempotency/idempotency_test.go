@@ -17,7 +17,7 @@ import (
 	"upi/api-gateway/internal/config"
 	"upi/api-gateway/internal/idempotency"
 	"upi/api-gateway/internal/ratelimit"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // canonicalOf is the fingerprint earlier gateways computed: the body decoded and re-encoded by

@@ -13,7 +13,7 @@ import (
 
 	"upi/api-gateway/internal/config"
 	"upi/api-gateway/internal/ratelimit"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 func newLimiter(t *testing.T, rps, burst int) (*ratelimit.Limiter, *redis.Client) {

@@ -16,8 +16,8 @@ import (
 	"github.com/google/uuid"
 
 	"upi/command-service/internal/domain"
-	"upi/shared/events"
-	"upi/shared/eventstore"
+	"upi/shared/contract/events"
+	"upi/shared/platform/eventstore"
 )
 
 // Failures of the application layer, beside the domain's.

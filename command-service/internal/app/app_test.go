@@ -7,11 +7,11 @@ import (
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/money"
-	"upi/shared/testenv"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // TestCommandOutlivesItsCaller: a caller that gives up (its context cancelled) does not abort a command

@@ -9,10 +9,10 @@ import (
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/contract/money"
+	"upi/shared/platform/eventstore"
 )
 
 // Paths of the client commands: with the client and the key, they scope the ids of their effects.

@@ -10,11 +10,11 @@ import (
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
-	"upi/shared/money"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
+	"upi/shared/platform/eventstore"
 )
 
 // PathCollects is the path of a collect request: with the client and the key, it scopes the collect id.

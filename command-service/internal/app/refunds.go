@@ -9,9 +9,9 @@ import (
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/platform/eventstore"
 )
 
 // DefaultRefundWindow is how long after its initiation a payment may be refunded (REFUND_WINDOW).

@@ -8,9 +8,9 @@ import (
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/platform/eventstore"
 )
 
 // RRNSequence is the PostgreSQL sequence the tails of RRNs are drawn from (db/migrations).

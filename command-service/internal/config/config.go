@@ -9,8 +9,8 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"upi/command-service/internal/domain"
-	"upi/shared/money"
-	"upi/shared/observability"
+	"upi/shared/contract/money"
+	"upi/shared/platform/observability"
 )
 
 // Config is every setting of the command service.

@@ -5,9 +5,9 @@ import (
 	"math"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
 )
 
 // Account is the state of one account stream (keyed by its VPA). It is also the snapshot's shape: a

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
 )
 
 // Refusals of a collect request.

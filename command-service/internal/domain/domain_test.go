@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

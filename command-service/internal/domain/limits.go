@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 )
 
 // Limits are the payer limits a debit is checked against, over the 24 hours before it. A zero turns that

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 )
 
 // history folds an opening at `opened` and one debit of amount to a payee of payeeType at each time.

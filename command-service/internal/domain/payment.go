@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
-	"upi/shared/vpa"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
+	"upi/shared/contract/vpa"
 )
 
 // Payment statuses. The zero status is a payment that was never initiated.

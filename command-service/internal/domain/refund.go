@@ -5,8 +5,8 @@ import (
 	"maps"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 )
 
 // RequestRefund is the command to reserve part of a payment for a refund. The caller has checked that

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"upi/shared/events"
-	"upi/shared/money"
+	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 )
 
 func TestReserveRefund(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // benchClients is the number of concurrent clients of the throughput benchmarks.

@@ -11,10 +11,10 @@ import (
 	"testing"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
-	"upi/shared/problem"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
 )
 
 func TestOpenAccount(t *testing.T) {

@@ -17,10 +17,10 @@ import (
 	"upi/command-service/internal/domain"
 	"upi/command-service/internal/httpapi"
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/observability"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
+	"upi/testenv"
 )
 
 // Limits of the tests: the defaults of the configuration.

@@ -6,7 +6,7 @@ import (
 
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 // fail answers err as problem+json. It is the one place where the service's errors meet HTTP: each

@@ -14,8 +14,8 @@ import (
 
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
 )
 
 // Every error the domain and the app can return reaches a deliberate case of the map; a database failure,

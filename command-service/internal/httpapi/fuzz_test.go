@@ -11,9 +11,9 @@ import (
 
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
+	"upi/shared/contract/events"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
 )
 
 // FuzzInternalRoutes sends arbitrary requests to every route of the command service, the workflow's step

@@ -12,8 +12,9 @@ import (
 
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/observability"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
+	"upi/shared/platform/observability"
 )
 
 type handlers struct {
@@ -46,7 +47,7 @@ func clientCommand[R, C, A any](h *handlers, status int,
 			return
 		}
 		var req R
-		if p := contract.Decode(w, r, &req); p != nil {
+		if p := httpjson.Decode(w, r, &req); p != nil {
 			h.fail(w, r, p)
 			return
 		}
@@ -117,7 +118,7 @@ func (h *handlers) requestRefund() http.HandlerFunc {
 // reason. Only a database failure fails the whole call.
 func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 	var req contract.StepsRequest
-	if p := contract.DecodeLimited(w, r, &req, contract.MaxStepsBodyBytes); p != nil {
+	if p := httpjson.DecodeLimited(w, r, &req, contract.MaxStepsBodyBytes); p != nil {
 		h.fail(w, r, p)
 		return
 	}
@@ -200,7 +201,7 @@ func (h *handlers) answerCollect(approve bool) http.HandlerFunc {
 // (contract.PathCollectExpiries); each fails alone, only a database failure fails the call.
 func (h *handlers) collectExpiries(w http.ResponseWriter, r *http.Request) {
 	var req contract.CollectExpiriesRequest
-	if p := contract.Decode(w, r, &req); p != nil {
+	if p := httpjson.Decode(w, r, &req); p != nil {
 		h.fail(w, r, p)
 		return
 	}
@@ -223,5 +224,5 @@ func (h *handlers) collectExpiries(w http.ResponseWriter, r *http.Request) {
 			out.Results[i].Problem = h.problem(r, o.Err)
 		}
 	}
-	contract.WriteJSON(w, http.StatusOK, out)
+	httpjson.Write(w, http.StatusOK, out)
 }

@@ -15,7 +15,8 @@ import (
 
 	"upi/command-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
 )
 
 // Config is what the routes need.
@@ -131,5 +132,5 @@ func written(w http.ResponseWriter, status int, body any, replayed bool) {
 		w.Header().Set(contract.HeaderIdempotentReplayed, strconv.FormatBool(true))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	contract.WriteJSON(w, status, body)
+	httpjson.Write(w, status, body)
 }

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"upi/command-service/internal/app"
-	"upi/shared/eventstore"
-	"upi/shared/money"
+	"upi/shared/contract/money"
+	"upi/shared/platform/eventstore"
 )
 
 // seedDeposits appends n FundsDeposited of 100 paise to an opened account in one statement, each with

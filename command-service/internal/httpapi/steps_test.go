@@ -12,10 +12,10 @@ import (
 	"github.com/google/uuid"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/ids"
-	"upi/shared/money"
-	"upi/shared/problem"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/contract/money"
+	"upi/shared/contract/problem"
 )
 
 const workflow = "event-consumers"

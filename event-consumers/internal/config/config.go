@@ -7,7 +7,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"upi/shared/observability"
+	"upi/shared/platform/observability"
 )
 
 // Config is every setting of the event consumers.

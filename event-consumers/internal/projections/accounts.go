@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/projection"
+	"upi/shared/contract/events"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
 )
 
 // Accounts is the "accounts" projection: accounts and their money movements.

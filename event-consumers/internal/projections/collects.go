@@ -7,8 +7,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
+	"upi/shared/contract/events"
+	"upi/shared/platform/eventstore"
 )
 
 // collectChanges are a batch's collect request events, in log order. Collect requests are few beside

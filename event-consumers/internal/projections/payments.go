@@ -9,10 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/ids"
-	"upi/shared/projection"
+	"upi/shared/contract/events"
+	"upi/shared/contract/ids"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
 )
 
 // Payments is the "payments" projection: payments, their audit trails, and the account owners needed to

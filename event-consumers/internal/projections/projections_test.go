@@ -11,9 +11,9 @@ import (
 
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/contract/events"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // gp hands out log positions to the events the cases are built from (sequentially, before they run).

@@ -8,7 +8,7 @@ import (
 	"upi/event-consumers/internal/relay/relaytest"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // BenchmarkRelayThroughput measures the relay (default batch size and in-flight bound, one bound queue)

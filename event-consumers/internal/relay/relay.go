@@ -28,8 +28,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"upi/shared/eventstore"
-	"upi/shared/observability"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
 )
 
 // Name is the relay's consumer name: its checkpoint row and its worker lock.

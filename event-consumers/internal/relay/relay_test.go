@@ -18,8 +18,8 @@ import (
 	"upi/event-consumers/internal/relay"
 	"upi/event-consumers/internal/relay/relaytest"
 	"upi/event-consumers/internal/runner"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 type testWriter struct{ t testing.TB }

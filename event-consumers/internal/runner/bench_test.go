@@ -8,7 +8,7 @@ import (
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // BenchmarkProjectionsSteadyState measures the live runner (default batch size, both projections running

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"upi/shared/eventstore"
-	"upi/shared/projection"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
 )
 
 // errCheckpointMoved means the compare-and-set of a checkpoint found another position than the one the

@@ -17,7 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Consumer is a Projection or a Processor.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Hints listens on eventstore.HintChannel on one connection and wakes every subscribed runner. A hint only

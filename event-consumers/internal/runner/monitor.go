@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // monitor refreshes the consumer's checkpoint and lag gauges from the database (so a standby reports

@@ -9,8 +9,8 @@ import (
 	"github.com/google/uuid"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // recorder is a processor that fails its first calls, and records every event it was handed.

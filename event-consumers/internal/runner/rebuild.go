@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // RebuildResult is what a rebuild did.

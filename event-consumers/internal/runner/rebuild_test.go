@@ -17,8 +17,8 @@ import (
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // A rebuild while writers append and the live worker applies: afterwards the read models still match the

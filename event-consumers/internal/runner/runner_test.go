@@ -16,8 +16,8 @@ import (
 	"upi/event-consumers/internal/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // testLog logs warnings and errors into the test's output.

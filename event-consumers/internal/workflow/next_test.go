@@ -7,8 +7,8 @@ import (
 	"github.com/google/uuid"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
+	"upi/shared/contract/events"
+	"upi/shared/platform/eventstore"
 )
 
 func event(t *testing.T, p events.Payload) eventstore.Event {

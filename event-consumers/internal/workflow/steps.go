@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"upi/shared/contract"
-	"upi/shared/observability"
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/observability"
 )
 
 // ClientID is the client id the workflow names itself with on internal calls.

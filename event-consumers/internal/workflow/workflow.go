@@ -28,10 +28,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/observability"
-	"upi/shared/problem"
+	"upi/shared/contract/events"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
 )
 
 // Name is the workflow's consumer name and checkpoint.

@@ -18,10 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"upi/shared/contract"
-	"upi/shared/events"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
-	"upi/shared/testenv"
+	"upi/shared/contract/events"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // These tests run the workflow against the real command service (its binary) and PostgreSQL. Failures

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Verify checks the live read models against the expected outcome: every balance and owner, every

@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/shared/events"
-	"upi/shared/eventstore"
+	"upi/shared/contract/events"
+	"upi/shared/platform/eventstore"
 )
 
 // Bank appends events and remembers what the read models must end up showing.

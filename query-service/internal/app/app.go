@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/projection"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
 )
 
 // Errors of the queries; the HTTP layer maps them to problem codes.

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Watch is the query service's memory of what the projections have reached, fed by the consumers'

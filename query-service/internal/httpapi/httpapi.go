@@ -16,9 +16,10 @@ import (
 
 	"upi/query-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/problem"
-	"upi/shared/vpa"
+	"upi/shared/contract/problem"
+	"upi/shared/contract/vpa"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/httpjson"
 )
 
 // Limits of the query parameters.
@@ -277,7 +278,7 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request, f app.Freshnes
 		h.fail(w, r, err)
 		return
 	}
-	contract.WriteJSON(w, http.StatusOK, body)
+	httpjson.Write(w, http.StatusOK, body)
 }
 
 // fail is the one place where errors become HTTP problems.

@@ -19,10 +19,10 @@ import (
 	"upi/query-service/internal/adapters/postgres"
 	"upi/query-service/internal/app"
 	"upi/query-service/internal/httpapi"
-	"upi/shared/eventstore"
-	"upi/shared/observability"
-	"upi/shared/projection"
-	"upi/shared/testenv"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
+	"upi/testenv"
 )
 
 // The query service's input is the projection tables and the consumers' notifications; these tests write

@@ -17,7 +17,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"upi/event-consumers/internal/relay"
-	"upi/shared/testenv"
+	"upi/testenv"
 )
 
 // Delivery is one message as a subscriber saw it.

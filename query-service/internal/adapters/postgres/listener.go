@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"upi/query-service/internal/app"
-	"upi/shared/projection"
+	"upi/shared/contract/projection"
 )
 
 // Listener holds the service's one LISTEN connection and feeds the consumers' notifications (checkpoint

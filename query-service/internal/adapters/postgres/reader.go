@@ -14,8 +14,8 @@ import (
 
 	"upi/query-service/internal/app"
 	"upi/shared/contract"
-	"upi/shared/eventstore"
-	"upi/shared/projection"
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
 )
 
 // Reader implements app.Reader. Each read is ONE statement joining the projection's checkpoint row with

@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Every consumer poll runs ReadLog and every lag metric runs Head, so on a large log neither may scan the

@@ -12,7 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 var stressDuration = flag.Duration("stress.duration", 5*time.Second,

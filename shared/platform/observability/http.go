@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"upi/shared/problem"
+	"upi/shared/contract/problem"
 )
 
 // HeaderRequestID carries the request id between clients and services.

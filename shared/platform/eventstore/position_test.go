@@ -7,7 +7,7 @@ import (
 	"math"
 	"testing"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 func TestPositionTokenRoundTrip(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // balance is a small aggregate for Execute: deposits and withdrawals that must not overdraw.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/shared/eventstore"
-	"upi/shared/testenv"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
 )
 
 // op is a group op on stream from an Execute-style decision.

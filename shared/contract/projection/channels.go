@@ -7,7 +7,7 @@ package projection
 import (
 	"strings"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 // Projection names: each is a row in projection_checkpoints.

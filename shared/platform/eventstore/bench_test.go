@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/shared/eventstore"
+	"upi/shared/platform/eventstore"
 )
 
 const benchAppenders = 16

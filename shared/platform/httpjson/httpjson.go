@@ -1,4 +1,6 @@
-package contract
+// Package httpjson reads JSON request bodies strictly and writes JSON responses, the same way in every
+// service: a body that cannot be read is a 4xx problem, never a 500.
+package httpjson
 
 import (
 	"encoding/json"
@@ -9,13 +11,14 @@ import (
 	"net/http"
 	"strings"
 
-	"upi/shared/problem"
+	"upi/shared/contract"
+	"upi/shared/contract/problem"
 )
 
 // Decode reads a JSON request body into v strictly: application/json only, at most MaxBodyBytes, one
 // object, no unknown fields, the right JSON types. Every failure is a 4xx problem, never a 500.
 func Decode(w http.ResponseWriter, r *http.Request, v any) *problem.Problem {
-	return DecodeLimited(w, r, v, MaxBodyBytes)
+	return DecodeLimited(w, r, v, contract.MaxBodyBytes)
 }
 
 // DecodeLimited is Decode with a body limit of its own, for internal routes whose bodies are batches.
@@ -77,4 +80,11 @@ func jsonKind(goKind string) string {
 	default:
 		return "value of the documented type"
 	}
+}
+
+// Write sends v as a JSON response with status.
+func Write(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
