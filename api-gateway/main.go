@@ -81,6 +81,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 		Limits:       contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		QueryWaitMax: cfg.QueryWaitMax,
 	})
+	go func() {
+		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
+			log.Error("pprof server", "err", err)
+		}
+	}()
 	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
 }
 

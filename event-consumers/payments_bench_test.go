@@ -17,18 +17,22 @@ package main_test
 // it with -benchtime=1x, as scripts/bench.sh does. ns/op is reported as 0.
 //
 // Environment: PAYBENCH_SECONDS (default 15), the length of each load; PAYBENCH_DRAIN_SECONDS (default
-// 120), how long the accepted payments may take to finish afterwards before the benchmark fails.
+// 120), how long the accepted payments may take to finish afterwards before the benchmark fails;
+// PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of every service that serves
+// one (PPROF_ADDR), taken over its load, as SUBBENCHMARK-SERVICE.pprof (`go tool pprof -top FILE`).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -127,6 +131,8 @@ type paymentStack struct {
 	redisURL string
 	// pool reads the database directly: counting events, watching the consumers, sampling PostgreSQL.
 	pool *pgxpool.Pool
+	// pprof is each service's profile listener, by service name, when PAYBENCH_PROFILE asks for profiles.
+	pprof map[string]string
 }
 
 // metricName names each service in the cpu-ms-NAME/payment metrics.
@@ -148,24 +154,29 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 		redisURL = testenv.Redis(b)
 		b.Log("no redis-server on the PATH: Redis is the shared test server, and its CPU time holds other users' too")
 	}
-	quiet := func(env map[string]string) map[string]string {
+	pprof := map[string]string{}
+	quiet := func(service string, env map[string]string) map[string]string {
 		env["LOG_LEVEL"] = "warn"
+		if os.Getenv("PAYBENCH_PROFILE") != "" {
+			pprof[service] = testenv.FreeAddr(b)
+			env["PPROF_ADDR"] = pprof[service]
+		}
 		if otlp != "" {
 			env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_TRACES_SAMPLER"] = otlp, "always_on"
 		}
 		return env
 	}
-	cmd := testenv.StartService(b, "command-service", quiet(map[string]string{"DATABASE_URL": dbURL,
+	cmd := testenv.StartService(b, "command-service", quiet("command-service", map[string]string{"DATABASE_URL": dbURL,
 		// Payer limits off: the benchmark pays many times a day from each account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"}))
-	qry := testenv.StartService(b, "query-service", quiet(map[string]string{"DATABASE_URL": dbURL}))
+	qry := testenv.StartService(b, "query-service", quiet("query-service", map[string]string{"DATABASE_URL": dbURL}))
 	consEnv := map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL}
 	if relay {
 		consEnv["RELAY_ENABLED"], consEnv["RABBITMQ_URL"] = "true", testenv.RabbitMQ(b)
 		consEnv["RELAY_EXCHANGE"] = bindFeedQueue(b, consEnv["RABBITMQ_URL"])
 	}
-	cons := testenv.StartService(b, "event-consumers", quiet(consEnv))
-	gw := testenv.StartService(b, "api-gateway", quiet(map[string]string{
+	cons := testenv.StartService(b, "event-consumers", quiet("event-consumers", consEnv))
+	gw := testenv.StartService(b, "api-gateway", quiet("api-gateway", map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
 		"API_KEYS": "bench=" + benchKey, "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
 	}))
@@ -176,7 +187,44 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 		client:   &bankClient{base: gw.URL, key: benchKey, http: hc},
 		redisURL: redisURL,
 		pool:     pool,
+		pprof:    pprof,
 	}
+}
+
+// profile takes a CPU profile of every service with a profile listener over the next load (less a second
+// at each end) into PAYBENCH_PROFILE, and returns a function that waits until they are written.
+func (s *paymentStack) profile(b *testing.B, load time.Duration) (wait func()) {
+	dir := os.Getenv("PAYBENCH_PROFILE")
+	var wg sync.WaitGroup
+	if dir == "" {
+		return wg.Wait
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	seconds := max(1, int(load.Seconds())-2)
+	for service, addr := range s.pprof {
+		wg.Go(func() {
+			time.Sleep(time.Second)
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+			if err != nil {
+				b.Errorf("profile %s: %v", service, err)
+				return
+			}
+			defer resp.Body.Close()
+			name := strings.ReplaceAll(b.Name(), "/", "_") + "-" + service + ".pprof"
+			f, err := os.Create(filepath.Join(dir, name))
+			if err != nil {
+				b.Errorf("profile %s: %v", service, err)
+				return
+			}
+			defer f.Close()
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				b.Errorf("profile %s: %v", service, err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // openAccounts opens n accounts named PREFIXi@bench through the gateway, funds each, and waits until the
@@ -334,6 +382,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 	ctx := context.Background()
 	cpu0 := s.sampleCPU(ctx, b)
 	horizon := s.watchHorizon(ctx)
+	profiled := s.profile(b, load)
 	b.ResetTimer()
 	var res loadResult
 	start, end := clients(n, load, func() {
@@ -349,6 +398,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 		b.Fatalf("%d of %d payment requests were not accepted; the first: %v", res.failures,
 			res.failures+len(res.ids), res.first)
 	}
+	profiled()
 	window := end.Sub(start)
 	drainStart := time.Now()
 	s.drain(ctx, b, len(res.ids))

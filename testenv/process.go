@@ -241,6 +241,16 @@ func (s *Service) signal(sig syscall.Signal, grace time.Duration) {
 	s.cmd = nil
 }
 
+// FreeAddr is a loopback address with a free port, for a service's second listener (PPROF_ADDR).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

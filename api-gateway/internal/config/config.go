@@ -29,6 +29,8 @@ type Config struct {
 	// read that names one is this plus a margin.
 	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
+	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6060).
+	PprofAddr string `env:"PPROF_ADDR"`
 
 	// Clients maps API key to client id, parsed from APIKeys.
 	Clients map[string]string `env:"-"`
@@ -100,6 +102,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.String("log_level", c.LogLevel),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
 
