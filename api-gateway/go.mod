@@ -14,12 +14,13 @@ require (
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/redis/go-redis/extra/redisotel/v9 v9.23.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.yaml.in/yaml/v3 v3.0.5
 	golang.org/x/time v0.16.0
 	upi/shared v0.0.0-00010101000000-000000000000
 )
+
+require github.com/redis/go-redis/extra/redisotel/v9 v9.23.0 // indirect
 
 require (
 	dario.cat/mergo v1.0.2 // indirect

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
 	"upi/api-gateway/internal/auth"
@@ -56,10 +55,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	redis.SetLogger(redisLogger{log})
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	if observability.Tracing() {
-		if err := redisotel.InstrumentTracing(rdb); err != nil {
-			return fmt.Errorf("trace redis: %w", err)
-		}
+	if err := observability.TraceRedis(rdb); err != nil {
+		return err
 	}
 
 	reg := observability.Registry()

@@ -96,6 +96,7 @@ func BenchmarkPayments(b *testing.B) {
 		}
 		if completed > 0 {
 			b.ReportMetric(float64(recv.spans.Load()-spans0)/float64(completed), "spans/payment")
+			b.Log(recv.perPayment(completed))
 		}
 	})
 	b.Run("hot-merchant-16", func(b *testing.B) {

@@ -6,13 +6,16 @@ package main_test
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +45,7 @@ type otlpReceiver struct {
 	spans   atomic.Int64 // received, kept or not
 	mu      sync.Mutex
 	traces  map[string][]span
+	named   map[string]int64 // with discard: spans received by "service span-name"
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -74,14 +78,22 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	o.mu.Lock()
 	for _, rs := range req.ResourceSpans {
-		if o.discard {
-			break
-		}
 		service := ""
 		for _, kv := range rs.GetResource().GetAttributes() {
 			if kv.Key == "service.name" {
 				service = kv.GetValue().GetStringValue()
 			}
+		}
+		if o.discard {
+			if o.named == nil {
+				o.named = map[string]int64{}
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					o.named[service+" "+s.Name]++
+				}
+			}
+			continue
 		}
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
@@ -99,6 +111,20 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	_, _ = w.Write(out)
+}
+
+// perPayment says, with discard, how many spans of each service and name arrived per payment (over the
+// whole run: setup's spans too), most first.
+func (o *otlpReceiver) perPayment(payments int64) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	names := slices.SortedFunc(maps.Keys(o.named), func(a, b string) int { return cmp.Compare(o.named[b], o.named[a]) })
+	var sb strings.Builder
+	sb.WriteString("spans per payment:")
+	for _, n := range names {
+		fmt.Fprintf(&sb, " %.2f %s;", float64(o.named[n])/float64(payments), n)
+	}
+	return sb.String()
 }
 
 func (o *otlpReceiver) trace(id string) []span {

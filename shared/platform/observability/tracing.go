@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -103,10 +106,39 @@ func HTTPTransport(rt http.RoundTripper) http.RoundTripper {
 
 // TracePool makes the pool trace its queries and batches (as children of the caller's span only, so a
 // poll loop with no span makes no traces) when tracing is on. It is a db.Open option.
+//
+// A batch is one span: its statements travel in one round trip, so a span each would time nothing, and
+// at a dozen statements per group commit they were most of a payment's spans and half of what tracing
+// cost. A statement that fails is recorded on the batch's span, with its SQL.
 func TracePool(cfg *pgxpool.Config) {
 	if Tracing() {
-		cfg.ConnConfig.Tracer = otelpgx.NewTracer(otelpgx.WithDisableAcquireTracer(), otelpgx.WithTrimSQLInSpanName())
+		cfg.ConnConfig.Tracer = batchSpan{otelpgx.NewTracer(otelpgx.WithDisableAcquireTracer(), otelpgx.WithTrimSQLInSpanName())}
 	}
+}
+
+// batchSpan is otelpgx's tracer with one span per batch instead of one more per statement.
+type batchSpan struct{ *otelpgx.Tracer }
+
+// TraceBatchQuery records a failed statement on the batch's span; a statement that succeeds adds nothing.
+func (b batchSpan) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if data.Err == nil {
+		return
+	}
+	span := trace.SpanFromContext(ctx)
+	span.RecordError(data.Err, trace.WithAttributes(semconv.DBQueryText(data.SQL)))
+}
+
+// TraceRedis makes rdb trace its commands when tracing is on. A command's span names the command but does
+// not record it: the gateway's scripts carry response bodies, which have no place in a trace, and the
+// instrumentation's default caller lookup (a stack walk per command) cost the gateway a tenth of its CPU.
+func TraceRedis(rdb *redis.Client) error {
+	if !Tracing() {
+		return nil
+	}
+	if err := redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+		return fmt.Errorf("trace redis: %w", err)
+	}
+	return nil
 }
 
 // TraceParent is the W3C traceparent of the span in ctx, or "" when there is none (tracing off, or not
