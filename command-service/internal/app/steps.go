@@ -36,7 +36,7 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	out := make([]StepOutcome, len(steps))
 	accounts, err := s.stepAccounts(ctx, steps)
 	if err != nil {
-		return nil, failure("look up payments of steps", err)
+		return nil, fmt.Errorf("look up payments of steps: %w", err)
 	}
 	ops := make([]*eventstore.Op, 0, len(steps))
 	index := make([]int, 0, len(steps))
@@ -61,12 +61,12 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	}
 	results, err := s.store.ExecuteAll(ctx, ops)
 	if err != nil {
-		return nil, failure("apply steps", err)
+		return nil, fmt.Errorf("apply steps: %w", err)
 	}
 	for j, r := range results {
 		i := index[j]
 		if r.Err != nil {
-			out[i] = StepOutcome{Err: failure(fmt.Sprintf("%s of %s", steps[i].Step, steps[i].Key()), r.Err)}
+			out[i] = StepOutcome{Err: fmt.Errorf("%s of %s: %w", steps[i].Step, steps[i].Key(), r.Err)}
 			continue
 		}
 		e := r.Result.Last()
@@ -85,7 +85,7 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[contract.Step]string, error) {
 	var missing []string
 	for _, st := range steps {
-		if st.Account == "" && (party(st.Step) != "" || refundParty(st.Step) != "") {
+		if st.Account == "" && party(st.Step) != "" {
 			missing = append(missing, st.Key().String())
 		}
 	}
@@ -98,33 +98,31 @@ func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[
 	}
 	out := make(map[contract.Step]string, len(missing))
 	for _, st := range steps {
-		if st.Account != "" {
+		if st.Account != "" || party(st.Step) == "" {
 			continue
 		}
-		if refundParty(st.Step) != "" {
-			account, err := refundAccount(found, st)
-			if err != nil {
-				return nil, err
-			}
-			out[st] = account
-			continue
-		}
-		e, ok := found[st.PaymentID.String()]
+		e, ok := found[st.Key().String()]
 		if !ok {
 			continue
 		}
-		p, err := decode[events.PaymentInitiatedV1](e)
+		payer, payee, err := sagaParties(st.Step, e)
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case party(st.Step) == partyPayer:
-			out[st] = p.PayerVPA
-		case party(st.Step) == partyPayee:
-			out[st] = p.PayeeVPA
-		}
+		out[st] = partyVPA(st.Step, payer, payee)
 	}
 	return out, nil
+}
+
+// sagaParties are the payer and payee of the payment a step's saga is about, from the saga's opening: the
+// payment's PaymentInitiated, or the refund's RefundInitiated.
+func sagaParties(step contract.StepName, opening eventstore.Event) (payer, payee string, err error) {
+	if step.Refund() {
+		opened, err := decode[events.RefundInitiatedV1](opening)
+		return opened.PayerVPA, opened.PayeeVPA, err
+	}
+	initiated, err := decode[events.PaymentInitiatedV1](opening)
+	return initiated.PayerVPA, initiated.PayeeVPA, err
 }
 
 const (
@@ -132,23 +130,34 @@ const (
 	partyPayee = "payee"
 )
 
-// party is the side of the payment whose account a step moves money on, or "" for the payment's own steps.
+// party is the side of the payment whose account a step moves money on, or "" for the steps on a
+// payment's or a refund's own stream. A refund is a payment in reverse: the payee gives the money back,
+// the payer receives it.
 func party(step contract.StepName) string {
 	switch step {
-	case contract.StepDebit, contract.StepRejectDebit, contract.StepReverse:
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepReverse, contract.StepRefundCredit:
 		return partyPayer
-	case contract.StepCredit:
+	case contract.StepCredit, contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundReverse:
 		return partyPayee
 	}
 	return ""
 }
 
-// partyVPA is the account of p that step moves money on.
-func partyVPA(p domain.Payment, step contract.StepName) string {
+// partyVPA is the account, of the payment's payer and payee, that step moves money on.
+func partyVPA(step contract.StepName, payer, payee string) string {
 	if party(step) == partyPayee {
-		return p.Payee
+		return payee
 	}
-	return p.Payer
+	return payer
+}
+
+// checkParty fails with domain.ErrWrongAccount unless account is the one step moves money on, of the
+// payment's payer and payee; saga names the payment or refund in the error.
+func checkParty(step contract.StepName, account, payer, payee, saga string) error {
+	if account != partyVPA(step, payer, payee) {
+		return fmt.Errorf("%w: %s is not the %s of %s", domain.ErrWrongAccount, account, party(step), saga)
+	}
+	return nil
 }
 
 // slot is the workflow slot a step fills: debit and reject-debit the debit, credit and reverse the
@@ -175,7 +184,7 @@ func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.Key(), slot(st
 // account is the account of an account step (from the request, or its payment).
 func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*eventstore.Op, error) {
 	pid := st.PaymentID
-	debit, settle := ids.StepEvent(pid, ids.StepDebit), ids.StepEvent(pid, ids.StepSettle)
+	sg := paymentSaga(pid)
 	if party(st.Step) != "" && account == "" {
 		return nil, fmt.Errorf("payment %s: %w", pid, domain.ErrPaymentNotFound)
 	}
@@ -188,11 +197,11 @@ func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*
 		// round trip; it is checked against the payer's limits at the group's transaction time.
 		op := accountStep(c, st, account, nil,
 			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				tail, ok := r.Drawn()
-				if !ok {
-					return nil, uuid.Nil, fmt.Errorf("payment %s: no rrn drawn for its debit", pid)
+				rrn, err := sg.rrn(r)
+				if err != nil {
+					return nil, uuid.Nil, err
 				}
-				payload, err := a.Debit(p, domain.DebitTerms{At: r.Now(), Limits: limits, RRN: domain.RRN(r.Now(), tail)})
+				payload, err := a.Debit(p, domain.DebitTerms{At: r.Now(), Limits: limits, RRN: rrn})
 				return payload, uuid.Nil, err
 			})
 		op.Draw = RRNSequence
@@ -203,102 +212,98 @@ func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*
 				payload, err := a.RejectDebit(p, st.Code)
 				return payload, uuid.Nil, err
 			}), nil
-	case contract.StepCredit:
-		return accountStep(c, st, account, []uuid.UUID{debit},
+	case contract.StepCredit, contract.StepReverse:
+		return accountStep(c, st, account, []uuid.UUID{sg.debit},
 			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
+				if err := sg.requireDebited(r); err != nil {
 					return nil, uuid.Nil, err
 				}
-				payload, err := a.Credit(p)
-				return payload, debit, err
-			}), nil
-	case contract.StepReverse:
-		return accountStep(c, st, account, []uuid.UUID{debit},
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
-					return nil, uuid.Nil, err
+				if st.Step == contract.StepCredit {
+					payload, err := a.Credit(p)
+					return payload, sg.debit, err
 				}
-				debited, _ := r.Event(debit)
+				debited, _ := r.Event(sg.debit)
 				payload, err := a.Reverse(p, st.Code, debited.CreatedAt)
-				return payload, debit, err
+				return payload, sg.debit, err
 			}), nil
 	case contract.StepComplete:
-		return paymentStep(c, st, []uuid.UUID{settle},
+		return paymentStep(c, st, sg.completeNeeds(),
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepSettle, settle, events.AccountCredited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := p.Complete()
-				return payload, settle, err
+				return complete(sg, p, r)
 			}), nil
 	case contract.StepFail:
-		return paymentStep(c, st, []uuid.UUID{debit, settle},
+		return paymentStep(c, st, sg.failNeeds(),
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				cause, err := failCause(r, "payment", pid, debit, settle, events.DebitRejected, events.DebitReversed)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := p.Fail(st.Code, st.Reason)
-				return payload, cause, err
+				return fail(sg, st, p, r)
 			}), nil
 	}
 	return nil, fmt.Errorf("unknown step %q", st.Step)
 }
 
-// accountDecision decides a step on an account given its payment; it returns the new event's payload and
-// the event that met the step's precondition (its cause, unless the caller named one; uuid.Nil for the
-// PaymentInitiated).
+// stepDecision decides a step on the state S of the stream it appends to; it returns the new event's
+// payload and the event that met the step's precondition (its cause, unless the caller named one).
+type stepDecision[S any] func(state S, r eventstore.Reads) (events.Payload, uuid.UUID, error)
+
+// slotOp is the op of a step that appends on stream the event that fills the step's slot: deduplicated on
+// the slot's id, with the step's metadata (stepMetadata) caused by the event decide names.
+func slotOp[S any](c Caller, st contract.Step, agg eventstore.Aggregate[S], stream string, needs []uuid.UUID,
+	decide stepDecision[S]) *eventstore.Op {
+	op := eventOp(agg, stream, slotOf(st), func(state S, r eventstore.Reads) (events.Payload, events.Metadata, error) {
+		payload, cause, err := decide(state, r)
+		return payload, stepMetadata(c, st, cause), err
+	})
+	op.Needs = needs
+	return op
+}
+
+// moneyStep is the op of a step that moves money on account, for a saga whose terms T (the payment, or
+// the refund's terms) terms reads along with the event that set them, and checks account against. That
+// event is the step's cause unless decide names another.
+func moneyStep[T any](c Caller, st contract.Step, account string, needs []uuid.UUID,
+	terms func(r eventstore.Reads) (T, uuid.UUID, error),
+	decide func(a domain.Account, t T, r eventstore.Reads) (events.Payload, uuid.UUID, error)) *eventstore.Op {
+	return slotOp(c, st, AccountAggregate(), account, needs,
+		func(a domain.Account, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+			t, opening, err := terms(r)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			payload, cause, err := decide(a, t, r)
+			if cause == uuid.Nil {
+				cause = opening
+			}
+			return payload, cause, err
+		})
+}
+
+// accountDecision decides a step on an account given its payment, like a stepDecision; uuid.Nil for its
+// cause means the PaymentInitiated.
 type accountDecision func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
 
 // accountStep is the op of a step that moves money on account: it reads the payment's PaymentInitiated
 // (whose event id is the payment id) and needs, checks that account is the step's party to the payment,
 // and decides.
 func accountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide accountDecision) *eventstore.Op {
-	id := slotOf(st)
-	op := eventstore.NewOp(AccountAggregate(), account,
-		func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
-			p, opening, err := initiated(r, st.PaymentID)
-			if err != nil {
-				return nil, err
-			}
-			if want := partyVPA(p, st.Step); account != want {
-				return nil, fmt.Errorf("%w: %s is not the %s of payment %s", domain.ErrWrongAccount, account, party(st.Step), p.ID)
-			}
-			payload, cause, err := decide(a, p, r)
-			if err != nil {
-				return nil, err
-			}
-			if cause == uuid.Nil {
-				cause = opening
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
-		})
-	op.Dedupe = id
-	op.Needs = needs
+	op := moneyStep(c, st, account, needs, func(r eventstore.Reads) (domain.Payment, uuid.UUID, error) {
+		p, opening, err := initiated(r, st.PaymentID)
+		if err != nil {
+			return p, opening, err
+		}
+		return p, opening, checkParty(st.Step, account, p.Payer, p.Payee, "payment "+p.ID)
+	}, decide)
 	op.Origins = []string{st.PaymentID.String()}
 	return op
 }
 
-// paymentDecision decides a step on the payment's own stream, like accountDecision.
-type paymentDecision func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
-
 // paymentStep is the op of a step that ends a payment, on the payment's stream.
-func paymentStep(c Caller, st contract.Step, needs []uuid.UUID, decide paymentDecision) *eventstore.Op {
-	id := slotOf(st)
-	op := eventstore.NewOp(PaymentAggregate(), st.PaymentID.String(),
-		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+func paymentStep(c Caller, st contract.Step, needs []uuid.UUID, decide stepDecision[domain.Payment]) *eventstore.Op {
+	return slotOp(c, st, PaymentAggregate(), st.PaymentID.String(), needs,
+		func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 			if !p.Initiated() {
-				return nil, fmt.Errorf("payment %s: %w", st.PaymentID, domain.ErrPaymentNotFound)
+				return nil, uuid.Nil, fmt.Errorf("payment %s: %w", st.PaymentID, domain.ErrPaymentNotFound)
 			}
-			payload, cause, err := decide(p, r)
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
+			return decide(p, r)
 		})
-	op.Dedupe = id
-	op.Needs = needs
-	return op
 }
 
 // initiated is the payment as its PaymentInitiated (the first event of its stream) left it, and that
@@ -314,19 +319,6 @@ func initiated(r eventstore.Reads, pid uuid.UUID) (domain.Payment, uuid.UUID, er
 	}
 	p, err := domain.Payment{}.Evolve(payload, e.CreatedAt)
 	return p, e.ID, err
-}
-
-// failCause is the event that lets a saga fail with no money moved: its debit slot's rejection, or its
-// settle slot's reversal; otherwise money may have moved and failing is refused (ErrStepPrecondition).
-func failCause(r eventstore.Reads, saga string, id, debit, settle uuid.UUID, rejected, reversed string) (uuid.UUID, error) {
-	switch {
-	case recorded(r, debit) == rejected:
-		return debit, nil
-	case recorded(r, settle) == reversed:
-		return settle, nil
-	}
-	return uuid.Nil, fmt.Errorf("%w: %s %s: no money may have moved (debit slot: %s, settle slot: %s)",
-		ErrStepPrecondition, saga, id, recorded(r, debit), recorded(r, settle))
 }
 
 // require fails with ErrStepPrecondition unless the slot's recorded outcome is eventType.
@@ -349,14 +341,13 @@ func recorded(r eventstore.Reads, id uuid.UUID) string {
 // event that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
 // Its traceparent is the step's own span's, when the workflow names one, else the call's.
 func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
-	causation := st.CausationID
-	if causation == "" {
-		causation = cause.String()
+	meta := callerMetadata(c, st.Key().String())
+	meta.CausationID = st.CausationID
+	if meta.CausationID == "" {
+		meta.CausationID = cause.String()
 	}
-	tp := st.TraceParent
-	if tp == "" {
-		tp = c.TraceParent
+	if st.TraceParent != "" {
+		meta.TraceParent = st.TraceParent
 	}
-	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.Key().String(),
-		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: tp}
+	return meta
 }
