@@ -64,7 +64,7 @@ func clientCommand[R, C, A any](h *handlers, status int,
 		if location != nil {
 			w.Header().Set("Location", location(answer))
 		}
-		written(w, status, answer, replayed)
+		writeAnswer(w, status, answer, replayed)
 	}
 }
 
@@ -154,7 +154,7 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 		res.EventType, res.EventID, res.Position = o.Event.Type, o.Event.ID.String(), o.Event.Position.Token()
 		res.Replayed = o.Replayed
 	}
-	written(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
+	writeAnswer(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
 }
 
 func (h *handlers) requestCollect() http.HandlerFunc {
@@ -185,7 +185,7 @@ func (h *handlers) answerCollect(approve bool) http.HandlerFunc {
 				h.fail(w, r, err)
 				return
 			}
-			written(w, http.StatusAccepted, col, replayed)
+			writeAnswer(w, http.StatusAccepted, col, replayed)
 			return
 		}
 		col, replayed, err := h.svc.DeclineCollect(r.Context(), c, id)
@@ -193,7 +193,7 @@ func (h *handlers) answerCollect(approve bool) http.HandlerFunc {
 			h.fail(w, r, err)
 			return
 		}
-		written(w, http.StatusOK, col, replayed)
+		writeAnswer(w, http.StatusOK, col, replayed)
 	}
 }
 
