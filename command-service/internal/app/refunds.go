@@ -115,37 +115,19 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 				payload, err := rf.Open(reserved)
 				return payload, reservation, err
 			}), nil
-	case contract.StepRefundDebit:
-		op := refundAccountStep(c, st, account, nil,
-			func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				rrn, err := sg.rrn(r)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := a.RefundDebit(t, rrn)
-				return payload, uuid.Nil, err
-			})
-		op.Draw = RRNSequence
-		return op, nil
-	case contract.StepRefundRejectDebit:
-		return refundAccountStep(c, st, account, nil,
-			func(a domain.Account, t events.RefundTerms, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				payload, err := a.RefundRejectDebit(t, st.Code)
-				return payload, uuid.Nil, err
-			}), nil
-	case contract.StepRefundCredit, contract.StepRefundReverse:
-		return refundAccountStep(c, st, account, []uuid.UUID{sg.debit},
-			func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := sg.requireDebited(r); err != nil {
-					return nil, uuid.Nil, err
-				}
-				if st.Step == contract.StepRefundCredit {
-					payload, err := a.RefundCredit(t)
-					return payload, sg.debit, err
-				}
-				payload, err := a.RefundReverse(t, st.Code)
-				return payload, sg.debit, err
-			}), nil
+	case contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundCredit, contract.StepRefundReverse:
+		return refundAccountStep(c, st, account, sg, moves[events.RefundTerms]{
+			debit: func(a domain.Account, t events.RefundTerms, rrn string, _ time.Time) (events.Payload, error) {
+				return a.RefundDebit(t, rrn)
+			},
+			rejectDebit: func(a domain.Account, t events.RefundTerms) (events.Payload, error) {
+				return a.RefundRejectDebit(t, st.Code)
+			},
+			credit: func(a domain.Account, t events.RefundTerms) (events.Payload, error) { return a.RefundCredit(t) },
+			reverse: func(a domain.Account, t events.RefundTerms, _ eventstore.Event) (events.Payload, error) {
+				return a.RefundReverse(t, st.Code)
+			},
+		}), nil
 	case contract.StepRefundComplete:
 		return refundStep(c, st, sg.completeNeeds(),
 			func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
@@ -181,13 +163,11 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 	return nil, fmt.Errorf("unknown refund step %q", st.Step)
 }
 
-type refundAccountDecision func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error)
-
-// refundAccountStep is the op of a refund step that moves money on account: it reads the refund's opening
-// (RefundInitiated, by its step id) and needs, checks that account is the step's party, and decides.
-func refundAccountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide refundAccountDecision) *eventstore.Op {
+// refundAccountStep is the op of a refund's step that moves money on account: it reads the refund's
+// opening (RefundInitiated, by its step id), checks that account is the step's party, and decides.
+func refundAccountStep(c Caller, st contract.Step, account string, sg saga, m moves[events.RefundTerms]) *eventstore.Op {
 	open := ids.StepEvent(st.RefundID, ids.StepOpen)
-	return moneyStep(c, st, account, append([]uuid.UUID{open}, needs...),
+	return moneyStep(c, st, account, sg, []uuid.UUID{open},
 		func(r eventstore.Reads) (events.RefundTerms, uuid.UUID, error) {
 			e, ok := r.Event(open)
 			if !ok || e.Type != events.RefundInitiated {
@@ -199,7 +179,7 @@ func refundAccountStep(c Caller, st contract.Step, account string, needs []uuid.
 			}
 			t := opened.RefundTerms
 			return t, open, checkParty(st.Step, account, t.PayerVPA, t.PayeeVPA, "refund "+st.RefundID.String())
-		}, decide)
+		}, m)
 }
 
 // refundStep is the op of a step on the refund's own stream.

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -189,43 +190,21 @@ func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*
 		return nil, fmt.Errorf("payment %s: %w", pid, domain.ErrPaymentNotFound)
 	}
 	switch st.Step {
-	case contract.StepDebit:
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepCredit, contract.StepReverse:
 		// A payment can only have ended once its debit slot is filled (fail needs a rejected debit, or a
 		// reversal of one; complete a credit after one), and a filled slot answers the debit as a replay:
 		// so a debit never needs to look at the close slot.
-		// The debit gives the payment its RRN, whose tail it draws from a sequence in the group's first
-		// round trip; it is checked against the payer's limits at the group's transaction time.
-		op := accountStep(c, st, account, nil,
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				rrn, err := sg.rrn(r)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := a.Debit(p, domain.DebitTerms{At: r.Now(), Limits: limits, RRN: rrn})
-				return payload, uuid.Nil, err
-			})
-		op.Draw = RRNSequence
-		return op, nil
-	case contract.StepRejectDebit:
-		return accountStep(c, st, account, nil,
-			func(a domain.Account, p domain.Payment, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				payload, err := a.RejectDebit(p, st.Code)
-				return payload, uuid.Nil, err
-			}), nil
-	case contract.StepCredit, contract.StepReverse:
-		return accountStep(c, st, account, []uuid.UUID{sg.debit},
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := sg.requireDebited(r); err != nil {
-					return nil, uuid.Nil, err
-				}
-				if st.Step == contract.StepCredit {
-					payload, err := a.Credit(p)
-					return payload, sg.debit, err
-				}
-				debited, _ := r.Event(sg.debit)
-				payload, err := a.Reverse(p, st.Code, debited.CreatedAt)
-				return payload, sg.debit, err
-			}), nil
+		// The debit is checked against the payer's limits at the group's transaction time.
+		return accountStep(c, st, account, sg, moves[domain.Payment]{
+			debit: func(a domain.Account, p domain.Payment, rrn string, at time.Time) (events.Payload, error) {
+				return a.Debit(p, domain.DebitTerms{At: at, Limits: limits, RRN: rrn})
+			},
+			rejectDebit: func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.RejectDebit(p, st.Code) },
+			credit:      func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.Credit(p) },
+			reverse: func(a domain.Account, p domain.Payment, debited eventstore.Event) (events.Payload, error) {
+				return a.Reverse(p, st.Code, debited.CreatedAt)
+			},
+		}), nil
 	case contract.StepComplete:
 		return paymentStep(c, st, sg.completeNeeds(),
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
@@ -256,41 +235,72 @@ func slotOp[S any](c Caller, st contract.Step, agg eventstore.Aggregate[S], stre
 	return op
 }
 
-// moneyStep is the op of a step that moves money on account, for a saga whose terms T (the payment, or
-// the refund's terms) terms reads along with the event that set them, and checks account against. That
-// event is the step's cause unless decide names another.
-func moneyStep[T any](c Caller, st contract.Step, account string, needs []uuid.UUID,
-	terms func(r eventstore.Reads) (T, uuid.UUID, error),
-	decide func(a domain.Account, t T, r eventstore.Reads) (events.Payload, uuid.UUID, error)) *eventstore.Op {
-	return slotOp(c, st, AccountAggregate(), account, needs,
+// moves are a saga's decisions on an account, given the saga's terms T: its debit (with the RRN it
+// gives), the rejection of its debit, and its credit or the reversal of its debit (debited).
+type moves[T any] struct {
+	debit       func(a domain.Account, t T, rrn string, at time.Time) (events.Payload, error)
+	rejectDebit func(a domain.Account, t T) (events.Payload, error)
+	credit      func(a domain.Account, t T) (events.Payload, error)
+	reverse     func(a domain.Account, t T, debited eventstore.Event) (events.Payload, error)
+}
+
+// moneyStep is the op of a step that moves money on account for a saga (a payment's, or a refund's): terms
+// reads the saga's terms T, checked against account, and the event that set them, the cause of a debit or
+// its rejection. A debit draws its RRN's tail in the group's first round trip; a credit or a reversal
+// needs the debit to have taken the money, and that is its cause.
+func moneyStep[T any](c Caller, st contract.Step, account string, sg saga, needs []uuid.UUID,
+	terms func(r eventstore.Reads) (T, uuid.UUID, error), m moves[T]) *eventstore.Op {
+	debits := slot(st.Step) == ids.StepDebit
+	if !debits {
+		needs = append(needs, sg.debit)
+	}
+	op := slotOp(c, st, AccountAggregate(), account, needs,
 		func(a domain.Account, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 			t, opening, err := terms(r)
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			payload, cause, err := decide(a, t, r)
-			if cause == uuid.Nil {
-				cause = opening
+			switch st.Step {
+			case contract.StepDebit, contract.StepRefundDebit:
+				rrn, err := sg.rrn(r)
+				if err != nil {
+					return nil, uuid.Nil, err
+				}
+				payload, err := m.debit(a, t, rrn, r.Now())
+				return payload, opening, err
+			case contract.StepRejectDebit, contract.StepRefundRejectDebit:
+				payload, err := m.rejectDebit(a, t)
+				return payload, opening, err
 			}
-			return payload, cause, err
+			if err := sg.requireDebited(r); err != nil {
+				return nil, uuid.Nil, err
+			}
+			var payload events.Payload
+			if st.Step == contract.StepCredit || st.Step == contract.StepRefundCredit {
+				payload, err = m.credit(a, t)
+			} else {
+				debited, _ := r.Event(sg.debit)
+				payload, err = m.reverse(a, t, debited)
+			}
+			return payload, sg.debit, err
 		})
+	if st.Step == contract.StepDebit || st.Step == contract.StepRefundDebit {
+		op.Draw = RRNSequence
+	}
+	return op
 }
 
-// accountDecision decides a step on an account given its payment, like a stepDecision; uuid.Nil for its
-// cause means the PaymentInitiated.
-type accountDecision func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
-
-// accountStep is the op of a step that moves money on account: it reads the payment's PaymentInitiated
-// (whose event id is the payment id) and needs, checks that account is the step's party to the payment,
-// and decides.
-func accountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide accountDecision) *eventstore.Op {
-	op := moneyStep(c, st, account, needs, func(r eventstore.Reads) (domain.Payment, uuid.UUID, error) {
+// accountStep is the op of a payment's step that moves money on account: it reads the payment's
+// PaymentInitiated (whose event id is the payment id), checks that account is the step's party to the
+// payment, and decides.
+func accountStep(c Caller, st contract.Step, account string, sg saga, m moves[domain.Payment]) *eventstore.Op {
+	op := moneyStep(c, st, account, sg, nil, func(r eventstore.Reads) (domain.Payment, uuid.UUID, error) {
 		p, opening, err := initiated(r, st.PaymentID)
 		if err != nil {
 			return p, opening, err
 		}
 		return p, opening, checkParty(st.Step, account, p.Payer, p.Payee, "payment "+p.ID)
-	}, decide)
+	}, m)
 	op.Origins = []string{st.PaymentID.String()}
 	return op
 }
@@ -350,4 +360,88 @@ func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
 		meta.TraceParent = st.TraceParent
 	}
 	return meta
+}
+
+// saga is what the steps of a payment and of a refund (a payment in reverse) share: the saga's key, the
+// event ids of its debit and settle slots, and the event types that may fill them.
+type saga struct {
+	kind          string // "payment" or "refund", in errors
+	key           uuid.UUID
+	debit, settle uuid.UUID
+	// debited or rejected fills the debit slot; credited or reversed, the settle slot.
+	debited, rejected, credited, reversed string
+}
+
+func paymentSaga(pid uuid.UUID) saga {
+	return saga{kind: "payment", key: pid,
+		debit: ids.StepEvent(pid, ids.StepDebit), settle: ids.StepEvent(pid, ids.StepSettle),
+		debited: events.AccountDebited, rejected: events.DebitRejected,
+		credited: events.AccountCredited, reversed: events.DebitReversed}
+}
+
+func refundSaga(rid uuid.UUID) saga {
+	return saga{kind: "refund", key: rid,
+		debit: ids.StepEvent(rid, ids.StepDebit), settle: ids.StepEvent(rid, ids.StepSettle),
+		debited: events.RefundDebited, rejected: events.RefundDebitRejected,
+		credited: events.RefundCredited, reversed: events.RefundDebitReversed}
+}
+
+// requireDebited fails with ErrStepPrecondition unless the saga's debit took the money.
+func (sg saga) requireDebited(r eventstore.Reads) error {
+	return require(r, sg.key, ids.StepDebit, sg.debit, sg.debited)
+}
+
+// rrn is the retrieval reference number the saga's debit gives: the group's time, and the tail its op
+// drew from RRNSequence.
+func (sg saga) rrn(r eventstore.Reads) (string, error) {
+	tail, ok := r.Drawn()
+	if !ok {
+		return "", fmt.Errorf("%s %s: no rrn drawn for its debit", sg.kind, sg.key)
+	}
+	return domain.RRN(r.Now(), tail), nil
+}
+
+// completeNeeds and failNeeds are the slots the saga's complete and fail steps read.
+func (sg saga) completeNeeds() []uuid.UUID { return []uuid.UUID{sg.settle} }
+func (sg saga) failNeeds() []uuid.UUID     { return []uuid.UUID{sg.debit, sg.settle} }
+
+// failCause is the event that lets a saga fail with no money moved: its debit slot's rejection, or its
+// settle slot's reversal; otherwise money may have moved and failing is refused (ErrStepPrecondition).
+func (sg saga) failCause(r eventstore.Reads) (uuid.UUID, error) {
+	switch {
+	case recorded(r, sg.debit) == sg.rejected:
+		return sg.debit, nil
+	case recorded(r, sg.settle) == sg.reversed:
+		return sg.settle, nil
+	}
+	return uuid.Nil, fmt.Errorf("%w: %s %s: no money may have moved (debit slot: %s, settle slot: %s)",
+		ErrStepPrecondition, sg.kind, sg.key, recorded(r, sg.debit), recorded(r, sg.settle))
+}
+
+// completer and failer are the saga's own stream (domain.Payment, domain.Refund) as its ending steps see
+// it.
+type (
+	completer[P events.Payload] interface{ Complete() (P, error) }
+	failer[P events.Payload]    interface {
+		Fail(code, reason string) (P, error)
+	}
+)
+
+// complete decides a saga's complete step: only once its settle slot holds the credit, which is its cause.
+func complete[P events.Payload](sg saga, own completer[P], r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+	if err := require(r, sg.key, ids.StepSettle, sg.settle, sg.credited); err != nil {
+		return nil, uuid.Nil, err
+	}
+	payload, err := own.Complete()
+	return payload, sg.settle, err
+}
+
+// fail decides a saga's fail step: only with no money moved (failCause).
+func fail[P events.Payload](sg saga, st contract.Step, own failer[P], r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+	cause, err := sg.failCause(r)
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	payload, err := own.Fail(st.Code, st.Reason)
+	return payload, cause, err
 }
