@@ -21,8 +21,6 @@ const (
 	// HeaderClientID names the authenticated client. Only the gateway sets it (always overwriting what a
 	// client sent); the command and query services refuse requests without it.
 	HeaderClientID = "X-Client-ID"
-	// HeaderCorrelationID carries a payment id across the workflow's calls.
-	HeaderCorrelationID = "X-Correlation-ID"
 )
 
 // MaxBodyBytes is the largest request body accepted.

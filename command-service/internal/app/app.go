@@ -80,14 +80,8 @@ const accountSnapshotSchema = 2
 // AccountAggregate is how the event store rebuilds an account.
 func AccountAggregate() eventstore.Aggregate[domain.Account] {
 	return eventstore.Aggregate[domain.Account]{
-		Type: events.AggregateAccount,
-		Evolve: func(a domain.Account, e eventstore.Event) (domain.Account, error) {
-			p, err := payload(e)
-			if err != nil {
-				return a, err
-			}
-			return a.Evolve(p, e.CreatedAt)
-		},
+		Type:           events.AggregateAccount,
+		Evolve:         evolveAt(domain.Account.Evolve),
 		SnapshotEvery:  AccountSnapshotEvery,
 		SnapshotSchema: accountSnapshotSchema,
 	}
@@ -96,21 +90,51 @@ func AccountAggregate() eventstore.Aggregate[domain.Account] {
 // PaymentAggregate is how the event store rebuilds a payment. A payment's stream stays a handful of
 // events long, so it is never snapshotted.
 func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
-	return eventstore.Aggregate[domain.Payment]{
-		Type: events.AggregatePayment,
-		Evolve: func(p domain.Payment, e eventstore.Event) (domain.Payment, error) {
-			data, err := payload(e)
-			if err != nil {
-				return p, err
-			}
-			return p.Evolve(data, e.CreatedAt)
-		},
+	return eventstore.Aggregate[domain.Payment]{Type: events.AggregatePayment, Evolve: evolveAt(domain.Payment.Evolve)}
+}
+
+// evolveAt folds a stored event into an aggregate whose Evolve takes the event's payload and time.
+func evolveAt[S any](apply func(S, events.Payload, time.Time) (S, error)) func(S, eventstore.Event) (S, error) {
+	return func(state S, e eventstore.Event) (S, error) {
+		p, err := payload(e)
+		if err != nil {
+			return state, err
+		}
+		return apply(state, p, e.CreatedAt)
 	}
+}
+
+// evolvePayload folds a stored event into an aggregate whose Evolve takes only the event's payload.
+func evolvePayload[S any](apply func(S, events.Payload) (S, error)) func(S, eventstore.Event) (S, error) {
+	return evolveAt(func(state S, p events.Payload, _ time.Time) (S, error) { return apply(state, p) })
 }
 
 // newEvent is a decision's outcome as the single event a command appends.
 func newEvent(id uuid.UUID, p events.Payload, meta events.Metadata) []eventstore.NewEvent {
 	return []eventstore.NewEvent{{ID: id, Type: p.EventType(), Data: p, Metadata: meta}}
+}
+
+// eventOp is the op of a command that appends one event, with id, on stream: the event decide yields
+// from the stream's state and what the op read. It is deduplicated on id, so that a repeat of the command
+// finds its event instead of deciding again.
+func eventOp[S any](agg eventstore.Aggregate[S], stream string, id uuid.UUID,
+	decide func(state S, r eventstore.Reads) (events.Payload, events.Metadata, error)) *eventstore.Op {
+	op := eventstore.NewOp(agg, stream, func(state S, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+		p, meta, err := decide(state, r)
+		if err != nil {
+			return nil, err
+		}
+		return newEvent(id, p, meta), nil
+	})
+	op.Dedupe = id
+	return op
+}
+
+// callerMetadata is the metadata of an event appended on c's behalf: who asked, and the correlation id
+// that ties it to its payment (or request).
+func callerMetadata(c Caller, correlation string) events.Metadata {
+	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: correlation, RequestID: c.RequestID,
+		ClientID: c.ClientID, TraceParent: c.TraceParent}
 }
 
 // fingerprint is the hex SHA-256 of a validated command's canonical JSON (a struct, so its fields always

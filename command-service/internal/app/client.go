@@ -44,29 +44,16 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		Type       string `json:"type,omitempty"`
 		MCC        string `json:"mcc,omitempty"`
 	}{"open_account", cmd.VPA.String(), cmd.HolderName, kind, cmd.MCC})
-	meta := clientMetadata(c, c.RequestID, fp)
-	op := eventstore.NewOp(AccountAggregate(), cmd.VPA.String(),
-		func(a domain.Account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
-			opened, err := a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID,
+	op := clientOp(AccountAggregate(), cmd.VPA.String(), id, clientMetadata(c, c.RequestID, fp),
+		func(a domain.Account, _ eventstore.Reads) (events.Payload, error) {
+			return a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID,
 				Type: cmd.Type, MCC: cmd.MCC})
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, opened, meta), nil
 		})
-	op.Dedupe = id
-	res, err := s.commit.Execute(ctx, op)
-	if err != nil {
-		return contract.Account{}, false, failure("open account "+cmd.VPA.String(), err)
-	}
-	e, err := original(res, id, events.AccountOpened, fp)
+	out, err := commitClientCommand[events.AccountOpenedV1](ctx, s, op, fp, "open account "+cmd.VPA.String())
 	if err != nil {
 		return contract.Account{}, false, err
 	}
-	opened, err := decode[events.AccountOpenedV1](e)
-	if err != nil {
-		return contract.Account{}, false, err
-	}
+	opened, e := out.payload, out.event
 	return contract.Account{
 		VPA:          opened.VPA,
 		HolderName:   opened.HolderName,
@@ -78,7 +65,7 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		CreatedAt:    contract.Time(e.CreatedAt),
 		UpdatedAt:    contract.Time(e.CreatedAt),
 		Position:     e.Position.Token(),
-	}, res.Replayed, nil
+	}, out.replayed, nil
 }
 
 // Deposit credits an account its owner names. To anyone else the account does not exist.
@@ -92,35 +79,22 @@ func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCom
 		AmountPaise int64  `json:"amount_paise"`
 		Reference   string `json:"reference"`
 	}{"deposit", cmd.VPA.String(), int64(cmd.Amount.Paise()), cmd.Reference})
-	meta := clientMetadata(c, c.RequestID, fp)
-	op := eventstore.NewOp(AccountAggregate(), cmd.VPA.String(),
-		func(a domain.Account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
-			deposited, err := a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, deposited, meta), nil
+	op := clientOp(AccountAggregate(), cmd.VPA.String(), id, clientMetadata(c, c.RequestID, fp),
+		func(a domain.Account, _ eventstore.Reads) (events.Payload, error) {
+			return a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
 		})
-	op.Dedupe = id
-	res, err := s.commit.Execute(ctx, op)
-	if err != nil {
-		return contract.Deposit{}, false, failure("deposit into "+cmd.VPA.String(), err)
-	}
-	e, err := original(res, id, events.FundsDeposited, fp)
+	out, err := commitClientCommand[events.FundsDepositedV1](ctx, s, op, fp, "deposit into "+cmd.VPA.String())
 	if err != nil {
 		return contract.Deposit{}, false, err
 	}
-	deposited, err := decode[events.FundsDepositedV1](e)
-	if err != nil {
-		return contract.Deposit{}, false, err
-	}
+	deposited, e := out.payload, out.event
 	return contract.Deposit{
 		VPA:         deposited.VPA,
 		AmountPaise: deposited.AmountPaise,
 		Reference:   deposited.Reference,
 		Position:    e.Position.Token(),
 		CreatedAt:   contract.Time(e.CreatedAt),
-	}, res.Replayed, nil
+	}, out.replayed, nil
 }
 
 // InitiatePayment records a payment, PENDING; the workflow moves the money. The payment id is derived
@@ -142,9 +116,8 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 	// whether the accounts would pass today does not matter. Accounts are never closed, so an opening
 	// found still holds when the payment commits.
 	payer, payee := cmd.Payer.String(), cmd.Payee.String()
-	meta := clientMetadata(c, id.String(), fp)
-	op := eventstore.NewOp(PaymentAggregate(), id.String(),
-		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+	op := clientOp(PaymentAggregate(), id.String(), id, clientMetadata(c, id.String(), fp),
+		func(p domain.Payment, r eventstore.Reads) (events.Payload, error) {
 			owner, err := ownerOf(r, payer)
 			if err != nil {
 				return nil, err
@@ -152,40 +125,20 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 			if owner != c.ClientID {
 				return nil, fmt.Errorf("payer %s: %w", payer, domain.ErrAccountNotFound)
 			}
-			opening, found := r.Origin(payee)
-			if !found {
-				return nil, fmt.Errorf("payee %s: %w", payee, ErrPayeeNotFound)
-			}
-			payeeOpened, err := decode[events.AccountOpenedV1](opening)
+			payeeType, err := payeeKind(r, payee)
 			if err != nil {
 				return nil, err
 			}
-			initiated, err := p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
+			return p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
 				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID, UPITxnID: ids.UPITxnID(id),
-				PayeeType: payeeOpened.Kind()})
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, initiated, meta), nil
+				PayeeType: payeeType})
 		})
-	op.Dedupe = id
 	op.Origins = []string{payer, payee}
-	res, err := s.commit.Execute(ctx, op)
-	if err != nil {
-		return contract.Payment{}, false, failure("initiate payment "+id.String(), err)
-	}
-	return paymentAnswer(res, id, fp)
-}
-
-func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Payment, bool, error) {
-	e, err := original(res, id, events.PaymentInitiated, fp)
+	out, err := commitClientCommand[events.PaymentInitiatedV1](ctx, s, op, fp, "initiate payment "+id.String())
 	if err != nil {
 		return contract.Payment{}, false, err
 	}
-	p, err := decode[events.PaymentInitiatedV1](e)
-	if err != nil {
-		return contract.Payment{}, false, err
-	}
+	p, e := out.payload, out.event
 	return contract.Payment{
 		PaymentID:   p.PaymentID,
 		UPITxnID:    upiTxnID(p, id),
@@ -198,7 +151,7 @@ func paymentAnswer(res eventstore.Result, id uuid.UUID, fp string) (contract.Pay
 		CreatedAt:   contract.Time(e.CreatedAt),
 		UpdatedAt:   contract.Time(e.CreatedAt),
 		Position:    e.Position.Token(),
-	}, res.Replayed, nil
+	}, out.replayed, nil
 }
 
 // upiTxnID is the payment's UPI transaction id as its initiation recorded it, or derived from its id for
@@ -210,22 +163,81 @@ func upiTxnID(p events.PaymentInitiatedV1, id uuid.UUID) string {
 	return ids.UPITxnID(id)
 }
 
+// accountOpening is the AccountOpened of account vpa, from the stream origins r read; found is false if
+// the account was never opened.
+func accountOpening(r eventstore.Reads, vpa string) (opened events.AccountOpenedV1, found bool, err error) {
+	e, found := r.Origin(vpa)
+	if !found {
+		return events.AccountOpenedV1{}, false, nil
+	}
+	opened, err = decode[events.AccountOpenedV1](e)
+	return opened, true, err
+}
+
 // ownerOf is the client that opened account vpa, from the stream's first event ("" if it was never
 // opened).
 func ownerOf(r eventstore.Reads, vpa string) (string, error) {
-	e, found := r.Origin(vpa)
-	if !found {
-		return "", nil
-	}
-	opened, err := decode[events.AccountOpenedV1](e)
+	opened, _, err := accountOpening(r, vpa)
 	return opened.OwnerClientID, err
+}
+
+// payeeKind is the kind of a payment's payee account (ErrPayeeNotFound if it was never opened).
+func payeeKind(r eventstore.Reads, payee string) (string, error) {
+	opened, found, err := accountOpening(r, payee)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("payee %s: %w", payee, ErrPayeeNotFound)
+	}
+	return opened.Kind(), nil
 }
 
 func effectID(c Caller, path string) uuid.UUID {
 	return ids.ClientCommand(c.ClientID, http.MethodPost, path, c.IdempotencyKey)
 }
 
+// clientMetadata is the metadata of a client command's event: the caller's, and the command's
+// fingerprint, by which a repeat of its idempotency key is told apart from a different request.
 func clientMetadata(c Caller, correlation, fp string) events.Metadata {
-	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: correlation,
-		RequestID: c.RequestID, ClientID: c.ClientID, Fingerprint: fp, TraceParent: c.TraceParent}
+	meta := callerMetadata(c, correlation)
+	meta.Fingerprint = fp
+	return meta
+}
+
+// clientOp is the op of a client command: the one event decide yields, with the command's id and
+// metadata.
+func clientOp[S any](agg eventstore.Aggregate[S], stream string, id uuid.UUID, meta events.Metadata,
+	decide func(state S, r eventstore.Reads) (events.Payload, error)) *eventstore.Op {
+	return eventOp(agg, stream, id, func(state S, r eventstore.Reads) (events.Payload, events.Metadata, error) {
+		p, err := decide(state, r)
+		return p, meta, err
+	})
+}
+
+// answer is the event that answers a client command, its payload, and whether the command was a repeat.
+type answer[P events.Payload] struct {
+	payload  P
+	event    eventstore.Event
+	replayed bool
+}
+
+// commitClientCommand runs a client command's op through the committer, so that concurrent commands
+// share a transaction, and returns its answer: the event with the op's dedupe id, the command's id (see
+// original). what names the command in the error of a failed store.
+func commitClientCommand[P events.Payload](ctx context.Context, s *Service, op *eventstore.Op, fp, what string) (answer[P], error) {
+	res, err := s.commit.Execute(ctx, op)
+	if err != nil {
+		return answer[P]{}, fmt.Errorf("%s: %w", what, err)
+	}
+	var zero P
+	e, err := original(res, op.Dedupe, zero.EventType(), fp)
+	if err != nil {
+		return answer[P]{}, err
+	}
+	p, err := decode[P](e)
+	if err != nil {
+		return answer[P]{}, err
+	}
+	return answer[P]{payload: p, event: e, replayed: res.Replayed}, nil
 }

@@ -25,16 +25,7 @@ var ErrPayerNotFound = errors.New("payer not found")
 
 // CollectAggregate is how the event store rebuilds a collect request; its stream is two events long.
 func CollectAggregate() eventstore.Aggregate[domain.Collect] {
-	return eventstore.Aggregate[domain.Collect]{
-		Type: events.AggregateCollect,
-		Evolve: func(c domain.Collect, e eventstore.Event) (domain.Collect, error) {
-			p, err := payload(e)
-			if err != nil {
-				return c, err
-			}
-			return c.Evolve(p)
-		},
-	}
+	return eventstore.Aggregate[domain.Collect]{Type: events.AggregateCollect, Evolve: evolvePayload(domain.Collect.Evolve)}
 }
 
 // collectClose is the event id every ending of a collect request takes (approved, declined, expired), so
@@ -56,50 +47,39 @@ func (s *Service) RequestCollect(ctx context.Context, c Caller, cmd contract.Req
 		ExpiresInSeconds int64  `json:"expires_in_seconds"`
 	}{"request_collect", cmd.Payee.String(), cmd.Payer.String(), int64(cmd.Amount.Paise()), cmd.Note, cmd.ExpiresIn})
 	payee, payer := cmd.Payee.String(), cmd.Payer.String()
-	meta := clientMetadata(c, id.String(), fp)
-	op := eventstore.NewOp(CollectAggregate(), id.String(),
-		func(col domain.Collect, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
-			opening, found := r.Origin(payee)
-			if !found {
-				return nil, fmt.Errorf("payee %s: %w", payee, domain.ErrAccountNotFound)
-			}
-			payeeOpened, err := decode[events.AccountOpenedV1](opening)
+	op := clientOp(CollectAggregate(), id.String(), id, clientMetadata(c, id.String(), fp),
+		func(col domain.Collect, r eventstore.Reads) (events.Payload, error) {
+			payeeOpened, found, err := accountOpening(r, payee)
 			if err != nil {
 				return nil, err
 			}
-			if payeeOpened.OwnerClientID != c.ClientID {
+			if !found || payeeOpened.OwnerClientID != c.ClientID {
 				return nil, fmt.Errorf("payee %s: %w", payee, domain.ErrAccountNotFound)
 			}
 			if _, found := r.Origin(payer); !found {
 				return nil, fmt.Errorf("payer %s: %w", payer, ErrPayerNotFound)
 			}
-			requested, err := col.Request(domain.RequestCollect{ID: id.String(), Payee: cmd.Payee, Payer: cmd.Payer,
+			return col.Request(domain.RequestCollect{ID: id.String(), Payee: cmd.Payee, Payer: cmd.Payer,
 				PayeeType: payeeOpened.Kind(), Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID,
 				ExpiresAt: r.Now().Add(time.Duration(cmd.ExpiresIn) * time.Second)})
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, requested, meta), nil
 		})
-	op.Dedupe = id
 	op.Origins = []string{payee, payer}
-	res, err := s.commit.Execute(ctx, op)
-	if err != nil {
-		return contract.Collect{}, false, failure("request collect "+id.String(), err)
-	}
-	e, err := original(res, id, events.CollectRequested, fp)
+	out, err := commitClientCommand[events.CollectRequestedV1](ctx, s, op, fp, "request collect "+id.String())
 	if err != nil {
 		return contract.Collect{}, false, err
 	}
-	requested, err := decode[events.CollectRequestedV1](e)
-	if err != nil {
-		return contract.Collect{}, false, err
-	}
-	return collectAnswer(requested, e.CreatedAt, e), res.Replayed, nil
+	req := collectRequest{CollectRequestedV1: out.payload, at: out.event.CreatedAt}
+	return req.answer(out.event), out.replayed, nil
 }
 
-// collectAnswer is the collect request as requested, and as last changed by e.
-func collectAnswer(req events.CollectRequestedV1, createdAt time.Time, e eventstore.Event) contract.Collect {
+// collectRequest is a collect request as its CollectRequested opened it.
+type collectRequest struct {
+	events.CollectRequestedV1
+	at time.Time // when it was requested
+}
+
+// answer is the collect request as last changed by e.
+func (req collectRequest) answer(e eventstore.Event) contract.Collect {
 	out := contract.Collect{
 		CollectID:   req.CollectID,
 		PayeeVPA:    req.PayeeVPA,
@@ -108,7 +88,7 @@ func collectAnswer(req events.CollectRequestedV1, createdAt time.Time, e eventst
 		Note:        req.Note,
 		Status:      contract.CollectPending,
 		ExpiresAt:   req.ExpiresAt,
-		CreatedAt:   contract.Time(createdAt),
+		CreatedAt:   contract.Time(req.at),
 		UpdatedAt:   contract.Time(e.CreatedAt),
 		Position:    e.Position.Token(),
 	}
@@ -130,42 +110,55 @@ func collectAnswer(req events.CollectRequestedV1, createdAt time.Time, e eventst
 	return out
 }
 
-// collectOpening is the collect request's CollectRequested, read before its lock (an opening never
-// changes): it names the payer whose owner may answer it.
-func (s *Service) collectOpening(ctx context.Context, id uuid.UUID) (events.CollectRequestedV1, eventstore.Event, error) {
+// ended is the answer to a payer's decision (what) to end request id with the ending event type: the
+// request as its close slot now stands, or the refusal of a request another ending closed first.
+func (req collectRequest) ended(res eventstore.Result, id uuid.UUID, ending, what string) (contract.Collect, bool, error) {
+	e := res.Last()
+	if e == nil || e.ID != collectClose(id) {
+		return contract.Collect{}, false, fmt.Errorf("%s: the store returned no event with its id", what)
+	}
+	if e.Type != ending {
+		return contract.Collect{}, false, closedBy(e.Type)
+	}
+	return req.answer(*e), res.Replayed, nil
+}
+
+// collectOpening is the collect request as its CollectRequested opened it, read before its lock (an
+// opening never changes): it names the payer whose owner may answer it.
+func (s *Service) collectOpening(ctx context.Context, id uuid.UUID) (collectRequest, error) {
 	cid := id.String()
 	origins, err := s.store.Origins(ctx, cid)
 	if err != nil {
-		return events.CollectRequestedV1{}, eventstore.Event{}, failure("look up collect "+cid, err)
+		return collectRequest{}, fmt.Errorf("look up collect %s: %w", cid, err)
 	}
 	opening, found := origins[cid]
 	if !found || opening.Type != events.CollectRequested {
-		return events.CollectRequestedV1{}, eventstore.Event{}, fmt.Errorf("collect %s: %w", cid, domain.ErrCollectNotFound)
+		return collectRequest{}, fmt.Errorf("collect %s: %w", cid, domain.ErrCollectNotFound)
 	}
 	req, err := decode[events.CollectRequestedV1](opening)
-	return req, opening, err
+	return collectRequest{CollectRequestedV1: req, at: opening.CreatedAt}, err
 }
 
 // payerDecision is an op on the collect request's stream deciding, on behalf of the payer's owner, the
 // request's ending (its close slot). A request already closed by the same ending is replayed.
-func payerDecision(c Caller, id uuid.UUID, payer string, meta events.Metadata,
+func payerDecision(c Caller, id uuid.UUID, payer string,
 	decide func(col domain.Collect, now time.Time) (events.Payload, error)) *eventstore.Op {
 	closing := collectClose(id)
-	op := eventstore.NewOp(CollectAggregate(), id.String(),
-		func(col domain.Collect, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+	op := eventOp(CollectAggregate(), id.String(), closing,
+		func(col domain.Collect, r eventstore.Reads) (events.Payload, events.Metadata, error) {
 			owner, err := ownerOf(r, payer)
 			if err != nil {
-				return nil, err
+				return nil, events.Metadata{}, err
 			}
 			if owner != c.ClientID {
-				return nil, fmt.Errorf("collect %s: the caller does not own its payer: %w", id, domain.ErrCollectNotFound)
+				return nil, events.Metadata{}, fmt.Errorf("collect %s: the caller does not own its payer: %w", id, domain.ErrCollectNotFound)
 			}
 			p, err := decide(col, r.Now())
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(closing, p, meta), nil
+			return p, callerMetadata(c, id.String()), err
 		})
+	// Not deduplicated: the caller's ownership of the payer is checked even on a closed request, and the
+	// decision itself answers the ending already recorded.
+	op.Dedupe = uuid.Nil
 	op.Needs = []uuid.UUID{closing}
 	op.Origins = []string{payer}
 	return op
@@ -178,76 +171,68 @@ func payerDecision(c Caller, id uuid.UUID, payer string, meta events.Metadata,
 func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (contract.Collect, bool, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
-	req, opening, err := s.collectOpening(ctx, id)
+	req, err := s.collectOpening(ctx, id)
 	if err != nil {
 		return contract.Collect{}, false, err
 	}
 	closing, pid := collectClose(id), ids.CollectPayment(id)
-	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(), RequestID: c.RequestID,
-		ClientID: c.ClientID, TraceParent: c.TraceParent}
-	approve := payerDecision(c, id, req.PayerVPA, meta, func(col domain.Collect, now time.Time) (events.Payload, error) {
+	approve := payerDecision(c, id, req.PayerVPA, func(col domain.Collect, now time.Time) (events.Payload, error) {
 		if col.Status == domain.CollectApproved {
 			return events.CollectApprovedV1{CollectTerms: col.CollectTerms, PaymentID: col.PaymentID}, nil // replayed
 		}
 		return col.Approve(pid.String(), c.ClientID, now)
 	})
-	payMeta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: pid.String(),
-		CausationID: closing.String(), RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: c.TraceParent}
-	pay := eventstore.NewOp(PaymentAggregate(), pid.String(),
-		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+	payMeta := callerMetadata(c, pid.String())
+	payMeta.CausationID = closing.String()
+	pay := eventOp(PaymentAggregate(), pid.String(), pid,
+		func(p domain.Payment, r eventstore.Reads) (events.Payload, events.Metadata, error) {
 			e, ok := r.Event(closing)
 			if !ok || e.Type != events.CollectApproved {
-				return nil, fmt.Errorf("%w: collect %s is not approved", ErrStepPrecondition, id)
+				return nil, payMeta, fmt.Errorf("%w: collect %s is not approved", ErrStepPrecondition, id)
 			}
-			payer, err := vpa.Parse(req.PayerVPA)
+			cmd, err := req.payment()
 			if err != nil {
-				return nil, err
+				return nil, payMeta, err
 			}
-			payee, err := vpa.Parse(req.PayeeVPA)
+			payeeType, err := payeeKind(r, req.PayeeVPA)
 			if err != nil {
-				return nil, err
+				return nil, payMeta, err
 			}
-			amount, err := money.NewAmount(req.AmountPaise, money.Paise(req.AmountPaise))
-			if err != nil {
-				return nil, err
-			}
-			payeeOpening, found := r.Origin(req.PayeeVPA)
-			if !found {
-				return nil, fmt.Errorf("payee %s: %w", req.PayeeVPA, ErrPayeeNotFound)
-			}
-			payeeOpened, err := decode[events.AccountOpenedV1](payeeOpening)
-			if err != nil {
-				return nil, err
-			}
-			initiated, err := p.Initiate(domain.InitiatePayment{ID: pid.String(), Payer: payer,
-				Payee: payee, Amount: amount, Note: req.Note, Client: c.ClientID,
-				UPITxnID: ids.UPITxnID(pid), PayeeType: payeeOpened.Kind()})
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(pid, initiated, payMeta), nil
+			cmd.ID, cmd.Client, cmd.UPITxnID, cmd.PayeeType = pid.String(), c.ClientID, ids.UPITxnID(pid), payeeType
+			payload, err := p.Initiate(cmd)
+			return payload, payMeta, err
 		})
-	pay.Dedupe = pid
 	pay.Needs = []uuid.UUID{closing}
 	pay.Origins = []string{req.PayerVPA, req.PayeeVPA}
+	what := "approve collect " + id.String()
 	out, err := s.store.ExecuteAll(ctx, []*eventstore.Op{approve, pay})
 	if err != nil {
-		return contract.Collect{}, false, failure("approve collect "+id.String(), err)
+		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, err)
 	}
 	if out[0].Err != nil {
-		return contract.Collect{}, false, failure("approve collect "+id.String(), out[0].Err)
+		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, out[0].Err)
 	}
 	if out[1].Err != nil {
-		return contract.Collect{}, false, failure("start the payment of collect "+id.String(), out[1].Err)
+		return contract.Collect{}, false, fmt.Errorf("start the payment of collect %s: %w", id, out[1].Err)
 	}
-	e := out[0].Result.Last()
-	if e == nil || e.ID != closing {
-		return contract.Collect{}, false, fmt.Errorf("approve collect %s: the store returned no event with its id", id)
+	return req.ended(out[0].Result, id, events.CollectApproved, what)
+}
+
+// payment is the payment an approval of the request starts, as far as the request's terms say.
+func (req collectRequest) payment() (domain.InitiatePayment, error) {
+	payer, err := vpa.Parse(req.PayerVPA)
+	if err != nil {
+		return domain.InitiatePayment{}, err
 	}
-	if e.Type != events.CollectApproved {
-		return contract.Collect{}, false, closedBy(e.Type)
+	payee, err := vpa.Parse(req.PayeeVPA)
+	if err != nil {
+		return domain.InitiatePayment{}, err
 	}
-	return collectAnswer(req, opening.CreatedAt, *e), out[0].Result.Replayed, nil
+	amount, err := money.NewAmount(req.AmountPaise, money.Paise(req.AmountPaise))
+	if err != nil {
+		return domain.InitiatePayment{}, err
+	}
+	return domain.InitiatePayment{Payer: payer, Payee: payee, Amount: amount, Note: req.Note}, nil
 }
 
 // DeclineCollect declines a pending collect request (NPCI ZA). Declining a declined request answers it as
@@ -255,30 +240,22 @@ func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 func (s *Service) DeclineCollect(ctx context.Context, c Caller, id uuid.UUID) (contract.Collect, bool, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
-	req, opening, err := s.collectOpening(ctx, id)
+	req, err := s.collectOpening(ctx, id)
 	if err != nil {
 		return contract.Collect{}, false, err
 	}
-	meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(), RequestID: c.RequestID,
-		ClientID: c.ClientID, TraceParent: c.TraceParent}
-	op := payerDecision(c, id, req.PayerVPA, meta, func(col domain.Collect, now time.Time) (events.Payload, error) {
+	op := payerDecision(c, id, req.PayerVPA, func(col domain.Collect, now time.Time) (events.Payload, error) {
 		if col.Status == domain.CollectDeclined {
 			return events.CollectDeclinedV1{CollectTerms: col.CollectTerms}, nil // replayed
 		}
 		return col.Decline(c.ClientID, now)
 	})
+	what := "decline collect " + id.String()
 	res, err := s.commit.Execute(ctx, op)
 	if err != nil {
-		return contract.Collect{}, false, failure("decline collect "+id.String(), err)
+		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, err)
 	}
-	e := res.Last()
-	if e == nil || e.ID != collectClose(id) {
-		return contract.Collect{}, false, fmt.Errorf("decline collect %s: the store returned no event with its id", id)
-	}
-	if e.Type != events.CollectDeclined {
-		return contract.Collect{}, false, closedBy(e.Type)
-	}
-	return collectAnswer(req, opening.CreatedAt, *e), res.Replayed, nil
+	return req.ended(res, id, events.CollectDeclined, what)
 }
 
 // closedBy is the refusal of a decision on a request another ending closed.
@@ -309,28 +286,22 @@ func (s *Service) ExpireCollects(ctx context.Context, c Caller, collects []uuid.
 	defer cancel()
 	ops := make([]*eventstore.Op, len(collects))
 	for i, id := range collects {
-		closing := collectClose(id)
-		meta := events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: id.String(),
-			CausationID: id.String(), RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: c.TraceParent}
-		op := eventstore.NewOp(CollectAggregate(), id.String(),
-			func(col domain.Collect, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+		meta := callerMetadata(c, id.String())
+		meta.CausationID = id.String()
+		ops[i] = eventOp(CollectAggregate(), id.String(), collectClose(id),
+			func(col domain.Collect, r eventstore.Reads) (events.Payload, events.Metadata, error) {
 				expired, err := col.Expire(r.Now())
-				if err != nil {
-					return nil, err
-				}
-				return newEvent(closing, expired, meta), nil
+				return expired, meta, err
 			})
-		op.Dedupe = closing
-		ops[i] = op
 	}
 	results, err := s.store.ExecuteAll(ctx, ops)
 	if err != nil {
-		return nil, failure("expire collects", err)
+		return nil, fmt.Errorf("expire collects: %w", err)
 	}
 	out := make([]ExpiryOutcome, len(collects))
 	for i, r := range results {
 		if r.Err != nil {
-			out[i].Err = failure("expire collect "+collects[i].String(), r.Err)
+			out[i].Err = fmt.Errorf("expire collect %s: %w", collects[i], r.Err)
 			continue
 		}
 		if e := r.Result.Last(); e != nil {

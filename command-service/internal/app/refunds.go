@@ -24,16 +24,7 @@ func RefundsPath(paymentID uuid.UUID) string {
 
 // RefundAggregate is how the event store rebuilds a refund; its stream is a handful of events long.
 func RefundAggregate() eventstore.Aggregate[domain.Refund] {
-	return eventstore.Aggregate[domain.Refund]{
-		Type: events.AggregateRefund,
-		Evolve: func(r domain.Refund, e eventstore.Event) (domain.Refund, error) {
-			p, err := events.Decode(e.Type, e.Payload)
-			if err != nil {
-				return r, err
-			}
-			return r.Evolve(p)
-		},
-	}
+	return eventstore.Aggregate[domain.Refund]{Type: events.AggregateRefund, Evolve: evolvePayload(domain.Refund.Evolve)}
 }
 
 // RequestRefund reserves a refund on its payment's stream, under the payment's lock, so concurrent refunds
@@ -55,7 +46,7 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 	// then read in the op's round trip. Openings never change, so reading them before the lock is safe.
 	origins, err := s.store.Origins(ctx, pid)
 	if err != nil {
-		return contract.Refund{}, false, failure("look up payment "+pid, err)
+		return contract.Refund{}, false, fmt.Errorf("look up payment %s: %w", pid, err)
 	}
 	opening, found := origins[pid]
 	if !found || opening.Type != events.PaymentInitiated {
@@ -66,9 +57,8 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 		return contract.Refund{}, false, err
 	}
 	payee := initiated.PayeeVPA
-	meta := clientMetadata(c, id.String(), fp)
-	op := eventstore.NewOp(PaymentAggregate(), pid,
-		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+	op := clientOp(PaymentAggregate(), pid, id, clientMetadata(c, id.String(), fp),
+		func(p domain.Payment, r eventstore.Reads) (events.Payload, error) {
 			owner, err := ownerOf(r, payee)
 			if err != nil {
 				return nil, err
@@ -76,27 +66,15 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 			if owner != c.ClientID {
 				return nil, fmt.Errorf("payment %s: the caller does not own its payee: %w", pid, domain.ErrPaymentNotFound)
 			}
-			reserved, err := p.ReserveRefund(domain.RequestRefund{ID: id.String(), Amount: cmd.Amount,
+			return p.ReserveRefund(domain.RequestRefund{ID: id.String(), Amount: cmd.Amount,
 				Reason: cmd.Reason, Client: c.ClientID, UPITxnID: ids.UPITxnID(id), At: r.Now(), Window: s.refundWindow})
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, reserved, meta), nil
 		})
-	op.Dedupe = id
 	op.Origins = []string{payee}
-	res, err := s.commit.Execute(ctx, op)
-	if err != nil {
-		return contract.Refund{}, false, failure("request refund of payment "+pid, err)
-	}
-	e, err := original(res, id, events.RefundReserved, fp)
+	out, err := commitClientCommand[events.RefundReservedV1](ctx, s, op, fp, "request refund of payment "+pid)
 	if err != nil {
 		return contract.Refund{}, false, err
 	}
-	reserved, err := decode[events.RefundReservedV1](e)
-	if err != nil {
-		return contract.Refund{}, false, err
-	}
+	reserved, e := out.payload, out.event
 	return contract.Refund{
 		RefundID:    reserved.RefundID,
 		PaymentID:   reserved.PaymentID,
@@ -107,7 +85,7 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 		CreatedAt:   contract.Time(e.CreatedAt),
 		UpdatedAt:   contract.Time(e.CreatedAt),
 		Position:    e.Position.Token(),
-	}, res.Replayed, nil
+	}, out.replayed, nil
 }
 
 // refundStepOp is the event-store op of one step of a refund's saga; account is the account of an account
@@ -115,9 +93,8 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) {
 	rid := st.RefundID
 	reservation := rid // the RefundReserved's event id is the refund id
-	debit, settle, closing := ids.StepEvent(rid, ids.StepDebit), ids.StepEvent(rid, ids.StepSettle),
-		ids.StepEvent(rid, ids.StepClose)
-	if refundParty(st.Step) != "" && account == "" {
+	sg := refundSaga(rid)
+	if party(st.Step) != "" && account == "" {
 		return nil, fmt.Errorf("refund %s: %w", rid, domain.ErrRefundNotFound)
 	}
 	switch st.Step {
@@ -138,60 +115,33 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 				payload, err := rf.Open(reserved)
 				return payload, reservation, err
 			}), nil
-	case contract.StepRefundDebit:
-		op := refundAccountStep(c, st, account, nil,
-			func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				tail, ok := r.Drawn()
-				if !ok {
-					return nil, uuid.Nil, fmt.Errorf("refund %s: no rrn drawn for its debit", rid)
-				}
-				payload, err := a.RefundDebit(t, domain.RRN(r.Now(), tail))
-				return payload, uuid.Nil, err
-			})
-		op.Draw = RRNSequence
-		return op, nil
-	case contract.StepRefundRejectDebit:
-		return refundAccountStep(c, st, account, nil,
-			func(a domain.Account, t events.RefundTerms, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				payload, err := a.RefundRejectDebit(t, st.Code)
-				return payload, uuid.Nil, err
-			}), nil
-	case contract.StepRefundCredit, contract.StepRefundReverse:
-		return refundAccountStep(c, st, account, []uuid.UUID{debit},
-			func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, rid, ids.StepDebit, debit, events.RefundDebited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				if st.Step == contract.StepRefundCredit {
-					payload, err := a.RefundCredit(t)
-					return payload, debit, err
-				}
-				payload, err := a.RefundReverse(t, st.Code)
-				return payload, debit, err
-			}), nil
+	case contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundCredit, contract.StepRefundReverse:
+		return refundAccountStep(c, st, account, sg, moves[events.RefundTerms]{
+			debit: func(a domain.Account, t events.RefundTerms, rrn string, _ time.Time) (events.Payload, error) {
+				return a.RefundDebit(t, rrn)
+			},
+			rejectDebit: func(a domain.Account, t events.RefundTerms) (events.Payload, error) {
+				return a.RefundRejectDebit(t, st.Code)
+			},
+			credit: func(a domain.Account, t events.RefundTerms) (events.Payload, error) { return a.RefundCredit(t) },
+			reverse: func(a domain.Account, t events.RefundTerms, _ eventstore.Event) (events.Payload, error) {
+				return a.RefundReverse(t, st.Code)
+			},
+		}), nil
 	case contract.StepRefundComplete:
-		return refundStep(c, st, []uuid.UUID{settle},
+		return refundStep(c, st, sg.completeNeeds(),
 			func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, rid, ids.StepSettle, settle, events.RefundCredited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := rf.Complete()
-				return payload, settle, err
+				return complete(sg, rf, r)
 			}), nil
 	case contract.StepRefundFail:
-		return refundStep(c, st, []uuid.UUID{debit, settle},
+		return refundStep(c, st, sg.failNeeds(),
 			func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				cause, err := failCause(r, "refund", rid, debit, settle, events.RefundDebitRejected, events.RefundDebitReversed)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := rf.Fail(st.Code, st.Reason)
-				return payload, cause, err
+				return fail(sg, st, rf, r)
 			}), nil
 	case contract.StepRefundRecord:
-		id := slotOf(st)
-		op := eventstore.NewOp(PaymentAggregate(), st.PaymentID.String(),
-			func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+		closing := ids.StepEvent(rid, ids.StepClose)
+		return slotOp(c, st, PaymentAggregate(), st.PaymentID.String(), []uuid.UUID{closing},
+			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 				e, ok := r.Event(closing)
 				var status, code string
 				switch {
@@ -200,111 +150,45 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 				case ok && e.Type == events.RefundFailed:
 					failed, err := decode[events.RefundFailedV1](e)
 					if err != nil {
-						return nil, err
+						return nil, uuid.Nil, err
 					}
 					status, code = events.RefundStatusFailed, failed.Code
 				default:
-					return nil, fmt.Errorf("%w: refund %s: close slot is %s", ErrStepPrecondition, rid, recorded(r, closing))
+					return nil, uuid.Nil, fmt.Errorf("%w: refund %s: close slot is %s", ErrStepPrecondition, rid, recorded(r, closing))
 				}
-				settled, err := p.SettleRefund(rid.String(), status, code)
-				if err != nil {
-					return nil, err
-				}
-				return newEvent(id, settled, stepMetadata(c, st, closing)), nil
-			})
-		op.Dedupe = id
-		op.Needs = []uuid.UUID{closing}
-		return op, nil
+				payload, err := p.SettleRefund(rid.String(), status, code)
+				return payload, closing, err
+			}), nil
 	}
 	return nil, fmt.Errorf("unknown refund step %q", st.Step)
 }
 
-// refundParty is the side of the payment whose account a refund step moves money on: the payee gives the
-// money back, the payer receives it; "" for the refund's and the payment's own steps.
-func refundParty(step contract.StepName) string {
-	switch step {
-	case contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundReverse:
-		return partyPayee
-	case contract.StepRefundCredit:
-		return partyPayer
-	}
-	return ""
-}
-
-// refundPartyVPA is the account of the refund that step moves money on.
-func refundPartyVPA(t events.RefundTerms, step contract.StepName) string {
-	if refundParty(step) == partyPayer {
-		return t.PayerVPA
-	}
-	return t.PayeeVPA
-}
-
-type refundAccountDecision func(a domain.Account, t events.RefundTerms, r eventstore.Reads) (events.Payload, uuid.UUID, error)
-
-// refundAccountStep is the op of a refund step that moves money on account: it reads the refund's opening
-// (RefundInitiated, by its step id) and needs, checks that account is the step's party, and decides.
-func refundAccountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide refundAccountDecision) *eventstore.Op {
-	id := slotOf(st)
+// refundAccountStep is the op of a refund's step that moves money on account: it reads the refund's
+// opening (RefundInitiated, by its step id), checks that account is the step's party, and decides.
+func refundAccountStep(c Caller, st contract.Step, account string, sg saga, m moves[events.RefundTerms]) *eventstore.Op {
 	open := ids.StepEvent(st.RefundID, ids.StepOpen)
-	op := eventstore.NewOp(AccountAggregate(), account,
-		func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+	return moneyStep(c, st, account, sg, []uuid.UUID{open},
+		func(r eventstore.Reads) (events.RefundTerms, uuid.UUID, error) {
 			e, ok := r.Event(open)
 			if !ok || e.Type != events.RefundInitiated {
-				return nil, fmt.Errorf("%w: refund %s is not open", ErrStepPrecondition, st.RefundID)
+				return events.RefundTerms{}, uuid.Nil, fmt.Errorf("%w: refund %s is not open", ErrStepPrecondition, st.RefundID)
 			}
 			opened, err := decode[events.RefundInitiatedV1](e)
 			if err != nil {
-				return nil, err
+				return events.RefundTerms{}, uuid.Nil, err
 			}
-			if want := refundPartyVPA(opened.RefundTerms, st.Step); account != want {
-				return nil, fmt.Errorf("%w: %s is not the %s of refund %s", domain.ErrWrongAccount, account,
-					refundParty(st.Step), st.RefundID)
-			}
-			payload, cause, err := decide(a, opened.RefundTerms, r)
-			if err != nil {
-				return nil, err
-			}
-			if cause == uuid.Nil {
-				cause = open
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
-		})
-	op.Dedupe = id
-	op.Needs = append([]uuid.UUID{open}, needs...)
-	return op
+			t := opened.RefundTerms
+			return t, open, checkParty(st.Step, account, t.PayerVPA, t.PayeeVPA, "refund "+st.RefundID.String())
+		}, m)
 }
-
-type refundDecision func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error)
 
 // refundStep is the op of a step on the refund's own stream.
-func refundStep(c Caller, st contract.Step, needs []uuid.UUID, decide refundDecision) *eventstore.Op {
-	id := slotOf(st)
-	op := eventstore.NewOp(RefundAggregate(), st.RefundID.String(),
-		func(rf domain.Refund, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+func refundStep(c Caller, st contract.Step, needs []uuid.UUID, decide stepDecision[domain.Refund]) *eventstore.Op {
+	return slotOp(c, st, RefundAggregate(), st.RefundID.String(), needs,
+		func(rf domain.Refund, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 			if st.Step != contract.StepRefundOpen && !rf.Initiated() {
-				return nil, fmt.Errorf("refund %s: %w", st.RefundID, domain.ErrRefundNotFound)
+				return nil, uuid.Nil, fmt.Errorf("refund %s: %w", st.RefundID, domain.ErrRefundNotFound)
 			}
-			payload, cause, err := decide(rf, r)
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
+			return decide(rf, r)
 		})
-	op.Dedupe = id
-	op.Needs = needs
-	return op
-}
-
-// refundAccount is the account of each refund step that moves money and does not name it, from its
-// refund's opening.
-func refundAccount(found map[string]eventstore.Event, st contract.Step) (string, error) {
-	e, ok := found[st.RefundID.String()]
-	if !ok {
-		return "", nil
-	}
-	opened, err := decode[events.RefundInitiatedV1](e)
-	if err != nil {
-		return "", err
-	}
-	return refundPartyVPA(opened.RefundTerms, st.Step), nil
 }

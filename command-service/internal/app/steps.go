@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -36,7 +37,7 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	out := make([]StepOutcome, len(steps))
 	accounts, err := s.stepAccounts(ctx, steps)
 	if err != nil {
-		return nil, failure("look up payments of steps", err)
+		return nil, fmt.Errorf("look up payments of steps: %w", err)
 	}
 	ops := make([]*eventstore.Op, 0, len(steps))
 	index := make([]int, 0, len(steps))
@@ -61,12 +62,12 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	}
 	results, err := s.store.ExecuteAll(ctx, ops)
 	if err != nil {
-		return nil, failure("apply steps", err)
+		return nil, fmt.Errorf("apply steps: %w", err)
 	}
 	for j, r := range results {
 		i := index[j]
 		if r.Err != nil {
-			out[i] = StepOutcome{Err: failure(fmt.Sprintf("%s of %s", steps[i].Step, steps[i].Key()), r.Err)}
+			out[i] = StepOutcome{Err: fmt.Errorf("%s of %s: %w", steps[i].Step, steps[i].Key(), r.Err)}
 			continue
 		}
 		e := r.Result.Last()
@@ -85,7 +86,7 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[contract.Step]string, error) {
 	var missing []string
 	for _, st := range steps {
-		if st.Account == "" && (party(st.Step) != "" || refundParty(st.Step) != "") {
+		if st.Account == "" && party(st.Step) != "" {
 			missing = append(missing, st.Key().String())
 		}
 	}
@@ -98,33 +99,31 @@ func (s *Service) stepAccounts(ctx context.Context, steps []contract.Step) (map[
 	}
 	out := make(map[contract.Step]string, len(missing))
 	for _, st := range steps {
-		if st.Account != "" {
+		if st.Account != "" || party(st.Step) == "" {
 			continue
 		}
-		if refundParty(st.Step) != "" {
-			account, err := refundAccount(found, st)
-			if err != nil {
-				return nil, err
-			}
-			out[st] = account
-			continue
-		}
-		e, ok := found[st.PaymentID.String()]
+		e, ok := found[st.Key().String()]
 		if !ok {
 			continue
 		}
-		p, err := decode[events.PaymentInitiatedV1](e)
+		payer, payee, err := sagaParties(st.Step, e)
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case party(st.Step) == partyPayer:
-			out[st] = p.PayerVPA
-		case party(st.Step) == partyPayee:
-			out[st] = p.PayeeVPA
-		}
+		out[st] = partyVPA(st.Step, payer, payee)
 	}
 	return out, nil
+}
+
+// sagaParties are the payer and payee of the payment a step's saga is about, from the saga's opening: the
+// payment's PaymentInitiated, or the refund's RefundInitiated.
+func sagaParties(step contract.StepName, opening eventstore.Event) (payer, payee string, err error) {
+	if step.Refund() {
+		opened, err := decode[events.RefundInitiatedV1](opening)
+		return opened.PayerVPA, opened.PayeeVPA, err
+	}
+	initiated, err := decode[events.PaymentInitiatedV1](opening)
+	return initiated.PayerVPA, initiated.PayeeVPA, err
 }
 
 const (
@@ -132,23 +131,34 @@ const (
 	partyPayee = "payee"
 )
 
-// party is the side of the payment whose account a step moves money on, or "" for the payment's own steps.
+// party is the side of the payment whose account a step moves money on, or "" for the steps on a
+// payment's or a refund's own stream. A refund is a payment in reverse: the payee gives the money back,
+// the payer receives it.
 func party(step contract.StepName) string {
 	switch step {
-	case contract.StepDebit, contract.StepRejectDebit, contract.StepReverse:
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepReverse, contract.StepRefundCredit:
 		return partyPayer
-	case contract.StepCredit:
+	case contract.StepCredit, contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundReverse:
 		return partyPayee
 	}
 	return ""
 }
 
-// partyVPA is the account of p that step moves money on.
-func partyVPA(p domain.Payment, step contract.StepName) string {
+// partyVPA is the account, of the payment's payer and payee, that step moves money on.
+func partyVPA(step contract.StepName, payer, payee string) string {
 	if party(step) == partyPayee {
-		return p.Payee
+		return payee
 	}
-	return p.Payer
+	return payer
+}
+
+// checkParty fails with domain.ErrWrongAccount unless account is the one step moves money on, of the
+// payment's payer and payee; saga names the payment or refund in the error.
+func checkParty(step contract.StepName, account, payer, payee, saga string) error {
+	if account != partyVPA(step, payer, payee) {
+		return fmt.Errorf("%w: %s is not the %s of %s", domain.ErrWrongAccount, account, party(step), saga)
+	}
+	return nil
 }
 
 // slot is the workflow slot a step fills: debit and reject-debit the debit, credit and reverse the
@@ -175,130 +185,135 @@ func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.Key(), slot(st
 // account is the account of an account step (from the request, or its payment).
 func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*eventstore.Op, error) {
 	pid := st.PaymentID
-	debit, settle := ids.StepEvent(pid, ids.StepDebit), ids.StepEvent(pid, ids.StepSettle)
+	sg := paymentSaga(pid)
 	if party(st.Step) != "" && account == "" {
 		return nil, fmt.Errorf("payment %s: %w", pid, domain.ErrPaymentNotFound)
 	}
 	switch st.Step {
-	case contract.StepDebit:
+	case contract.StepDebit, contract.StepRejectDebit, contract.StepCredit, contract.StepReverse:
 		// A payment can only have ended once its debit slot is filled (fail needs a rejected debit, or a
 		// reversal of one; complete a credit after one), and a filled slot answers the debit as a replay:
 		// so a debit never needs to look at the close slot.
-		// The debit gives the payment its RRN, whose tail it draws from a sequence in the group's first
-		// round trip; it is checked against the payer's limits at the group's transaction time.
-		op := accountStep(c, st, account, nil,
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				tail, ok := r.Drawn()
-				if !ok {
-					return nil, uuid.Nil, fmt.Errorf("payment %s: no rrn drawn for its debit", pid)
-				}
-				payload, err := a.Debit(p, domain.DebitTerms{At: r.Now(), Limits: limits, RRN: domain.RRN(r.Now(), tail)})
-				return payload, uuid.Nil, err
-			})
-		op.Draw = RRNSequence
-		return op, nil
-	case contract.StepRejectDebit:
-		return accountStep(c, st, account, nil,
-			func(a domain.Account, p domain.Payment, _ eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				payload, err := a.RejectDebit(p, st.Code)
-				return payload, uuid.Nil, err
-			}), nil
-	case contract.StepCredit:
-		return accountStep(c, st, account, []uuid.UUID{debit},
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := a.Credit(p)
-				return payload, debit, err
-			}), nil
-	case contract.StepReverse:
-		return accountStep(c, st, account, []uuid.UUID{debit},
-			func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepDebit, debit, events.AccountDebited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				debited, _ := r.Event(debit)
-				payload, err := a.Reverse(p, st.Code, debited.CreatedAt)
-				return payload, debit, err
-			}), nil
+		// The debit is checked against the payer's limits at the group's transaction time.
+		return accountStep(c, st, account, sg, moves[domain.Payment]{
+			debit: func(a domain.Account, p domain.Payment, rrn string, at time.Time) (events.Payload, error) {
+				return a.Debit(p, domain.DebitTerms{At: at, Limits: limits, RRN: rrn})
+			},
+			rejectDebit: func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.RejectDebit(p, st.Code) },
+			credit:      func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.Credit(p) },
+			reverse: func(a domain.Account, p domain.Payment, debited eventstore.Event) (events.Payload, error) {
+				return a.Reverse(p, st.Code, debited.CreatedAt)
+			},
+		}), nil
 	case contract.StepComplete:
-		return paymentStep(c, st, []uuid.UUID{settle},
+		return paymentStep(c, st, sg.completeNeeds(),
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				if err := require(r, pid, ids.StepSettle, settle, events.AccountCredited); err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := p.Complete()
-				return payload, settle, err
+				return complete(sg, p, r)
 			}), nil
 	case contract.StepFail:
-		return paymentStep(c, st, []uuid.UUID{debit, settle},
+		return paymentStep(c, st, sg.failNeeds(),
 			func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
-				cause, err := failCause(r, "payment", pid, debit, settle, events.DebitRejected, events.DebitReversed)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := p.Fail(st.Code, st.Reason)
-				return payload, cause, err
+				return fail(sg, st, p, r)
 			}), nil
 	}
 	return nil, fmt.Errorf("unknown step %q", st.Step)
 }
 
-// accountDecision decides a step on an account given its payment; it returns the new event's payload and
-// the event that met the step's precondition (its cause, unless the caller named one; uuid.Nil for the
-// PaymentInitiated).
-type accountDecision func(a domain.Account, p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
+// stepDecision decides a step on the state S of the stream it appends to; it returns the new event's
+// payload and the event that met the step's precondition (its cause, unless the caller named one).
+type stepDecision[S any] func(state S, r eventstore.Reads) (events.Payload, uuid.UUID, error)
 
-// accountStep is the op of a step that moves money on account: it reads the payment's PaymentInitiated
-// (whose event id is the payment id) and needs, checks that account is the step's party to the payment,
-// and decides.
-func accountStep(c Caller, st contract.Step, account string, needs []uuid.UUID, decide accountDecision) *eventstore.Op {
-	id := slotOf(st)
-	op := eventstore.NewOp(AccountAggregate(), account,
-		func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
-			p, opening, err := initiated(r, st.PaymentID)
-			if err != nil {
-				return nil, err
-			}
-			if want := partyVPA(p, st.Step); account != want {
-				return nil, fmt.Errorf("%w: %s is not the %s of payment %s", domain.ErrWrongAccount, account, party(st.Step), p.ID)
-			}
-			payload, cause, err := decide(a, p, r)
-			if err != nil {
-				return nil, err
-			}
-			if cause == uuid.Nil {
-				cause = opening
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
-		})
-	op.Dedupe = id
+// slotOp is the op of a step that appends on stream the event that fills the step's slot: deduplicated on
+// the slot's id, with the step's metadata (stepMetadata) caused by the event decide names.
+func slotOp[S any](c Caller, st contract.Step, agg eventstore.Aggregate[S], stream string, needs []uuid.UUID,
+	decide stepDecision[S]) *eventstore.Op {
+	op := eventOp(agg, stream, slotOf(st), func(state S, r eventstore.Reads) (events.Payload, events.Metadata, error) {
+		payload, cause, err := decide(state, r)
+		return payload, stepMetadata(c, st, cause), err
+	})
 	op.Needs = needs
+	return op
+}
+
+// moves are a saga's decisions on an account, given the saga's terms T: its debit (with the RRN it
+// gives), the rejection of its debit, and its credit or the reversal of its debit (debited).
+type moves[T any] struct {
+	debit       func(a domain.Account, t T, rrn string, at time.Time) (events.Payload, error)
+	rejectDebit func(a domain.Account, t T) (events.Payload, error)
+	credit      func(a domain.Account, t T) (events.Payload, error)
+	reverse     func(a domain.Account, t T, debited eventstore.Event) (events.Payload, error)
+}
+
+// moneyStep is the op of a step that moves money on account for a saga (a payment's, or a refund's): terms
+// reads the saga's terms T, checked against account, and the event that set them, the cause of a debit or
+// its rejection. A debit draws its RRN's tail in the group's first round trip; a credit or a reversal
+// needs the debit to have taken the money, and that is its cause.
+func moneyStep[T any](c Caller, st contract.Step, account string, sg saga, needs []uuid.UUID,
+	terms func(r eventstore.Reads) (T, uuid.UUID, error), m moves[T]) *eventstore.Op {
+	debits := slot(st.Step) == ids.StepDebit
+	if !debits {
+		needs = append(needs, sg.debit)
+	}
+	op := slotOp(c, st, AccountAggregate(), account, needs,
+		func(a domain.Account, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+			t, opening, err := terms(r)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			switch st.Step {
+			case contract.StepDebit, contract.StepRefundDebit:
+				rrn, err := sg.rrn(r)
+				if err != nil {
+					return nil, uuid.Nil, err
+				}
+				payload, err := m.debit(a, t, rrn, r.Now())
+				return payload, opening, err
+			case contract.StepRejectDebit, contract.StepRefundRejectDebit:
+				payload, err := m.rejectDebit(a, t)
+				return payload, opening, err
+			}
+			if err := sg.requireDebited(r); err != nil {
+				return nil, uuid.Nil, err
+			}
+			var payload events.Payload
+			if st.Step == contract.StepCredit || st.Step == contract.StepRefundCredit {
+				payload, err = m.credit(a, t)
+			} else {
+				debited, _ := r.Event(sg.debit)
+				payload, err = m.reverse(a, t, debited)
+			}
+			return payload, sg.debit, err
+		})
+	if st.Step == contract.StepDebit || st.Step == contract.StepRefundDebit {
+		op.Draw = RRNSequence
+	}
+	return op
+}
+
+// accountStep is the op of a payment's step that moves money on account: it reads the payment's
+// PaymentInitiated (whose event id is the payment id), checks that account is the step's party to the
+// payment, and decides.
+func accountStep(c Caller, st contract.Step, account string, sg saga, m moves[domain.Payment]) *eventstore.Op {
+	op := moneyStep(c, st, account, sg, nil, func(r eventstore.Reads) (domain.Payment, uuid.UUID, error) {
+		p, opening, err := initiated(r, st.PaymentID)
+		if err != nil {
+			return p, opening, err
+		}
+		return p, opening, checkParty(st.Step, account, p.Payer, p.Payee, "payment "+p.ID)
+	}, m)
 	op.Origins = []string{st.PaymentID.String()}
 	return op
 }
 
-// paymentDecision decides a step on the payment's own stream, like accountDecision.
-type paymentDecision func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error)
-
 // paymentStep is the op of a step that ends a payment, on the payment's stream.
-func paymentStep(c Caller, st contract.Step, needs []uuid.UUID, decide paymentDecision) *eventstore.Op {
-	id := slotOf(st)
-	op := eventstore.NewOp(PaymentAggregate(), st.PaymentID.String(),
-		func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+func paymentStep(c Caller, st contract.Step, needs []uuid.UUID, decide stepDecision[domain.Payment]) *eventstore.Op {
+	return slotOp(c, st, PaymentAggregate(), st.PaymentID.String(), needs,
+		func(p domain.Payment, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 			if !p.Initiated() {
-				return nil, fmt.Errorf("payment %s: %w", st.PaymentID, domain.ErrPaymentNotFound)
+				return nil, uuid.Nil, fmt.Errorf("payment %s: %w", st.PaymentID, domain.ErrPaymentNotFound)
 			}
-			payload, cause, err := decide(p, r)
-			if err != nil {
-				return nil, err
-			}
-			return newEvent(id, payload, stepMetadata(c, st, cause)), nil
+			return decide(p, r)
 		})
-	op.Dedupe = id
-	op.Needs = needs
-	return op
 }
 
 // initiated is the payment as its PaymentInitiated (the first event of its stream) left it, and that
@@ -314,19 +329,6 @@ func initiated(r eventstore.Reads, pid uuid.UUID) (domain.Payment, uuid.UUID, er
 	}
 	p, err := domain.Payment{}.Evolve(payload, e.CreatedAt)
 	return p, e.ID, err
-}
-
-// failCause is the event that lets a saga fail with no money moved: its debit slot's rejection, or its
-// settle slot's reversal; otherwise money may have moved and failing is refused (ErrStepPrecondition).
-func failCause(r eventstore.Reads, saga string, id, debit, settle uuid.UUID, rejected, reversed string) (uuid.UUID, error) {
-	switch {
-	case recorded(r, debit) == rejected:
-		return debit, nil
-	case recorded(r, settle) == reversed:
-		return settle, nil
-	}
-	return uuid.Nil, fmt.Errorf("%w: %s %s: no money may have moved (debit slot: %s, settle slot: %s)",
-		ErrStepPrecondition, saga, id, recorded(r, debit), recorded(r, settle))
 }
 
 // require fails with ErrStepPrecondition unless the slot's recorded outcome is eventType.
@@ -349,14 +351,97 @@ func recorded(r eventstore.Reads, id uuid.UUID) string {
 // event that met the step's precondition (the PaymentInitiated, whose id is the payment id, for a debit).
 // Its traceparent is the step's own span's, when the workflow names one, else the call's.
 func stepMetadata(c Caller, st contract.Step, cause uuid.UUID) events.Metadata {
-	causation := st.CausationID
-	if causation == "" {
-		causation = cause.String()
+	meta := callerMetadata(c, st.Key().String())
+	meta.CausationID = st.CausationID
+	if meta.CausationID == "" {
+		meta.CausationID = cause.String()
 	}
-	tp := st.TraceParent
-	if tp == "" {
-		tp = c.TraceParent
+	if st.TraceParent != "" {
+		meta.TraceParent = st.TraceParent
 	}
-	return events.Metadata{SchemaVersion: events.SchemaVersion, CorrelationID: st.Key().String(),
-		CausationID: causation, RequestID: c.RequestID, ClientID: c.ClientID, TraceParent: tp}
+	return meta
+}
+
+// saga is what the steps of a payment and of a refund (a payment in reverse) share: the saga's key, the
+// event ids of its debit and settle slots, and the event types that may fill them.
+type saga struct {
+	kind          string // "payment" or "refund", in errors
+	key           uuid.UUID
+	debit, settle uuid.UUID
+	// debited or rejected fills the debit slot; credited or reversed, the settle slot.
+	debited, rejected, credited, reversed string
+}
+
+func paymentSaga(pid uuid.UUID) saga {
+	return saga{kind: "payment", key: pid,
+		debit: ids.StepEvent(pid, ids.StepDebit), settle: ids.StepEvent(pid, ids.StepSettle),
+		debited: events.AccountDebited, rejected: events.DebitRejected,
+		credited: events.AccountCredited, reversed: events.DebitReversed}
+}
+
+func refundSaga(rid uuid.UUID) saga {
+	return saga{kind: "refund", key: rid,
+		debit: ids.StepEvent(rid, ids.StepDebit), settle: ids.StepEvent(rid, ids.StepSettle),
+		debited: events.RefundDebited, rejected: events.RefundDebitRejected,
+		credited: events.RefundCredited, reversed: events.RefundDebitReversed}
+}
+
+// requireDebited fails with ErrStepPrecondition unless the saga's debit took the money.
+func (sg saga) requireDebited(r eventstore.Reads) error {
+	return require(r, sg.key, ids.StepDebit, sg.debit, sg.debited)
+}
+
+// rrn is the retrieval reference number the saga's debit gives: the group's time, and the tail its op
+// drew from RRNSequence.
+func (sg saga) rrn(r eventstore.Reads) (string, error) {
+	tail, ok := r.Drawn()
+	if !ok {
+		return "", fmt.Errorf("%s %s: no rrn drawn for its debit", sg.kind, sg.key)
+	}
+	return domain.RRN(r.Now(), tail), nil
+}
+
+// completeNeeds and failNeeds are the slots the saga's complete and fail steps read.
+func (sg saga) completeNeeds() []uuid.UUID { return []uuid.UUID{sg.settle} }
+func (sg saga) failNeeds() []uuid.UUID     { return []uuid.UUID{sg.debit, sg.settle} }
+
+// failCause is the event that lets a saga fail with no money moved: its debit slot's rejection, or its
+// settle slot's reversal; otherwise money may have moved and failing is refused (ErrStepPrecondition).
+func (sg saga) failCause(r eventstore.Reads) (uuid.UUID, error) {
+	switch {
+	case recorded(r, sg.debit) == sg.rejected:
+		return sg.debit, nil
+	case recorded(r, sg.settle) == sg.reversed:
+		return sg.settle, nil
+	}
+	return uuid.Nil, fmt.Errorf("%w: %s %s: no money may have moved (debit slot: %s, settle slot: %s)",
+		ErrStepPrecondition, sg.kind, sg.key, recorded(r, sg.debit), recorded(r, sg.settle))
+}
+
+// completer and failer are the saga's own stream (domain.Payment, domain.Refund) as its ending steps see
+// it.
+type (
+	completer[P events.Payload] interface{ Complete() (P, error) }
+	failer[P events.Payload]    interface {
+		Fail(code, reason string) (P, error)
+	}
+)
+
+// complete decides a saga's complete step: only once its settle slot holds the credit, which is its cause.
+func complete[P events.Payload](sg saga, own completer[P], r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+	if err := require(r, sg.key, ids.StepSettle, sg.settle, sg.credited); err != nil {
+		return nil, uuid.Nil, err
+	}
+	payload, err := own.Complete()
+	return payload, sg.settle, err
+}
+
+// fail decides a saga's fail step: only with no money moved (failCause).
+func fail[P events.Payload](sg saga, st contract.Step, own failer[P], r eventstore.Reads) (events.Payload, uuid.UUID, error) {
+	cause, err := sg.failCause(r)
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	payload, err := own.Fail(st.Code, st.Reason)
+	return payload, cause, err
 }

@@ -136,9 +136,9 @@ func TestInitiatePayment(t *testing.T) {
 	if r.header.Get("Location") != "/v1/payments/"+wantID || !strings.Contains(string(r.body), `"failure_code":null`) {
 		t.Fatalf("answer %v %s", r.header, r.body)
 	}
-	stream, err := e.store.Load(context.Background(), wantID, 0)
-	if err != nil || len(stream) != 1 || stream[0].Type != events.PaymentInitiated {
-		t.Fatalf("payment stream %+v, %v", stream, err)
+	stream := e.stream(wantID)
+	if len(stream) != 1 || stream[0].Type != events.PaymentInitiated {
+		t.Fatalf("payment stream %+v", stream)
 	}
 	var meta events.Metadata
 	if err := json.Unmarshal(stream[0].Metadata, &meta); err != nil || meta.CorrelationID != wantID || meta.Fingerprint == "" {
@@ -285,9 +285,8 @@ func TestConcurrentDeposits(t *testing.T) {
 	if a := e.account("alice@okbank"); a.Balance != n*(n+1)/2 {
 		t.Fatalf("balance %d, want %d", a.Balance, n*(n+1)/2)
 	}
-	stream, err := e.store.Load(context.Background(), "alice@okbank", 0)
-	if err != nil || len(stream) != n+1 {
-		t.Fatalf("stream of %d events, %v", len(stream), err)
+	if stream := e.stream("alice@okbank"); len(stream) != n+1 {
+		t.Fatalf("stream of %d events", len(stream))
 	}
 }
 

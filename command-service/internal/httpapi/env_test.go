@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -160,6 +161,27 @@ func (e *env) eventCount() int {
 		e.t.Fatal(err)
 	}
 	return n
+}
+
+// storedEvent is an event's type and metadata as the log holds them.
+type storedEvent struct {
+	Type     string
+	Metadata []byte
+}
+
+// stream is one stream's events in version order, as stored.
+func (e *env) stream(aggregateID string) []storedEvent {
+	e.t.Helper()
+	rows, err := e.pool.Query(context.Background(),
+		`select event_type, metadata from events where aggregate_id = $1 order by version`, aggregateID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	evs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[storedEvent])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return evs
 }
 
 // account rebuilds an account from its stream, as the next command would see it.

@@ -20,81 +20,86 @@ func (h *handlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 // problem is err as the problem+json it is answered with.
 func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 	var p *problem.Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	for _, known := range knownErrors {
+		if errors.Is(err, known.err) {
+			detail := known.detail
+			if detail == "" {
+				detail = err.Error()
+			}
+			return problem.New(known.status, known.code, detail)
+		}
+	}
 	switch {
-	case errors.As(err, &p):
-	case errors.Is(err, app.ErrIdempotencyKeyReused):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
-			"this Idempotency-Key was already used with a different request")
-	case errors.Is(err, domain.ErrAccountExists):
-		p = problem.New(http.StatusConflict, problem.CodeAccountExists, "an account with this vpa already exists")
-	case errors.Is(err, domain.ErrAccountNotFound):
-		p = problem.New(http.StatusNotFound, problem.CodeAccountNotFound, "no such account")
-	case errors.Is(err, app.ErrPayeeNotFound):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodePayeeNotFound, "the payee vpa does not exist")
-	case errors.Is(err, domain.ErrPaymentNotFound):
-		p = problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment")
-	case errors.Is(err, domain.ErrPaymentNotCompleted):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodePaymentNotCompleted, "only a completed payment can be refunded")
-	case errors.Is(err, domain.ErrRefundNotAllowed):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundNotAllowed, "only a payment to an ENTITY can be refunded")
-	case errors.Is(err, domain.ErrRefundExceeds):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundExceedsPayment,
-			"completed and pending refunds would pass the payment's amount")
-	case errors.Is(err, domain.ErrRefundWindowClosed):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeRefundWindowClosed, "the payment is older than the refund window")
-	case errors.Is(err, domain.ErrRefundNotFound):
-		p = problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund")
-	case errors.Is(err, domain.ErrRefundTerminal):
-		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the refund is already completed or failed")
-	case errors.Is(err, app.ErrPayerNotFound):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodePayerNotFound, "the payer vpa does not exist")
-	case errors.Is(err, domain.ErrCollectNotAllowed):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectNotAllowed,
-			"only an ENTITY account may send a collect request")
-	case errors.Is(err, domain.ErrCollectNotFound):
-		p = problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request")
-	case errors.Is(err, domain.ErrCollectExpired):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectExpired, "the collect request has expired")
-	case errors.Is(err, domain.ErrCollectDeclined):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectDeclined, "the collect request was declined")
-	case errors.Is(err, domain.ErrCollectApproved):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeCollectApproved, "the collect request was approved")
-	case errors.Is(err, domain.ErrCollectNotDue):
-		// Only the expiry watcher asks; it tries again later.
-		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
-	case errors.Is(err, app.ErrStepPrecondition):
-		// Only the workflow calls steps; the detail tells its operator which step is missing.
-		p = problem.New(http.StatusConflict, problem.CodeStepPrecondition, err.Error())
-	case errors.Is(err, domain.ErrPaymentTerminal):
-		p = problem.New(http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed")
-	case errors.Is(err, domain.ErrInvalidAccount):
-		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
-	case errors.Is(err, domain.ErrWrongAccount), errors.Is(err, domain.ErrInvalidAmount):
-		// A payment from an account to itself, a zero amount, or a step naming an account that is not
-		// the payment's: the request is wrong, and the edge checks the first two already.
-		p = problem.New(http.StatusBadRequest, problem.CodeValidation, err.Error())
-	case errors.Is(err, domain.ErrPaymentExists):
-		// A payment's id is derived from its client and Idempotency-Key, and a retry of the same request
-		// replays; a payment already initiated under the id by another request is a reused key.
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
-			"this Idempotency-Key was already used with a different request")
 	case errors.Is(err, domain.ErrCorruptStream):
 		// The stored history contradicts itself: nothing is decided on it, an operator must look. A 500,
 		// deliberately: a retry cannot help, and the workflow parks the step rather than retrying it.
 		h.log.ErrorContext(r.Context(), "stream corrupt: command refused", "err", err)
-		p = problem.New(http.StatusInternalServerError, problem.CodeInternal,
+		return problem.New(http.StatusInternalServerError, problem.CodeInternal,
 			"the stored history of this account or payment is inconsistent; the command was not executed")
-	case errors.Is(err, domain.ErrBalanceLimit):
-		p = problem.New(http.StatusUnprocessableEntity, problem.CodeValidation,
-			"the amount would take the balance beyond what an account can hold")
 	case errors.Is(err, app.ErrUnavailable):
 		h.log.WarnContext(r.Context(), "command not executed: dependency unavailable", "err", err)
 		p = problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
 			"the event store is unavailable; retrying with the same Idempotency-Key is safe")
 		p.RetryAfter = 1
-	default:
-		h.log.ErrorContext(r.Context(), "command failed", "err", err)
-		p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+		return p
 	}
-	return p
+	h.log.ErrorContext(r.Context(), "command failed", "err", err)
+	return problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+}
+
+// knownError is how a domain or application failure is answered: its status, its stable code, and its
+// detail ("" for the error's own text).
+type knownError struct {
+	err    error
+	status int
+	code   string
+	detail string
+}
+
+// reusedKey is the detail of a request whose Idempotency-Key was used for another.
+const reusedKey = "this Idempotency-Key was already used with a different request"
+
+// knownErrors are the failures a client or the workflow is told about, checked in order: the first that
+// the error wraps answers it.
+var knownErrors = []knownError{
+	{app.ErrIdempotencyKeyReused, http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused, reusedKey},
+	{domain.ErrAccountExists, http.StatusConflict, problem.CodeAccountExists, "an account with this vpa already exists"},
+	{domain.ErrAccountNotFound, http.StatusNotFound, problem.CodeAccountNotFound, "no such account"},
+	{app.ErrPayeeNotFound, http.StatusUnprocessableEntity, problem.CodePayeeNotFound, "the payee vpa does not exist"},
+	{domain.ErrPaymentNotFound, http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"},
+	{domain.ErrPaymentNotCompleted, http.StatusUnprocessableEntity, problem.CodePaymentNotCompleted,
+		"only a completed payment can be refunded"},
+	{domain.ErrRefundNotAllowed, http.StatusUnprocessableEntity, problem.CodeRefundNotAllowed,
+		"only a payment to an ENTITY can be refunded"},
+	{domain.ErrRefundExceeds, http.StatusUnprocessableEntity, problem.CodeRefundExceedsPayment,
+		"completed and pending refunds would pass the payment's amount"},
+	{domain.ErrRefundWindowClosed, http.StatusUnprocessableEntity, problem.CodeRefundWindowClosed,
+		"the payment is older than the refund window"},
+	{domain.ErrRefundNotFound, http.StatusNotFound, problem.CodeRefundNotFound, "no such refund"},
+	{domain.ErrRefundTerminal, http.StatusConflict, problem.CodePaymentTerminal, "the refund is already completed or failed"},
+	{app.ErrPayerNotFound, http.StatusUnprocessableEntity, problem.CodePayerNotFound, "the payer vpa does not exist"},
+	{domain.ErrCollectNotAllowed, http.StatusUnprocessableEntity, problem.CodeCollectNotAllowed,
+		"only an ENTITY account may send a collect request"},
+	{domain.ErrCollectNotFound, http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"},
+	{domain.ErrCollectExpired, http.StatusUnprocessableEntity, problem.CodeCollectExpired, "the collect request has expired"},
+	{domain.ErrCollectDeclined, http.StatusUnprocessableEntity, problem.CodeCollectDeclined, "the collect request was declined"},
+	{domain.ErrCollectApproved, http.StatusUnprocessableEntity, problem.CodeCollectApproved, "the collect request was approved"},
+	// Only the expiry watcher asks; it tries again later.
+	{domain.ErrCollectNotDue, http.StatusConflict, problem.CodeStepPrecondition, ""},
+	// Only the workflow calls steps; the detail tells its operator which step is missing.
+	{app.ErrStepPrecondition, http.StatusConflict, problem.CodeStepPrecondition, ""},
+	{domain.ErrPaymentTerminal, http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed"},
+	{domain.ErrInvalidAccount, http.StatusBadRequest, problem.CodeValidation, ""},
+	// A payment from an account to itself, a zero amount, or a step naming an account that is not the
+	// payment's: the request is wrong, and the edge checks the first two already.
+	{domain.ErrWrongAccount, http.StatusBadRequest, problem.CodeValidation, ""},
+	{domain.ErrInvalidAmount, http.StatusBadRequest, problem.CodeValidation, ""},
+	// A payment's id is derived from its client and Idempotency-Key, and a retry of the same request
+	// replays; a payment already initiated under the id by another request is a reused key.
+	{domain.ErrPaymentExists, http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused, reusedKey},
+	{domain.ErrBalanceLimit, http.StatusUnprocessableEntity, problem.CodeValidation,
+		"the amount would take the balance beyond what an account can hold"},
 }

@@ -33,6 +33,13 @@ func caller(r *http.Request) (app.Caller, *problem.Problem) {
 		RequestID: observability.RequestID(r.Context()), TraceParent: observability.TraceParent(r.Context())}, nil
 }
 
+// workflowCaller is the caller of a workflow call (steps, collect expiries): no idempotency key, as every
+// step carries its own deterministic id.
+func workflowCaller(r *http.Request) app.Caller {
+	return app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context()),
+		TraceParent: observability.TraceParent(r.Context())}
+}
+
 // clientCommand is the handler of one client command: the caller and its idempotency key, the body
 // decoded into R and validated into C (validate also reads the path), the command run, and its answer
 // written with status and, when location names one, a Location header.
@@ -64,7 +71,7 @@ func clientCommand[R, C, A any](h *handlers, status int,
 		if location != nil {
 			w.Header().Set("Location", location(answer))
 		}
-		written(w, status, answer, replayed)
+		writeAnswer(w, status, answer, replayed)
 	}
 }
 
@@ -138,8 +145,7 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 		valid = append(valid, st)
 		index = append(index, i)
 	}
-	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context()),
-		TraceParent: observability.TraceParent(r.Context())}
+	c := workflowCaller(r)
 	outcomes, err := h.svc.Steps(r.Context(), c, valid)
 	if err != nil {
 		h.fail(w, r, err)
@@ -154,7 +160,7 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 		res.EventType, res.EventID, res.Position = o.Event.Type, o.Event.ID.String(), o.Event.Position.Token()
 		res.Replayed = o.Replayed
 	}
-	written(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
+	writeAnswer(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
 }
 
 func (h *handlers) requestCollect() http.HandlerFunc {
@@ -179,21 +185,16 @@ func (h *handlers) answerCollect(approve bool) http.HandlerFunc {
 			h.fail(w, r, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
 			return
 		}
+		answer, status := h.svc.DeclineCollect, http.StatusOK
 		if approve {
-			col, replayed, err := h.svc.ApproveCollect(r.Context(), c, id)
-			if err != nil {
-				h.fail(w, r, err)
-				return
-			}
-			written(w, http.StatusAccepted, col, replayed)
-			return
+			answer, status = h.svc.ApproveCollect, http.StatusAccepted
 		}
-		col, replayed, err := h.svc.DeclineCollect(r.Context(), c, id)
+		col, replayed, err := answer(r.Context(), c, id)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		written(w, http.StatusOK, col, replayed)
+		writeAnswer(w, status, col, replayed)
 	}
 }
 
@@ -210,8 +211,7 @@ func (h *handlers) collectExpiries(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("collect_ids must hold 1 to %d ids", contract.MaxCollectExpiries)))
 		return
 	}
-	c := app.Caller{ClientID: r.Header.Get(contract.HeaderClientID), RequestID: observability.RequestID(r.Context()),
-		TraceParent: observability.TraceParent(r.Context())}
+	c := workflowCaller(r)
 	outcomes, err := h.svc.ExpireCollects(r.Context(), c, req.CollectIDs)
 	if err != nil {
 		h.fail(w, r, err)

@@ -125,9 +125,9 @@ func printable(s string, max int) bool {
 	return true
 }
 
-// written sends a command's answer; a repeat of an earlier request says so in a header (its body is the
+// writeAnswer sends a command's answer; a repeat of an earlier request says so in a header (its body is the
 // earlier one, byte for byte).
-func written(w http.ResponseWriter, status int, body any, replayed bool) {
+func writeAnswer(w http.ResponseWriter, status int, body any, replayed bool) {
 	if replayed {
 		w.Header().Set(contract.HeaderIdempotentReplayed, strconv.FormatBool(true))
 	}

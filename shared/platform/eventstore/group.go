@@ -135,7 +135,7 @@ func (s *Store) ExecuteAll(ctx context.Context, ops []*Op) ([]Outcome, error) {
 	}
 	known := map[uuid.UUID]bool{}
 	for attempt := 1; ; attempt++ {
-		out, err := s.executeOnce(ctx, ops, known)
+		out, err := s.runGroup(ctx, ops, known)
 		var clash *clashError
 		if err == nil || !errors.As(err, &clash) || attempt == maxGroupAttempts {
 			return out, MarkUnavailable(err)
@@ -190,7 +190,9 @@ type cachedState struct {
 	state       any
 }
 
-func (s *Store) executeOnce(ctx context.Context, ops []*Op, known map[uuid.UUID]bool) ([]Outcome, error) {
+// runGroup is one attempt of ExecuteAll: the group's two round trips on one connection, then the states
+// it left kept in memory. known are event ids to read as well, found committed by an earlier attempt.
+func (s *Store) runGroup(ctx context.Context, ops []*Op, known map[uuid.UUID]bool) ([]Outcome, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("acquire connection: %w", err)

@@ -23,7 +23,7 @@ func op(stream string, dedupe uuid.UUID, decide eventstore.Command[balance]) *ev
 	return o
 }
 
-func executeAll(t testing.TB, s *eventstore.Store, ops ...*eventstore.Op) []eventstore.Outcome {
+func mustExecuteAll(t testing.TB, s *eventstore.Store, ops ...*eventstore.Op) []eventstore.Outcome {
 	t.Helper()
 	out, err := s.ExecuteAll(context.Background(), ops)
 	if err != nil {
@@ -40,7 +40,7 @@ func executeAll(t testing.TB, s *eventstore.Store, ops ...*eventstore.Op) []even
 func TestExecuteAllDecidesInOrderAndFailsAlone(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	out := executeAll(t, s,
+	out := mustExecuteAll(t, s,
 		op("a@bank", uuid.Nil, deposit(uuid.Nil, 100)),
 		op("b@bank", uuid.Nil, withdraw(1)), // b is empty: rejected
 		op("a@bank", uuid.Nil, withdraw(60)),
@@ -81,7 +81,7 @@ func TestExecuteAllDedupesWithinAndAcrossGroups(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	id := uuid.New()
-	out := executeAll(t, s,
+	out := mustExecuteAll(t, s,
 		op("a@bank", id, deposit(id, 5)),
 		op("a@bank", id, deposit(id, 5)),
 		op("b@bank", id, deposit(id, 5)), // the same step on another stream: the first one stands
@@ -89,7 +89,7 @@ func TestExecuteAllDedupesWithinAndAcrossGroups(t *testing.T) {
 	if out[0].Result.Replayed || !out[1].Result.Replayed || !out[2].Result.Replayed {
 		t.Fatalf("replayed = %v %v %v, want false true true", out[0].Result.Replayed, out[1].Result.Replayed, out[2].Result.Replayed)
 	}
-	again := executeAll(t, s, op("b@bank", id, deposit(id, 5)))
+	again := mustExecuteAll(t, s, op("b@bank", id, deposit(id, 5)))
 	if !again[0].Result.Replayed {
 		t.Fatal("a stored dedupe id was not replayed")
 	}
@@ -168,7 +168,7 @@ func TestExecuteAllConcurrentGroups(t *testing.T) {
 func TestExecuteAllReads(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	first := executeAll(t, s, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 9)))
+	first := mustExecuteAll(t, s, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 9)))
 	fact := first[0].Result.Events[0]
 	check := eventstore.NewOp(balanceAggregate(0, 1), "other@bank",
 		func(_ balance, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
@@ -186,7 +186,7 @@ func TestExecuteAllReads(t *testing.T) {
 		})
 	check.Needs = []uuid.UUID{fact.ID}
 	check.Origins = []string{"payer@bank", "nobody@bank"}
-	if out := executeAll(t, s, check); out[0].Err != nil {
+	if out := mustExecuteAll(t, s, check); out[0].Err != nil {
 		t.Fatal(out[0].Err)
 	}
 }
@@ -203,7 +203,7 @@ func TestExecuteAllSnapshots(t *testing.T) {
 				return []eventstore.NewEvent{deposited(1)}, nil
 			})
 		}
-		executeAll(t, s, ops...)
+		mustExecuteAll(t, s, ops...)
 	}
 	var version int
 	if err := s.Pool().QueryRow(context.Background(),
@@ -293,13 +293,13 @@ func TestExecuteAllStateCacheSeesOtherWriters(t *testing.T) {
 	t.Parallel()
 	a := newStore(t)
 	b := eventstore.New(a.Pool())
-	executeAll(t, a, op("shared@bank", uuid.Nil, deposit(uuid.Nil, 100)))
-	executeAll(t, b, op("shared@bank", uuid.Nil, withdraw(60))) // b folds the stream: 40 left
-	if out := executeAll(t, a, op("shared@bank", uuid.Nil, withdraw(60))); !errors.Is(out[0].Err, errInsufficient) {
+	mustExecuteAll(t, a, op("shared@bank", uuid.Nil, deposit(uuid.Nil, 100)))
+	mustExecuteAll(t, b, op("shared@bank", uuid.Nil, withdraw(60))) // b folds the stream: 40 left
+	if out := mustExecuteAll(t, a, op("shared@bank", uuid.Nil, withdraw(60))); !errors.Is(out[0].Err, errInsufficient) {
 		t.Fatalf("a withdrew 60 of the 40 left after b's withdrawal: %+v", out[0])
 	}
-	executeAll(t, a, op("shared@bank", uuid.Nil, withdraw(40)))
-	if out := executeAll(t, b, op("shared@bank", uuid.Nil, withdraw(1))); !errors.Is(out[0].Err, errInsufficient) {
+	mustExecuteAll(t, a, op("shared@bank", uuid.Nil, withdraw(40)))
+	if out := mustExecuteAll(t, b, op("shared@bank", uuid.Nil, withdraw(1))); !errors.Is(out[0].Err, errInsufficient) {
 		t.Fatalf("b withdrew from an empty stream: %+v", out[0])
 	}
 	assertContiguous(t, load(t, a, "shared@bank"), 3)
@@ -310,7 +310,7 @@ func TestExecuteAllRepeatInGroupHasPosition(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	id := uuid.New()
-	out := executeAll(t, s, op("a@bank", id, deposit(id, 5)), op("a@bank", id, deposit(id, 5)))
+	out := mustExecuteAll(t, s, op("a@bank", id, deposit(id, 5)), op("a@bank", id, deposit(id, 5)))
 	if !out[1].Result.Replayed {
 		t.Fatal("the repeat was not replayed")
 	}
@@ -359,7 +359,7 @@ func TestExecuteAllDrawsFromSequences(t *testing.T) {
 		return o
 	}
 	for round := 0; round < 3; round++ {
-		out := executeAll(t, s, drawing("a@bank", "draw_a"), drawing("b@bank", "draw_b"), drawing("a@bank", "draw_a"),
+		out := mustExecuteAll(t, s, drawing("a@bank", "draw_a"), drawing("b@bank", "draw_b"), drawing("a@bank", "draw_a"),
 			drawing("c@bank", ""), drawing("d@bank", "draw_a"))
 		for i, o := range out {
 			if o.Err != nil {

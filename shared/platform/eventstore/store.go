@@ -145,12 +145,6 @@ func (s *Store) Append(ctx context.Context, aggregateType, aggregateID string, e
 	return out, nil
 }
 
-// Load returns the events of one stream with a version above afterVersion, in version order.
-func (s *Store) Load(ctx context.Context, aggregateID string, afterVersion int) ([]Event, error) {
-	evs, err := loadStream(ctx, s.pool, aggregateID, afterVersion)
-	return evs, MarkUnavailable(err)
-}
-
 // EventsByID returns the stored events with the given ids (in log order); missing ids are left out.
 func (s *Store) EventsByID(ctx context.Context, ids ...uuid.UUID) ([]Event, error) {
 	evs, err := eventsByID(ctx, s.pool, ids)
@@ -261,14 +255,6 @@ const (
 	eventsByIDSQL = `select ` + eventColumns + ` from events
 		where event_id = any($1) order by events.tx_id, events.global_position`
 )
-
-func loadStream(ctx context.Context, q Querier, aggregateID string, afterVersion int) ([]Event, error) {
-	rows, err := q.Query(ctx, streamSQL, aggregateID, afterVersion)
-	if err != nil {
-		return nil, fmt.Errorf("load stream %s: %w", aggregateID, err)
-	}
-	return scanEvents(rows)
-}
 
 func eventsByID(ctx context.Context, q Querier, ids []uuid.UUID) ([]Event, error) {
 	rows, err := q.Query(ctx, eventsByIDSQL, ids)
