@@ -18,7 +18,6 @@ import (
 	"upi/db"
 	"upi/shared/contract"
 	"upi/shared/contract/money"
-	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 )
@@ -63,7 +62,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 	defer pool.Close()
 
-	store := eventstore.New(pool)
+	store := app.NewStore(pool)
 	go store.RunHints(ctx, log, 2*time.Millisecond)
 
 	reg := observability.Registry()

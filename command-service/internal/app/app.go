@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/events"
@@ -168,8 +169,16 @@ func original(res eventstore.Result, id uuid.UUID, eventType, fp string) (events
 	return *e, nil
 }
 
-// payload is an event's typed payload: the one this process built, when it appended the event, else the
-// stored one decoded.
+// NewStore is the event store the service decides on, on pool: one that keeps the streams' first events
+// it reads (the openings of accounts and payments that commands read again and again) decoded.
+func NewStore(pool *pgxpool.Pool) *eventstore.Store {
+	return eventstore.New(pool).WithPayloads(func(eventType string, raw json.RawMessage) (any, error) {
+		return events.Decode(eventType, raw)
+	})
+}
+
+// payload is an event's typed payload: the one this process built, when it appended the event, or the
+// store decoded, when it read an opening; else the stored one decoded.
 func payload(e eventstore.Event) (events.Payload, error) {
 	if p, ok := e.Data.(events.Payload); ok {
 		return p, nil

@@ -10,7 +10,6 @@ import (
 	"upi/shared/contract/events"
 	"upi/shared/contract/money"
 	"upi/shared/contract/vpa"
-	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
 
@@ -19,7 +18,7 @@ import (
 // snapshot, and a retry finds the outcome.
 func TestCommandOutlivesItsCaller(t *testing.T) {
 	pool, _ := testenv.PostgresPool(t)
-	store := eventstore.New(pool)
+	store := app.NewStore(pool)
 	svc := app.New(store, domain.Limits{})
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()

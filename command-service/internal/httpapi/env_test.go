@@ -43,7 +43,7 @@ func newEnv(t testing.TB) *env {
 
 func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
 	t.Helper()
-	store := eventstore.New(pool)
+	store := app.NewStore(pool)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg})

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -199,7 +198,7 @@ func (s *Store) runGroup(ctx context.Context, ops []*Op, known map[uuid.UUID]boo
 	}
 	defer conn.Release()
 	g := &group{ops: ops, out: make([]Outcome, len(ops))}
-	if err := g.read(ctx, conn, s.states, known); err != nil {
+	if err := g.read(ctx, conn, s, known); err != nil {
 		rollback(ctx, conn)
 		return nil, err
 	}
@@ -215,6 +214,11 @@ func (s *Store) runGroup(ctx context.Context, ops []*Op, known map[uuid.UUID]boo
 		if st.err == nil {
 			s.states.Add(id, cachedState{typ: st.agg.typ, schema: st.agg.schema, version: st.version,
 				snapVersion: st.snapVersion, state: st.state})
+		}
+	}
+	for _, p := range g.produced {
+		if p.Event.Version == 1 {
+			s.origins.Add(p.Event.AggregateID, p.Event)
 		}
 	}
 	return g.out, nil
@@ -262,8 +266,9 @@ const (
 			order by events.version offset 0) as e`
 )
 
-// read is the first round trip: begin, locks, and everything the ops read.
-func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[string, cachedState], known map[uuid.UUID]bool) error {
+// read is the first round trip: begin, locks, and everything the ops read that the store does not keep in
+// memory: a stream's state after the version it cached, and the first events of streams it has not seen.
+func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known map[uuid.UUID]bool) error {
 	g.streams = map[string]*streamState{}
 	var streams, types []string
 	var schemas, after []int32
@@ -284,7 +289,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 		} else {
 			st := &streamState{agg: op.agg, state: op.agg.zero()}
 			from := int32(-1)
-			if c, ok := cache.Get(op.Stream); ok && c.typ == op.agg.typ && c.schema == op.agg.schema {
+			if c, ok := s.states.Get(op.Stream); ok && c.typ == op.agg.typ && c.schema == op.agg.schema {
 				st.state, st.version, st.snapVersion = c.state, c.version, c.snapVersion
 				from = int32(c.version)
 			}
@@ -310,9 +315,14 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 	for id := range idSet {
 		ids = append(ids, id)
 	}
+	g.origins = make(map[string]Event, len(originSet))
 	origins := make([]string, 0, len(originSet))
 	for o := range originSet {
-		origins = append(origins, o)
+		if e, ok := s.origins.Get(o); ok {
+			g.origins[o] = e
+		} else {
+			origins = append(origins, o)
+		}
 	}
 
 	b := &pgx.Batch{}
@@ -387,7 +397,6 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 			g.byID[e.ID] = e
 		}
 	}
-	g.origins = make(map[string]Event, len(origins))
 	if len(origins) > 0 {
 		rows, err := br.Query()
 		if err != nil {
@@ -398,7 +407,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 			return err
 		}
 		for _, e := range found {
-			g.origins[e.AggregateID] = e
+			g.origins[e.AggregateID] = s.keepOrigin(e)
 		}
 	}
 	rows, err := br.Query()
@@ -440,6 +449,21 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, cache *lru.Cache[s
 		}
 	}
 	return br.Close()
+}
+
+// keepOrigin keeps e, a stream's first event read from the log (and so committed: it can never change),
+// in memory for the next groups that read it, with its payload decoded when the store has a decoder. An
+// event that does not decode is returned as it is and not kept: the decision that reads it reports it.
+func (s *Store) keepOrigin(e Event) Event {
+	if s.decode != nil {
+		data, err := s.decode(e.Type, e.Payload)
+		if err != nil {
+			return e
+		}
+		e.Data = data
+	}
+	s.origins.Add(e.AggregateID, e)
+	return e
 }
 
 // apply folds one event of the stream into its state, checking that it is the stream's next version.
@@ -592,6 +616,9 @@ func (g *group) write(ctx context.Context, conn *pgxpool.Conn) error {
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return explainClash(fmt.Errorf("insert events: %w", err))
+		}
+		for i := range g.produced {
+			g.produced[i].Event.Position = at[g.produced[i].Event.ID]
 		}
 		// Every result holding an event of this group learns its position, replays of it by a later op
 		// of the group included.

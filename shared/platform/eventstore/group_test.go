@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -187,6 +188,68 @@ func TestExecuteAllReads(t *testing.T) {
 	check.Needs = []uuid.UUID{fact.ID}
 	check.Origins = []string{"payer@bank", "nobody@bank"}
 	if out := mustExecuteAll(t, s, check); out[0].Err != nil {
+		t.Fatal(out[0].Err)
+	}
+}
+
+// A stream's first event is read from the log once, decoded once, and then served from memory, with the
+// payload a store WithPayloads decoded; the first event a group appends is served from memory after its
+// commit, with the payload its op built. Streams that do not exist are asked for again.
+func TestExecuteAllKeepsOrigins(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	other := eventstore.New(pool) // another replica: s learns its events from the log
+	opened := mustExecuteAll(t, other, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 9)))[0].Result.Events[0]
+	var decoded sync.Map // event id -> times decoded
+	s := eventstore.New(pool).WithPayloads(func(eventType string, raw json.RawMessage) (any, error) {
+		var a amount
+		err := json.Unmarshal(raw, &a)
+		n, _ := decoded.LoadOrStore(eventType+string(raw), new(int))
+		*n.(*int)++
+		return a, err
+	})
+	// check reads the origins of payer@bank (want: its deposit of 9, decoded), of payee@bank (want: the
+	// deposit of payee when payee > 0) and of nobody@bank (none).
+	check := func(payee int) {
+		t.Helper()
+		o := eventstore.NewOp(balanceAggregate(0, 1), "check@bank",
+			func(_ balance, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+				if e, ok := r.Origin("payer@bank"); !ok || e.ID != opened.ID || e.Data != (amount{9}) {
+					return nil, fmt.Errorf("origin of payer@bank: %+v %v", e, ok)
+				}
+				if e, ok := r.Origin("payee@bank"); ok != (payee > 0) || ok && (e.Data != (amount{payee}) || e.Position == eventstore.Start) {
+					return nil, fmt.Errorf("origin of payee@bank: %+v %v", e, ok)
+				}
+				if _, ok := r.Origin("nobody@bank"); ok {
+					return nil, errors.New("an origin for a stream that does not exist")
+				}
+				return []eventstore.NewEvent{deposited(1)}, nil
+			})
+		o.Origins = []string{"payer@bank", "payee@bank", "nobody@bank"}
+		if out := mustExecuteAll(t, s, o); out[0].Err != nil {
+			t.Fatal(out[0].Err)
+		}
+	}
+	check(0)
+	check(0)
+	mustExecuteAll(t, s, op("payee@bank", uuid.Nil, deposit(uuid.Nil, 4)))
+	check(4)
+	n := 0
+	decoded.Range(func(_, v any) bool { n += *v.(*int); return true })
+	if n != 1 {
+		t.Errorf("payloads decoded %d times, want once (payer@bank's opening)", n)
+	}
+	// The unknown stream is asked for again: once it exists, it is found.
+	mustExecuteAll(t, other, op("nobody@bank", uuid.Nil, deposit(uuid.Nil, 1)))
+	o := eventstore.NewOp(balanceAggregate(0, 1), "check@bank",
+		func(_ balance, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			if _, ok := r.Origin("nobody@bank"); !ok {
+				return nil, errors.New("nobody@bank's origin not found once it exists")
+			}
+			return nil, nil
+		})
+	o.Origins = []string{"nobody@bank"}
+	if out := mustExecuteAll(t, s, o); out[0].Err != nil {
 		t.Fatal(out[0].Err)
 	}
 }

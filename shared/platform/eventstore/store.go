@@ -58,7 +58,8 @@ type Event struct {
 	Metadata      json.RawMessage
 	CreatedAt     time.Time
 	// Data is the payload as its appender built it (NewEvent.Data), on events this process appended in a
-	// group; nil on events read from the store. An aggregate may fold it instead of decoding Payload.
+	// group, and on streams' first events read for Reads.Origin by a store WithPayloads; nil on other
+	// events read from the store. An aggregate may fold it instead of decoding Payload.
 	Data any
 }
 
@@ -96,10 +97,18 @@ type Store struct {
 	pool   *pgxpool.Pool
 	hints  chan struct{}
 	states *lru.Cache[string, cachedState]
+	// origins are streams' first events, which never change once committed (see Reads.Origin).
+	origins *lru.Cache[string, Event]
+	// decode, when set, gives the events this store reads into origins their Data (WithPayloads).
+	decode func(eventType string, payload json.RawMessage) (any, error)
 }
 
-// stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState).
-const stateCacheSize = 100_000
+// stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState), and
+// originCacheSize how many streams' first events.
+const (
+	stateCacheSize  = 100_000
+	originCacheSize = 50_000
+)
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *Store {
@@ -107,7 +116,19 @@ func New(pool *pgxpool.Pool) *Store {
 	if err != nil {
 		panic(err) // only for a size <= 0
 	}
-	return &Store{pool: pool, hints: make(chan struct{}, 1), states: states}
+	origins, err := lru.New[string, Event](originCacheSize)
+	if err != nil {
+		panic(err)
+	}
+	return &Store{pool: pool, hints: make(chan struct{}, 1), states: states, origins: origins}
+}
+
+// WithPayloads makes the store decode, once, the payload of every stream's first event it reads for
+// Reads.Origin, into the event's Data, so that decisions that read the same opening again and again (an
+// account's, a payment's) find it decoded. decode is the event contract's decoder.
+func (s *Store) WithPayloads(decode func(eventType string, payload json.RawMessage) (any, error)) *Store {
+	s.decode = decode
+	return s
 }
 
 // Pool is the store's connection pool.
