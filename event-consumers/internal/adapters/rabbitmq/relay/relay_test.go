@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"upi/event-consumers/internal/relay"
-	"upi/event-consumers/internal/relay/relaytest"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay/relaytest"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/platform/eventstore"
 	"upi/testenv"
