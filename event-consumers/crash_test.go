@@ -107,9 +107,8 @@ func checkpoint(t *testing.T, pool *pgxpool.Pool, name string) eventstore.Positi
 // sessions of a shared server can hold its horizon back).
 func waitForLastEvent(t *testing.T, pool *pgxpool.Pool, names ...string) {
 	t.Helper()
-	var last eventstore.Position
-	if err := pool.QueryRow(context.Background(), `select tx_id::text::bigint, global_position from events
-		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition); err != nil {
+	last, err := workload.LastPosition(context.Background(), pool)
+	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(90 * time.Second)

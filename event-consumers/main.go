@@ -1,5 +1,6 @@
 // Command event-consumers follows the event log: it builds the projections the query service reads, runs
-// the payment workflow, expires collect requests and relays the log to RabbitMQ (the event feed). `event-consumers rebuild all|NAME` rebuilds projections and exits.
+// the payment workflow, expires collect requests and relays the log to RabbitMQ (the event feed).
+// `event-consumers rebuild all|NAME` rebuilds projections and exits.
 package main
 
 import (
@@ -9,22 +10,22 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"golang.org/x/sync/errgroup"
 
 	"upi/db"
+	"upi/event-consumers/internal/adapters/commandclient"
+	"upi/event-consumers/internal/adapters/postgres"
+	"upi/event-consumers/internal/adapters/postgres/projections"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay"
+	"upi/event-consumers/internal/app"
+	"upi/event-consumers/internal/app/expiry"
+	"upi/event-consumers/internal/app/workflow"
 	"upi/event-consumers/internal/config"
-	"upi/event-consumers/internal/expiry"
-	"upi/event-consumers/internal/projections"
-	"upi/event-consumers/internal/relay"
+	"upi/event-consumers/internal/httpapi"
 	"upi/event-consumers/internal/runner"
-	"upi/event-consumers/internal/workflow"
-	"upi/shared/contract/problem"
-	"upi/shared/platform/httpjson"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 )
@@ -59,36 +60,27 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 
 	// Every projection, in the order `rebuild all` rebuilds them.
 	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
-	rebuild := func(ctx context.Context, name string) error {
-		for _, p := range projs {
-			if name == "all" || name == p.Name() {
-				if _, err := runner.Rebuild(ctx, pool, log, p, cfg.RebuildBatch); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-
+	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
 	if len(args) > 0 {
-		if len(args) != 2 || args[0] != "rebuild" || !validRebuild(projs, args[1]) {
-			return fmt.Errorf("usage: event-consumers [rebuild all|%s]", names(projs))
+		if len(args) != 2 || args[0] != "rebuild" || !rebuilds.Valid(args[1]) {
+			return fmt.Errorf("usage: event-consumers [rebuild all|%s]", rebuilds.Names())
 		}
-		return rebuild(ctx, args[1])
+		return rebuilds.Run(ctx, args[1])
 	}
 
 	reg := observability.Registry()
 
-	// The payment workflow moves the money by calling the command service's step routes.
-	steps := &workflow.StepsClient{
+	// The payment workflow moves the money by calling the command service's step route.
+	steps := &commandclient.Client{
 		BaseURL: cfg.CommandServiceURL,
-		Client:  &http.Client{Transport: observability.HTTPTransport(&http.Transport{MaxIdleConnsPerHost: 64})},
+		HTTP:    &http.Client{Transport: observability.HTTPTransport(&http.Transport{MaxIdleConnsPerHost: 64})},
 		Timeout: 5 * time.Second,
 	}
-	flow := workflow.New(steps, pool, log, reg, workflow.DefaultConfig)
+	flowCfg := workflow.DefaultConfig
+	flow := workflow.New(steps, postgres.NewParkedSteps(pool, log), log, reg, flowCfg)
 
 	// The consumers this process runs; each one is a checkpoint, a lock and a loop of its own.
-	consumers := make([]runner.Consumer, 0, len(projs)+1)
+	consumers := make([]runner.Consumer, 0, len(projs)+2)
 	for _, p := range projs {
 		consumers = append(consumers, p)
 	}
@@ -114,15 +106,20 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks})
-	router.Post("/admin/rebuild/{name}", rebuildHandler(ctx, log, projs, rebuild))
+	httpapi.Routes(ctx, router, rebuilds)
+
+	// Collect requests still pending at their expiry become EXPIRED through the command service.
+	expiries := &commandclient.Client{
+		BaseURL: cfg.CommandServiceURL,
+		HTTP:    &http.Client{Timeout: 10 * time.Second, Transport: observability.HTTPTransport(nil)},
+		Timeout: 10 * time.Second,
+	}
+	watcher := expiry.New(postgres.NewCollectRequests(pool), expiries, log, time.Second)
 
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
-	g.Go(func() error { flow.RetryParked(gctx); return nil })
-	// Collect requests still pending at their expiry become EXPIRED through the command service.
-	watcher := &expiry.Watcher{Pool: pool, BaseURL: cfg.CommandServiceURL, Log: log,
-		Client: &http.Client{Timeout: 10 * time.Second, Transport: observability.HTTPTransport(nil)}}
+	g.Go(func() error { runner.Every(gctx, flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
 	g.Go(func() error { watcher.Run(gctx); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
@@ -130,38 +127,4 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
 	g.Go(func() error { return httpserver.ServeDebug(gctx, log, cfg.PprofAddr) })
 	return g.Wait()
-}
-
-// rebuildHandler starts a rebuild in the background (a full replay outlives any HTTP timeout) and
-// answers 202; the outcome is logged. Concurrent rebuilds of one projection are refused by Rebuild's lock.
-func rebuildHandler(ctx context.Context, log *slog.Logger, projs []runner.Projection, rebuild func(context.Context, string) error) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		name := chi.URLParam(r, "name")
-		if !validRebuild(projs, name) {
-			problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound,
-				fmt.Sprintf("no projection %q (all|%s)", name, names(projs))))
-			return
-		}
-		go func() {
-			if err := rebuild(ctx, name); err != nil {
-				log.Error("rebuild failed", "projection", name, "err", err)
-			}
-		}()
-		httpjson.Write(w, http.StatusAccepted, map[string]string{"projection": name, "status": "started"})
-	}
-}
-
-func validRebuild(projs []runner.Projection, name string) bool {
-	return name == "all" || slices.ContainsFunc(projs, func(p runner.Projection) bool { return p.Name() == name })
-}
-
-func names(projs []runner.Projection) string {
-	s := ""
-	for i, p := range projs {
-		if i > 0 {
-			s += "|"
-		}
-		s += p.Name()
-	}
-	return s
 }

@@ -400,17 +400,17 @@ func (r *loadResult) fail(err error) {
 	}
 }
 
-// clients runs n clients, each calling one until the load time is up, and returns the window: from the
+// clients runs n clients, each calling pay until the load time is up, and returns the window: from the
 // start to when the last client finished its last payment (a request under way at the deadline is let
 // finish, so that every payment the system accepted is counted).
-func clients(n int, load time.Duration, one func()) (start, end time.Time) {
+func clients(n int, load time.Duration, pay func()) (start, end time.Time) {
 	start = time.Now()
 	deadline := start.Add(load)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				one()
+				pay()
 			}
 		})
 	}

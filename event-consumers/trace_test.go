@@ -266,7 +266,7 @@ func TestOnePaymentIsOneTrace(t *testing.T) {
 		}
 		return out
 	}
-	one := func(service, name string) span {
+	onlySpan := func(service, name string) span {
 		t.Helper()
 		found := find(service, name)
 		if len(found) != 1 {
@@ -274,11 +274,11 @@ func TestOnePaymentIsOneTrace(t *testing.T) {
 		}
 		return found[0]
 	}
-	gwPay := one("api-gateway", "POST /v1/payments")
+	gwPay := onlySpan("api-gateway", "POST /v1/payments")
 	if gwPay.parent != clientSpan {
 		t.Errorf("the gateway's span is not the client's child")
 	}
-	cmdPay := one("command-service", "POST /v1/payments")
+	cmdPay := onlySpan("command-service", "POST /v1/payments")
 	if !under(cmdPay, "api-gateway", "POST /v1/payments") {
 		t.Errorf("command-service's POST /v1/payments is not under the gateway's")
 	}
@@ -289,7 +289,7 @@ func TestOnePaymentIsOneTrace(t *testing.T) {
 		{"workflow complete", "event-consumers", "workflow credit"},
 	}
 	for _, c := range chain {
-		s := one("event-consumers", c.step)
+		s := onlySpan("event-consumers", c.step)
 		if !under(s, c.service, c.parent) {
 			t.Errorf("%q is not under %s/%q", c.step, c.service, c.parent)
 		}

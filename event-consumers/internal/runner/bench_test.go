@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/testenv"

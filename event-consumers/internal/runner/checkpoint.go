@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/jackc/pgx/v5"
+
 	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
 )
@@ -27,6 +29,20 @@ func LoadCheckpoint(ctx context.Context, q execQuerier, name string) (eventstore
 		return eventstore.Start, fmt.Errorf("load checkpoint %s: %w", name, err)
 	}
 	return p, nil
+}
+
+// lockCheckpoint locks a consumer's checkpoint row for the rest of tx, creating it if it is new, and
+// returns it: a live worker's next batch then waits on the row.
+func lockCheckpoint(ctx context.Context, tx pgx.Tx, name string) (eventstore.Position, error) {
+	if _, err := LoadCheckpoint(ctx, tx, name); err != nil {
+		return eventstore.Start, err
+	}
+	var live eventstore.Position
+	if err := tx.QueryRow(ctx, `select tx_id::text::bigint, global_position from projection_checkpoints
+		where name = $1 for update`, name).Scan(&live.TxID, &live.GlobalPosition); err != nil {
+		return eventstore.Start, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	return live, nil
 }
 
 // advanceCheckpoint moves a checkpoint from `from` to `to` if it is still at `from`, and notifies readers

@@ -4,24 +4,34 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/shared/platform/eventstore"
 )
 
-// Hints listens on eventstore.HintChannel on one connection and wakes every subscribed runner. A hint only
-// shortens a runner's wait: runners poll anyway, so a lost connection costs latency, never events.
+// Hints listens on eventstore.HintChannel on one connection and wakes every subscribed worker. A hint only
+// shortens a worker's wait: workers poll anyway, so a lost connection costs latency, never events.
 type Hints struct {
-	connect Connector
-	log     *slog.Logger
+	listener eventstore.Listener
 
 	mu   sync.Mutex
 	subs []chan struct{}
 }
 
-// NewHints returns a listener that opens its connection with connect.
-func NewHints(connect Connector, log *slog.Logger) *Hints {
-	return &Hints{connect: connect, log: log}
+// NewHints returns a listener on a connection made with pool's settings.
+func NewHints(pool *pgxpool.Pool, log *slog.Logger) *Hints {
+	h := &Hints{}
+	h.listener = eventstore.Listener{Pool: pool, Channels: []string{eventstore.HintChannel}, Log: log,
+		What: "event hint listener",
+		// Whatever was appended while there was no connection was not hinted: wake everyone once.
+		Listening: func(context.Context, *pgx.Conn) error { h.broadcast(); return nil },
+		Notified:  func(*pgconn.Notification) { h.broadcast() },
+		Lost:      h.broadcast,
+	}
+	return h
 }
 
 // Subscribe returns a channel that receives (coalesced) wake-ups.
@@ -33,6 +43,9 @@ func (h *Hints) Subscribe() <-chan struct{} {
 	return c
 }
 
+// Run listens until ctx ends, reconnecting with back-off.
+func (h *Hints) Run(ctx context.Context) { h.listener.Run(ctx) }
+
 func (h *Hints) broadcast() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -41,43 +54,5 @@ func (h *Hints) broadcast() {
 		case c <- struct{}{}:
 		default:
 		}
-	}
-}
-
-// Run listens until ctx ends, reconnecting with back-off.
-func (h *Hints) Run(ctx context.Context) {
-	delay := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := h.listen(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		h.log.Warn("event hint listener lost, reconnecting", "err", err, "retry_in", delay.String())
-		// Whatever was notified while disconnected is lost: wake everyone once.
-		h.broadcast()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
-}
-
-func (h *Hints) listen(ctx context.Context) error {
-	conn, err := h.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "listen "+eventstore.HintChannel); err != nil {
-		return err
-	}
-	h.broadcast()
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
-		}
-		h.broadcast()
 	}
 }

@@ -7,42 +7,60 @@ import (
 	"upi/shared/platform/eventstore"
 )
 
-// monitor refreshes the consumer's checkpoint and lag gauges from the database (so a standby reports
-// them too) and warns while the active worker is behind and not advancing.
-func (w *worker) monitor(ctx context.Context) {
-	t := time.NewTicker(w.r.opts.MonitorEvery)
+// Every runs job every `every` until ctx ends, the first time one interval after the start: the schedule
+// of the consumers' monitors and of the service's periodic jobs (the retry of parked workflow steps).
+func Every(ctx context.Context, every time.Duration, job func(context.Context)) {
+	t := time.NewTicker(every)
 	defer t.Stop()
-	var last eventstore.Position
-	lastMoved := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cp, behind, oldest, err := w.lag(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("consumer lag not measured", "err", err)
-			}
-			continue
+		job(ctx)
+	}
+}
+
+// monitor refreshes the consumer's checkpoint and lag gauges from the database (so a standby reports
+// them too) and warns while the active worker is behind and not advancing.
+func (w *worker) monitor(ctx context.Context) {
+	s := stallWatch{lastMoved: time.Now()}
+	Every(ctx, w.r.opts.MonitorEvery, func(ctx context.Context) { w.measureLag(ctx, &s) })
+}
+
+// stallWatch is what the monitor remembers between two looks: the checkpoint and since when it has not
+// moved.
+type stallWatch struct {
+	last      eventstore.Position
+	lastMoved time.Time
+}
+
+// measureLag sets the consumer's checkpoint and lag gauges, and warns when the active worker has been
+// behind without advancing for StallAfter.
+func (w *worker) measureLag(ctx context.Context, s *stallWatch) {
+	cp, behind, oldest, err := w.lag(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("consumer lag not measured", "err", err)
 		}
-		lagSeconds := 0.0
-		if behind > 0 {
-			lagSeconds = max(0, time.Since(oldest).Seconds())
-		}
-		w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
-		w.r.m.lagEvents.WithLabelValues(w.name).Set(float64(behind))
-		w.r.m.lagSeconds.WithLabelValues(w.name).Set(lagSeconds)
-		if cp != last || behind == 0 {
-			last, lastMoved = cp, time.Now()
-			continue
-		}
-		if w.active.Load() && time.Since(lastMoved) >= w.r.opts.StallAfter {
-			w.log.Warn("consumer stalled: behind the log and not advancing",
-				"checkpoint", cp.Token(), "lag_events", behind, "lag_seconds", lagSeconds,
-				"stalled_for", time.Since(lastMoved).Round(time.Second).String())
-		}
+		return
+	}
+	lagSeconds := 0.0
+	if behind > 0 {
+		lagSeconds = max(0, time.Since(oldest).Seconds())
+	}
+	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
+	w.r.m.lagEvents.WithLabelValues(w.name).Set(float64(behind))
+	w.r.m.lagSeconds.WithLabelValues(w.name).Set(lagSeconds)
+	if cp != s.last || behind == 0 {
+		s.last, s.lastMoved = cp, time.Now()
+		return
+	}
+	if w.active.Load() && time.Since(s.lastMoved) >= w.r.opts.StallAfter {
+		w.log.Warn("consumer stalled: behind the log and not advancing",
+			"checkpoint", cp.Token(), "lag_events", behind, "lag_seconds", lagSeconds,
+			"stalled_for", time.Since(s.lastMoved).Round(time.Second).String())
 	}
 }
 
@@ -67,27 +85,18 @@ func (w *worker) lag(ctx context.Context) (cp eventstore.Position, behind int64,
 	return cp, behind, oldest, err
 }
 
-// monitorHorizon exports the age of the oldest transaction that holds back the horizon consumers read
+// measureHorizon exports the age of the oldest transaction that holds back the horizon consumers read
 // below: while it runs, no consumer sees events appended after it began.
-func (r *Runner) monitorHorizon(ctx context.Context) {
-	t := time.NewTicker(r.opts.MonitorEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+func (r *Runner) measureHorizon(ctx context.Context) {
+	var age float64
+	err := r.pool.QueryRow(ctx, `
+		select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
+		from pg_stat_activity where backend_xid is not null`).Scan(&age)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("horizon age not measured", "err", err)
 		}
-		var age float64
-		err := r.pool.QueryRow(ctx, `
-			select coalesce(extract(epoch from now() - min(xact_start)), 0)::float8
-			from pg_stat_activity where backend_xid is not null`).Scan(&age)
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("horizon age not measured", "err", err)
-			}
-			continue
-		}
-		r.m.horizonAge.Set(age)
+		return
 	}
+	r.m.horizonAge.Set(age)
 }

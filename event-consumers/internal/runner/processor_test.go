@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"

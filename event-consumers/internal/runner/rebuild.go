@@ -23,6 +23,9 @@ type RebuildResult struct {
 // ErrRebuildRunning means another rebuild of the same projection is in progress.
 var ErrRebuildRunning = errors.New("a rebuild of this projection is already running")
 
+// defaultRebuildBatch is the batch size of a rebuild when none is given.
+const defaultRebuildBatch = 5000
+
 // Rebuild replays the whole log into fresh copies of p's tables while the live tables keep serving
 // (blue/green), then swaps them in:
 //
@@ -37,143 +40,228 @@ var ErrRebuildRunning = errors.New("a rebuild of this projection is already runn
 // apply aborts the rebuild with an error and leaves the live tables untouched.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize int) (RebuildResult, error) {
 	start := time.Now()
-	name := p.Name()
-	shadow := pgx.Identifier{"rebuild_" + name}.Sanitize()
-	old := pgx.Identifier{"rebuild_" + name + "_old"}.Sanitize()
 	if batchSize <= 0 {
-		batchSize = 5000
+		batchSize = defaultRebuildBatch
 	}
+	rb := newRebuild(pool, log, p, batchSize)
 
 	// One rebuild per projection at a time, across processes; the lock ends with the connection.
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", name, err)
+		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
 	defer conn.Release()
-	var got bool
-	if err := conn.QueryRow(ctx, `select pg_try_advisory_lock(hashtextextended($1, 0))`, "rebuild:"+name).Scan(&got); err != nil {
-		return RebuildResult{}, fmt.Errorf("rebuild %s: lock: %w", name, err)
+	if err := rb.lock(ctx, conn); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
-	if !got {
-		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", name, ErrRebuildRunning)
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), `select pg_advisory_unlock(hashtextextended($1, 0))`, "rebuild:"+name) //nolint:errcheck
+	defer rb.unlock(ctx, conn)
 
-	ddl := []string{"drop schema if exists " + shadow + " cascade", "drop schema if exists " + old + " cascade",
-		"create schema " + shadow}
-	for _, t := range p.Tables() {
-		ddl = append(ddl, fmt.Sprintf("create table %s.%s (like public.%s including all)", shadow, pgx.Identifier{t}.Sanitize(), pgx.Identifier{t}.Sanitize()))
+	if err := rb.createShadow(ctx, conn); err != nil {
+		return RebuildResult{}, fmt.Errorf("rebuild %s: prepare shadow tables: %w", rb.name, err)
 	}
-	for _, stmt := range ddl {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return RebuildResult{}, fmt.Errorf("rebuild %s: prepare shadow tables: %w", name, err)
-		}
+	if err := rb.replay(ctx); err != nil {
+		rb.dropShadow(ctx)
+		return RebuildResult{}, fmt.Errorf("rebuild %s: replay after %v: %w", rb.name, rb.pos, err)
 	}
-	dropShadow := func() {
-		if _, err := pool.Exec(context.WithoutCancel(ctx), "drop schema if exists "+shadow+" cascade"); err != nil {
-			log.Warn("rebuild: shadow tables not dropped", "projection", name, "err", err)
-		}
-	}
-
-	pos, total := eventstore.Start, 0
-	// replay applies batches in tx until one comes back short of a full batch.
-	replay := func(tx pgx.Tx) error {
-		for {
-			batch, err := eventstore.ReadLog(ctx, tx, pos, batchSize)
-			if err != nil {
-				return err
-			}
-			if len(batch) == 0 {
-				return nil
-			}
-			if err := p.Apply(ctx, tx, batch); err != nil {
-				return err
-			}
-			pos = batch[len(batch)-1].Position
-			total += len(batch)
-			if len(batch) < batchSize {
-				return nil
-			}
-		}
-	}
-
-	// Bulk replay, one short transaction per batch, so no transaction holds the horizon back for long.
-	for {
-		before := total
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "set local search_path to "+shadow+", public"); err != nil {
-				return err
-			}
-			if err := customPlans(ctx, tx); err != nil {
-				return err
-			}
-			batch, err := eventstore.ReadLog(ctx, tx, pos, batchSize)
-			if err != nil || len(batch) == 0 {
-				return err
-			}
-			if err := p.Apply(ctx, tx, batch); err != nil {
-				return err
-			}
-			pos = batch[len(batch)-1].Position
-			total += len(batch)
-			return nil
-		})
-		if err != nil {
-			dropShadow()
-			return RebuildResult{}, fmt.Errorf("rebuild %s: replay after %v: %w", name, pos, err)
-		}
-		if total-before < batchSize {
-			break
-		}
-		if (total/batchSize)%20 == 0 {
-			log.Info("rebuild progress", "projection", name, "events", total)
-		}
-	}
-
 	// The swap: short, and serialised with the live worker by the checkpoint row.
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := LoadCheckpoint(ctx, tx, name); err != nil {
-			return err
-		}
-		var live eventstore.Position
-		if err := tx.QueryRow(ctx, `select tx_id::text::bigint, global_position from projection_checkpoints
-			where name = $1 for update`, name).Scan(&live.TxID, &live.GlobalPosition); err != nil {
-			return fmt.Errorf("lock checkpoint: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "set local search_path to "+shadow+", public"); err != nil {
-			return err
-		}
-		if err := customPlans(ctx, tx); err != nil {
-			return err
-		}
-		if err := replay(tx); err != nil {
-			return fmt.Errorf("catch up after %v: %w", pos, err)
-		}
-		if pos.Less(live) {
-			return fmt.Errorf("rebuilt tables reached %v, behind the live checkpoint %v", pos, live)
-		}
-		stmts := []string{"set local search_path to public", "create schema " + old}
-		for _, t := range p.Tables() {
-			id := pgx.Identifier{t}.Sanitize()
-			stmts = append(stmts, "alter table public."+id+" set schema "+old, "alter table "+shadow+"."+id+" set schema public")
-		}
-		stmts = append(stmts, "drop schema "+old+" cascade", "drop schema "+shadow)
-		for _, stmt := range stmts {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("swap tables: %s: %w", stmt, err)
-			}
-		}
-		if err := advanceCheckpoint(ctx, tx, name, live, pos); err != nil {
-			return fmt.Errorf("set checkpoint: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		dropShadow()
-		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", name, err)
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return rb.swap(ctx, tx) }); err != nil {
+		rb.dropShadow(ctx)
+		return RebuildResult{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
-	res := RebuildResult{Events: total, Position: pos, Duration: time.Since(start)}
-	log.Info("rebuild done", "projection", name, "events", total, "checkpoint", pos.Token(),
+	res := RebuildResult{Events: rb.total, Position: rb.pos, Duration: time.Since(start)}
+	log.Info("rebuild done", "projection", rb.name, "events", rb.total, "checkpoint", rb.pos.Token(),
 		"duration", res.Duration.Round(time.Millisecond).String())
 	return res, nil
+}
+
+// rebuild is one rebuild of a projection under way: where its replay has reached in the log.
+type rebuild struct {
+	pool      *pgxpool.Pool
+	log       *slog.Logger
+	p         Projection
+	name      string
+	batchSize int
+	// shadow is the schema of the copies the log is replayed into; old, that of the live tables while
+	// they are swapped out. Both are sanitized identifiers.
+	shadow, old string
+	pos         eventstore.Position // the last event replayed
+	total       int                 // events replayed
+}
+
+func newRebuild(pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize int) *rebuild {
+	name := p.Name()
+	return &rebuild{pool: pool, log: log, p: p, name: name, batchSize: batchSize, pos: eventstore.Start,
+		shadow: pgx.Identifier{"rebuild_" + name}.Sanitize(), old: pgx.Identifier{"rebuild_" + name + "_old"}.Sanitize()}
+}
+
+// lock takes the projection's rebuild lock on conn's session, or fails with ErrRebuildRunning.
+func (rb *rebuild) lock(ctx context.Context, conn *pgxpool.Conn) error {
+	var got bool
+	if err := conn.QueryRow(ctx, `select pg_try_advisory_lock(hashtextextended($1, 0))`, rb.lockKey()).Scan(&got); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if !got {
+		return ErrRebuildRunning
+	}
+	return nil
+}
+
+func (rb *rebuild) unlock(ctx context.Context, conn *pgxpool.Conn) {
+	conn.Exec(context.WithoutCancel(ctx), `select pg_advisory_unlock(hashtextextended($1, 0))`, rb.lockKey()) //nolint:errcheck // the lock ends with the session anyway
+}
+
+func (rb *rebuild) lockKey() string { return "rebuild:" + rb.name }
+
+// createShadow makes empty copies of the projection's tables in the shadow schema, dropping whatever an
+// earlier rebuild left.
+func (rb *rebuild) createShadow(ctx context.Context, conn *pgxpool.Conn) error {
+	ddl := []string{"drop schema if exists " + rb.shadow + " cascade", "drop schema if exists " + rb.old + " cascade",
+		"create schema " + rb.shadow}
+	for _, t := range rb.p.Tables() {
+		id := pgx.Identifier{t}.Sanitize()
+		ddl = append(ddl, fmt.Sprintf("create table %s.%s (like public.%s including all)", rb.shadow, id, id))
+	}
+	return execAll(ctx, conn, ddl)
+}
+
+func (rb *rebuild) dropShadow(ctx context.Context) {
+	if _, err := rb.pool.Exec(context.WithoutCancel(ctx), "drop schema if exists "+rb.shadow+" cascade"); err != nil {
+		rb.log.Warn("rebuild: shadow tables not dropped", "projection", rb.name, "err", err)
+	}
+}
+
+// replay is the bulk of the rebuild: one short transaction per batch, so that no transaction holds the
+// horizon back for long, until a batch comes back short of a full one.
+func (rb *rebuild) replay(ctx context.Context) error {
+	for {
+		var n int
+		err := pgx.BeginFunc(ctx, rb.pool, func(tx pgx.Tx) error {
+			if err := rb.useShadow(ctx, tx); err != nil {
+				return err
+			}
+			var err error
+			n, err = rb.applyBatch(ctx, tx)
+			return err
+		})
+		if err != nil || n < rb.batchSize {
+			return err
+		}
+		if (rb.total/rb.batchSize)%20 == 0 {
+			rb.log.Info("rebuild progress", "projection", rb.name, "events", rb.total)
+		}
+	}
+}
+
+// swap catches the copies up to the horizon and moves them in, in tx, with the live checkpoint row locked.
+func (rb *rebuild) swap(ctx context.Context, tx pgx.Tx) error {
+	live, err := lockCheckpoint(ctx, tx, rb.name)
+	if err != nil {
+		return err
+	}
+	if err := rb.useShadow(ctx, tx); err != nil {
+		return err
+	}
+	if err := rb.catchUp(ctx, tx); err != nil {
+		return fmt.Errorf("catch up after %v: %w", rb.pos, err)
+	}
+	if rb.pos.Less(live) {
+		return fmt.Errorf("rebuilt tables reached %v, behind the live checkpoint %v", rb.pos, live)
+	}
+	if err := rb.moveTables(ctx, tx); err != nil {
+		return err
+	}
+	if err := advanceCheckpoint(ctx, tx, rb.name, live, rb.pos); err != nil {
+		return fmt.Errorf("set checkpoint: %w", err)
+	}
+	return nil
+}
+
+// catchUp applies, in tx, the batches appended since the bulk replay, until one comes back short.
+func (rb *rebuild) catchUp(ctx context.Context, tx pgx.Tx) error {
+	for {
+		n, err := rb.applyBatch(ctx, tx)
+		if err != nil || n < rb.batchSize {
+			return err
+		}
+	}
+}
+
+// applyBatch reads the batch after the replay's position and applies it in tx, moving the position on.
+// It returns the batch's size.
+func (rb *rebuild) applyBatch(ctx context.Context, tx pgx.Tx) (int, error) {
+	batch, err := eventstore.ReadLog(ctx, tx, rb.pos, rb.batchSize)
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	if err := rb.p.Apply(ctx, tx, batch); err != nil {
+		return 0, err
+	}
+	rb.pos = batch[len(batch)-1].Position
+	rb.total += len(batch)
+	return len(batch), nil
+}
+
+// useShadow points tx's unqualified table names at the copies.
+func (rb *rebuild) useShadow(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, "set local search_path to "+rb.shadow+", public"); err != nil {
+		return err
+	}
+	return customPlans(ctx, tx)
+}
+
+// moveTables moves the live tables out and the copies in, then drops the old tables.
+func (rb *rebuild) moveTables(ctx context.Context, tx pgx.Tx) error {
+	stmts := []string{"set local search_path to public", "create schema " + rb.old}
+	for _, t := range rb.p.Tables() {
+		id := pgx.Identifier{t}.Sanitize()
+		stmts = append(stmts, "alter table public."+id+" set schema "+rb.old, "alter table "+rb.shadow+"."+id+" set schema public")
+	}
+	stmts = append(stmts, "drop schema "+rb.old+" cascade", "drop schema "+rb.shadow)
+	if err := execAll(ctx, tx, stmts); err != nil {
+		return fmt.Errorf("swap tables: %w", err)
+	}
+	return nil
+}
+
+// execAll runs stmts in order, stopping at the first that fails, which it names.
+func execAll(ctx context.Context, q execQuerier, stmts []string) error {
+	for _, stmt := range stmts {
+		if _, err := q.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	return nil
+}
+
+// Rebuilder rebuilds a fixed set of projections by name (app.Rebuilder).
+type Rebuilder struct {
+	pool        *pgxpool.Pool
+	log         *slog.Logger
+	projections []Projection
+	batchSize   int
+}
+
+// NewRebuilder returns a rebuilder of projections, in that order, replaying batchSize events at a time.
+func NewRebuilder(pool *pgxpool.Pool, log *slog.Logger, projections []Projection, batchSize int) *Rebuilder {
+	return &Rebuilder{pool: pool, log: log, projections: projections, batchSize: batchSize}
+}
+
+// Projections names the projections, in order.
+func (r *Rebuilder) Projections() []string {
+	names := make([]string, len(r.projections))
+	for i, p := range r.projections {
+		names[i] = p.Name()
+	}
+	return names
+}
+
+// Rebuild rebuilds the projection called name.
+func (r *Rebuilder) Rebuild(ctx context.Context, name string) error {
+	for _, p := range r.projections {
+		if p.Name() == name {
+			_, err := Rebuild(ctx, r.pool, r.log, p, r.batchSize)
+			return err
+		}
+	}
+	return fmt.Errorf("rebuild %s: no such projection", name)
 }

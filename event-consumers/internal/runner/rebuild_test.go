@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"

@@ -89,10 +89,10 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		}
 		workers = append(workers, w)
 	}
-	hints := NewHints(r.connect, r.log)
+	hints := NewHints(r.pool, r.log)
 	var wg sync.WaitGroup
 	wg.Go(func() { hints.Run(ctx) })
-	wg.Go(func() { r.monitorHorizon(ctx) })
+	wg.Go(func() { Every(ctx, r.opts.MonitorEvery, r.measureHorizon) })
 	for _, w := range workers {
 		wake := hints.Subscribe()
 		wg.Go(func() { w.run(ctx, wake) })
@@ -194,7 +194,7 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 		}
 		if err == nil {
 			var n int
-			n, err = w.once(ctx, &cp)
+			n, err = w.applyNextBatch(ctx, &cp)
 			switch {
 			case errors.Is(err, errCheckpointMoved):
 				w.r.m.checkpointMove.WithLabelValues(w.name).Inc()
@@ -236,8 +236,9 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 	}
 }
 
-// once reads one batch after *cp and applies it, moving *cp on success. It returns the batch's size.
-func (w *worker) once(ctx context.Context, cp *eventstore.Position) (int, error) {
+// applyNextBatch reads one batch after *cp and applies it, moving *cp on success. It returns the batch's
+// size.
+func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (int, error) {
 	batch, err := eventstore.ReadLog(ctx, w.r.pool, *cp, w.r.opts.BatchSize)
 	if err != nil || len(batch) == 0 {
 		return 0, err

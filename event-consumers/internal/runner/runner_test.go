@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"
@@ -79,9 +79,8 @@ func waitCaughtUp(t testing.TB, pool *pgxpool.Pool, names ...string) eventstore.
 func waitCaughtUpWithin(t testing.TB, pool *pgxpool.Pool, within time.Duration, names ...string) eventstore.Position {
 	t.Helper()
 	ctx := context.Background()
-	var last eventstore.Position
-	if err := pool.QueryRow(ctx, `select tx_id::text::bigint, global_position from events
-		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition); err != nil {
+	last, err := workload.LastPosition(ctx, pool)
+	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(within)

@@ -92,3 +92,12 @@ func verifyPayments(ctx context.Context, q eventstore.Querier, want Expected) er
 	}
 	return nil
 }
+
+// LastPosition is the position of the last event in the log: where a consumer that has caught up with
+// everything appended so far has its checkpoint.
+func LastPosition(ctx context.Context, q eventstore.Querier) (eventstore.Position, error) {
+	var last eventstore.Position
+	err := q.QueryRow(ctx, `select tx_id::text::bigint, global_position from events
+		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition)
+	return last, err
+}

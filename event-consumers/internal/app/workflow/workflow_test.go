@@ -1,4 +1,4 @@
-package workflow
+package workflow_test
 
 import (
 	"bytes"
@@ -17,6 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"upi/event-consumers/internal/adapters/commandclient"
+	"upi/event-consumers/internal/adapters/postgres"
+	"upi/event-consumers/internal/app/workflow"
 	"upi/shared/contract"
 	"upi/shared/contract/events"
 	"upi/shared/contract/problem"
@@ -34,18 +37,18 @@ type harness struct {
 	store *eventstore.Store
 	url   string
 	steps *flaky
-	flow  *Workflow
+	flow  *workflow.Workflow
 	pos   eventstore.Position
 }
 
 // flaky passes steps to the real command service, except the step it is told to fail, which it answers
 // with a 500 of its own, as if that step alone had failed there.
 type flaky struct {
-	real Steps
+	real workflow.Steps
 	step atomic.Value // contract.StepName: the step that fails while set
 }
 
-func (f *flaky) Run(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+func (f *flaky) RunSteps(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
 	failing, _ := f.step.Load().(contract.StepName)
 	out := make([]contract.StepResult, len(steps))
 	var pass []contract.Step
@@ -62,7 +65,7 @@ func (f *flaky) Run(ctx context.Context, steps []contract.Step) ([]contract.Step
 	if len(pass) == 0 {
 		return out, nil
 	}
-	res, err := f.real.Run(ctx, pass)
+	res, err := f.real.RunSteps(ctx, pass)
 	if err != nil {
 		return nil, err
 	}
@@ -78,14 +81,14 @@ func newHarness(t *testing.T) *harness {
 	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "warn",
 		// Payer limits off: the tests pay many times from one account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"})
-	steps := &flaky{real: &StepsClient{BaseURL: cmd.URL, Client: http.DefaultClient, Timeout: 5 * time.Second}}
+	steps := &flaky{real: &commandclient.Client{BaseURL: cmd.URL, HTTP: http.DefaultClient, Timeout: 5 * time.Second}}
 	steps.step.Store(contract.StepName(""))
-	cfg := Config{LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
+	cfg := workflow.Config{LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return &harness{t: t, ctx: ctx, pool: pool, store: eventstore.New(pool), url: cmd.URL, steps: steps,
-		flow: New(steps, pool, log, prometheus.NewRegistry(), cfg)}
+		flow: workflow.New(steps, postgres.NewParkedSteps(pool, log), log, prometheus.NewRegistry(), cfg)}
 }
 
 func (h *harness) post(path, key string, body any) []byte {
@@ -278,7 +281,7 @@ func TestWorkflowParksAndCompensatesACreditThatKeepsFailing(t *testing.T) {
 	if st, res := h.parked(pid, contract.StepCredit); st != "resolved" || res != "compensated: "+events.DebitReversed {
 		t.Fatalf("parked row = %q %q", st, res)
 	}
-	if n := testutil.ToFloat64(h.flow.metrics.parked.WithLabelValues(string(contract.StepCredit))); n != 1 {
+	if n := testutil.ToFloat64(h.flow.ParkedMetric(contract.StepCredit)); n != 1 {
 		t.Fatalf("parked metric = %v", n)
 	}
 	// Once the failure is gone, a redelivered AccountDebited cannot credit the payee any more.
@@ -304,7 +307,7 @@ func TestWorkflowParksADebitThatKeepsFailing(t *testing.T) {
 	}
 	// The debit step's id is burnt: a late debit finds the rejection and moves nothing.
 	h.steps.step.Store(contract.StepName(""))
-	res, err := h.steps.Run(h.ctx, []contract.Step{{PaymentID: pid, Step: contract.StepDebit, Account: "payer@bank"}})
+	res, err := h.steps.RunSteps(h.ctx, []contract.Step{{PaymentID: pid, Step: contract.StepDebit, Account: "payer@bank"}})
 	if err != nil || !res[0].Replayed || res[0].EventType != events.DebitRejected {
 		t.Fatalf("late debit = %+v, %v", res, err)
 	}
@@ -336,7 +339,7 @@ func TestWorkflowRetriesAParkedCompletion(t *testing.T) {
 		t.Fatalf("outcome = %s while the completion is parked", got)
 	}
 	h.steps.step.Store(contract.StepName(""))
-	if err := h.flow.retryParkedOnce(h.ctx); err != nil {
+	if err := h.flow.RetryParkedOnce(h.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := h.outcome(pid); got != "COMPLETED" {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"upi/event-consumers/internal/relay/relaytest"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay/relaytest"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/testenv"

@@ -29,22 +29,26 @@ func (Accounts) Name() string { return projection.Accounts }
 // Tables implements runner.Projection.
 func (Accounts) Tables() []string { return []string{"accounts", "account_transactions"} }
 
-// accountChange is the effect of a batch's events on one existing account: its events in order, the
-// change each made to the balance, and the balance each recorded.
-type accountChange struct {
-	events []eventstore.Event
-	deltas []int64
-	after  []int64
+// accountChange is the effect of a batch's events on one existing account: its events in order, each with
+// the change it made to the balance and the balance it recorded. The rest (the batch's first and last
+// event, its net change) is derived from them.
+type accountChange []balanceStep
+
+// balanceStep is one event's effect on an account's balance.
+type balanceStep struct {
+	e     eventstore.Event
+	delta int64 // the change to the balance
+	after int64 // the balance the event recorded
 }
 
-func (c *accountChange) first() eventstore.Event { return c.events[0] }
-func (c *accountChange) last() eventstore.Event  { return c.events[len(c.events)-1] }
+func (c accountChange) first() eventstore.Event { return c[0].e }
+func (c accountChange) last() eventstore.Event  { return c[len(c)-1].e }
 
 // delta is the net change of the batch to the account's balance.
-func (c *accountChange) delta() int64 {
+func (c accountChange) delta() int64 {
 	var d int64
-	for _, x := range c.deltas {
-		d += x
+	for _, s := range c {
+		d += s.delta
 	}
 	return d
 }
@@ -102,7 +106,7 @@ func (r *movementRows) withRRN(rrn string) {
 func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
 	var opens openingRows
 	var moves movementRows
-	changes := map[string]*accountChange{}
+	changes := map[string]accountChange{}
 	var order []string
 	for _, e := range batch {
 		if e.AggregateType != events.AggregateAccount {
@@ -153,15 +157,13 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		default:
 			return applyError(e, fmt.Errorf("%s is not an account event", e.Type))
 		}
-		c := changes[e.AggregateID]
-		if c == nil {
-			c = &accountChange{}
-			changes[e.AggregateID] = c
+		c, seen := changes[e.AggregateID]
+		if !seen {
 			order = append(order, e.AggregateID)
 		} else if e.Version != c.last().Version+1 {
 			return applyError(e, fmt.Errorf("ordering violation: follows version %d in the batch", c.last().Version))
 		}
-		c.events, c.deltas, c.after = append(c.events, e), append(c.deltas, delta), append(c.after, after)
+		changes[e.AggregateID] = append(c, balanceStep{e: e, delta: delta, after: after})
 	}
 
 	if len(opens.vpa) > 0 {
@@ -200,7 +202,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 // updateAccounts applies each account's net change in one statement, guarded by the version before the
 // account's first event of the batch, then checks every event's recorded balance against the balance the
 // read model had before the batch.
-func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountChange, order []string) error {
+func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]accountChange, order []string) error {
 	n := len(order)
 	deltas, txs, gps := make([]int64, n), make([]int64, n), make([]int64, n)
 	firsts, lasts := make([]int32, n), make([]int32, n)
@@ -232,10 +234,10 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]*accountC
 		}
 		c := changes[vpa]
 		running := balance - c.delta()
-		for i, e := range c.events {
-			running += c.deltas[i]
-			if running != c.after[i] {
-				return applyError(e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, c.after[i]))
+		for _, s := range c {
+			running += s.delta
+			if running != s.after {
+				return applyError(s.e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, s.after))
 			}
 		}
 		updated++

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"upi/event-consumers/internal/relay"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay"
 	"upi/testenv"
 )
 

@@ -15,9 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"upi/event-consumers/internal/relay"
-	"upi/event-consumers/internal/relay/relaytest"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay"
+	"upi/event-consumers/internal/adapters/rabbitmq/relay/relaytest"
 	"upi/event-consumers/internal/runner"
+	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
@@ -225,9 +226,8 @@ func TestRelayBrokerOutageLosesNothing(t *testing.T) {
 func waitCheckpointAtEnd(t testing.TB, pool *pgxpool.Pool, within time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	var last eventstore.Position
-	if err := pool.QueryRow(ctx, `select tx_id::text::bigint, global_position from events
-		order by tx_id desc, global_position desc limit 1`).Scan(&last.TxID, &last.GlobalPosition); err != nil {
+	last, err := workload.LastPosition(ctx, pool)
+	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(within)

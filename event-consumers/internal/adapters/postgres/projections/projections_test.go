@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"upi/event-consumers/internal/projections"
+	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/contract/events"
 	"upi/shared/platform/eventstore"

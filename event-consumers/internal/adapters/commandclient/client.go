@@ -1,0 +1,151 @@
+// Package commandclient is event-consumers' client of the command service's internal routes: the
+// workflow's steps (contract.PathSteps) and the expiry of collect requests (contract.PathCollectExpiries).
+package commandclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"upi/event-consumers/internal/app/workflow"
+	"upi/shared/contract"
+	"upi/shared/contract/problem"
+	"upi/shared/platform/observability"
+)
+
+// ClientID is the client id event-consumers names itself with on internal calls.
+const ClientID = "event-consumers"
+
+// Client calls the command service at BaseURL.
+type Client struct {
+	BaseURL string
+	HTTP    *http.Client
+	// Timeout bounds one call.
+	Timeout time.Duration
+}
+
+// CallError is a call to the step route that failed as a whole. Transient ones (the service unreachable,
+// overloaded, or its database unavailable) wrap workflow.ErrUnavailable and are retried; the others mean
+// a bug on one side of the contract.
+type CallError struct {
+	Status    int // 0 when no answer came
+	Code      string
+	Detail    string
+	Transient bool
+}
+
+func (e *CallError) Error() string {
+	if e.Status == 0 {
+		return "steps: no answer: " + e.Detail
+	}
+	return fmt.Sprintf("steps: %d %s: %s", e.Status, e.Code, e.Detail)
+}
+
+// Unwrap makes a transient CallError match workflow.ErrUnavailable.
+func (e *CallError) Unwrap() error {
+	if e.Transient {
+		return workflow.ErrUnavailable
+	}
+	return nil
+}
+
+// RunSteps implements workflow.Steps: it sends steps in one call, or several when there are more than one
+// call may carry.
+func (c *Client) RunSteps(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	out := make([]contract.StepResult, 0, len(steps))
+	for len(steps) > 0 {
+		n := min(len(steps), contract.MaxSteps)
+		res, err := c.runSteps(ctx, steps[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res...)
+		steps = steps[n:]
+	}
+	return out, nil
+}
+
+func (c *Client) runSteps(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := c.request(ctx, contract.PathSteps, contract.StepsRequest{Steps: steps})
+	if err != nil {
+		return nil, err
+	}
+	status, raw, err := c.do(req, 64<<20)
+	if err != nil {
+		return nil, &CallError{Status: status, Detail: err.Error(), Transient: true}
+	}
+	if status != http.StatusOK {
+		var p problem.Problem
+		_ = json.Unmarshal(raw, &p)
+		return nil, &CallError{Status: status, Code: p.Code, Detail: p.Detail, Transient: workflow.TransientStatus(status)}
+	}
+	var out contract.StepsResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, &CallError{Status: status, Detail: "undecodable answer: " + err.Error()}
+	}
+	if len(out.Results) != len(steps) {
+		return nil, &CallError{Status: status, Detail: fmt.Sprintf("%d results for %d steps", len(out.Results), len(steps))}
+	}
+	return out.Results, nil
+}
+
+// ExpireCollects implements expiry.Expirer: it asks the command service to expire the collect requests
+// due, in one call.
+func (c *Client) ExpireCollects(ctx context.Context, due []uuid.UUID) ([]contract.CollectExpiryResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := c.request(ctx, contract.PathCollectExpiries, contract.CollectExpiriesRequest{CollectIDs: due})
+	if err != nil {
+		return nil, err
+	}
+	status, raw, err := c.do(req, 8<<20)
+	if err != nil {
+		return nil, fmt.Errorf("expire collect requests: %w", err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("expire collect requests: %d: %s", status, raw)
+	}
+	var out contract.CollectExpiriesResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("expire collect requests: undecodable answer: %w", err)
+	}
+	return out.Results, nil
+}
+
+// request builds a POST of body, as JSON, to path.
+func (c *Client) request(ctx context.Context, path string, body any) (*http.Request, error) {
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(contract.HeaderClientID, ClientID)
+	if id := observability.RequestID(ctx); id != "" {
+		req.Header.Set(observability.HeaderRequestID, id)
+	}
+	return req, nil
+}
+
+// do sends req and reads up to limit bytes of the answer. status is 0 when no answer came; an error with
+// a status means the answer could not be read.
+func (c *Client) do(req *http.Request, limit int64) (status int, raw []byte, err error) {
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, limit))
+	return resp.StatusCode, raw, err
+}

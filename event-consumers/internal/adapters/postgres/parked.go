@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"upi/event-consumers/internal/app/workflow"
+	"upi/shared/contract"
+)
+
+// ParkedSteps is the workflow's table of parked steps (workflow_parked); it implements workflow.Parking.
+// Its payment_id column holds the step's saga key (contract.Step.Key: the refund's id for a refund step).
+type ParkedSteps struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// NewParkedSteps returns the parked steps of the database behind pool.
+func NewParkedSteps(pool *pgxpool.Pool, log *slog.Logger) *ParkedSteps {
+	return &ParkedSteps{pool: pool, log: log}
+}
+
+// Park implements workflow.Parking.
+func (s *ParkedSteps) Park(ctx context.Context, st, retry contract.Step, reason string) error {
+	body, err := json.Marshal(retry)
+	if err != nil {
+		return fmt.Errorf("park %s of %s: %w", st.Step, st.PaymentID, err)
+	}
+	causeID, _ := uuid.Parse(st.CausationID)
+	if _, err := s.pool.Exec(ctx, `
+		insert into workflow_parked (payment_id, step, cause_event_id, reason, retry_step, retry_body)
+		values ($1, $2, $3, $4, $5, $6)
+		on conflict (payment_id, step) do update
+		set reason = excluded.reason, attempts = workflow_parked.attempts + 1, status = 'parked', updated_at = now()`,
+		st.Key(), st.Step, causeID, reason, retry.Step, body); err != nil {
+		return fmt.Errorf("park %s of %s: %w", st.Step, st.Key(), err)
+	}
+	return nil
+}
+
+// Resolve implements workflow.Parking.
+func (s *ParkedSteps) Resolve(ctx context.Context, p workflow.ParkedStep, resolution string) error {
+	_, err := s.pool.Exec(ctx, `update workflow_parked set status = 'resolved', resolution = $3, updated_at = now()
+		where payment_id = $1 and step = $2`, p.Key, p.Step, resolution)
+	if err != nil {
+		return fmt.Errorf("resolve parked %s of %s: %w", p.Step, p.Key, err)
+	}
+	return nil
+}
+
+// Parked implements workflow.Parking. A row whose retry step cannot be read is logged and left parked.
+func (s *ParkedSteps) Parked(ctx context.Context, limit int) ([]workflow.ParkedRetry, error) {
+	rows, err := s.pool.Query(ctx, `select payment_id, step, retry_step, retry_body from workflow_parked
+		where status = 'parked' order by parked_at limit $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []workflow.ParkedRetry
+	for rows.Next() {
+		var p workflow.ParkedRetry
+		var retryStep contract.StepName
+		var body []byte
+		if err := rows.Scan(&p.Key, &p.Step, &retryStep, &body); err != nil {
+			return nil, err
+		}
+		// retry_body is the step to send; rows parked by older versions hold only its code, reason and
+		// causation, which decode the same way.
+		if err := json.Unmarshal(body, &p.Retry); err != nil {
+			s.log.ErrorContext(ctx, "parked step unreadable; left parked", "payment_id", p.Key, "err", err)
+			continue
+		}
+		// payment_id holds the saga's key: a refund's id for a refund step (whose body names its payment).
+		p.Retry.Step = retryStep
+		if p.Retry.Step.Refund() {
+			p.Retry.RefundID = p.Key
+		} else {
+			p.Retry.PaymentID = p.Key
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Open implements workflow.Parking.
+func (s *ParkedSteps) Open(ctx context.Context) (int, error) {
+	var open int
+	err := s.pool.QueryRow(ctx, `select count(*) from workflow_parked where status = 'parked'`).Scan(&open)
+	return open, err
+}
