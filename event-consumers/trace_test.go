@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"upi/shared/contract"
+	"upi/shared/contract/projection"
 	"upi/testenv"
 )
 
@@ -212,7 +213,8 @@ func TestOnePaymentIsOneTrace(t *testing.T) {
 
 	// The spans arrive within the exporters' batch delay.
 	services := []string{"api-gateway", "command-service", "query-service", "event-consumers"}
-	steps := []string{"workflow debit", "workflow credit", "workflow complete"}
+	steps := []string{"workflow debit", "workflow credit", "workflow complete",
+		"consume " + projection.Payments, "consume " + projection.Accounts}
 	var spans []span
 	complete := func() bool {
 		spans = recv.trace(traceID)
@@ -319,6 +321,12 @@ func TestOnePaymentIsOneTrace(t *testing.T) {
 	for _, want := range []string{"command-service postgresql", "api-gateway redis"} {
 		if !db[want] {
 			t.Errorf("no %s span in the trace: %s", want, describe(spans))
+		}
+	}
+	// The projections' batches of the payment's events are in its trace too.
+	for _, name := range []string{projection.Payments, projection.Accounts} {
+		if len(find("event-consumers", "consume "+name)) == 0 {
+			t.Errorf("no span of the %s projection in the trace: %s", name, describe(spans))
 		}
 	}
 	if len(find("query-service", "GET /v1/payments/{id}")) == 0 {

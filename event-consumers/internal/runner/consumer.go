@@ -46,3 +46,10 @@ type Processor interface {
 	Consumer
 	Handle(ctx context.Context, batch []eventstore.Event) error
 }
+
+// SelfTraced is a consumer that starts spans of its own for what it does (the workflow, a span per step):
+// the runner adds none around its batches.
+type SelfTraced interface {
+	Consumer
+	SelfTraced()
+}

@@ -12,8 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
 )
 
 // Options tune a Runner; the zero value of a field takes its default.
@@ -87,6 +90,9 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		default:
 			return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
 		}
+		if _, own := c.(SelfTraced); !own {
+			w.apply = traced(c.Name(), w.apply)
+		}
 		workers = append(workers, w)
 	}
 	hints := NewHints(r.pool, r.log)
@@ -138,6 +144,31 @@ func (r *Runner) processorStep(p Processor) stepFunc {
 }
 
 type stepFunc func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error
+
+// traced gives each batch of a consumer a span when tracing is on: "consume NAME", in the trace of the
+// request or step that appended the batch's events when they all come from one (a payment's projection
+// and relay spans sit in its trace), else a root span linked to each of those traces.
+func traced(name string, step stepFunc) stepFunc {
+	if !observability.Tracing() {
+		return step
+	}
+	tracer := observability.Tracer("event-consumers/runner")
+	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
+		parents := make([]string, len(batch))
+		for i, e := range batch {
+			parents[i] = observability.TraceParentOf(e.Metadata)
+		}
+		ctx, span := observability.StartBatch(ctx, tracer, "consume "+name, parents,
+			attribute.String("upi.consumer", name), attribute.Int("upi.events", len(batch)),
+			attribute.String("upi.last_position", batch[len(batch)-1].Position.String()))
+		defer span.End()
+		err := step(ctx, from, batch)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		return err
+	}
+}
 
 // worker is the loop of one consumer in this process.
 type worker struct {

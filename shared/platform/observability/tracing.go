@@ -1,6 +1,7 @@
 package observability
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -159,4 +161,64 @@ func RemoteParent(ctx context.Context, traceparent string) context.Context {
 		return ctx
 	}
 	return propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// traceParentKey is the key of the traceparent in an event's metadata.
+var traceParentKey = []byte(`"traceparent"`)
+
+// TraceParentOf is the traceparent kept in an event's metadata (a JSON object), or "". It scans for the
+// key rather than decoding the JSON: every consumer asks it of every event of every batch while tracing
+// is on. A value that is not a well-formed traceparent is ignored later, by RemoteParent.
+func TraceParentOf(metadata []byte) string {
+	i := bytes.Index(metadata, traceParentKey)
+	if i < 0 {
+		return ""
+	}
+	rest := bytes.TrimLeft(metadata[i+len(traceParentKey):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return ""
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) == 0 || rest[0] != '"' {
+		return ""
+	}
+	end := bytes.IndexByte(rest[1:], '"')
+	if end < 0 {
+		return ""
+	}
+	return string(rest[1 : 1+end])
+}
+
+// StartBatch starts the span of work on a batch of events, given the traceparents their metadata kept
+// (empty ones ignored): when they all belong to one trace it is a child of the first event's span and
+// joins that trace (a payment's projection or relay span then sits in the payment's trace); when they
+// belong to several, it is a root span of its own, linked to each (up to the SDK's link limit).
+func StartBatch(ctx context.Context, tracer trace.Tracer, name string, traceparents []string,
+	attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	var links []trace.Link
+	var parent trace.SpanContext
+	oneTrace := true
+	for _, tp := range traceparents {
+		sc := trace.SpanContextFromContext(RemoteParent(context.Background(), tp))
+		if !sc.IsValid() {
+			continue
+		}
+		if !parent.IsValid() {
+			parent = sc
+		} else {
+			oneTrace = oneTrace && sc.TraceID() == parent.TraceID()
+		}
+		links = append(links, trace.Link{SpanContext: sc})
+	}
+	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
+	switch {
+	case parent.IsValid() && oneTrace:
+		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+		if len(links) > 1 {
+			opts = append(opts, trace.WithLinks(links[1:]...))
+		}
+	default:
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(links...))
+	}
+	return tracer.Start(ctx, name, opts...)
 }

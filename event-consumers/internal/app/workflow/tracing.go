@@ -2,7 +2,6 @@ package workflow
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
@@ -14,20 +13,20 @@ import (
 	"upi/shared/platform/observability"
 )
 
+// SelfTraced tells the runner that the workflow traces its steps itself (runner.SelfTraced).
+func (w *Workflow) SelfTraced() {}
+
 // startSpan starts t's span as a child of the span that appended e, and names it in t's step.
 func (w *Workflow) startSpan(ctx context.Context, t *task, e eventstore.Event) {
-	var meta struct {
-		TraceParent string `json:"traceparent"`
-	}
 	// Metadata without a (readable) traceparent only costs the step its parent: its span starts a trace.
-	_ = json.Unmarshal(e.Metadata, &meta)
+	parent := observability.TraceParentOf(e.Metadata)
 	attrs := []attribute.KeyValue{attribute.String("upi.payment_id", t.step.PaymentID.String()),
 		attribute.String("upi.step", string(t.step.Step)), attribute.String("upi.event_id", e.ID.String()),
 		attribute.String("upi.event_type", e.Type)}
 	if t.step.RefundID != uuid.Nil {
 		attrs = append(attrs, attribute.String("upi.refund_id", t.step.RefundID.String()))
 	}
-	sctx, span := w.tracer.Start(observability.RemoteParent(ctx, meta.TraceParent), "workflow "+string(t.step.Step),
+	sctx, span := w.tracer.Start(observability.RemoteParent(ctx, parent), "workflow "+string(t.step.Step),
 		trace.WithAttributes(attrs...))
 	t.span = span
 	t.step.TraceParent = observability.TraceParent(sctx)
