@@ -73,7 +73,7 @@ func TestErrorCodesAreDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	enum := s.Enum("ErrorCode")
-	shared := stringConstants(t, filepath.Join(root, "shared", "problem"), "Code")
+	shared := stringConstants(t, filepath.Join(root, "shared", "contract", "problem"), "Code")
 	if len(shared) < 15 {
 		t.Fatalf("found only %d codes in shared/contract/problem: %v", len(shared), shared)
 	}
@@ -160,7 +160,7 @@ func stringConstants(t *testing.T, dir, prefix string) []string {
 
 func constValue(t *testing.T, root, name string) string {
 	t.Helper()
-	for _, v := range constants(t, filepath.Join(root, "shared", "problem")) {
+	for _, v := range constants(t, filepath.Join(root, "shared", "contract", "problem")) {
 		if v[0] == name {
 			return v[1]
 		}
