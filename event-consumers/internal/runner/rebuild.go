@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -120,6 +121,15 @@ func (rb *rebuild) createShadow(ctx context.Context, conn *pgxpool.Conn) error {
 	for _, t := range rb.p.Tables() {
 		id := pgx.Identifier{t}.Sanitize()
 		ddl = append(ddl, fmt.Sprintf("create table %s.%s (like public.%s including all)", rb.shadow, id, id))
+		// LIKE copies no storage parameters: a table's fillfactor must survive its rebuild.
+		var params []string
+		if err := conn.QueryRow(ctx, `select coalesce(reloptions, '{}') from pg_class where oid = to_regclass($1)`,
+			"public."+id).Scan(&params); err != nil {
+			return fmt.Errorf("read storage parameters of %s: %w", t, err)
+		}
+		if len(params) > 0 {
+			ddl = append(ddl, fmt.Sprintf("alter table %s.%s set (%s)", rb.shadow, id, strings.Join(params, ", ")))
+		}
 	}
 	return execAll(ctx, conn, ddl)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,14 @@ func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 		if diff != 0 || (live == 0 && tb != "refunds" && tb != "collect_requests") {
 			t.Errorf("table %s: %d rows, %d differ from the live projection's", tb, live, diff)
 		}
+	}
+	// The rebuilt tables keep their storage parameters (db/migrations/00010_projection_keys.sql).
+	var params []string
+	if err := pool.QueryRow(ctx, `select coalesce(reloptions, '{}') from pg_class where oid = 'public.payments'::regclass`).Scan(&params); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(params, "fillfactor=80") {
+		t.Errorf("rebuilt payments has storage parameters %v, want fillfactor=80", params)
 	}
 }
 
