@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -217,6 +218,7 @@ func (s *Store) runGroup(ctx context.Context, ops []*Op, known map[uuid.UUID]boo
 		}
 	}
 	for _, p := range g.produced {
+		s.committed.Add(p.Event.ID, p.Event)
 		if p.Event.Version == 1 {
 			s.origins.Add(p.Event.AggregateID, p.Event)
 		}
@@ -311,9 +313,14 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 			originSet[o] = true
 		}
 	}
+	g.byID = make(map[uuid.UUID]Event, len(idSet))
 	ids := make([][16]byte, 0, len(idSet)) // [16]byte: pgx encodes it natively, a uuid.UUID through its Valuer
 	for id := range idSet {
-		ids = append(ids, id)
+		if e, ok := s.committed.Get(id); ok {
+			g.byID[id] = e
+		} else {
+			ids = append(ids, id)
+		}
 	}
 	g.origins = make(map[string]Event, len(originSet))
 	origins := make([]string, 0, len(originSet))
@@ -383,7 +390,6 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 			return fmt.Errorf("draw from %s: %d values for %d ops", seq, n, len(ops))
 		}
 	}
-	g.byID = make(map[uuid.UUID]Event, len(ids))
 	if len(ids) > 0 {
 		rows, err := br.Query()
 		if err != nil {
@@ -394,7 +400,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 			return err
 		}
 		for _, e := range found {
-			g.byID[e.ID] = e
+			g.byID[e.ID] = keep(s, s.committed, e.ID, e)
 		}
 	}
 	if len(origins) > 0 {
@@ -407,7 +413,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 			return err
 		}
 		for _, e := range found {
-			g.origins[e.AggregateID] = s.keepOrigin(e)
+			g.origins[e.AggregateID] = keep(s, s.origins, e.AggregateID, e)
 		}
 	}
 	rows, err := br.Query()
@@ -451,10 +457,10 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 	return br.Close()
 }
 
-// keepOrigin keeps e, a stream's first event read from the log (and so committed: it can never change),
-// in memory for the next groups that read it, with its payload decoded when the store has a decoder. An
-// event that does not decode is returned as it is and not kept: the decision that reads it reports it.
-func (s *Store) keepOrigin(e Event) Event {
+// keep keeps e, an event read from the log (and so committed: it can never change), in cache under key for
+// the next groups that read it, with its payload decoded when the store has a decoder. An event that does
+// not decode is returned as it is and not kept: the decision that reads it reports it.
+func keep[K comparable](s *Store, cache *lru.Cache[K, Event], key K, e Event) Event {
 	if s.decode != nil {
 		data, err := s.decode(e.Type, e.Payload)
 		if err != nil {
@@ -462,7 +468,7 @@ func (s *Store) keepOrigin(e Event) Event {
 		}
 		e.Data = data
 	}
-	s.origins.Add(e.AggregateID, e)
+	cache.Add(key, e)
 	return e
 }
 

@@ -192,14 +192,16 @@ func TestExecuteAllReads(t *testing.T) {
 	}
 }
 
-// A stream's first event is read from the log once, decoded once, and then served from memory, with the
-// payload a store WithPayloads decoded; the first event a group appends is served from memory after its
-// commit, with the payload its op built. Streams that do not exist are asked for again.
-func TestExecuteAllKeepsOrigins(t *testing.T) {
+// A stream's first event, and an event read by id, is read from the log once, decoded once, and then
+// served from memory, with the payload a store WithPayloads decoded; the events a group appends are served
+// from memory after its commit, with the payloads its ops built. Streams and events that do not exist are
+// asked for again.
+func TestExecuteAllKeepsCommittedEvents(t *testing.T) {
 	t.Parallel()
 	pool, _ := testenv.PostgresPool(t)
 	other := eventstore.New(pool) // another replica: s learns its events from the log
 	opened := mustExecuteAll(t, other, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 9)))[0].Result.Events[0]
+	needed := mustExecuteAll(t, other, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 5)))[0].Result.Events[0]
 	var decoded sync.Map // event id -> times decoded
 	s := eventstore.New(pool).WithPayloads(func(eventType string, raw json.RawMessage) (any, error) {
 		var a amount
@@ -217,6 +219,9 @@ func TestExecuteAllKeepsOrigins(t *testing.T) {
 				if e, ok := r.Origin("payer@bank"); !ok || e.ID != opened.ID || e.Data != (amount{9}) {
 					return nil, fmt.Errorf("origin of payer@bank: %+v %v", e, ok)
 				}
+				if e, ok := r.Event(needed.ID); !ok || e.Data != (amount{5}) || e.Position != needed.Position {
+					return nil, fmt.Errorf("needed event: %+v %v", e, ok)
+				}
 				if e, ok := r.Origin("payee@bank"); ok != (payee > 0) || ok && (e.Data != (amount{payee}) || e.Position == eventstore.Start) {
 					return nil, fmt.Errorf("origin of payee@bank: %+v %v", e, ok)
 				}
@@ -226,6 +231,7 @@ func TestExecuteAllKeepsOrigins(t *testing.T) {
 				return []eventstore.NewEvent{deposited(1)}, nil
 			})
 		o.Origins = []string{"payer@bank", "payee@bank", "nobody@bank"}
+		o.Needs = []uuid.UUID{needed.ID}
 		if out := mustExecuteAll(t, s, o); out[0].Err != nil {
 			t.Fatal(out[0].Err)
 		}
@@ -236,8 +242,8 @@ func TestExecuteAllKeepsOrigins(t *testing.T) {
 	check(4)
 	n := 0
 	decoded.Range(func(_, v any) bool { n += *v.(*int); return true })
-	if n != 1 {
-		t.Errorf("payloads decoded %d times, want once (payer@bank's opening)", n)
+	if n != 2 {
+		t.Errorf("payloads decoded %d times, want twice (payer@bank's opening and the needed deposit)", n)
 	}
 	// The unknown stream is asked for again: once it exists, it is found.
 	mustExecuteAll(t, other, op("nobody@bank", uuid.Nil, deposit(uuid.Nil, 1)))

@@ -97,17 +97,20 @@ type Store struct {
 	pool   *pgxpool.Pool
 	hints  chan struct{}
 	states *lru.Cache[string, cachedState]
-	// origins are streams' first events, which never change once committed (see Reads.Origin).
-	origins *lru.Cache[string, Event]
-	// decode, when set, gives the events this store reads into origins their Data (WithPayloads).
+	// origins are streams' first events, and committed the events groups read by id or appended: neither
+	// ever changes once committed (see Reads.Origin and Reads.Event).
+	origins   *lru.Cache[string, Event]
+	committed *lru.Cache[uuid.UUID, Event]
+	// decode, when set, gives the events this store keeps in memory their Data (WithPayloads).
 	decode func(eventType string, payload json.RawMessage) (any, error)
 }
 
-// stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState), and
-// originCacheSize how many streams' first events.
+// stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState),
+// originCacheSize how many streams' first events, and eventCacheSize how many events by id.
 const (
 	stateCacheSize  = 100_000
 	originCacheSize = 50_000
+	eventCacheSize  = 50_000
 )
 
 // New returns a store on pool.
@@ -120,12 +123,17 @@ func New(pool *pgxpool.Pool) *Store {
 	if err != nil {
 		panic(err)
 	}
-	return &Store{pool: pool, hints: make(chan struct{}, 1), states: states, origins: origins}
+	committed, err := lru.New[uuid.UUID, Event](eventCacheSize)
+	if err != nil {
+		panic(err)
+	}
+	return &Store{pool: pool, hints: make(chan struct{}, 1), states: states, origins: origins, committed: committed}
 }
 
-// WithPayloads makes the store decode, once, the payload of every stream's first event it reads for
-// Reads.Origin, into the event's Data, so that decisions that read the same opening again and again (an
-// account's, a payment's) find it decoded. decode is the event contract's decoder.
+// WithPayloads makes the store decode, once, the payload of every event it keeps in memory for Reads.Origin
+// and Reads.Event into the event's Data, so that decisions that read the same events again and again (an
+// account's opening, a payment's, a step's precondition) find them decoded. decode is the event
+// contract's decoder.
 func (s *Store) WithPayloads(decode func(eventType string, payload json.RawMessage) (any, error)) *Store {
 	s.decode = decode
 	return s
