@@ -3,7 +3,8 @@
 // whose side effects happen outside any transaction before the checkpoint moves (at least once).
 //
 // The rules it keeps (docs: design.md, "Consumers and projections"):
-//   - the log is read only with eventstore.ReadLog, below the transaction-id horizon, and the checkpoint
+//   - the log is read only with eventstore.ReadLog (for the live consumers, through the process's one
+//     eventstore.LogCache), below the transaction-id horizon, and the checkpoint
 //     is the (tx_id, global_position) pair of the last event handled;
 //   - the checkpoint moves by compare-and-set from the position the batch was read after, so a batch is
 //     never applied twice even when two workers (a lost lock, a rebuild) race: the loser rolls back and

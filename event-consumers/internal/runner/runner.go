@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
+	"upi/shared/contract/events"
 	"upi/shared/platform/eventstore"
 	"upi/shared/platform/observability"
 )
@@ -55,11 +57,15 @@ type Runner struct {
 	log     *slog.Logger
 	m       *metrics
 	opts    Options
+	// logs is the log as the consumers read it: the consumers of this process follow it at about the same
+	// place, so each run of it is read from the database and decoded once for all of them.
+	logs *eventstore.LogCache
 }
 
 // New returns a runner on pool, registering its metrics on reg.
 func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts Options) *Runner {
 	cfg := pool.Config().ConnConfig
+	opts = opts.withDefaults()
 	return &Runner{
 		pool: pool,
 		connect: func(ctx context.Context) (*pgx.Conn, error) {
@@ -67,7 +73,10 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 		},
 		log:  log,
 		m:    newMetrics(reg),
-		opts: opts.withDefaults(),
+		opts: opts,
+		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, func(eventType string, raw json.RawMessage) (any, error) {
+			return events.Decode(eventType, raw)
+		}),
 	}
 }
 
@@ -270,7 +279,7 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 // applyNextBatch reads one batch after *cp and applies it, moving *cp on success. It returns the batch's
 // size.
 func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (int, error) {
-	batch, err := eventstore.ReadLog(ctx, w.r.pool, *cp, w.r.opts.BatchSize)
+	batch, err := w.r.logs.ReadLog(ctx, *cp, w.r.opts.BatchSize)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}

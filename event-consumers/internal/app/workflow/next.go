@@ -23,7 +23,7 @@ func Next(e eventstore.Event) (*contract.Step, error) {
 	default:
 		return nil, nil
 	}
-	p, err := events.Decode(e.Type, e.Payload)
+	p, err := eventstore.PayloadOf(e, events.Decode)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func nextRefund(e eventstore.Event) (*contract.Step, error) {
 	default:
 		return nil, nil
 	}
-	p, err := events.Decode(e.Type, e.Payload)
+	p, err := eventstore.PayloadOf(e, events.Decode)
 	if err != nil {
 		return nil, err
 	}

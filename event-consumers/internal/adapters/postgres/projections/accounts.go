@@ -112,7 +112,7 @@ func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) 
 		if e.AggregateType != events.AggregateAccount {
 			continue
 		}
-		p, err := events.Decode(e.Type, e.Payload)
+		p, err := eventstore.PayloadOf(e, events.Decode)
 		if err != nil {
 			return applyError(e, err)
 		}

@@ -56,7 +56,7 @@ type paymentsBatch struct {
 
 // add gathers one event's effect. Every event of a payment or a refund joins its payment's audit trail.
 func (b *paymentsBatch) add(e eventstore.Event) error {
-	p, err := events.Decode(e.Type, e.Payload)
+	p, err := eventstore.PayloadOf(e, events.Decode)
 	if err != nil {
 		return applyError(e, err)
 	}

@@ -1,0 +1,116 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"sync"
+)
+
+// LogCache serves ReadLog to the consumers of one process, which follow the same log at about the same
+// place: the first to read a run of the log reads it from the database, the others from memory, each
+// event's payload decoded once for all of them.
+//
+// It keeps one run of the log: every event after a position lo up to its last, in log order, as ReadLog
+// returned them. Such a run is final: ReadLog returns only events of transactions below the horizon, all
+// committed, and any event appended later belongs to a transaction at or above it, so it sorts after
+// the run's last event. A read after a position inside the run is served from memory up to the run's end
+// and completed from the database, which extends the run; a read from before the run (a consumer far
+// behind) goes to the database and leaves the run alone; a read from past its end starts a new run.
+type LogCache struct {
+	q      Querier
+	size   int
+	decode func(eventType string, payload json.RawMessage) (any, error)
+
+	mu  sync.Mutex
+	lo  Position
+	run []Event
+}
+
+// NewLogCache returns a cache of size to twice size events of the log read through q. decode, when not nil,
+// gives each event its Data (the event contract's decoder): consumers must then treat Data as read-only,
+// as they share it.
+func NewLogCache(q Querier, size int, decode func(eventType string, payload json.RawMessage) (any, error)) *LogCache {
+	return &LogCache{q: q, size: size, decode: decode}
+}
+
+// ReadLog is ReadLog: up to limit events after after, in log order, below the horizon.
+func (c *LogCache) ReadLog(ctx context.Context, after Position, limit int) ([]Event, error) {
+	out := c.cached(after, limit)
+	if len(out) == limit {
+		return out, nil
+	}
+	from := after
+	if len(out) > 0 {
+		from = out[len(out)-1].Position
+	}
+	more, err := ReadLog(ctx, c.q, from, limit-len(out))
+	if err != nil {
+		return nil, err
+	}
+	if c.decode != nil {
+		for i := range more {
+			// An event that does not decode is left without Data: its consumer decodes it and reports it.
+			if data, err := c.decode(more[i].Type, more[i].Payload); err == nil {
+				more[i].Data = data
+			}
+		}
+	}
+	c.add(from, more)
+	return append(out, more...), nil
+}
+
+// cached is a copy of up to limit events of the run after after, when after is in the run.
+func (c *LogCache) cached(after Position, limit int) []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.run) == 0 || after.Less(c.lo) {
+		return nil
+	}
+	i := 0
+	if after != c.lo {
+		// The first event after after; after must be an event of the run, as a checkpoint always is.
+		i = sort.Search(len(c.run), func(i int) bool { return after.Less(c.run[i].Position) })
+		if i == 0 || c.run[i-1].Position != after {
+			return nil
+		}
+	}
+	n := min(limit, len(c.run)-i)
+	return append(make([]Event, 0, limit), c.run[i:i+n]...)
+}
+
+// add records evs, read from the database after from: they extend the run when from is its end, start a
+// new one when from is past it, and are not kept when from is before it. The run is then cut to size.
+func (c *LogCache) add(from Position, evs []Event) {
+	if len(evs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	end := c.lo
+	if len(c.run) > 0 {
+		end = c.run[len(c.run)-1].Position
+	}
+	switch {
+	case from == end:
+		c.run = append(c.run, evs...)
+	case end.Less(from) || len(c.run) == 0:
+		c.lo, c.run = from, append([]Event(nil), evs...)
+	default:
+		return
+	}
+	// Cut back to size once the run is twice as long, so that the copy is paid once per size events.
+	if over := len(c.run) - c.size; over > c.size {
+		c.lo = c.run[over-1].Position
+		c.run = append(make([]Event, 0, 2*c.size), c.run[over:]...)
+	}
+}
+
+// PayloadOf is e's payload as P: its Data when it has one of that type (its appender's, or a decoder's
+// that read it), else its stored payload decoded.
+func PayloadOf[P any](e Event, decode func(eventType string, payload []byte) (P, error)) (P, error) {
+	if p, ok := e.Data.(P); ok {
+		return p, nil
+	}
+	return decode(e.Type, e.Payload)
+}

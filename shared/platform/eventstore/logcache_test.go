@@ -1,0 +1,136 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
+)
+
+func decodeAmount(_ string, raw json.RawMessage) (any, error) {
+	var a amount
+	err := json.Unmarshal(raw, &a)
+	return a, err
+}
+
+// readAll follows the log through read in batches of limit until it has want events, and returns them.
+func readAll(t *testing.T, read func(context.Context, eventstore.Position, int) ([]eventstore.Event, error), limit, want int) []eventstore.Event {
+	t.Helper()
+	var all []eventstore.Event
+	after := eventstore.Start
+	for len(all) < want {
+		batch, err := read(context.Background(), after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) > limit {
+			t.Fatalf("%d events for a limit of %d", len(batch), limit)
+		}
+		if len(batch) == 0 {
+			time.Sleep(10 * time.Millisecond)
+		} else {
+			after = batch[len(batch)-1].Position
+		}
+		all = append(all, batch...)
+	}
+	return all
+}
+
+// Readers at different places, with different batch sizes, each get exactly what ReadLog gives, with
+// payloads decoded; a reader far behind the run and one after a cut get it too.
+func TestLogCacheReadsAsTheLog(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	s := eventstore.New(pool)
+	for i := range 60 {
+		mustExecuteAll(t, s, op(fmt.Sprintf("acct%d@bank", i%7), [16]byte{}, deposit([16]byte{}, i+1)))
+	}
+	// Every event below the horizon (other tests' transactions on this server hold it back for a while).
+	direct := readAll(t, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
+		return eventstore.ReadLog(ctx, pool, after, limit)
+	}, 1000, 60)
+	c := eventstore.NewLogCache(pool, 10, decodeAmount)
+	// Positions to read after: the start, events inside and outside the run as it moves, the last.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		k := rng.IntN(len(direct) + 1)
+		after := eventstore.Start
+		if k > 0 {
+			after = direct[k-1].Position
+		}
+		limit := 1 + rng.IntN(25)
+		got, err := c.ReadLog(context.Background(), after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := direct[k:min(len(direct), k+limit)]
+		if len(got) != len(want) {
+			t.Fatalf("after event %d, limit %d: %d events, want %d", k, limit, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].ID != want[i].ID || got[i].Position != want[i].Position {
+				t.Fatalf("after event %d: event %d is %s at %v, want %s at %v", k, i, got[i].ID, got[i].Position, want[i].ID, want[i].Position)
+			}
+			if a, ok := got[i].Data.(amount); !ok || a.Amount != amountOf(t, want[i]) {
+				t.Fatalf("event %s has Data %#v, want its payload decoded", got[i].ID, got[i].Data)
+			}
+		}
+	}
+}
+
+// Readers following the log through one cache while writers append (some transactions rolled back) each
+// see every committed event exactly once, in log order.
+func TestLogCacheConcurrentReadersAndWriters(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t, 16)
+	s := eventstore.New(pool)
+	c := eventstore.NewLogCache(pool, 64, nil)
+	const writers, each = 4, 60
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				mustExecuteAll(t, s, op(fmt.Sprintf("w%d-%d@bank", w, i%5), [16]byte{}, deposit([16]byte{}, 1)))
+			}
+		})
+	}
+	var failed atomic.Bool
+	results := make([][]eventstore.Event, 3)
+	var readers sync.WaitGroup
+	for r := range results {
+		readers.Go(func() {
+			defer func() {
+				if t.Failed() {
+					failed.Store(true)
+				}
+			}()
+			results[r] = readAll(t, c.ReadLog, 7+r*11, writers*each)
+		})
+	}
+	wg.Wait()
+	readers.Wait()
+	if failed.Load() {
+		return
+	}
+	direct, err := eventstore.ReadLog(context.Background(), pool, eventstore.Start, 10*writers*each)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r, got := range results {
+		if len(got) != len(direct) {
+			t.Fatalf("reader %d saw %d events, the log holds %d", r, len(got), len(direct))
+		}
+		for i := range got {
+			if got[i].ID != direct[i].ID {
+				t.Fatalf("reader %d: event %d is %s, the log's is %s", r, i, got[i].ID, direct[i].ID)
+			}
+		}
+	}
+}
