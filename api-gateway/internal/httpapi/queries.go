@@ -11,9 +11,9 @@ import (
 
 	"upi/api-gateway/internal/downstream"
 	"upi/shared/contract"
+	"upi/shared/contract/position"
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
-	"upi/shared/platform/eventstore"
 )
 
 // maxCursor bounds the opaque pagination cursor, which only the query service interprets.
@@ -78,7 +78,7 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	}
 	timeout := s.QueryTimeout
 	if tok := q.Get("min_position"); q.Has("min_position") {
-		if _, err := eventstore.ParseToken(tok); err != nil {
+		if _, err := position.Parse(tok); err != nil {
 			errs = append(errs, problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"})
 		}
 		timeout += s.QueryWaitMax
