@@ -3,8 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
-	"strconv"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -84,7 +82,7 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 		timeout += s.QueryWaitMax
 	}
 	if params.limit && q.Has("limit") {
-		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > 200 {
+		if _, ok := contract.ParsePageLimit(q.Get("limit")); !ok {
 			errs = append(errs, problem.FieldError{Field: "limit", Message: "limit must be a whole number from 1 to 200"})
 		}
 	}
@@ -93,18 +91,14 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 			errs = append(errs, problem.FieldError{Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"})
 		}
 	}
-	if params.rrn && !isRRN(q.Get("rrn")) {
+	if params.rrn && !contract.IsRRN(q.Get("rrn")) {
 		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be the 12 digits of a retrieval reference number"})
 	}
-	if params.status && q.Has("status") {
-		switch q.Get("status") {
-		case contract.CollectPending, contract.CollectApproved, contract.CollectDeclined, contract.CollectExpired:
-		default:
-			errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
-		}
+	if params.status && q.Has("status") && !contract.IsCollectStatus(q.Get("status")) {
+		errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
 	}
 	if params.wait && q.Has("wait") {
-		d, ok := parseWait(q.Get("wait"))
+		d, ok := contract.ParseWait(q.Get("wait"))
 		if !ok {
 			errs = append(errs, problem.FieldError{Field: "wait", Message: "wait must be a duration from 0s to 30s, such as 5s"})
 		}
@@ -129,22 +123,6 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	relay(w, resp)
 }
 
-// parseWait reads ?wait= as a Go duration ("5s", "1500ms") or whole seconds ("5"), 0 to 30s.
-func parseWait(s string) (time.Duration, bool) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.Atoi(s)
-		if nerr != nil || n < 0 || n > int(maxWait/time.Second) {
-			return 0, false
-		}
-		d = time.Duration(n) * time.Second
-	}
-	if d < 0 || d > maxWait {
-		return 0, false
-	}
-	return d, true
-}
-
 // pathVPA is the {vpa} path parameter; a client may percent-encode its "@".
 func pathVPA(r *http.Request) string {
 	raw := chi.URLParam(r, "vpa")
@@ -166,17 +144,4 @@ func checkPaymentID(r *http.Request) []problem.FieldError {
 		return []problem.FieldError{{Field: "payment_id", Message: "payment_id must be a UUID"}}
 	}
 	return nil
-}
-
-// isRRN reports whether s has the form of an RRN: 12 digits.
-func isRRN(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

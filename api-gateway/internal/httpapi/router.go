@@ -24,8 +24,6 @@ import (
 const (
 	defaultCommandTimeout = 5 * time.Second
 	defaultQueryTimeout   = 5 * time.Second
-	// maxWait is the longest long-poll a client may ask for (?wait=).
-	maxWait = 30 * time.Second
 )
 
 // Config is everything the router needs, wired in main.
