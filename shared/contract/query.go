@@ -40,17 +40,7 @@ func ParseWait(s string) (time.Duration, bool) {
 }
 
 // IsRRN reports whether s has the form of an RRN (?rrn=): 12 digits.
-func IsRRN(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
+func IsRRN(s string) bool { return isDigits(s, 12) }
 
 // IsCollectStatus reports whether s is a collect request's status (?status=).
 func IsCollectStatus(s string) bool {
