@@ -34,8 +34,8 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 	h := &Handler{q: q, log: log}
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireClient)
-		r.Get("/accounts/{vpa}", h.account)
-		r.Get("/accounts/{vpa}/balance", h.balance)
+		r.Get("/accounts/{vpa}", accountRead(h, q.Account))
+		r.Get("/accounts/{vpa}/balance", accountRead(h, q.Balance))
 		r.Get("/accounts/{vpa}/transactions", h.transactions)
 		r.Get("/vpas/{vpa}", h.vpa)
 		r.Get("/payments", h.paymentsByRRN)
@@ -60,24 +60,17 @@ func requireClient(next http.Handler) http.Handler {
 
 func client(r *http.Request) string { return strings.TrimSpace(r.Header.Get(contract.HeaderClientID)) }
 
-func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	if p != nil {
-		problem.Write(w, p)
-		return
+// accountRead serves a read of one of the caller's accounts: the account or its balance.
+func accountRead[T any](h *Handler, query func(context.Context, string, string, app.Consistency) (T, app.Freshness, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, c, p := accountRequest(r)
+		if p != nil {
+			problem.Write(w, p)
+			return
+		}
+		a, f, err := query(r.Context(), client(r), v, c)
+		h.respond(w, r, f, a, err)
 	}
-	a, f, err := h.q.Account(r.Context(), client(r), v, c)
-	h.respond(w, r, f, a, err)
-}
-
-func (h *Handler) balance(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	if p != nil {
-		problem.Write(w, p)
-		return
-	}
-	b, f, err := h.q.Balance(r.Context(), client(r), v, c)
-	h.respond(w, r, f, b, err)
 }
 
 func (h *Handler) transactions(w http.ResponseWriter, r *http.Request) {
@@ -215,14 +208,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))
 	case errors.Is(err, app.ErrUnavailable):
 		h.log.WarnContext(r.Context(), "query not answered: dependency unavailable", "err", err)
-		p := problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
-			"the read models are unavailable; retry")
-		p.RetryAfter = 1
-		problem.Write(w, p)
+		problem.Write(w, problem.Unavailable("the read models are unavailable; retry"))
 	default:
 		// A defect (a row that does not scan, a query the schema refuses): retrying will not help.
 		h.log.ErrorContext(r.Context(), "query failed", "err", err)
-		problem.Write(w, problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error"))
+		problem.Write(w, problem.Internal())
 	}
 }
 
