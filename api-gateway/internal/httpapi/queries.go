@@ -3,15 +3,17 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"upi/api-gateway/internal/downstream"
+	"upi/api-gateway/internal/app"
 	"upi/shared/contract"
 	"upi/shared/contract/position"
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
+	"upi/shared/platform/observability"
 )
 
 // maxCursor bounds the opaque pagination cursor, which only the query service interprets.
@@ -66,20 +68,18 @@ type queryParams struct {
 	limit, cursor, wait, rrn, status bool
 }
 
-// query validates a GET's path and query at the edge and relays the query service's answer. The call's
-// deadline grows by the waits the request asks for (min_position, ?wait=), so a long-poll is not cut short.
+// query validates a GET's path and query at the edge and relays the query service's answer.
 func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError, params queryParams) {
 	errs := pathErrs
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		errs = append(errs, problem.FieldError{Field: "query", Message: "the query string is not valid URL encoding"})
 	}
-	timeout := s.QueryTimeout
-	if tok := q.Get("min_position"); q.Has("min_position") {
-		if _, err := position.Parse(tok); err != nil {
+	minPosition := q.Has("min_position")
+	if minPosition {
+		if _, err := position.Parse(q.Get("min_position")); err != nil {
 			errs = append(errs, problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"})
 		}
-		timeout += s.QueryWaitMax
 	}
 	if params.limit && q.Has("limit") {
 		if _, ok := contract.ParsePageLimit(q.Get("limit")); !ok {
@@ -97,12 +97,13 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	if params.status && q.Has("status") && !contract.IsCollectStatus(q.Get("status")) {
 		errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
 	}
+	var wait time.Duration
 	if params.wait && q.Has("wait") {
 		d, ok := contract.ParseWait(q.Get("wait"))
 		if !ok {
 			errs = append(errs, problem.FieldError{Field: "wait", Message: "wait must be a duration from 0s to 30s, such as 5s"})
 		}
-		timeout += d
+		wait = d
 	}
 	if errs != nil {
 		s.fail(w, r, problem.Validation(errs...))
@@ -115,7 +116,10 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := s.queries.Do(r.Context(), downstream.Request{Path: path, Header: forwardHeader(r), Timeout: timeout})
+	resp, err := s.App.Query(r.Context(), app.Query{
+		Client: clientID(r.Context()), RequestID: observability.RequestID(r.Context()),
+		Path: path, MinPosition: minPosition, Wait: wait,
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
