@@ -14,12 +14,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"upi/api-gateway/internal/adapters/downstream"
+	redisadapter "upi/api-gateway/internal/adapters/redis"
+	"upi/api-gateway/internal/app"
 	"upi/api-gateway/internal/auth"
 	"upi/api-gateway/internal/config"
-	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/httpapi"
-	"upi/api-gateway/internal/idempotency"
-	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
 	"upi/shared/contract/money"
 	"upi/shared/platform/httpserver"
@@ -61,6 +61,17 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 
 	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}
+	limiter := redisadapter.NewLimiter(rdb, cfg.RateLimitRPS, cfg.RateLimitBurst, log)
+	services := downstream.NewClient(reg)
+	gateway := app.New(app.Config{
+		Log:          log,
+		Registry:     reg,
+		Limiter:      limiter,
+		Idempotency:  redisadapter.NewStore(rdb, limiter, idempotencyLockTTL, cfg.IdempotencyTTL),
+		Commands:     services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost),
+		Queries:      services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodGet),
+		QueryWaitMax: cfg.QueryWaitMax,
+	})
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,
 		Registry: reg,
@@ -69,14 +80,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 			observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
 			observability.HTTPCheck("query-service", cfg.QueryServiceURL, health),
 		},
-		Auth:         auth.New(cfg.Clients),
-		Limiter:      ratelimit.New(rdb, cfg.RateLimitRPS, cfg.RateLimitBurst, log),
-		Idempotency:  idempotency.NewStore(rdb, idempotencyLockTTL, cfg.IdempotencyTTL),
-		Downstream:   downstream.NewClient(reg),
-		Commands:     downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL},
-		Queries:      downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL},
-		Limits:       contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
-		QueryWaitMax: cfg.QueryWaitMax,
+		Auth:   auth.New(cfg.Clients),
+		App:    gateway,
+		Limits: contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 	})
 	go func() {
 		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {

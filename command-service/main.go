@@ -20,6 +20,7 @@ import (
 	"upi/shared/contract/money"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/observability/pgtrace"
 )
 
 func main() {
@@ -56,7 +57,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		return err
 	}
 	defer stopTracing()
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32, observability.TracePool)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32, pgtrace.Pool)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"upi/event-consumers/internal/runner"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/observability/pgtrace"
 )
 
 func main() {
@@ -52,7 +53,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		return err
 	}
 	defer stopTracing()
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, observability.TracePool)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"upi/query-service/internal/httpapi"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/observability/pgtrace"
 )
 
 func main() {
@@ -40,7 +41,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 		return err
 	}
 	defer stopTracing()
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32, observability.TracePool)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32, pgtrace.Pool)
 	if err != nil {
 		return err
 	}

@@ -177,8 +177,11 @@ func amountError(max money.Paise) problem.FieldError {
 		Message: fmt.Sprintf("amount_paise must be a whole number of paise from 1 to %d", max)}
 }
 
-func isMCC(s string) bool {
-	if len(s) != 4 {
+func isMCC(s string) bool { return isDigits(s, 4) }
+
+// isDigits reports whether s is n ASCII digits.
+func isDigits(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -5,8 +5,7 @@ import (
 	"errors"
 	"net/http"
 
-	"upi/api-gateway/internal/downstream"
-	"upi/api-gateway/internal/idempotency"
+	"upi/api-gateway/internal/app"
 	"upi/shared/contract/problem"
 )
 
@@ -19,31 +18,29 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var p *problem.Problem
 	switch {
 	case errors.As(err, &p):
-	case errors.Is(err, idempotency.ErrInFlight):
+	case errors.Is(err, app.ErrInFlight):
 		s.metrics.inFlight.Inc()
 		p = problem.New(http.StatusConflict, problem.CodeIdempotencyKeyInUse,
 			"a request with this Idempotency-Key is still being processed; retry after the time in Retry-After")
 		p.RetryAfter = inFlightRetryAfter
-	case errors.Is(err, idempotency.ErrReused):
+	case errors.Is(err, app.ErrReused):
 		s.metrics.reused.Inc()
 		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
 			"this Idempotency-Key was already used with a different request body")
-	case errors.Is(err, downstream.ErrTimeout):
+	case errors.Is(err, app.ErrTimeout):
 		s.Log.WarnContext(r.Context(), "downstream call timed out", "err", err)
 		p = problem.New(http.StatusGatewayTimeout, problem.CodeUpstreamTimeout,
 			"a service did not answer in time; a retry with the same Idempotency-Key is safe")
-	case errors.Is(err, downstream.ErrUnavailable):
+	case errors.Is(err, app.ErrUnavailable):
 		s.Log.WarnContext(r.Context(), "downstream call failed", "err", err)
-		p = problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
-			"a service is unavailable; a retry with the same Idempotency-Key is safe")
-		p.RetryAfter = 1
+		p = problem.Unavailable("a service is unavailable; a retry with the same Idempotency-Key is safe")
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads this answer, but the access log shows what happened.
 		s.Log.InfoContext(r.Context(), "client cancelled the request", "err", err)
 		p = problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "the request was cancelled")
 	default:
 		s.Log.ErrorContext(r.Context(), "unexpected error", "err", err)
-		p = problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+		p = problem.Internal()
 	}
 	problem.Write(w, p)
 }

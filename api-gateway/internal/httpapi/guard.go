@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"upi/api-gateway/internal/ratelimit"
+	"upi/api-gateway/internal/app"
 	"upi/shared/contract"
 	"upi/shared/contract/problem"
 )
@@ -30,12 +30,9 @@ func clientID(ctx context.Context) string {
 	return id
 }
 
-// limitKey is the rate-limit key of an authenticated client.
-func limitKey(client string) string { return "client:" + client }
-
 // authenticate names the client of every /v1 request. Unauthenticated requests are rate-limited per
-// client IP before they are refused, so guessing keys is as slow as any other traffic. The IP is the
-// connection's peer: the gateway trusts no forwarding header, as it is the public edge.
+// client IP before they are refused. The IP is the connection's peer: the gateway trusts no forwarding
+// header, as it is the public edge.
 //
 // An authenticated request is rate-limited further on, in one Redis round trip each: by limit for reads
 // (and unknown routes), and by a command in the round trip that also claims its idempotency key.
@@ -43,7 +40,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client, ok := s.Auth.Authenticate(r.Header.Get("Authorization"))
 		if !ok {
-			if s.rated(w, s.Limiter.Allow(r.Context(), "ip:"+peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
+			if s.rated(w, s.App.AllowUnauthenticated(r.Context(), peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="upi"`)
 				problem.Write(w, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated,
 					"a valid API key is required: Authorization: Bearer <key>"))
@@ -69,15 +66,12 @@ func (s *server) limit(next http.Handler) http.Handler {
 // the client is over it. It reports whether the request may go on.
 func (s *server) allow(w http.ResponseWriter, r *http.Request) bool {
 	client := clientID(r.Context())
-	return s.rated(w, s.Limiter.Allow(r.Context(), limitKey(client)), s.metrics.rateLimitedBy(client))
+	return s.rated(w, s.App.Allow(r.Context(), client), s.metrics.rateLimitedBy(client))
 }
 
 // rated sets the RateLimit headers of a decision and answers 429 if the request was not allowed,
 // counting it in limited. It reports whether the request may go on.
-func (s *server) rated(w http.ResponseWriter, res ratelimit.Result, limited prometheus.Counter) bool {
-	if res.Fallback {
-		s.metrics.rateLimitFallback.Inc()
-	}
+func (s *server) rated(w http.ResponseWriter, res app.Rate, limited prometheus.Counter) bool {
 	setRateLimitHeaders(w.Header(), res)
 	if res.Allowed {
 		return true
@@ -96,7 +90,7 @@ var (
 	headerRateLimitReset     = textproto.CanonicalMIMEHeaderKey("RateLimit-Reset")
 )
 
-func setRateLimitHeaders(h http.Header, res ratelimit.Result) {
+func setRateLimitHeaders(h http.Header, res app.Rate) {
 	h[headerRateLimitLimit] = []string{strconv.Itoa(res.Limit)}
 	h[headerRateLimitRemaining] = []string{strconv.Itoa(res.Remaining)}
 	h[headerRateLimitReset] = []string{strconv.Itoa(ceilSecondsAllowZero(res.ResetAfter))}

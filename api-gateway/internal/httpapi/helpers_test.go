@@ -18,13 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"upi/api-gateway/internal/adapters/downstream"
+	redisadapter "upi/api-gateway/internal/adapters/redis"
 	"upi/api-gateway/internal/apispec"
+	"upi/api-gateway/internal/app"
 	"upi/api-gateway/internal/auth"
 	"upi/api-gateway/internal/config"
-	"upi/api-gateway/internal/downstream"
 	"upi/api-gateway/internal/httpapi"
-	"upi/api-gateway/internal/idempotency"
-	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
 	"upi/shared/contract/problem"
 	"upi/shared/platform/observability"
@@ -106,6 +106,8 @@ func newGateway(t testing.TB, o options) *gateway {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	reg := observability.Registry()
+	limiter := redisadapter.NewLimiter(rdb, o.rps, o.burst, log)
+	services := downstream.NewClient(reg)
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,
 		Registry: reg,
@@ -114,16 +116,19 @@ func newGateway(t testing.TB, o options) *gateway {
 			observability.HTTPCheck("command-service", o.commandURL, http.DefaultClient),
 			observability.HTTPCheck("query-service", o.queryURL, http.DefaultClient),
 		},
-		Auth:           auth.New(clients),
-		Limiter:        ratelimit.New(rdb, o.rps, o.burst, log),
-		Idempotency:    idempotency.NewStore(rdb, 30*time.Second, 24*time.Hour),
-		Downstream:     downstream.NewClient(reg),
-		Commands:       downstream.Service{Name: "command-service", BaseURL: o.commandURL},
-		Queries:        downstream.Service{Name: "query-service", BaseURL: o.queryURL},
-		Limits:         contract.Limits{PaymentMaxPaise: 10_000_000, DepositMaxPaise: 100_000_000},
-		QueryWaitMax:   2 * time.Second,
-		CommandTimeout: o.commandTimeout,
-		QueryTimeout:   o.queryTimeout,
+		Auth: auth.New(clients),
+		App: app.New(app.Config{
+			Log:            log,
+			Registry:       reg,
+			Limiter:        limiter,
+			Idempotency:    redisadapter.NewStore(rdb, limiter, 30*time.Second, 24*time.Hour),
+			Commands:       services.Endpoint(downstream.Service{Name: "command-service", BaseURL: o.commandURL}, http.MethodPost),
+			Queries:        services.Endpoint(downstream.Service{Name: "query-service", BaseURL: o.queryURL}, http.MethodGet),
+			QueryWaitMax:   2 * time.Second,
+			CommandTimeout: o.commandTimeout,
+			QueryTimeout:   o.queryTimeout,
+		}),
+		Limits: contract.Limits{PaymentMaxPaise: 10_000_000, DepositMaxPaise: 100_000_000},
 	})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)

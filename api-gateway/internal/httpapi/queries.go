@@ -3,17 +3,17 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"upi/api-gateway/internal/downstream"
+	"upi/api-gateway/internal/app"
 	"upi/shared/contract"
+	"upi/shared/contract/position"
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
-	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
 )
 
 // maxCursor bounds the opaque pagination cursor, which only the query service interprets.
@@ -68,23 +68,21 @@ type queryParams struct {
 	limit, cursor, wait, rrn, status bool
 }
 
-// query validates a GET's path and query at the edge and relays the query service's answer. The call's
-// deadline grows by the waits the request asks for (min_position, ?wait=), so a long-poll is not cut short.
+// query validates a GET's path and query at the edge and relays the query service's answer.
 func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError, params queryParams) {
 	errs := pathErrs
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		errs = append(errs, problem.FieldError{Field: "query", Message: "the query string is not valid URL encoding"})
 	}
-	timeout := s.QueryTimeout
-	if tok := q.Get("min_position"); q.Has("min_position") {
-		if _, err := eventstore.ParseToken(tok); err != nil {
+	minPosition := q.Has("min_position")
+	if minPosition {
+		if _, err := position.Parse(q.Get("min_position")); err != nil {
 			errs = append(errs, problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"})
 		}
-		timeout += s.QueryWaitMax
 	}
 	if params.limit && q.Has("limit") {
-		if n, err := strconv.Atoi(q.Get("limit")); err != nil || n < 1 || n > 200 {
+		if _, ok := contract.ParsePageLimit(q.Get("limit")); !ok {
 			errs = append(errs, problem.FieldError{Field: "limit", Message: "limit must be a whole number from 1 to 200"})
 		}
 	}
@@ -93,22 +91,19 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 			errs = append(errs, problem.FieldError{Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"})
 		}
 	}
-	if params.rrn && !isRRN(q.Get("rrn")) {
+	if params.rrn && !contract.IsRRN(q.Get("rrn")) {
 		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be the 12 digits of a retrieval reference number"})
 	}
-	if params.status && q.Has("status") {
-		switch q.Get("status") {
-		case contract.CollectPending, contract.CollectApproved, contract.CollectDeclined, contract.CollectExpired:
-		default:
-			errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
-		}
+	if params.status && q.Has("status") && !contract.IsCollectStatus(q.Get("status")) {
+		errs = append(errs, problem.FieldError{Field: "status", Message: "status must be PENDING, APPROVED, DECLINED or EXPIRED"})
 	}
+	var wait time.Duration
 	if params.wait && q.Has("wait") {
-		d, ok := parseWait(q.Get("wait"))
+		d, ok := contract.ParseWait(q.Get("wait"))
 		if !ok {
 			errs = append(errs, problem.FieldError{Field: "wait", Message: "wait must be a duration from 0s to 30s, such as 5s"})
 		}
-		timeout += d
+		wait = d
 	}
 	if errs != nil {
 		s.fail(w, r, problem.Validation(errs...))
@@ -121,28 +116,15 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := s.queries.Do(r.Context(), downstream.Request{Path: path, Header: forwardHeader(r), Timeout: timeout})
+	resp, err := s.App.Query(r.Context(), app.Query{
+		Client: clientID(r.Context()), RequestID: observability.RequestID(r.Context()),
+		Path: path, MinPosition: minPosition, Wait: wait,
+	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	relay(w, resp)
-}
-
-// parseWait reads ?wait= as a Go duration ("5s", "1500ms") or whole seconds ("5"), 0 to 30s.
-func parseWait(s string) (time.Duration, bool) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.Atoi(s)
-		if nerr != nil || n < 0 || n > int(maxWait/time.Second) {
-			return 0, false
-		}
-		d = time.Duration(n) * time.Second
-	}
-	if d < 0 || d > maxWait {
-		return 0, false
-	}
-	return d, true
 }
 
 // pathVPA is the {vpa} path parameter; a client may percent-encode its "@".
@@ -166,17 +148,4 @@ func checkPaymentID(r *http.Request) []problem.FieldError {
 		return []problem.FieldError{{Field: "payment_id", Message: "payment_id must be a UUID"}}
 	}
 	return nil
-}
-
-// isRRN reports whether s has the form of an RRN: 12 digits.
-func isRRN(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -1,85 +1,52 @@
-// Package httpapi is the gateway's public HTTP surface (docs/openapi.yaml): routes, authentication and
-// rate limiting, validation at the edge, idempotency for POSTs, and relaying the services' answers.
+// Package httpapi is the gateway's public HTTP surface (docs/openapi.yaml): routes, authentication,
+// validation at the edge, and writing what the application (internal/app) decided: the RateLimit headers,
+// the services' answers relayed, stored answers replayed, and errors as problem+json.
 package httpapi
 
 import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"upi/api-gateway/internal/app"
 	"upi/api-gateway/internal/auth"
-	"upi/api-gateway/internal/downstream"
-	"upi/api-gateway/internal/idempotency"
-	"upi/api-gateway/internal/ratelimit"
 	"upi/shared/contract"
 	"upi/shared/platform/observability"
 )
 
-// Default deadlines of downstream calls. A command takes milliseconds; five seconds is long enough for a
-// loaded database and short enough that a client is never left hanging.
-const (
-	defaultCommandTimeout = 5 * time.Second
-	defaultQueryTimeout   = 5 * time.Second
-	// maxWait is the longest long-poll a client may ask for (?wait=).
-	maxWait = 30 * time.Second
-)
-
 // Config is everything the router needs, wired in main.
 type Config struct {
-	Log         *slog.Logger
-	Registry    *prometheus.Registry
-	Checks      []observability.Check
-	Auth        *auth.Authenticator
-	Limiter     *ratelimit.Limiter
-	Idempotency *idempotency.Store
-	Downstream  *downstream.Client
-	Commands    downstream.Service
-	Queries     downstream.Service
-	Limits      contract.Limits
-	// QueryWaitMax is the query service's cap on min_position waits (QUERY_WAIT_MAX).
-	QueryWaitMax time.Duration
-	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
-	// deadline grows by the waits it asks for.
-	CommandTimeout, QueryTimeout time.Duration
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Checks   []observability.Check
+	Auth     *auth.Authenticator
+	App      *app.Gateway
+	Limits   contract.Limits
 }
 
 type server struct {
 	Config
 	metrics *metrics
-	// commands and queries are the downstream endpoints, their metrics resolved once.
-	commands, queries *downstream.Endpoint
 }
 
 // NewRouter returns the gateway's router: the operations routes of every service, and the public /v1 API.
 func NewRouter(cfg Config) chi.Router {
-	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = defaultCommandTimeout
-	}
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = defaultQueryTimeout
-	}
-	s := &server{
-		Config:   cfg,
-		metrics:  newMetrics(cfg.Registry, cfg.Auth.Clients()),
-		commands: cfg.Downstream.Endpoint(cfg.Commands, http.MethodPost),
-		queries:  cfg.Downstream.Endpoint(cfg.Queries, http.MethodGet),
-	}
+	s := &server{Config: cfg, metrics: newMetrics(cfg.Registry, cfg.Auth.Clients())}
 	r := observability.NewRouter(observability.RouterConfig{Log: cfg.Log, Registry: cfg.Registry, Checks: cfg.Checks})
 	v1 := chi.NewRouter()
 	v1.Use(s.authenticate)
 	// Commands check the client's rate limit in the Redis round trip that claims their idempotency key
 	// (command); every other request checks it alone (limit).
-	v1.Post("/accounts", s.openAccount)
-	v1.Post("/accounts/{vpa}/deposits", s.deposit)
-	v1.Post("/payments", s.pay)
-	v1.Post("/payments/{payment_id}/refunds", s.refund)
-	v1.Post("/collect-requests", s.requestCollect)
-	v1.Post("/collect-requests/{collect_id}/approve", s.answerCollect)
-	v1.Post("/collect-requests/{collect_id}/decline", s.answerCollect)
+	v1.Post("/accounts", s.command(s.openAccount()))
+	v1.Post("/accounts/{vpa}/deposits", s.command(s.deposit()))
+	v1.Post("/payments", s.command(s.pay()))
+	v1.Post("/payments/{payment_id}/refunds", s.command(s.refund()))
+	v1.Post("/collect-requests", s.command(s.requestCollect()))
+	v1.Post("/collect-requests/{collect_id}/approve", s.command(answerCollect()))
+	v1.Post("/collect-requests/{collect_id}/decline", s.command(answerCollect()))
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -122,7 +89,7 @@ func canonical(names ...string) []string {
 }
 
 // relay writes a service's answer to the client unchanged.
-func relay(w http.ResponseWriter, resp *downstream.Response) {
+func relay(w http.ResponseWriter, resp *app.Response) {
 	h := w.Header()
 	for _, name := range relayedHeaders {
 		if v := resp.Header[name]; len(v) > 0 {
@@ -133,21 +100,13 @@ func relay(w http.ResponseWriter, resp *downstream.Response) {
 	_, _ = w.Write(resp.Body)
 }
 
-// forwardHeader is the header of a downstream call: only what the services need, and the client id the
-// gateway authenticated, never one the client sent. Room is left for the headers a command adds.
-func forwardHeader(r *http.Request) http.Header {
-	h := make(http.Header, 5)
-	h[headerAccept] = []string{"application/json"}
-	h[headerRequestID] = []string{observability.RequestID(r.Context())}
-	h[headerClientID] = []string{clientID(r.Context())}
-	return h
+// replay writes the answer stored for an earlier request with the same idempotency key.
+func replay(w http.ResponseWriter, resp *app.StoredResponse) {
+	h := w.Header()
+	for name, v := range resp.Header {
+		h.Set(name, v)
+	}
+	h.Set(contract.HeaderIdempotentReplayed, "true")
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
 }
-
-// Header names in canonical form, so setting them skips canonicalising them on every request.
-var (
-	headerAccept         = textproto.CanonicalMIMEHeaderKey("Accept")
-	headerContentType    = textproto.CanonicalMIMEHeaderKey("Content-Type")
-	headerRequestID      = textproto.CanonicalMIMEHeaderKey(observability.HeaderRequestID)
-	headerClientID       = textproto.CanonicalMIMEHeaderKey(contract.HeaderClientID)
-	headerIdempotencyKey = textproto.CanonicalMIMEHeaderKey(contract.HeaderIdempotencyKey)
-)

@@ -11,8 +11,8 @@ import (
 	"net/http/httptest"
 
 	"upi/shared/contract"
+	"upi/shared/contract/position"
 	"upi/shared/contract/problem"
-	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpjson"
 )
 
@@ -152,7 +152,7 @@ func TestIdempotencyKeyRequired(t *testing.T) {
 func TestValidationAtTheEdge(t *testing.T) {
 	g := newGateway(t, options{})
 	big := `{"vpa":"alice@okbank","holder_name":"` + strings.Repeat("a", contract.MaxBodyBytes) + `"}`
-	goodToken := eventstore.Position{TxID: 7, GlobalPosition: 9}.Token()
+	goodToken := position.Position{TxID: 7, GlobalPosition: 9}.Token()
 	for _, tc := range []struct {
 		name, method, path, body string
 		status                   int

@@ -139,20 +139,28 @@ func (q *Queries) Balance(ctx context.Context, client, vpa string, c Consistency
 func (q *Queries) Transactions(ctx context.Context, client, vpa string, cursor, limit int, c Consistency) (items []contract.Transaction, next int, f Freshness, err error) {
 	q.await(ctx, projection.Accounts, c)
 	owner, found, rows, cp, err := q.reader.Transactions(ctx, vpa, cursor, limit+1)
-	f = freshness(cp, c)
+	return ownedPage(client, owner, found, rows, limit, freshness(cp, c), err,
+		func(r VersionedTransaction) (contract.Transaction, int) { return r.Transaction, r.Version })
+}
+
+// ownedPage is the answer to a paginated read of an account's list: rows were read with one more than
+// limit, so that a row past the page says that another page follows, starting below that page's last key
+// (split gives each row's item and key). The list is client's only if the account is.
+func ownedPage[R, T any](client, owner string, found bool, rows []R, limit int, f Freshness, err error, split func(R) (T, int)) ([]T, int, Freshness, error) {
 	if err != nil {
 		return nil, 0, f, err
 	}
 	if !found || owner != client {
 		return nil, 0, f, ErrAccountNotFound
 	}
+	next := 0
 	if len(rows) > limit {
 		rows = rows[:limit]
-		next = rows[limit-1].Version
+		_, next = split(rows[limit-1])
 	}
-	items = make([]contract.Transaction, len(rows))
+	items := make([]T, len(rows))
 	for i, r := range rows {
-		items[i] = r.Transaction
+		items[i], _ = split(r)
 	}
 	return items, next, f, nil
 }
@@ -161,33 +169,50 @@ func (q *Queries) Transactions(ctx context.Context, client, vpa string, cursor, 
 // payment is terminal, or when wait has passed.
 func (q *Queries) Payment(ctx context.Context, client string, id uuid.UUID, wait time.Duration, c Consistency) (contract.Payment, Freshness, error) {
 	q.await(ctx, projection.Payments, c)
-	deadline := time.Now().Add(wait)
-	for {
-		// Subscribe before reading, so a settlement committed in between still wakes us.
-		settled, unsubscribe := q.watch.Settled(id.String())
-		p, found, cp, err := q.reader.Payment(ctx, id)
-		f := freshness(cp, c)
+	var p Payment
+	var f Freshness
+	settled := func() (<-chan struct{}, func()) { return q.watch.Settled(id.String()) }
+	err := longPoll(ctx, wait, settled, func() (bool, error) {
+		got, found, cp, err := q.reader.Payment(ctx, id)
+		f = freshness(cp, c)
 		switch {
 		case err != nil:
-			unsubscribe()
-			return contract.Payment{}, f, err
-		case !found || !p.visibleTo(client):
-			unsubscribe()
-			return contract.Payment{}, f, ErrPaymentNotFound
-		case p.Terminal() || wait <= 0 || !time.Now().Before(deadline):
-			unsubscribe()
-			return p.Payment, f, nil
+			return false, err
+		case !found || !got.visibleTo(client):
+			return false, ErrPaymentNotFound
+		}
+		p = got
+		return p.Terminal(), nil
+	})
+	if err != nil {
+		return contract.Payment{}, f, err
+	}
+	return p.Payment, f, nil
+}
+
+// longPoll reads until read reports its resource terminal, wait has passed or ctx ends, and returns the
+// error of a read that failed. It reads at once, and again each time the channel of wake fires: wake is
+// subscribed before each read, so that a change committed in between still wakes it, and its stop
+// function is called when no longer waiting. ctx ending is no error: the caller answers what it read last.
+func longPoll[W any](ctx context.Context, wait time.Duration, wake func() (<-chan W, func()), read func() (terminal bool, err error)) error {
+	deadline := time.Now().Add(wait)
+	for {
+		woken, stop := wake()
+		terminal, err := read()
+		if err != nil || terminal || wait <= 0 || !time.Now().Before(deadline) {
+			stop()
+			return err
 		}
 		timer := time.NewTimer(time.Until(deadline))
 		select {
-		case <-settled:
+		case <-woken:
 		case <-timer.C:
 		case <-ctx.Done():
 		}
 		timer.Stop()
-		unsubscribe()
+		stop()
 		if ctx.Err() != nil {
-			return p.Payment, f, nil
+			return nil
 		}
 	}
 }
@@ -202,27 +227,31 @@ type Refund struct {
 const refundPoll = 100 * time.Millisecond
 
 // Refund returns a refund visible to client. With wait > 0 it long-polls until the refund is terminal or
-// wait has passed.
+// wait has passed, looking again every refundPoll.
 func (q *Queries) Refund(ctx context.Context, client string, id uuid.UUID, wait time.Duration, c Consistency) (contract.Refund, Freshness, error) {
 	q.await(ctx, projection.Payments, c)
-	deadline := time.Now().Add(wait)
-	for {
-		rf, found, cp, err := q.reader.Refund(ctx, id)
-		f := freshness(cp, c)
+	var rf Refund
+	var f Freshness
+	tick := func() (<-chan time.Time, func()) {
+		t := time.NewTimer(refundPoll)
+		return t.C, func() { t.Stop() }
+	}
+	err := longPoll(ctx, wait, tick, func() (bool, error) {
+		got, found, cp, err := q.reader.Refund(ctx, id)
+		f = freshness(cp, c)
 		switch {
 		case err != nil:
-			return contract.Refund{}, f, err
-		case !found || (client != rf.PayerOwner && client != rf.PayeeOwner):
-			return contract.Refund{}, f, ErrRefundNotFound
-		case rf.Status != contract.PaymentPending || !time.Now().Before(deadline):
-			return rf.Refund, f, nil
+			return false, err
+		case !found || (client != got.PayerOwner && client != got.PayeeOwner):
+			return false, ErrRefundNotFound
 		}
-		select {
-		case <-ctx.Done():
-			return rf.Refund, f, nil
-		case <-time.After(min(refundPoll, time.Until(deadline))):
-		}
+		rf = got
+		return rf.Status != contract.PaymentPending, nil
+	})
+	if err != nil {
+		return contract.Refund{}, f, err
 	}
+	return rf.Refund, f, nil
 }
 
 // PaymentEvents returns the audit trail of a payment visible to client, oldest first.
@@ -300,20 +329,6 @@ func (q *Queries) Collect(ctx context.Context, client string, id uuid.UUID, c Co
 func (q *Queries) Collects(ctx context.Context, client, payer, status string, cursor, limit int, c Consistency) (items []contract.Collect, next int, f Freshness, err error) {
 	q.await(ctx, projection.Payments, c)
 	owner, found, rows, cp, err := q.reader.Collects(ctx, payer, status, cursor, limit+1)
-	f = freshness(cp, c)
-	if err != nil {
-		return nil, 0, f, err
-	}
-	if !found || owner != client {
-		return nil, 0, f, ErrAccountNotFound
-	}
-	if len(rows) > limit {
-		rows = rows[:limit]
-		next = rows[limit-1].Seq
-	}
-	items = make([]contract.Collect, len(rows))
-	for i, r := range rows {
-		items[i] = r.Collect
-	}
-	return items, next, f, nil
+	return ownedPage(client, owner, found, rows, limit, freshness(cp, c), err,
+		func(r SeqCollect) (contract.Collect, int) { return r.Collect, r.Seq })
 }

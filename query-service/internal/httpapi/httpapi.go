@@ -3,6 +3,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -16,17 +17,10 @@ import (
 
 	"upi/query-service/internal/app"
 	"upi/shared/contract"
+	"upi/shared/contract/position"
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
-	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpjson"
-)
-
-// Limits of the query parameters.
-const (
-	defaultLimit = 50
-	maxLimit     = 200
-	maxWait      = 30 * time.Second
 )
 
 // Handler serves the GET routes of the public contract.
@@ -40,14 +34,14 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 	h := &Handler{q: q, log: log}
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireClient)
-		r.Get("/accounts/{vpa}", h.account)
-		r.Get("/accounts/{vpa}/balance", h.balance)
+		r.Get("/accounts/{vpa}", accountRead(h, q.Account))
+		r.Get("/accounts/{vpa}/balance", accountRead(h, q.Balance))
 		r.Get("/accounts/{vpa}/transactions", h.transactions)
 		r.Get("/vpas/{vpa}", h.vpa)
 		r.Get("/payments", h.paymentsByRRN)
-		r.Get("/payments/{id}", h.payment)
+		r.Get("/payments/{id}", longPoll(h, q.Payment))
 		r.Get("/payments/{id}/events", h.paymentEvents)
-		r.Get("/refunds/{id}", h.refund)
+		r.Get("/refunds/{id}", longPoll(h, q.Refund))
 		r.Get("/collect-requests/{id}", h.collect)
 		r.Get("/accounts/{vpa}/collect-requests", h.collects)
 	})
@@ -66,61 +60,30 @@ func requireClient(next http.Handler) http.Handler {
 
 func client(r *http.Request) string { return strings.TrimSpace(r.Header.Get(contract.HeaderClientID)) }
 
-func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	if p != nil {
-		problem.Write(w, p)
-		return
+// accountRead serves a read of one of the caller's accounts: the account or its balance.
+func accountRead[T any](h *Handler, query func(context.Context, string, string, app.Consistency) (T, app.Freshness, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, c, p := accountRequest(r)
+		if p != nil {
+			problem.Write(w, p)
+			return
+		}
+		a, f, err := query(r.Context(), client(r), v, c)
+		h.respond(w, r, f, a, err)
 	}
-	a, f, err := h.q.Account(r.Context(), client(r), v, c)
-	h.respond(w, r, f, a, err)
-}
-
-func (h *Handler) balance(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	if p != nil {
-		problem.Write(w, p)
-		return
-	}
-	b, f, err := h.q.Balance(r.Context(), client(r), v, c)
-	h.respond(w, r, f, b, err)
 }
 
 func (h *Handler) transactions(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	var errs []problem.FieldError
-	if p != nil {
-		errs = p.Errors
-	}
-	limit := defaultLimit
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			errs = append(errs, problem.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
-		}
-		limit = n
-	}
-	cursor := 0
-	if s := r.URL.Query().Get("cursor"); s != "" {
-		n, ok := parseCursor(s)
-		if !ok {
-			errs = append(errs, problem.FieldError{Field: "cursor", Message: "is not a cursor returned by this API"})
-		}
-		cursor = n
-	}
+	v, c, pg, errs := pageRequest(r)
 	if len(errs) > 0 {
 		problem.Write(w, problem.Validation(errs...))
 		return
 	}
-	items, next, f, err := h.q.Transactions(r.Context(), client(r), v, cursor, limit, c)
-	page := contract.TransactionPage{Items: items}
-	if page.Items == nil {
-		page.Items = []contract.Transaction{}
+	items, next, f, err := h.q.Transactions(r.Context(), client(r), v, pg.cursor, pg.limit, c)
+	if items == nil {
+		items = []contract.Transaction{}
 	}
-	if next > 0 {
-		page.NextCursor = makeCursor(next)
-	}
-	h.respond(w, r, f, page, err)
+	h.respond(w, r, f, contract.TransactionPage{Items: items, NextCursor: makeCursor(next)}, err)
 }
 
 func (h *Handler) vpa(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +99,7 @@ func (h *Handler) vpa(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) paymentsByRRN(w http.ResponseWriter, r *http.Request) {
 	c, errs := consistency(r)
 	rrn := r.URL.Query().Get("rrn")
-	if !isRRN(rrn) {
+	if !contract.IsRRN(rrn) {
 		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be 12 digits"})
 	}
 	if len(errs) > 0 {
@@ -147,53 +110,25 @@ func (h *Handler) paymentsByRRN(w http.ResponseWriter, r *http.Request) {
 	h.respond(w, r, f, contract.PaymentList{Items: items}, err)
 }
 
-// isRRN reports whether s has the form of an RRN: 12 digits.
-func isRRN(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
+// longPoll serves a read that may wait for its resource to settle (?wait=): a payment or a refund.
+func longPoll[T any](h *Handler, query func(context.Context, string, uuid.UUID, time.Duration, app.Consistency) (T, app.Freshness, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, c, errs := paymentRequest(r)
+		var wait time.Duration
+		if s := r.URL.Query().Get("wait"); s != "" {
+			d, ok := contract.ParseWait(s)
+			if !ok {
+				errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
+			}
+			wait = d
 		}
-	}
-	return true
-}
-
-func (h *Handler) payment(w http.ResponseWriter, r *http.Request) {
-	id, c, errs := paymentRequest(r)
-	var wait time.Duration
-	if s := r.URL.Query().Get("wait"); s != "" {
-		d, ok := parseWait(s)
-		if !ok {
-			errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
+		if len(errs) > 0 {
+			problem.Write(w, problem.Validation(errs...))
+			return
 		}
-		wait = d
+		v, f, err := query(r.Context(), client(r), id, wait, c)
+		h.respond(w, r, f, v, err)
 	}
-	if len(errs) > 0 {
-		problem.Write(w, problem.Validation(errs...))
-		return
-	}
-	p, f, err := h.q.Payment(r.Context(), client(r), id, wait, c)
-	h.respond(w, r, f, p, err)
-}
-
-func (h *Handler) refund(w http.ResponseWriter, r *http.Request) {
-	id, c, errs := paymentRequest(r)
-	var wait time.Duration
-	if s := r.URL.Query().Get("wait"); s != "" {
-		d, ok := parseWait(s)
-		if !ok {
-			errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
-		}
-		wait = d
-	}
-	if len(errs) > 0 {
-		problem.Write(w, problem.Validation(errs...))
-		return
-	}
-	rf, f, err := h.q.Refund(r.Context(), client(r), id, wait, c)
-	h.respond(w, r, f, rf, err)
 }
 
 func (h *Handler) collect(w http.ResponseWriter, r *http.Request) {
@@ -214,46 +149,20 @@ func (h *Handler) collect(w http.ResponseWriter, r *http.Request) {
 // collects lists the collect requests addressed to a payer the caller owns, newest first, paginated like
 // transactions; ?status= keeps one status.
 func (h *Handler) collects(w http.ResponseWriter, r *http.Request) {
-	v, c, p := accountRequest(r)
-	var errs []problem.FieldError
-	if p != nil {
-		errs = p.Errors
-	}
-	limit := defaultLimit
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			errs = append(errs, problem.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
-		}
-		limit = n
-	}
-	cursor := 0
-	if s := r.URL.Query().Get("cursor"); s != "" {
-		n, ok := parseCursor(s)
-		if !ok {
-			errs = append(errs, problem.FieldError{Field: "cursor", Message: "is not a cursor returned by this API"})
-		}
-		cursor = n
-	}
+	v, c, pg, errs := pageRequest(r)
 	status := r.URL.Query().Get("status")
-	switch status {
-	case "", contract.CollectPending, contract.CollectApproved, contract.CollectDeclined, contract.CollectExpired:
-	default:
+	if status != "" && !contract.IsCollectStatus(status) {
 		errs = append(errs, problem.FieldError{Field: "status", Message: "must be PENDING, APPROVED, DECLINED or EXPIRED"})
 	}
 	if len(errs) > 0 {
 		problem.Write(w, problem.Validation(errs...))
 		return
 	}
-	items, next, f, err := h.q.Collects(r.Context(), client(r), v, status, cursor, limit, c)
-	page := contract.CollectPage{Items: items}
-	if page.Items == nil {
-		page.Items = []contract.Collect{}
+	items, next, f, err := h.q.Collects(r.Context(), client(r), v, status, pg.cursor, pg.limit, c)
+	if items == nil {
+		items = []contract.Collect{}
 	}
-	if next > 0 {
-		page.NextCursor = makeCursor(next)
-	}
-	h.respond(w, r, f, page, err)
+	h.respond(w, r, f, contract.CollectPage{Items: items, NextCursor: makeCursor(next)}, err)
 }
 
 func (h *Handler) paymentEvents(w http.ResponseWriter, r *http.Request) {
@@ -299,14 +208,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))
 	case errors.Is(err, app.ErrUnavailable):
 		h.log.WarnContext(r.Context(), "query not answered: dependency unavailable", "err", err)
-		p := problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
-			"the read models are unavailable; retry")
-		p.RetryAfter = 1
-		problem.Write(w, p)
+		problem.Write(w, problem.Unavailable("the read models are unavailable; retry"))
 	default:
 		// A defect (a row that does not scan, a query the schema refuses): retrying will not help.
 		h.log.ErrorContext(r.Context(), "query failed", "err", err)
-		problem.Write(w, problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error"))
+		problem.Write(w, problem.Internal())
 	}
 }
 
@@ -325,6 +231,34 @@ func accountRequest(r *http.Request) (string, app.Consistency, *problem.Problem)
 	return v.String(), c, nil
 }
 
+// page is where a page of a list starts (0: at the newest) and how many items it holds at most.
+type page struct{ cursor, limit int }
+
+// pageRequest reads the VPA, min_position, ?limit= and ?cursor= of a paginated account route.
+func pageRequest(r *http.Request) (string, app.Consistency, page, []problem.FieldError) {
+	v, c, p := accountRequest(r)
+	var errs []problem.FieldError
+	if p != nil {
+		errs = p.Errors
+	}
+	pg := page{limit: contract.DefaultPageLimit}
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, ok := contract.ParsePageLimit(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "limit", Message: "must be an integer from 1 to 200"})
+		}
+		pg.limit = n
+	}
+	if s := r.URL.Query().Get("cursor"); s != "" {
+		n, ok := parseCursor(s)
+		if !ok {
+			errs = append(errs, problem.FieldError{Field: "cursor", Message: "is not a cursor returned by this API"})
+		}
+		pg.cursor = n
+	}
+	return v, c, pg, errs
+}
+
 func paymentRequest(r *http.Request) (uuid.UUID, app.Consistency, []problem.FieldError) {
 	var errs []problem.FieldError
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
@@ -340,30 +274,21 @@ func consistency(r *http.Request) (app.Consistency, []problem.FieldError) {
 	if !ok {
 		return app.Consistency{}, nil
 	}
-	p, err := eventstore.ParseToken(strings.Join(s, ""))
+	p, err := position.Parse(strings.Join(s, ""))
 	if err != nil || len(s) != 1 {
 		return app.Consistency{}, []problem.FieldError{{Field: "min_position", Message: "is not a position token returned by this API"}}
 	}
 	return app.Consistency{MinPosition: &p}, nil
 }
 
-// parseWait accepts a Go duration ("5s", "1500ms") or a number of seconds, from 0 to 30s.
-func parseWait(s string) (time.Duration, bool) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		n, nerr := strconv.Atoi(s)
-		if nerr != nil || n < 0 || n > int(maxWait/time.Second) {
-			return 0, false
-		}
-		d = time.Duration(n) * time.Second
-	}
-	return d, d >= 0 && d <= maxWait
-}
-
 // A cursor is opaque to clients: the account version the next page starts below.
 const cursorPrefix = "tx1."
 
+// makeCursor is the cursor of the page that starts below version; there is none (0) after the last page.
 func makeCursor(version int) string {
+	if version == 0 {
+		return ""
+	}
 	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.Itoa(version)))
 }
 

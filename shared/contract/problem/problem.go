@@ -85,6 +85,21 @@ func Validation(errs ...FieldError) *Problem {
 	return p
 }
 
+// Unavailable is a 503 DEPENDENCY_UNAVAILABLE problem: something the service needs (a database, another
+// service) did not answer. Retrying is safe, and a second later likely to succeed (Retry-After: 1); detail
+// says why the retry is safe.
+func Unavailable(detail string) *Problem {
+	p := New(http.StatusServiceUnavailable, CodeDependencyUnavailable, detail)
+	p.RetryAfter = 1
+	return p
+}
+
+// Internal is the 500 INTERNAL problem of an error nobody expected. Its detail says nothing: the error
+// itself belongs in the service's log, not in the answer.
+func Internal() *Problem {
+	return New(http.StatusInternalServerError, CodeInternal, "internal error")
+}
+
 func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
 
 // Write sends p as the response.

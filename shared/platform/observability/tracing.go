@@ -12,9 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/exaring/otelpgx"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -104,30 +101,6 @@ func HTTPTransport(rt http.RoundTripper) http.RoundTripper {
 	// URL is an attribute), and the server span below names the route.
 	return otelhttp.NewTransport(rt, otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
-}
-
-// TracePool makes the pool trace its queries and batches (as children of the caller's span only, so a
-// poll loop with no span makes no traces) when tracing is on. It is a db.Open option.
-//
-// A batch is one span: its statements travel in one round trip, so a span each would time nothing, and
-// at a dozen statements per group commit they were most of a payment's spans and half of what tracing
-// cost. A statement that fails is recorded on the batch's span, with its SQL.
-func TracePool(cfg *pgxpool.Config) {
-	if Tracing() {
-		cfg.ConnConfig.Tracer = batchSpan{otelpgx.NewTracer(otelpgx.WithDisableAcquireTracer(), otelpgx.WithTrimSQLInSpanName())}
-	}
-}
-
-// batchSpan is otelpgx's tracer with one span per batch instead of one more per statement.
-type batchSpan struct{ *otelpgx.Tracer }
-
-// TraceBatchQuery records a failed statement on the batch's span; a statement that succeeds adds nothing.
-func (b batchSpan) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
-	if data.Err == nil {
-		return
-	}
-	span := trace.SpanFromContext(ctx)
-	span.RecordError(data.Err, trace.WithAttributes(semconv.DBQueryText(data.SQL)))
 }
 
 // TraceRedis makes rdb trace its commands when tracing is on. A command's span names the command but does

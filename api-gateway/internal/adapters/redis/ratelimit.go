@@ -1,8 +1,8 @@
-// Package ratelimit limits requests per client with GCRA in Redis, so the limit holds across gateway
-// replicas, and falls back to a per-process limiter while Redis cannot answer. The same Redis round trip
-// can also take a lock for the request (its idempotency claim), only when the request is allowed, so a
-// POST costs one round trip before it is forwarded rather than two or three.
-package ratelimit
+// Package redis holds the gateway's state in Redis: the rate limits (GCRA, so a limit holds across gateway
+// replicas, with a per-process limiter while Redis cannot answer) and the idempotency fast path (claims
+// and stored responses). One script decides a request's rate limit and, only when it is allowed, takes
+// its idempotency claim, so a POST costs one round trip before it is forwarded rather than two or three.
+package redis
 
 import (
 	"context"
@@ -14,8 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
+
+	"upi/api-gateway/internal/app"
 )
 
 // redisTimeout bounds one Redis round trip: a slow Redis must not slow every request down.
@@ -28,19 +30,6 @@ const maxLocalKeys = 10000
 // keyPrefix is the prefix of the rate-limit keys, the one go-redis/redis_rate uses: gateways from before
 // this script and after it share the same state, so a rolling upgrade grants no fresh bursts.
 const keyPrefix = "rate:"
-
-// Result is the decision on one request and what the RateLimit-* headers say.
-type Result struct {
-	Allowed   bool
-	Limit     int // the burst: requests allowed at once
-	Remaining int
-	// RetryAfter is how long until one more request is allowed (zero when allowed).
-	RetryAfter time.Duration
-	// ResetAfter is how long until the full burst is available again.
-	ResetAfter time.Duration
-	// Fallback is true when the decision was made in process because Redis did not answer.
-	Fallback bool
-}
 
 // Lock is a key to take for the request, in the same round trip as its rate limit: set to Value for TTL
 // if it is free (SET NX PX), and only if the request is allowed.
@@ -61,9 +50,9 @@ type Locked struct {
 	Err error
 }
 
-// Limiter limits each key to a sustained rate with a burst.
+// Limiter limits each key to a sustained rate with a burst (app.Limiter).
 type Limiter struct {
-	rdb   *redis.Client
+	rdb   *goredis.Client
 	rate  int // requests per second, sustained
 	burst int
 	args  []any // the script's rate arguments, the same for every call
@@ -73,8 +62,8 @@ type Limiter struct {
 	local map[string]*rate.Limiter
 }
 
-// New returns a Limiter allowing rps requests per second sustained and burst at once, per key.
-func New(rdb *redis.Client, rps, burst int, log *slog.Logger) *Limiter {
+// NewLimiter returns a Limiter allowing rps requests per second sustained and burst at once, per key.
+func NewLimiter(rdb *goredis.Client, rps, burst int, log *slog.Logger) *Limiter {
 	return &Limiter{
 		rdb:   rdb,
 		rate:  rps,
@@ -97,7 +86,7 @@ func New(rdb *redis.Client, rps, burst int, log *slog.Logger) *Limiter {
 // when KEYS[2] was taken, or the value it holds. Redis 5 and later replicate a script by its effects,
 // which its call to TIME needs. The two keys must live on one server: the gateway uses a single Redis
 // (a Redis Cluster would need them to share a hash tag).
-var script = redis.NewScript(`
+var script = goredis.NewScript(`
 local emission_interval = 1 / tonumber(ARGV[2])
 local burst_offset = emission_interval * tonumber(ARGV[1])
 
@@ -142,7 +131,7 @@ return {1, remaining, '-1', tostring(reset_after), 1}
 // decision is made by a per-process limiter with the same settings (so N replicas allow up to N times the
 // rate), which is neither failing open (no limit at all while Redis is down) nor failing closed (an outage
 // of every client because a cache is down).
-func (l *Limiter) Allow(ctx context.Context, key string) Result {
+func (l *Limiter) Allow(ctx context.Context, key string) app.Rate {
 	res, _, err := l.run(ctx, []string{keyPrefix + key}, l.args)
 	if err != nil {
 		l.log.WarnContext(ctx, "rate limiter: redis unavailable, limiting in process", "err", err)
@@ -154,7 +143,7 @@ func (l *Limiter) Allow(ctx context.Context, key string) Result {
 // AllowAndLock decides one request for key like Allow and, only if it is allowed, takes lock, in the
 // same Redis round trip. With Redis down, the decision is made in process and Locked.Err says that
 // nothing is known of the lock.
-func (l *Limiter) AllowAndLock(ctx context.Context, key string, lock Lock) (Result, Locked) {
+func (l *Limiter) AllowAndLock(ctx context.Context, key string, lock Lock) (app.Rate, Locked) {
 	args := append(l.args[:len(l.args):len(l.args)], lock.Value, lock.TTL.Milliseconds())
 	res, locked, err := l.run(ctx, []string{keyPrefix + key, lock.Key}, args)
 	if err != nil {
@@ -164,29 +153,29 @@ func (l *Limiter) AllowAndLock(ctx context.Context, key string, lock Lock) (Resu
 	return res, locked
 }
 
-func (l *Limiter) run(ctx context.Context, keys []string, args []any) (Result, Locked, error) {
+func (l *Limiter) run(ctx context.Context, keys []string, args []any) (app.Rate, Locked, error) {
 	ctx, cancel := context.WithTimeout(ctx, redisTimeout)
 	defer cancel()
 	v, err := script.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
-		return Result{}, Locked{}, fmt.Errorf("rate limit: %w", err)
+		return app.Rate{}, Locked{}, fmt.Errorf("rate limit: %w", err)
 	}
 	return l.parse(v)
 }
 
 // parse reads the script's reply.
-func (l *Limiter) parse(v []any) (Result, Locked, error) {
+func (l *Limiter) parse(v []any) (app.Rate, Locked, error) {
 	if len(v) < 4 {
-		return Result{}, Locked{}, errors.New("rate limit: short reply")
+		return app.Rate{}, Locked{}, errors.New("rate limit: short reply")
 	}
 	allowed, ok1 := v[0].(int64)
 	remaining, ok2 := v[1].(int64)
 	retry, ok3 := v[2].(string)
 	reset, ok4 := v[3].(string)
 	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return Result{}, Locked{}, fmt.Errorf("rate limit: unexpected reply %v", v)
+		return app.Rate{}, Locked{}, fmt.Errorf("rate limit: unexpected reply %v", v)
 	}
-	res := Result{
+	res := app.Rate{
 		Allowed:    allowed > 0,
 		Limit:      l.burst,
 		Remaining:  int(remaining),
@@ -201,7 +190,7 @@ func (l *Limiter) parse(v []any) (Result, Locked, error) {
 		case string:
 			locked.Held = []byte(lv)
 		default:
-			return Result{}, Locked{}, fmt.Errorf("rate limit: unexpected lock reply %T", v[4])
+			return app.Rate{}, Locked{}, fmt.Errorf("rate limit: unexpected lock reply %T", v[4])
 		}
 	}
 	return res, locked, nil
@@ -216,7 +205,7 @@ func seconds(s string) time.Duration {
 	return time.Duration(f * float64(time.Second))
 }
 
-func (l *Limiter) allowLocal(key string) Result {
+func (l *Limiter) allowLocal(key string) app.Rate {
 	l.mu.Lock()
 	lim, ok := l.local[key]
 	if !ok {
@@ -232,7 +221,7 @@ func (l *Limiter) allowLocal(key string) Result {
 	allowed := lim.AllowN(now, 1)
 	tokens := max(lim.TokensAt(now), 0)
 	perToken := time.Duration(float64(time.Second) / float64(l.rate))
-	res := Result{
+	res := app.Rate{
 		Allowed:    allowed,
 		Limit:      l.burst,
 		Remaining:  int(math.Floor(tokens)),

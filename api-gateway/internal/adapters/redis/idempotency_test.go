@@ -1,4 +1,4 @@
-package idempotency_test
+package redis_test
 
 import (
 	"context"
@@ -14,73 +14,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	redisadapter "upi/api-gateway/internal/adapters/redis"
+	"upi/api-gateway/internal/app"
 	"upi/api-gateway/internal/config"
-	"upi/api-gateway/internal/idempotency"
-	"upi/api-gateway/internal/ratelimit"
 	"upi/testenv"
 )
-
-// canonicalOf is the fingerprint earlier gateways computed: the body decoded and re-encoded by
-// encoding/json with sorted keys.
-func canonicalOf(t *testing.T, fields map[string]any) string {
-	t.Helper()
-	b, err := json.Marshal(fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func TestCanonicalIsSortedJSON(t *testing.T) {
-	for _, s := range []string{
-		"alice@okbank", "Alice", `say "hi"`, `back\\slash`, "<b>&amp;</b>", "नमस्ते", "tab\there", "line\u2028sep",
-		"\x7f", "bad \xff utf-8", "emoji 🙂", "",
-	} {
-		var c idempotency.Canonical
-		c.Int("amount_paise", 12500)
-		c.String("note", s)
-		c.String("payee_vpa", "bob@okbank")
-		want := map[string]any{"amount_paise": 12500, "payee_vpa": "bob@okbank"}
-		if s != "" {
-			want["note"] = s
-		}
-		if got := c.Fingerprint(); got != canonicalOf(t, want) {
-			t.Errorf("note %q: fingerprint differs from encoding/json's canonical form", s)
-		}
-	}
-	var empty idempotency.Canonical
-	if empty.Fingerprint() != canonicalOf(t, map[string]any{}) {
-		t.Errorf("empty request: fingerprint differs from {}")
-	}
-	// Zero values are left out: sent empty or not sent is one request to the services.
-	var a, b idempotency.Canonical
-	a.Int("amount_paise", 0)
-	a.String("reference", "r")
-	b.String("reference", "r")
-	if a.Fingerprint() != b.Fingerprint() {
-		t.Errorf("a zero field changed the fingerprint")
-	}
-	// Values do not run into each other.
-	var x, y idempotency.Canonical
-	x.String("a", "b,c")
-	y.String("a", "b")
-	y.String("c", "")
-	if x.Fingerprint() == y.Fingerprint() {
-		t.Errorf("different requests share a fingerprint")
-	}
-}
-
-func TestCanonicalRefusesUnsortedFields(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("adding fields out of order did not panic")
-		}
-	}()
-	var c idempotency.Canonical
-	c.String("vpa", "a@b")
-	c.String("holder_name", "A")
-}
 
 // tripCounter counts the commands sent to Redis, each one round trip, except the EVALSHA that finds a
 // script not yet loaded (once per script and server, before its EVAL).
@@ -101,10 +39,9 @@ func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 }
 
 type fixture struct {
-	store   *idempotency.Store
-	limiter *ratelimit.Limiter
-	rdb     *redis.Client
-	trips   *tripCounter
+	store *redisadapter.Store
+	rdb   *redis.Client
+	trips *tripCounter
 }
 
 func newFixture(t *testing.T, lockTTL time.Duration, rps, burst int) *fixture {
@@ -115,11 +52,11 @@ func newFixture(t *testing.T, lockTTL time.Duration, rps, burst int) *fixture {
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
+	limiter := redisadapter.NewLimiter(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	f := &fixture{
-		store:   idempotency.NewStore(rdb, lockTTL, time.Hour),
-		limiter: ratelimit.New(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil))),
-		rdb:     rdb,
-		trips:   &tripCounter{},
+		store: redisadapter.NewStore(rdb, limiter, lockTTL, time.Hour),
+		rdb:   rdb,
+		trips: &tripCounter{},
 	}
 	// Connect first: a new connection's handshake is not the requests' cost.
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
@@ -129,10 +66,10 @@ func newFixture(t *testing.T, lockTTL time.Duration, rps, burst int) *fixture {
 	return f
 }
 
-func (f *fixture) begin(t *testing.T, scope idempotency.Scope, fp string) (ratelimit.Result, idempotency.Outcome, error) {
+func (f *fixture) begin(t *testing.T, scope app.Scope, fp string) (app.Rate, app.Outcome, error) {
 	t.Helper()
 	before := f.trips.n.Load()
-	res, out, err := f.store.Begin(context.Background(), f.limiter, "client:"+scope.Client, scope, fp)
+	res, out, err := f.store.Begin(context.Background(), "client:"+scope.Client, scope, fp)
 	if n := f.trips.n.Load() - before; n != 1 {
 		t.Fatalf("Begin took %d Redis round trips, want 1", n)
 	}
@@ -142,16 +79,16 @@ func (f *fixture) begin(t *testing.T, scope idempotency.Scope, fp string) (ratel
 func TestBeginClaimReplayReusedInFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 30*time.Second, 1, 1000)
-	scope := idempotency.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
+	scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
 
 	res, out, err := f.begin(t, scope, "fp1")
 	if err != nil || out.Claim == nil || !res.Allowed || res.Remaining != 999 || res.Limit != 1000 {
 		t.Fatalf("first Begin = %+v, %+v, %v; want a claim within the limit", res, out, err)
 	}
-	if _, _, err := f.begin(t, scope, "fp1"); !errors.Is(err, idempotency.ErrInFlight) {
+	if _, _, err := f.begin(t, scope, "fp1"); !errors.Is(err, app.ErrInFlight) {
 		t.Fatalf("Begin while in flight = %v, want ErrInFlight", err)
 	}
-	if _, _, err := f.begin(t, scope, "fp2"); !errors.Is(err, idempotency.ErrReused) {
+	if _, _, err := f.begin(t, scope, "fp2"); !errors.Is(err, app.ErrReused) {
 		t.Fatalf("Begin with another body = %v, want ErrReused", err)
 	}
 	// Another client's same key is independent.
@@ -161,7 +98,7 @@ func TestBeginClaimReplayReusedInFlight(t *testing.T) {
 		t.Fatalf("other client's Begin = %+v, %v", o, err)
 	}
 
-	resp := idempotency.Response{Status: 202, Header: map[string]string{"Location": "/v1/payments/x"}, Body: []byte("{\"a\":1}\n")}
+	resp := app.StoredResponse{Status: 202, Header: map[string]string{"Location": "/v1/payments/x"}, Body: []byte("{\"a\":1}\n")}
 	before := f.trips.n.Load()
 	if ok, err := out.Claim.Complete(ctx, resp); !ok || err != nil {
 		t.Fatalf("Complete = %v, %v", ok, err)
@@ -177,7 +114,7 @@ func TestBeginClaimReplayReusedInFlight(t *testing.T) {
 	if !res.Allowed || res.Remaining != 996 {
 		t.Fatalf("a replay's rate limit = %+v; want it counted as c1's fourth request", res)
 	}
-	if _, _, err := f.begin(t, scope, "fp2"); !errors.Is(err, idempotency.ErrReused) {
+	if _, _, err := f.begin(t, scope, "fp2"); !errors.Is(err, app.ErrReused) {
 		t.Fatalf("Begin with another body after completion = %v, want ErrReused", err)
 	}
 	// The stored response lives for the configured TTL, not the lock's.
@@ -195,11 +132,11 @@ func TestRateLimitedMakesNoClaim(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 30*time.Second, 1, 2)
 	for i, key := range []string{"a", "b"} {
-		if res, out, err := f.begin(t, idempotency.Scope{Client: "c", Method: "POST", Path: "/p", Key: key}, "fp"); !res.Allowed || out.Claim == nil || err != nil {
+		if res, out, err := f.begin(t, app.Scope{Client: "c", Method: "POST", Path: "/p", Key: key}, "fp"); !res.Allowed || out.Claim == nil || err != nil {
 			t.Fatalf("request %d = %+v %+v %v, want claimed within the burst", i, res, out, err)
 		}
 	}
-	scope := idempotency.Scope{Client: "c", Method: "POST", Path: "/p", Key: "limited"}
+	scope := app.Scope{Client: "c", Method: "POST", Path: "/p", Key: "limited"}
 	res, out, err := f.begin(t, scope, "fp")
 	if res.Allowed || out.Claim != nil || out.Replay != nil || err != nil {
 		t.Fatalf("over the limit = %+v %+v %v; want refused with nothing claimed", res, out, err)
@@ -217,7 +154,7 @@ func TestRateLimitedMakesNoClaim(t *testing.T) {
 }
 
 // hexScope mirrors the package's Redis key of a scope, to look for it from outside.
-func hexScope(s idempotency.Scope) string {
+func hexScope(s app.Scope) string {
 	h := sha256.Sum256([]byte(s.Client + "\x00" + s.Method + "\x00" + s.Path + "\x00" + s.Key))
 	return hex.EncodeToString(h[:])
 }
@@ -225,7 +162,7 @@ func hexScope(s idempotency.Scope) string {
 func TestReleaseAndLostClaim(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 200*time.Millisecond, 1000, 1000)
-	scope := idempotency.Scope{Client: "c1", Method: "POST", Path: "/v1/accounts", Key: "k"}
+	scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/accounts", Key: "k"}
 
 	_, out, _ := f.begin(t, scope, "fp")
 	before := f.trips.n.Load()
@@ -245,13 +182,13 @@ func TestReleaseAndLostClaim(t *testing.T) {
 	if err != nil || third.Claim == nil {
 		t.Fatalf("Begin after expiry = %+v, %v", third, err)
 	}
-	if ok, err := second.Claim.Complete(ctx, idempotency.Response{Status: 201, Body: []byte("late")}); ok || err != nil {
+	if ok, err := second.Claim.Complete(ctx, app.StoredResponse{Status: 201, Body: []byte("late")}); ok || err != nil {
 		t.Fatalf("late Complete = %v, %v; want refused", ok, err)
 	}
 	if err := second.Claim.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.begin(t, scope, "fp"); !errors.Is(err, idempotency.ErrInFlight) {
+	if _, _, err := f.begin(t, scope, "fp"); !errors.Is(err, app.ErrInFlight) {
 		t.Fatalf("the late release freed the third claim: %v", err)
 	}
 }
@@ -262,7 +199,7 @@ func TestReleaseAndLostClaim(t *testing.T) {
 func TestRedisFlushedMidFlight(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, 30*time.Second, 1000, 1000)
-	scope := idempotency.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
+	scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
 	_, out, err := f.begin(t, scope, "fp")
 	if err != nil || out.Claim == nil {
 		t.Fatalf("Begin = %+v, %v", out, err)
@@ -270,7 +207,7 @@ func TestRedisFlushedMidFlight(t *testing.T) {
 	if err := f.rdb.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := out.Claim.Complete(ctx, idempotency.Response{Status: 202, Body: []byte("{}")}); ok || err != nil {
+	if ok, err := out.Claim.Complete(ctx, app.StoredResponse{Status: 202, Body: []byte("{}")}); ok || err != nil {
 		t.Fatalf("Complete after a flush = %v, %v; want nothing written", ok, err)
 	}
 	if n, _ := f.rdb.Exists(ctx, "idem:v1:"+hexScope(scope)).Result(); n != 0 {
@@ -280,7 +217,7 @@ func TestRedisFlushedMidFlight(t *testing.T) {
 	if err := f.rdb.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, again, err := f.store.Begin(ctx, f.limiter, "client:c1", scope, "fp")
+	res, again, err := f.store.Begin(ctx, "client:c1", scope, "fp")
 	if err != nil || again.Claim == nil || !res.Allowed || res.Fallback {
 		t.Fatalf("Begin after the flush = %+v %+v %v; want a fresh claim", res, again, err)
 	}
@@ -296,19 +233,19 @@ func TestBeginWithRedisDown(t *testing.T) {
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	store := idempotency.NewStore(rdb, 30*time.Second, time.Hour)
-	limiter := ratelimit.New(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	scope := idempotency.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
+	limiter := redisadapter.NewLimiter(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	store := redisadapter.NewStore(rdb, limiter, 30*time.Second, time.Hour)
+	scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
 	start := time.Now()
 	for i := range 3 {
-		res, out, err := store.Begin(context.Background(), limiter, "client:c1", scope, "fp")
+		res, out, err := store.Begin(context.Background(), "client:c1", scope, "fp")
 		if !res.Fallback || out.Claim != nil || out.Replay != nil {
 			t.Fatalf("request %d = %+v %+v; want an in-process decision and no claim", i, res, out)
 		}
 		if wantAllowed := i < 2; res.Allowed != wantAllowed {
 			t.Fatalf("request %d allowed = %v, want %v (burst 2)", i, res.Allowed, wantAllowed)
 		}
-		if res.Allowed && (err == nil || errors.Is(err, idempotency.ErrInFlight) || errors.Is(err, idempotency.ErrReused)) {
+		if res.Allowed && (err == nil || errors.Is(err, app.ErrInFlight) || errors.Is(err, app.ErrReused)) {
 			t.Fatalf("request %d error = %v; want Redis unavailable", i, err)
 		}
 	}
@@ -321,10 +258,9 @@ func TestBeginWithRedisDown(t *testing.T) {
 // kinds can share Redis during a rolling upgrade.
 func TestClaimRecordFormat(t *testing.T) {
 	f := newFixture(t, 30*time.Second, 1000, 1000)
-	var c idempotency.Canonical
-	c.String("vpa", "a@b")
-	for _, fp := range []string{c.Fingerprint(), `not "hex"`} {
-		scope := idempotency.Scope{Client: "c1", Method: "POST", Path: "/v1/accounts", Key: fp}
+	hexFP := sha256.Sum256([]byte(`{"vpa":"a@b"}`))
+	for _, fp := range []string{hex.EncodeToString(hexFP[:]), `not "hex"`} {
+		scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/accounts", Key: fp}
 		if _, out, err := f.begin(t, scope, fp); err != nil || out.Claim == nil {
 			t.Fatalf("Begin = %+v, %v", out, err)
 		}

@@ -1,4 +1,4 @@
-package ratelimit_test
+package redis_test
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
+	redisadapter "upi/api-gateway/internal/adapters/redis"
 	"upi/api-gateway/internal/config"
-	"upi/api-gateway/internal/ratelimit"
 	"upi/testenv"
 )
 
-func newLimiter(t *testing.T, rps, burst int) (*ratelimit.Limiter, *redis.Client) {
+func newLimiter(t *testing.T, rps, burst int) (*redisadapter.Limiter, *redis.Client) {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -24,7 +24,7 @@ func newLimiter(t *testing.T, rps, burst int) (*ratelimit.Limiter, *redis.Client
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	return ratelimit.New(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil))), rdb
+	return redisadapter.NewLimiter(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil))), rdb
 }
 
 // TestSameDecisionsAsRedisRate: the script makes the decisions go-redis/redis_rate v10 made, which
@@ -40,7 +40,7 @@ func TestSameDecisionsAsRedisRate(t *testing.T) {
 	// ten a second and a burst of 5, Remaining is 3 in both: 3.99999... rounded down).
 	for _, c := range []struct{ rps, burst int }{{1, 1}, {1, 5}, {10, 5}, {100, 200}, {3, 7}, {1000, 1}} {
 		key := strconv.Itoa(c.rps) + "-" + strconv.Itoa(c.burst)
-		ours := ratelimit.New(rdb, c.rps, c.burst, log).Allow(ctx, "ours-"+key)
+		ours := redisadapter.NewLimiter(rdb, c.rps, c.burst, log).Allow(ctx, "ours-"+key)
 		theirs, err := old.Allow(ctx, "theirs-"+key, redis_rate.Limit{Rate: c.rps, Burst: c.burst, Period: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -53,7 +53,7 @@ func TestSameDecisionsAsRedisRate(t *testing.T) {
 	// Through a burst and past it, side by side on two keys: the same answers, durations apart by no
 	// more than the time between the two calls.
 	const burst = 3
-	l := ratelimit.New(rdb, 1, burst, log)
+	l := redisadapter.NewLimiter(rdb, 1, burst, log)
 	limit := redis_rate.Limit{Rate: 1, Burst: burst, Period: time.Second}
 	for i := range burst + 2 {
 		start := time.Now()
@@ -117,7 +117,7 @@ func TestBurstThenSustainedRate(t *testing.T) {
 func TestAllowAndLock(t *testing.T) {
 	ctx := context.Background()
 	l, rdb := newLimiter(t, 1, 2)
-	lock := ratelimit.Lock{Key: "lock:1", Value: "mine", TTL: 10 * time.Second}
+	lock := redisadapter.Lock{Key: "lock:1", Value: "mine", TTL: 10 * time.Second}
 
 	res, locked := l.AllowAndLock(ctx, "k", lock)
 	if !res.Allowed || !locked.Taken || locked.Held != nil || locked.Err != nil {
@@ -154,9 +154,9 @@ func TestFallbackWhenRedisDown(t *testing.T) {
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	l := ratelimit.New(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := redisadapter.NewLimiter(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for i := range 3 {
-		res, locked := l.AllowAndLock(context.Background(), "k", ratelimit.Lock{Key: "lock:" + strconv.Itoa(i), Value: "v", TTL: time.Second})
+		res, locked := l.AllowAndLock(context.Background(), "k", redisadapter.Lock{Key: "lock:" + strconv.Itoa(i), Value: "v", TTL: time.Second})
 		if !res.Fallback || locked.Err == nil || locked.Taken {
 			t.Fatalf("request %d = %+v %+v; want decided in process, lock unknown", i, res, locked)
 		}

@@ -1,5 +1,5 @@
-// Package downstream calls the command and query services: one tuned HTTP client, a deadline on every
-// call, and transport failures turned into two errors the gateway answers quickly (503 or 504).
+// Package downstream calls the command and query services (app.Service): one tuned HTTP client, a deadline
+// on every call, and transport failures turned into two errors the gateway answers quickly (503 or 504).
 package downstream
 
 import (
@@ -11,22 +11,16 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"upi/api-gateway/internal/app"
+	"upi/shared/contract"
 	"upi/shared/platform/observability"
-)
-
-// Errors of Do. Both mean no usable answer came back; for a write, the effect may or may not have
-// happened, which is safe because the command service dedupes a retry by its idempotency key.
-var (
-	// ErrUnavailable: the service could not be reached or broke the connection.
-	ErrUnavailable = errors.New("downstream service unavailable")
-	// ErrTimeout: the service did not answer within the call's deadline.
-	ErrTimeout = errors.New("downstream service did not answer in time")
 )
 
 // maxResponseBytes bounds what the gateway buffers from a service (the largest page is well under it).
@@ -36,21 +30,6 @@ const maxResponseBytes = 4 << 20
 type Service struct {
 	Name    string
 	BaseURL string
-}
-
-// Request is one call. Path is the escaped path and query, as the public request had them.
-type Request struct {
-	Path    string
-	Header  http.Header
-	Body    []byte
-	Timeout time.Duration
-}
-
-// Response is a service's full answer.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
 }
 
 // Client calls the services.
@@ -88,7 +67,7 @@ func NewClient(reg prometheus.Registerer) *Client {
 	return c
 }
 
-// Endpoint is one service called with one method, its metrics' labels resolved when it is made (and,
+// Endpoint is one service called with one method (app.Service), its metrics' labels resolved when it is made (and,
 // for the status of an answer, the first time that status is seen) rather than on every call.
 type Endpoint struct {
 	client *Client
@@ -116,23 +95,24 @@ func (c *Client) Endpoint(svc Service, method string) *Endpoint {
 			duration: c.duration.WithLabelValues(svc.Name, method, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
 	}
 	return &Endpoint{client: c, svc: svc, method: method,
-		timeout: failed("timeout", ErrTimeout), unavail: failed("unavailable", ErrUnavailable)}
+		timeout: failed("timeout", app.ErrTimeout), unavail: failed("unavailable", app.ErrUnavailable)}
 }
 
-// Do calls the endpoint and returns its answer, whatever the status, or ErrUnavailable / ErrTimeout. If
-// ctx itself ends first (the client went away), ctx's error is returned.
-func (e *Endpoint) Do(ctx context.Context, r Request) (*Response, error) {
-	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
+// Call calls the endpoint and returns its answer, whatever the status, or an error marked
+// app.ErrUnavailable or app.ErrTimeout. If ctx itself ends first (the client went away), ctx's error is
+// returned.
+func (e *Endpoint) Call(ctx context.Context, c app.Call) (*app.Response, error) {
+	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	var body io.Reader
-	if r.Body != nil {
-		body = bytes.NewReader(r.Body)
+	if c.Body != nil {
+		body = bytes.NewReader(c.Body)
 	}
-	req, err := http.NewRequestWithContext(cctx, e.method, e.svc.BaseURL+r.Path, body)
+	req, err := http.NewRequestWithContext(cctx, e.method, e.svc.BaseURL+c.Path, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request to %s: %w", e.svc.Name, err)
 	}
-	req.Header = r.Header
+	req.Header = header(c)
 
 	start := time.Now()
 	resp, err := e.client.http.Do(req)
@@ -150,7 +130,7 @@ func (e *Endpoint) Do(ctx context.Context, r Request) (*Response, error) {
 		}
 		if err == nil {
 			e.status(resp.StatusCode).Observe(time.Since(start).Seconds())
-			return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+			return &app.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 		}
 	}
 	if ctx.Err() != nil {
@@ -162,8 +142,32 @@ func (e *Endpoint) Do(ctx context.Context, r Request) (*Response, error) {
 	}
 	o.duration.Observe(time.Since(start).Seconds())
 	o.errors.Inc()
-	return nil, fmt.Errorf("%w: %s %s %s: %w", o.sentinel, e.svc.Name, e.method, r.Path, err)
+	return nil, fmt.Errorf("%w: %s %s %s: %w", o.sentinel, e.svc.Name, e.method, c.Path, err)
 }
+
+// header is the header of a call: only what the services need, and the client id the gateway
+// authenticated, never one the client sent; a command's (a call with a key) says what its body is and
+// carries its key.
+func header(c app.Call) http.Header {
+	h := make(http.Header, 5)
+	h[headerAccept] = []string{"application/json"}
+	h[headerRequestID] = []string{c.RequestID}
+	h[headerClientID] = []string{c.Client}
+	if c.Key != "" {
+		h[headerContentType] = []string{"application/json"}
+		h[headerIdempotencyKey] = []string{c.Key}
+	}
+	return h
+}
+
+// Header names in canonical form, so setting them skips canonicalising them on every call.
+var (
+	headerAccept         = textproto.CanonicalMIMEHeaderKey("Accept")
+	headerContentType    = textproto.CanonicalMIMEHeaderKey("Content-Type")
+	headerRequestID      = textproto.CanonicalMIMEHeaderKey(observability.HeaderRequestID)
+	headerClientID       = textproto.CanonicalMIMEHeaderKey(contract.HeaderClientID)
+	headerIdempotencyKey = textproto.CanonicalMIMEHeaderKey(contract.HeaderIdempotencyKey)
+)
 
 // status is the duration observer of answers with status code, resolved on its first use.
 func (e *Endpoint) status(code int) prometheus.Observer {
