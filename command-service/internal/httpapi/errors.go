@@ -41,13 +41,10 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 			"the stored history of this account or payment is inconsistent; the command was not executed")
 	case errors.Is(err, app.ErrUnavailable):
 		h.log.WarnContext(r.Context(), "command not executed: dependency unavailable", "err", err)
-		p = problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
-			"the event store is unavailable; retrying with the same Idempotency-Key is safe")
-		p.RetryAfter = 1
-		return p
+		return problem.Unavailable("the event store is unavailable; retrying with the same Idempotency-Key is safe")
 	}
 	h.log.ErrorContext(r.Context(), "command failed", "err", err)
-	return problem.New(http.StatusInternalServerError, problem.CodeInternal, "internal error")
+	return problem.Internal()
 }
 
 // knownError is how a domain or application failure is answered: its status, its stable code, and its
