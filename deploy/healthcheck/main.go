@@ -3,7 +3,7 @@
 // this single stdlib-only file beside each service (`go build deploy/healthcheck/main.go`), outside any
 // module so that it adds no dependency to the services.
 //
-// Usage: healthcheck [URL]   (default http://127.0.0.1:8080/readyz)
+// Usage: healthcheck [URL]   (default: the service's /readyz, set when the image is built)
 //
 // Exit status 0 when the URL answers 200 within the timeout, 1 otherwise, which is what Docker and
 // docker compose expect of a healthcheck command.
@@ -18,7 +18,10 @@ import (
 	"time"
 )
 
-const defaultURL = "http://127.0.0.1:8080/readyz"
+// defaultURL is the URL probed when none is given. The image build sets it to the port of the service it
+// packs (-ldflags "-X main.defaultURL=..."), so that the image's own HEALTHCHECK needs no argument: the
+// Dockerfile cannot put a build argument into the HEALTHCHECK command.
+var defaultURL = "http://127.0.0.1:8080/readyz"
 
 // timeout stays under the compose healthcheck's own timeout (3s) while leaving room for /readyz, which
 // gives each dependency ping up to 2s.
