@@ -55,7 +55,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
 	redis.SetLogger(redisLogger{log})
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
-	if err := observability.TraceRedis(rdb); err != nil {
+	if err := redisadapter.Trace(rdb); err != nil {
 		return err
 	}
 

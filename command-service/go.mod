@@ -17,11 +17,7 @@ require (
 	upi/shared v0.0.0-00010101000000-000000000000
 )
 
-require (
-	github.com/jackc/puddle/v2 v2.2.3 // indirect
-	github.com/redis/go-redis/extra/rediscmd/v9 v9.23.0 // indirect
-	github.com/redis/go-redis/extra/redisotel/v9 v9.23.0 // indirect
-)
+require github.com/jackc/puddle/v2 v2.2.3 // indirect
 
 require (
 	dario.cat/mergo v1.0.2 // indirect

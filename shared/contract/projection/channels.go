@@ -7,7 +7,7 @@ package projection
 import (
 	"strings"
 
-	"upi/shared/platform/eventstore"
+	"upi/shared/contract/position"
 )
 
 // Projection names: each is a row in projection_checkpoints.
@@ -24,17 +24,17 @@ const CheckpointChannel = "upi_projection_checkpoint"
 const PaymentSettledChannel = "upi_payment_settled"
 
 // CheckpointPayload is the payload of a CheckpointChannel notification.
-func CheckpointPayload(name string, p eventstore.Position) string { return name + ":" + p.Token() }
+func CheckpointPayload(name string, p position.Position) string { return name + ":" + p.Token() }
 
 // ParseCheckpointPayload reads a CheckpointChannel payload.
-func ParseCheckpointPayload(s string) (string, eventstore.Position, bool) {
+func ParseCheckpointPayload(s string) (string, position.Position, bool) {
 	name, token, ok := strings.Cut(s, ":")
 	if !ok {
-		return "", eventstore.Position{}, false
+		return "", position.Position{}, false
 	}
-	p, err := eventstore.ParseToken(token)
+	p, err := position.Parse(token)
 	if err != nil {
-		return "", eventstore.Position{}, false
+		return "", position.Position{}, false
 	}
 	return name, p, true
 }

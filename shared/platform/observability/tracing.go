@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/extra/redisotel/v9"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -101,19 +99,6 @@ func HTTPTransport(rt http.RoundTripper) http.RoundTripper {
 	// URL is an attribute), and the server span below names the route.
 	return otelhttp.NewTransport(rt, otelhttp.WithPropagators(propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
-}
-
-// TraceRedis makes rdb trace its commands when tracing is on. A command's span names the command but does
-// not record it: the gateway's scripts carry response bodies, which have no place in a trace, and the
-// instrumentation's default caller lookup (a stack walk per command) cost the gateway a tenth of its CPU.
-func TraceRedis(rdb *redis.Client) error {
-	if !Tracing() {
-		return nil
-	}
-	if err := redisotel.InstrumentTracing(rdb, redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
-		return fmt.Errorf("trace redis: %w", err)
-	}
-	return nil
 }
 
 // TraceParent is the W3C traceparent of the span in ctx, or "" when there is none (tracing off, or not
