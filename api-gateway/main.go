@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,30 +21,14 @@ import (
 	"upi/shared/contract/money"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := observability.NewLogger("api-gateway", cfg.LogLevel)
-	if err := run(ctx, log, cfg); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
+	service.Main("api-gateway", config.Load, func(c config.Config) string { return c.LogLevel }, run)
 }
 
-func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
-	log.Info("starting", "config", cfg)
-	stopTracing, err := observability.StartTracing(ctx, log, "api-gateway")
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
+func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) error {
 	opts, err := config.RedisOptions(cfg.RedisURL)
 	if err != nil {
 		return err

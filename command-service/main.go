@@ -5,11 +5,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"upi/command-service/internal/app"
@@ -21,21 +17,11 @@ import (
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
+	"upi/shared/platform/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := observability.NewLogger("command-service", cfg.LogLevel)
-	if err := run(ctx, log, cfg, os.Args[1:]); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
+	service.Main("command-service", config.Load, func(c config.Config) string { return c.LogLevel }, run)
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
@@ -51,12 +37,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			return errors.New("usage: command-service [migrate]")
 		}
 	}
-	log.Info("starting", "config", cfg)
-	stopTracing, err := observability.StartTracing(ctx, log, "command-service")
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32, pgtrace.Pool)
 	if err != nil {
 		return err

@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -29,30 +26,14 @@ import (
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
+	"upi/shared/platform/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := observability.NewLogger("event-consumers", cfg.LogLevel)
-	if err := run(ctx, log, cfg, os.Args[1:]); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
+	service.Main("event-consumers", config.Load, func(c config.Config) string { return c.LogLevel }, run)
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
-	log.Info("starting", "config", cfg, "args", args)
-	stopTracing, err := observability.StartTracing(ctx, log, "event-consumers")
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool)
 	if err != nil {
 		return err

@@ -3,11 +3,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"upi/db"
 	"upi/query-service/internal/adapters/postgres"
@@ -17,30 +13,14 @@ import (
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
+	"upi/shared/platform/service"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, err := config.Load()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := observability.NewLogger("query-service", cfg.LogLevel)
-	if err := run(ctx, log, cfg); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
+	service.Main("query-service", config.Load, func(c config.Config) string { return c.LogLevel }, run)
 }
 
-func run(ctx context.Context, log *slog.Logger, cfg config.Config) error {
-	log.Info("starting", "config", cfg)
-	stopTracing, err := observability.StartTracing(ctx, log, "query-service")
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
+func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) error {
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "query-service", cfg.DatabaseRole, 32, pgtrace.Pool)
 	if err != nil {
 		return err
