@@ -101,10 +101,12 @@ func HTTPTransport(rt http.RoundTripper) http.RoundTripper {
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
 }
 
-// TraceParent is the W3C traceparent of the span in ctx, or "" when there is none (tracing off, or not
-// sampled and so not worth following).
+// TraceParent is the W3C traceparent of the span in ctx, or "" when there is none (tracing off). A span
+// that was not sampled has one too, flagged so: kept in an event's metadata, it makes the workflow's step
+// for that event unsampled as well (parent-based sampling), instead of a trace of its own without the
+// request that caused it.
 func TraceParent(ctx context.Context) string {
-	if !trace.SpanContextFromContext(ctx).IsSampled() {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return ""
 	}
 	c := propagation.MapCarrier{}

@@ -42,6 +42,11 @@ func TestLogLinesCarryTraceAndSpanIDs(t *testing.T) {
 	if got := TraceParent(ctx); got != tp {
 		t.Fatalf("TraceParent = %q, want %q", got, tp)
 	}
+	// An unsampled span passes its decision on.
+	const unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	if got := TraceParent(RemoteParent(context.Background(), unsampled)); got != unsampled {
+		t.Fatalf("TraceParent of an unsampled span = %q, want %q", got, unsampled)
+	}
 	var buf bytes.Buffer
 	log := slog.New(contextHandler{slog.NewJSONHandler(&buf, nil)})
 	log.InfoContext(ctx, "hello")
