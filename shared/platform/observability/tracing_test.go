@@ -65,6 +65,10 @@ func TestTraceParentOf(t *testing.T) {
 		{`{"traceparent":"` + tp + `"}`, tp},
 		{`{"request_id": "r1", "traceparent": "` + tp + `", "client_id": "c"}`, tp}, // as jsonb prints it
 		{`{"request_id": "r1"}`, ""},
+		// A value that is the word itself (a client's X-Request-ID passes sane()): jsonb sorts request_id
+		// before traceparent, so the value is met first and must not hide the key.
+		{`{"client_id": "c", "request_id": "traceparent", "traceparent": "` + tp + `"}`, tp},
+		{`{"request_id": "traceparent"}`, ""},
 		{`{"traceparent": 7}`, ""},
 		{`{"traceparent"`, ""},
 		{`{"traceparent": "unterminated`, ""},
