@@ -130,13 +130,19 @@ var traceParentKey = []byte(`"traceparent"`)
 // key rather than decoding the JSON: every consumer asks it of every event of every batch while tracing
 // is on. A value that is not a well-formed traceparent is ignored later, by RemoteParent.
 func TraceParentOf(metadata []byte) string {
-	i := bytes.Index(metadata, traceParentKey)
-	if i < 0 {
-		return ""
-	}
-	rest := bytes.TrimLeft(metadata[i+len(traceParentKey):], " \t\r\n")
-	if len(rest) == 0 || rest[0] != ':' {
-		return ""
+	// The word may first appear as a value (a client's request id can be "traceparent"); in JSON only a
+	// key is followed by a colon, so the first occurrence followed by one is the key.
+	var rest []byte
+	for {
+		i := bytes.Index(metadata, traceParentKey)
+		if i < 0 {
+			return ""
+		}
+		metadata = metadata[i+len(traceParentKey):]
+		rest = bytes.TrimLeft(metadata, " \t\r\n")
+		if len(rest) > 0 && rest[0] == ':' {
+			break
+		}
 	}
 	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
 	if len(rest) == 0 || rest[0] != '"' {
