@@ -28,8 +28,8 @@ func TestLogCacheStress(t *testing.T) {
 	cache := eventstore.NewLogCache(pool, 3, decodeAmount)
 
 	type reader struct {
-		limit int
-		delay time.Duration
+		limit  int
+		delay  time.Duration
 		jitter bool
 	}
 	readers := []reader{{1, 0, false}, {2, 0, true}, {5, 0, false}, {16, 0, true}, {3, 700 * time.Millisecond, false}}
