@@ -158,12 +158,13 @@ func TraceParentOf(metadata []byte) string {
 // StartBatch starts the span of work on a batch of events, given the traceparents their metadata kept
 // (empty ones ignored): when they all belong to one trace it is a child of the first event's span and
 // joins that trace (a payment's projection or relay span then sits in the payment's trace); when they
-// belong to several, it is a root span of its own, linked to each (up to the SDK's link limit).
+// belong to several, it is a root span of its own, linked to each (up to the SDK's link limit), unless
+// none of them was sampled: then it is not sampled either.
 func StartBatch(ctx context.Context, tracer trace.Tracer, name string, traceparents []string,
 	attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	var links []trace.Link
 	var parent trace.SpanContext
-	oneTrace := true
+	oneTrace, sampled := true, false
 	for _, tp := range traceparents {
 		sc := trace.SpanContextFromContext(RemoteParent(context.Background(), tp))
 		if !sc.IsValid() {
@@ -174,11 +175,13 @@ func StartBatch(ctx context.Context, tracer trace.Tracer, name string, tracepare
 		} else {
 			oneTrace = oneTrace && sc.TraceID() == parent.TraceID()
 		}
+		sampled = sampled || sc.IsSampled()
 		links = append(links, trace.Link{SpanContext: sc})
 	}
 	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
 	switch {
-	case parent.IsValid() && oneTrace:
+	// One trace, or several none of which was sampled: the batch follows its (first) parent's decision.
+	case parent.IsValid() && (oneTrace || !sampled):
 		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
 		if len(links) > 1 {
 			opts = append(opts, trace.WithLinks(links[1:]...))

@@ -103,6 +103,9 @@ func TestStartBatch(t *testing.T) {
 	} {
 		_, span := StartBatch(context.Background(), tracer, tc.name, tc.parents)
 		span.End()
+		if !span.SpanContext().IsSampled() {
+			t.Fatalf("%s: not sampled", tc.name)
+		}
 		got := rec.Ended()[len(rec.Ended())-1]
 		if tc.wantTrace != "" {
 			if got.SpanContext().TraceID().String() != tc.wantTrace || got.Parent().SpanID().String() != tc.parents[0][36:52] {
@@ -114,5 +117,19 @@ func TestStartBatch(t *testing.T) {
 		if len(got.Links()) != tc.wantLinks {
 			t.Errorf("%s: %d links, want %d", tc.name, len(got.Links()), tc.wantLinks)
 		}
+	}
+}
+
+// A batch whose events come from several traces none of which was sampled is not sampled either (with
+// parent-based sampling), rather than a new sampled root.
+func TestStartBatchFollowsUnsampledParents(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tracer := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	_, span := StartBatch(context.Background(), tracer, "unsampled", []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+		"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"})
+	span.End()
+	if span.SpanContext().IsSampled() || len(rec.Ended()) != 0 {
+		t.Fatalf("a batch of unsampled traces was sampled: %v", span.SpanContext())
 	}
 }
