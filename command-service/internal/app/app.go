@@ -51,6 +51,13 @@ func New(store *eventstore.Store, limits domain.Limits) *Service {
 		limits: limits, refundWindow: DefaultRefundWindow}
 }
 
+// WithCommitGroups sets how many groups of client commands may run at once (COMMIT_GROUPS; see
+// eventstore.CommitterOptions.Concurrency).
+func (s *Service) WithCommitGroups(n int) *Service {
+	s.commit = eventstore.NewCommitter(s.store, eventstore.CommitterOptions{Timeout: commandTimeout, Concurrency: n})
+	return s
+}
+
 // WithRefundWindow sets how long after its initiation a payment may be refunded (REFUND_WINDOW).
 func (s *Service) WithRefundWindow(d time.Duration) *Service {
 	s.refundWindow = d

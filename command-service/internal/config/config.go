@@ -26,6 +26,8 @@ type Config struct {
 	LimitDailyP2PCount   int    `env:"LIMIT_DAILY_P2P_COUNT" envDefault:"10"`
 	LimitNewAccountPaise int64  `env:"LIMIT_NEW_ACCOUNT_PAISE" envDefault:"500000"`
 	LogLevel             string `env:"LOG_LEVEL" envDefault:"info"`
+	// CommitGroups is how many groups of client commands may be committing at once (group commit).
+	CommitGroups int `env:"COMMIT_GROUPS" envDefault:"2"`
 	// RefundWindow is how long after its initiation a payment may be refunded.
 	RefundWindow time.Duration `env:"REFUND_WINDOW" envDefault:"4320h"`
 	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
@@ -40,6 +42,9 @@ func Load() (Config, error) {
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	if cfg.CommitGroups <= 0 {
+		return Config{}, fmt.Errorf("COMMIT_GROUPS must be positive, got %d", cfg.CommitGroups)
 	}
 	if cfg.RefundWindow <= 0 {
 		return Config{}, fmt.Errorf("REFUND_WINDOW must be positive, got %s", cfg.RefundWindow)
@@ -68,6 +73,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("limit_daily_p2p_count", c.LimitDailyP2PCount),
 		slog.Int64("limit_new_account_paise", c.LimitNewAccountPaise),
 		slog.String("log_level", c.LogLevel),
+		slog.Int("commit_groups", c.CommitGroups),
 		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
