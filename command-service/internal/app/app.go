@@ -104,7 +104,7 @@ func PaymentAggregate() eventstore.Aggregate[domain.Payment] {
 // evolveAt folds a stored event into an aggregate whose Evolve takes the event's payload and time.
 func evolveAt[S any](apply func(S, events.Payload, time.Time) (S, error)) func(S, eventstore.Event) (S, error) {
 	return func(state S, e eventstore.Event) (S, error) {
-		p, err := payload(e)
+		p, err := eventstore.PayloadOf(e, events.Decode)
 		if err != nil {
 			return state, err
 		}
@@ -179,24 +179,13 @@ func original(res eventstore.Result, id uuid.UUID, eventType, fp string) (events
 // NewStore is the event store the service decides on, on pool: one that keeps the streams' first events
 // it reads (the openings of accounts and payments that commands read again and again) decoded.
 func NewStore(pool *pgxpool.Pool) *eventstore.Store {
-	return eventstore.New(pool).WithPayloads(func(eventType string, raw json.RawMessage) (any, error) {
-		return events.Decode(eventType, raw)
-	})
-}
-
-// payload is an event's typed payload: the one this process built, when it appended the event, or the
-// store decoded, when it read an opening; else the stored one decoded.
-func payload(e eventstore.Event) (events.Payload, error) {
-	if p, ok := e.Data.(events.Payload); ok {
-		return p, nil
-	}
-	return events.Decode(e.Type, e.Payload)
+	return eventstore.New(pool).WithPayloads(eventstore.DecodeWith(events.Decode))
 }
 
 // decode is payload into the payload type the caller expects.
 func decode[P events.Payload](e eventstore.Event) (P, error) {
 	var zero P
-	p, err := payload(e)
+	p, err := eventstore.PayloadOf(e, events.Decode)
 	if err != nil {
 		return zero, fmt.Errorf("event %s: %w", e.ID, err)
 	}

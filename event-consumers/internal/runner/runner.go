@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,9 +73,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 		log:  log,
 		m:    newMetrics(reg),
 		opts: opts,
-		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, func(eventType string, raw json.RawMessage) (any, error) {
-			return events.Decode(eventType, raw)
-		}),
+		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, eventstore.DecodeWith(events.Decode)),
 	}
 }
 

@@ -203,7 +203,7 @@ func TestExecuteAllKeepsCommittedEvents(t *testing.T) {
 	opened := mustExecuteAll(t, other, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 9)))[0].Result.Events[0]
 	needed := mustExecuteAll(t, other, op("payer@bank", uuid.Nil, deposit(uuid.Nil, 5)))[0].Result.Events[0]
 	var decoded sync.Map // event id -> times decoded
-	s := eventstore.New(pool).WithPayloads(func(eventType string, raw json.RawMessage) (any, error) {
+	s := eventstore.New(pool).WithPayloads(func(eventType string, raw []byte) (any, error) {
 		var a amount
 		err := json.Unmarshal(raw, &a)
 		n, _ := decoded.LoadOrStore(eventType+string(raw), new(int))

@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"sort"
 	"sync"
 )
@@ -20,7 +19,7 @@ import (
 type LogCache struct {
 	q      Querier
 	size   int
-	decode func(eventType string, payload json.RawMessage) (any, error)
+	decode Decoder
 
 	mu  sync.Mutex
 	lo  Position
@@ -30,7 +29,7 @@ type LogCache struct {
 // NewLogCache returns a cache of size to twice size events of the log read through q. decode, when not nil,
 // gives each event its Data (the event contract's decoder): consumers must then treat Data as read-only,
 // as they share it.
-func NewLogCache(q Querier, size int, decode func(eventType string, payload json.RawMessage) (any, error)) *LogCache {
+func NewLogCache(q Querier, size int, decode Decoder) *LogCache {
 	return &LogCache{q: q, size: size, decode: decode}
 }
 
@@ -104,6 +103,15 @@ func (c *LogCache) add(from Position, evs []Event) {
 		c.lo = c.run[over-1].Position
 		c.run = append(make([]Event, 0, 2*c.size), c.run[over:]...)
 	}
+}
+
+// Decoder decodes a stored payload of an event type into the value a decision or a consumer reads (the
+// event contract's decoder, through DecodeWith); the store and the log cache keep it as Event.Data.
+type Decoder func(eventType string, payload []byte) (any, error)
+
+// DecodeWith is decode as a Decoder.
+func DecodeWith[P any](decode func(eventType string, payload []byte) (P, error)) Decoder {
+	return func(eventType string, payload []byte) (any, error) { return decode(eventType, payload) }
 }
 
 // PayloadOf is e's payload as P: its Data when it has one of that type (its appender's, or a decoder's

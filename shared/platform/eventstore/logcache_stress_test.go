@@ -2,14 +2,12 @@ package eventstore_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/shared/platform/eventstore"
 )
@@ -40,7 +38,7 @@ func TestLogCacheStress(t *testing.T) {
 		go func() {
 			time.Sleep(r.delay)
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			evs, err := followThrough(ctx, pool, fences[i], r.limit, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
+			evs, err := follow(ctx, pool, fences[i], r.limit, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
 				if r.jitter && rng.IntN(4) == 0 {
 					time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
 				}
@@ -100,49 +98,4 @@ func TestLogCacheStress(t *testing.T) {
 type stressResult struct {
 	events []eventstore.Event
 	err    error
-}
-
-// followThrough is followReadLog through read.
-func followThrough(ctx context.Context, pool *pgxpool.Pool, fence <-chan uint64, limit int,
-	read func(context.Context, eventstore.Position, int) ([]eventstore.Event, error)) ([]eventstore.Event, error) {
-	var out []eventstore.Event
-	pos := eventstore.Start
-	var after uint64
-	var deadline time.Time
-	for {
-		if after == 0 {
-			select {
-			case after = <-fence:
-				deadline = time.Now().Add(stressDrainTimeout)
-			default:
-			}
-		}
-		var horizon uint64
-		if after != 0 {
-			if err := pool.QueryRow(ctx, `select pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&horizon); err != nil {
-				return nil, err
-			}
-		}
-		evs, err := read(ctx, pos, limit)
-		if err != nil {
-			return nil, err
-		}
-		if len(evs) > limit {
-			return nil, fmt.Errorf("%d events for a limit of %d", len(evs), limit)
-		}
-		for _, e := range evs {
-			pos = e.Position
-		}
-		out = append(out, evs...)
-		if len(evs) > 0 {
-			continue
-		}
-		if after != 0 && horizon > after {
-			return out, nil
-		}
-		if after != 0 && time.Now().After(deadline) {
-			return nil, fmt.Errorf("horizon still below %d", after)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

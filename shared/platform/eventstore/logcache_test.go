@@ -14,7 +14,7 @@ import (
 	"upi/testenv"
 )
 
-func decodeAmount(_ string, raw json.RawMessage) (any, error) {
+func decodeAmount(_ string, raw []byte) (any, error) {
 	var a amount
 	err := json.Unmarshal(raw, &a)
 	return a, err

@@ -102,7 +102,7 @@ type Store struct {
 	origins   *lru.Cache[string, Event]
 	committed *lru.Cache[uuid.UUID, Event]
 	// decode, when set, gives the events this store keeps in memory their Data (WithPayloads).
-	decode func(eventType string, payload json.RawMessage) (any, error)
+	decode Decoder
 }
 
 // stateCacheSize bounds how many streams' folded states a store keeps in memory (see cachedState),
@@ -134,7 +134,7 @@ func New(pool *pgxpool.Pool) *Store {
 // and Reads.Event into the event's Data, so that decisions that read the same events again and again (an
 // account's opening, a payment's, a step's precondition) find them decoded. decode is the event
 // contract's decoder.
-func (s *Store) WithPayloads(decode func(eventType string, payload json.RawMessage) (any, error)) *Store {
+func (s *Store) WithPayloads(decode Decoder) *Store {
 	s.decode = decode
 	return s
 }

@@ -228,10 +228,18 @@ func stressTx(ctx context.Context, store *eventstore.Store, ledger *stressLedger
 }
 
 // followReadLog follows the log with ReadLog from its checkpoint in small batches, as a consumer does.
-// Once fence delivers an xid above every writer's, it drains: it reads to the end of the log, and stops
-// when a read found nothing more although the horizon had already passed the fence.
 func followReadLog(ctx context.Context, pool *pgxpool.Pool, fence <-chan uint64) ([]eventstore.Event, error) {
-	var read []eventstore.Event
+	return follow(ctx, pool, fence, stressReadBatch, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
+		return eventstore.ReadLog(ctx, pool, after, limit)
+	})
+}
+
+// follow follows the log through read in batches of limit from the start. Once fence delivers an xid above
+// every writer's, it drains: it reads to the end of the log, and stops when a read found nothing more
+// although the horizon had already passed the fence.
+func follow(ctx context.Context, pool *pgxpool.Pool, fence <-chan uint64, limit int,
+	read func(context.Context, eventstore.Position, int) ([]eventstore.Event, error)) ([]eventstore.Event, error) {
+	var out []eventstore.Event
 	pos := eventstore.Start
 	var after uint64
 	var deadline time.Time
@@ -249,19 +257,22 @@ func followReadLog(ctx context.Context, pool *pgxpool.Pool, fence <-chan uint64)
 				return nil, err
 			}
 		}
-		evs, err := eventstore.ReadLog(ctx, pool, pos, stressReadBatch)
+		evs, err := read(ctx, pos, limit)
 		if err != nil {
 			return nil, err
+		}
+		if len(evs) > limit {
+			return nil, fmt.Errorf("%d events for a limit of %d", len(evs), limit)
 		}
 		for _, e := range evs {
 			pos = e.Position
 		}
-		read = append(read, evs...)
+		out = append(out, evs...)
 		if len(evs) > 0 {
 			continue
 		}
 		if after != 0 && horizon > after {
-			return read, nil
+			return out, nil
 		}
 		if after != 0 && time.Now().After(deadline) {
 			return nil, fmt.Errorf("horizon still at %d, below %d, after %v: a long transaction elsewhere in the cluster?",
