@@ -22,10 +22,13 @@ package main_test
 //
 // Environment: PAYBENCH_SECONDS (default 15), the length of each load; PAYBENCH_DRAIN_SECONDS (default
 // 120), how long the accepted payments may take to finish afterwards before the benchmark fails;
-// PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of every service that serves
-// one (PPROF_ADDR), taken over its load, as SUBBENCHMARK-SERVICE.pprof (`go tool pprof -top FILE`).
+// PAYBENCH_GOMAXPROCS, the services' GOMAXPROCS (default 1, as docker-compose.yml runs them; 0 for Go's
+// default, one per core); PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of
+// every service that serves one (PPROF_ADDR), taken over its load, as SUBBENCHMARK-SERVICE.pprof
+// (`go tool pprof -top FILE`).
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -201,6 +204,7 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 	pprof := map[string]string{}
 	quiet := func(service string, env map[string]string) map[string]string {
 		env["LOG_LEVEL"] = "warn"
+		env["GOMAXPROCS"] = cmp.Or(os.Getenv("PAYBENCH_GOMAXPROCS"), "1")
 		if os.Getenv("PAYBENCH_PROFILE") != "" {
 			pprof[service] = testenv.FreeAddr(b)
 			env["PPROF_ADDR"] = pprof[service]
