@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,8 +14,6 @@ import (
 
 	redisadapter "upi/api-gateway/internal/adapters/redis"
 	"upi/api-gateway/internal/app"
-	"upi/api-gateway/internal/config"
-	"upi/testenv"
 )
 
 // tripCounter counts the commands sent to Redis, each one round trip, except the EVALSHA that finds a
@@ -46,13 +42,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, lockTTL time.Duration, rps, burst int) *fixture {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
-	limiter := redisadapter.NewLimiter(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rdb := testRedis(t)
+	limiter := redisadapter.NewLimiter(rdb, rps, burst, quiet)
 	f := &fixture{
 		store: redisadapter.NewStore(rdb, limiter, lockTTL, time.Hour),
 		rdb:   rdb,
@@ -226,14 +217,8 @@ func TestRedisFlushedMidFlight(t *testing.T) {
 // TestBeginWithRedisDown: the rate limit is decided in process and the claim reports that Redis did not
 // answer, quickly.
 func TestBeginWithRedisDown(t *testing.T) {
-	// The gateway's own client settings, on a port where nothing listens.
-	opts, err := config.RedisOptions("redis://127.0.0.1:1/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
-	limiter := redisadapter.NewLimiter(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	rdb := unreachableRedis(t)
+	limiter := redisadapter.NewLimiter(rdb, 1, 2, quiet)
 	store := redisadapter.NewStore(rdb, limiter, 30*time.Second, time.Hour)
 	scope := app.Scope{Client: "c1", Method: "POST", Path: "/v1/payments", Key: "k"}
 	start := time.Now()

@@ -16,7 +16,11 @@ import (
 	"upi/testenv"
 )
 
-func newLimiter(t *testing.T, rps, burst int) (*redisadapter.Limiter, *redis.Client) {
+// quiet is the adapters' logger in these tests.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testRedis is a client of the test Redis, closed when the test ends.
+func testRedis(t *testing.T) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
@@ -24,7 +28,24 @@ func newLimiter(t *testing.T, rps, burst int) (*redisadapter.Limiter, *redis.Cli
 	}
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
-	return redisadapter.NewLimiter(rdb, rps, burst, slog.New(slog.NewTextHandler(io.Discard, nil))), rdb
+	return rdb
+}
+
+// unreachableRedis is a client with the gateway's own settings on a port where nothing listens.
+func unreachableRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	opts, err := config.RedisOptions("redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func newLimiter(t *testing.T, rps, burst int) (*redisadapter.Limiter, *redis.Client) {
+	rdb := testRedis(t)
+	return redisadapter.NewLimiter(rdb, rps, burst, quiet), rdb
 }
 
 // TestSameDecisionsAsRedisRate: the script makes the decisions go-redis/redis_rate v10 made, which
@@ -34,13 +55,12 @@ func TestSameDecisionsAsRedisRate(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := newLimiter(t, 1, 1)
 	old := redis_rate.NewLimiter(rdb)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// A fresh key's answer depends on no clock, so it must be the same to the bit, rounding included (at
 	// ten a second and a burst of 5, Remaining is 3 in both: 3.99999... rounded down).
 	for _, c := range []struct{ rps, burst int }{{1, 1}, {1, 5}, {10, 5}, {100, 200}, {3, 7}, {1000, 1}} {
 		key := strconv.Itoa(c.rps) + "-" + strconv.Itoa(c.burst)
-		ours := redisadapter.NewLimiter(rdb, c.rps, c.burst, log).Allow(ctx, "ours-"+key)
+		ours := redisadapter.NewLimiter(rdb, c.rps, c.burst, quiet).Allow(ctx, "ours-"+key)
 		theirs, err := old.Allow(ctx, "theirs-"+key, redis_rate.Limit{Rate: c.rps, Burst: c.burst, Period: time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -53,7 +73,7 @@ func TestSameDecisionsAsRedisRate(t *testing.T) {
 	// Through a burst and past it, side by side on two keys: the same answers, durations apart by no
 	// more than the time between the two calls.
 	const burst = 3
-	l := redisadapter.NewLimiter(rdb, 1, burst, log)
+	l := redisadapter.NewLimiter(rdb, 1, burst, quiet)
 	limit := redis_rate.Limit{Rate: 1, Burst: burst, Period: time.Second}
 	for i := range burst + 2 {
 		start := time.Now()
@@ -147,14 +167,7 @@ func TestAllowAndLock(t *testing.T) {
 }
 
 func TestFallbackWhenRedisDown(t *testing.T) {
-	// The gateway's own client settings, on a port where nothing listens.
-	opts, err := config.RedisOptions("redis://127.0.0.1:1/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
-	l := redisadapter.NewLimiter(rdb, 1, 2, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := redisadapter.NewLimiter(unreachableRedis(t), 1, 2, quiet)
 	for i := range 3 {
 		res, locked := l.AllowAndLock(context.Background(), "k", redisadapter.Lock{Key: "lock:" + strconv.Itoa(i), Value: "v", TTL: time.Second})
 		if !res.Fallback || locked.Err == nil || locked.Taken {
