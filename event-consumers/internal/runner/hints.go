@@ -16,14 +16,16 @@ import (
 // shortens a worker's wait: workers poll anyway, so a lost connection costs latency, never events.
 type Hints struct {
 	listener eventstore.Listener
+	// first runs on every hint before any subscriber is woken (nil: nothing).
+	first func()
 
 	mu   sync.Mutex
 	subs []chan struct{}
 }
 
 // NewHints returns a listener on a connection made with pool's settings.
-func NewHints(pool *pgxpool.Pool, log *slog.Logger) *Hints {
-	h := &Hints{}
+func NewHints(pool *pgxpool.Pool, log *slog.Logger, first func()) *Hints {
+	h := &Hints{first: first}
 	h.listener = eventstore.Listener{Pool: pool, Channels: []string{eventstore.HintChannel}, Log: log,
 		What: "event hint listener",
 		// Whatever was appended while there was no connection was not hinted: wake everyone once.
@@ -47,6 +49,9 @@ func (h *Hints) Subscribe() <-chan struct{} {
 func (h *Hints) Run(ctx context.Context) { h.listener.Run(ctx) }
 
 func (h *Hints) broadcast() {
+	if h.first != nil {
+		h.first()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.subs {

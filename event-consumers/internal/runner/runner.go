@@ -73,7 +73,7 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 		log:  log,
 		m:    newMetrics(reg),
 		opts: opts,
-		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, eventstore.DecodeWith(events.Decode)),
+		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, eventstore.DecodeWith(events.Decode), opts.MinPoll),
 	}
 }
 
@@ -101,7 +101,8 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		}
 		workers = append(workers, w)
 	}
-	hints := NewHints(r.pool, r.log)
+	// Each hint first makes the log cache ask the database again, then wakes the consumers.
+	hints := NewHints(r.pool, r.log, r.logs.Hinted)
 	var wg sync.WaitGroup
 	wg.Go(func() { hints.Run(ctx) })
 	wg.Go(func() { Every(ctx, r.opts.MonitorEvery, r.measureHorizon) })
@@ -116,17 +117,16 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 
 // projectionStep applies a batch and moves the checkpoint in one transaction. The checkpoint row is
 // updated (and so locked) first: a rebuild holding it makes this wait and then fail the compare-and-set.
+// The transaction begins with custom plans (customPlans) in the same round trip: below saturation most
+// batches hold an event or two, and each round trip is a wake-up of the backend.
 func (r *Runner) projectionStep(p Projection) stepFunc {
 	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
-		tx, err := r.pool.Begin(ctx)
+		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
 		if err := advanceCheckpoint(ctx, tx, p.Name(), from, batch[len(batch)-1].Position); err != nil {
-			return err
-		}
-		if err := customPlans(ctx, tx); err != nil {
 			return err
 		}
 		if err := p.Apply(ctx, tx, batch); err != nil {
@@ -316,12 +316,18 @@ func retryDelay(failures int, max time.Duration) time.Duration {
 	return min(d, max)
 }
 
+const setCustomPlans = `set local plan_cache_mode = force_custom_plan`
+
+// beginWithCustomPlans begins a transaction that plans like customPlans, in one round trip (a query
+// without arguments goes out in the simple protocol, which takes several statements).
+const beginWithCustomPlans = `begin; ` + setCustomPlans
+
 // customPlans makes the transaction plan every statement for its actual arguments. Projections apply a
 // batch with a few statements over unnest(array) parameters whose length varies from 1 to the batch
 // size; a cached generic plan assumes a fixed row count and can pick a sequential scan of a whole table
 // for a batch of one.
 func customPlans(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `set local plan_cache_mode = force_custom_plan`); err != nil {
+	if _, err := tx.Exec(ctx, setCustomPlans); err != nil {
 		return fmt.Errorf("set plan mode: %w", err)
 	}
 	return nil

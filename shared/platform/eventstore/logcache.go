@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 )
 
 // LogCache serves ReadLog to the consumers of one process, which follow the same log at about the same
@@ -16,36 +17,75 @@ import (
 // the run's last event. A read after a position inside the run is served from memory up to the run's end
 // and completed from the database, which extends the run; a read from before the run (a consumer far
 // behind) goes to the database and leaves the run alone; a read from past its end starts a new run.
+//
+// Consumers woken by one append hint, or polling at about the same moment, each ask the database whether
+// the log goes on past the run; below saturation those reads are most of the log's reads and almost all
+// of them find nothing. So the cache also remembers the last time the database was found to hold nothing
+// past the run's end (a read that returned fewer events than it asked for): for fresh, and as long as no
+// hint has arrived since that read began (Hinted), a read that reaches the run's end ends there. Ending
+// early is always safe (a consumer that gets fewer events than there are polls again); a hinted append is
+// never missed, as the hint invalidates the finding before any consumer is woken by it.
 type LogCache struct {
 	q      Querier
 	size   int
 	decode Decoder
+	fresh  time.Duration
 
 	mu  sync.Mutex
 	lo  Position
 	run []Event
+	// hints counts Hinted calls; ended is the last finding that the log ended at a position.
+	hints uint64
+	ended logEnd
+}
+
+// logEnd is a finding that the database held nothing after at (below the horizon) for a read that began
+// at since, after hints hints.
+type logEnd struct {
+	at    Position
+	since time.Time
+	hints uint64
+	valid bool
 }
 
 // NewLogCache returns a cache of size to twice size events of the log read through q. decode, when not nil,
 // gives each event its Data (the event contract's decoder): consumers must then treat Data as read-only,
-// as they share it.
-func NewLogCache(q Querier, size int, decode Decoder) *LogCache {
-	return &LogCache{q: q, size: size, decode: decode}
+// as they share it. fresh is how long a finding that the log ends is trusted when no hint arrives (0: never
+// trusted, every read that reaches the run's end asks the database).
+func NewLogCache(q Querier, size int, decode Decoder, fresh time.Duration) *LogCache {
+	return &LogCache{q: q, size: size, decode: decode, fresh: fresh}
+}
+
+// Hinted records that an append was hinted: a finding that the log ended, made before, is not trusted
+// again. Call it before waking the consumers the hint is for.
+func (c *LogCache) Hinted() {
+	c.mu.Lock()
+	c.hints++
+	c.mu.Unlock()
 }
 
 // ReadLog is ReadLog: up to limit events after after, in log order, below the horizon.
 func (c *LogCache) ReadLog(ctx context.Context, after Position, limit int) ([]Event, error) {
-	out := c.cached(after, limit)
-	if len(out) == limit {
+	out, ended := c.cached(after, limit)
+	if len(out) == limit || ended {
 		return out, nil
 	}
 	from := after
 	if len(out) > 0 {
 		from = out[len(out)-1].Position
 	}
+	c.mu.Lock()
+	began := logEnd{since: time.Now(), hints: c.hints}
+	c.mu.Unlock()
 	more, err := ReadLog(ctx, c.q, from, limit-len(out))
 	if err != nil {
 		return nil, err
+	}
+	if len(more) < limit-len(out) {
+		began.at, began.valid = from, true
+		if len(more) > 0 {
+			began.at = more[len(more)-1].Position
+		}
 	}
 	if c.decode != nil {
 		for i := range more {
@@ -55,37 +95,54 @@ func (c *LogCache) ReadLog(ctx context.Context, after Position, limit int) ([]Ev
 			}
 		}
 	}
-	c.add(from, more)
+	c.add(from, more, began)
 	return append(out, more...), nil
 }
 
-// cached is a copy of up to limit events of the run after after, when after is in the run.
-func (c *LogCache) cached(after Position, limit int) []Event {
+// cached is a copy of up to limit events of the run after after, when after is in the run; ended reports
+// that the copy reaches a position after which the log was recently found to end, with no hint since.
+func (c *LogCache) cached(after Position, limit int) (evs []Event, ended bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.run) == 0 || after.Less(c.lo) {
-		return nil
+		return nil, c.endsAt(after)
 	}
 	i := 0
 	if after != c.lo {
 		// The first event after after; after must be an event of the run, as a checkpoint always is.
 		i = sort.Search(len(c.run), func(i int) bool { return after.Less(c.run[i].Position) })
 		if i == 0 || c.run[i-1].Position != after {
-			return nil
+			return nil, false
 		}
 	}
 	n := min(limit, len(c.run)-i)
-	return append(make([]Event, 0, limit), c.run[i:i+n]...)
+	evs = append(make([]Event, 0, limit), c.run[i:i+n]...)
+	last := after
+	if n > 0 {
+		last = evs[n-1].Position
+	}
+	return evs, n < limit && c.endsAt(last)
+}
+
+// endsAt reports whether the log was found to end at p recently enough, and with no hint since the read
+// that found it began. c.mu is held.
+func (c *LogCache) endsAt(p Position) bool {
+	e := c.ended
+	return e.valid && e.at == p && e.hints == c.hints && time.Since(e.since) < c.fresh
 }
 
 // add records evs, read from the database after from: they extend the run when from is its end, start a
 // new one when from is past it, and are not kept when from is before it. The run is then cut to size.
-func (c *LogCache) add(from Position, evs []Event) {
+// found is what the read found about the log's end; it replaces an older finding.
+func (c *LogCache) add(from Position, evs []Event, found logEnd) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if found.valid && (!c.ended.valid || c.ended.since.Before(found.since)) {
+		c.ended = found
+	}
 	if len(evs) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	end := c.lo
 	if len(c.run) > 0 {
 		end = c.run[len(c.run)-1].Position

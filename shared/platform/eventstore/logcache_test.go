@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
@@ -56,7 +58,7 @@ func TestLogCacheReadsAsTheLog(t *testing.T) {
 	direct := readAll(t, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
 		return eventstore.ReadLog(ctx, pool, after, limit)
 	}, 1000, 60)
-	c := eventstore.NewLogCache(pool, 10, decodeAmount)
+	c := eventstore.NewLogCache(pool, 10, decodeAmount, 0)
 	// Positions to read after: the start, events inside and outside the run as it moves, the last.
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 200 {
@@ -85,13 +87,87 @@ func TestLogCacheReadsAsTheLog(t *testing.T) {
 	}
 }
 
+// countingQuerier counts the queries that reach the database.
+type countingQuerier struct {
+	eventstore.Querier
+	n atomic.Int32
+}
+
+func (q *countingQuerier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	q.n.Add(1)
+	return q.Querier.Query(ctx, sql, args...)
+}
+
+// A read that reaches a place where the log was just found to end ends there without asking the
+// database, until a hint arrives or the finding is older than the cache's freshness; then the database is
+// asked again, and the event appended meanwhile is read.
+func TestLogCacheTrustsTheLogsEndUntilAHint(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	s := eventstore.New(pool)
+	for _, tc := range []struct {
+		name  string
+		fresh time.Duration
+		next  func(c *eventstore.LogCache)
+	}{
+		{"hinted", time.Hour, func(c *eventstore.LogCache) { c.Hinted() }},
+		{"stale", 50 * time.Millisecond, func(*eventstore.LogCache) { time.Sleep(60 * time.Millisecond) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := "end-" + tc.name + "@bank"
+			mustExecuteAll(t, s, op(stream, [16]byte{}, deposit([16]byte{}, 1)))
+			q := &countingQuerier{Querier: pool}
+			c := eventstore.NewLogCache(q, 1000, nil, tc.fresh)
+			read := func(after eventstore.Position) []eventstore.Event {
+				t.Helper()
+				batch, err := c.ReadLog(context.Background(), after, 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return batch
+			}
+			// The log as far as it goes now (below the horizon, which other tests may hold back).
+			end := eventstore.Start
+			for batch := read(end); len(batch) > 0; batch = read(end) {
+				end = batch[len(batch)-1].Position
+			}
+			mustExecuteAll(t, s, op(stream, [16]byte{}, deposit([16]byte{}, 2)))
+			asked := q.n.Load()
+			if got := read(end); len(got) != 0 || q.n.Load() != asked {
+				t.Fatalf("right after the log was found to end: %d events and %d queries; want none of either",
+					len(got), q.n.Load()-asked)
+			}
+			tc.next(c)
+			read(end)
+			if q.n.Load() != asked+1 {
+				t.Fatalf("%d queries after the finding was invalidated, want 1", q.n.Load()-asked)
+			}
+			// The second deposit is read once it is below the horizon.
+			deadline := time.Now().Add(10 * time.Second)
+			for after := end; ; {
+				for _, e := range read(after) {
+					if e.AggregateID == stream && e.Version == 2 {
+						return
+					}
+					after = e.Position
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the event appended after the finding was never read")
+				}
+				tc.next(c)
+			}
+		})
+	}
+}
+
 // Readers following the log through one cache while writers append (some transactions rolled back) each
 // see every committed event exactly once, in log order.
 func TestLogCacheConcurrentReadersAndWriters(t *testing.T) {
 	t.Parallel()
 	pool := newPool(t, 16)
 	s := eventstore.New(pool)
-	c := eventstore.NewLogCache(pool, 64, nil)
+	// Findings that the log ends are trusted for 5 ms and no hint ever comes: readers still see everything.
+	c := eventstore.NewLogCache(pool, 64, nil, 5*time.Millisecond)
 	const writers, each = 4, 60
 	var wg sync.WaitGroup
 	for w := range writers {
