@@ -40,6 +40,14 @@ type Projection interface {
 	Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error
 }
 
+// Selective is a Projection that says which events it uses. A batch with none of them changes none of its
+// tables: the runner moves its checkpoint with one statement instead of a transaction (below saturation,
+// where a batch is often one event of another aggregate, that is most of a projection's round trips).
+// Uses must be true for every event Apply writes or checks anything for.
+type Selective interface {
+	Uses(e eventstore.Event) bool
+}
+
 // Processor reacts to events with side effects outside the database (HTTP calls). Handle runs outside
 // any transaction; the checkpoint moves after it returns nil. On an error the same batch is handed again
 // after a back-off, so Handle must be idempotent (it may also see a batch again after a crash).

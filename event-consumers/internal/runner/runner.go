@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,12 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 // The transaction begins with custom plans (customPlans) in the same round trip: below saturation most
 // batches hold an event or two, and each round trip is a wake-up of the backend.
 func (r *Runner) projectionStep(p Projection) stepFunc {
+	sel, _ := p.(Selective)
 	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
+		if sel != nil && !slices.ContainsFunc(batch, sel.Uses) {
+			// Nothing to write: the compare-and-set alone, which waits for a rebuild just the same.
+			return advanceCheckpoint(ctx, r.pool, p.Name(), from, batch[len(batch)-1].Position)
+		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
+	"upi/shared/contract/events"
 	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
@@ -124,6 +126,61 @@ func TestProjectionsFollowConcurrentWriters(t *testing.T) {
 	wg.Wait()
 	waitCaughtUp(t, pool, "accounts", "payments")
 	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// selectiveAccounts is the accounts projection (a runner.Selective), recording the events it was asked
+// to apply.
+type selectiveAccounts struct {
+	projections.Accounts
+	mu      sync.Mutex
+	applied map[uuid.UUID]bool
+}
+
+func (s *selectiveAccounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
+	s.mu.Lock()
+	for _, e := range batch {
+		s.applied[e.ID] = true
+	}
+	s.mu.Unlock()
+	return s.Accounts.Apply(ctx, tx, batch)
+}
+
+// A batch holding nothing a selective projection uses moves its checkpoint without applying anything;
+// the read model is still exactly right afterwards.
+func TestSelectiveProjectionMovesPastBatchesItDoesNotUse(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	store := eventstore.New(pool)
+	bank := workload.New(store)
+	vpas := openAccounts(t, ctx, bank, 2)
+	p := &selectiveAccounts{applied: map[uuid.UUID]bool{}}
+	start(t, pool, fastOpts(), p)
+	waitCaughtUp(t, pool, "accounts")
+
+	// A payment stream's opening alone: nothing for the accounts projection.
+	id := uuid.New()
+	if _, err := store.Append(ctx, events.AggregatePayment, id.String(), eventstore.NoStream, []eventstore.NewEvent{{
+		ID: id, Type: events.PaymentInitiated, Metadata: events.Metadata{SchemaVersion: events.SchemaVersion},
+		Data: events.PaymentInitiatedV1{PaymentID: id.String(), PayerVPA: vpas[0], PayeeVPA: vpas[1], AmountPaise: 1},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, pool, "accounts")
+	p.mu.Lock()
+	applied := p.applied[id]
+	p.mu.Unlock()
+	if applied {
+		t.Fatal("the accounts projection was asked to apply a batch of a payment's event alone")
+	}
+
+	if err := bank.Random(ctx, rand.New(rand.NewPCG(5, 5)), vpas, 20); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, pool, "accounts")
+	if err := workload.VerifyBalances(ctx, pool, bank.Expected()); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -29,6 +29,9 @@ func (Accounts) Name() string { return projection.Accounts }
 // Tables implements runner.Projection.
 func (Accounts) Tables() []string { return []string{"accounts", "account_transactions"} }
 
+// Uses implements runner.Selective: only accounts' own events change accounts.
+func (Accounts) Uses(e eventstore.Event) bool { return e.AggregateType == events.AggregateAccount }
+
 // accountChange is the effect of a batch's events on one existing account: its events in order, each with
 // the change it made to the balance and the balance it recorded. The rest (the batch's first and last
 // event, its net change) is derived from them.
