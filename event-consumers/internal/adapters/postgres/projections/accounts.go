@@ -106,13 +106,13 @@ func (r *movementRows) withRRN(rrn string) {
 }
 
 // Apply implements runner.Projection.
-func (Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
+func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
 	var opens openingRows
 	var moves movementRows
 	changes := map[string]accountChange{}
 	var order []string
 	for _, e := range batch {
-		if e.AggregateType != events.AggregateAccount {
+		if !a.Uses(e) {
 			continue
 		}
 		p, err := eventstore.PayloadOf(e, events.Decode)
