@@ -52,7 +52,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
 	httpapi.Register(router, httpapi.Config{
-		Service:  app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitGroups(cfg.CommitGroups),
+		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitGroups(cfg.CommitGroups).
+			WithMoneyTerms(cfg.MoneyTerms()),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
 		Registry: reg,

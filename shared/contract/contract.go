@@ -80,6 +80,9 @@ type Deposit struct {
 	CreatedAt   string `json:"created_at"`
 }
 
+// PathWithdrawals is where withdrawals are read: GET PathWithdrawals/{withdrawal_id}.
+const PathWithdrawals = "/v1/withdrawals"
+
 // Withdrawal is the withdrawal resource: money leaving an account for its bank. FailureCode and NPCICode
 // are null unless it FAILED; RRN is absent on a failed one.
 type Withdrawal struct {
