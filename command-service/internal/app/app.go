@@ -58,8 +58,8 @@ type MoneyTerms struct {
 	SettlementShards int
 }
 
-// DefaultMoneyTerms: a cap of Rs 10,00,000 a day, and 16 shards per bank.
-var DefaultMoneyTerms = MoneyTerms{DepositDailyCap: 100_000_000, SettlementShards: 16}
+// DefaultMoneyTerms: a cap of Rs 10,00,000 a day, and 64 shards per bank.
+var DefaultMoneyTerms = MoneyTerms{DepositDailyCap: 100_000_000, SettlementShards: 64}
 
 // New returns the service on an event store, debiting payers under limits.
 func New(store *eventstore.Store, limits domain.Limits) *Service {

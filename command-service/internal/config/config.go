@@ -32,7 +32,7 @@ type Config struct {
 	// SettlementShards is how many streams each bank's settlement account is spread over, so that the
 	// bank's side of deposits and withdrawals never queues on one lock. Changing it is safe: a bank's
 	// balance is the sum of every shard it ever used.
-	SettlementShards int `env:"SETTLEMENT_SHARDS" envDefault:"16"`
+	SettlementShards int `env:"SETTLEMENT_SHARDS" envDefault:"64"`
 	// CommitGroups is how many groups of client commands may be committing at once (group commit).
 	CommitGroups int `env:"COMMIT_GROUPS" envDefault:"2"`
 	// RefundWindow is how long after its initiation a payment may be refunded.
