@@ -136,9 +136,13 @@ type Withdrawal struct {
 // and the shard's SettlementCredited in one transaction, or, when the balance is too small, only
 // WithdrawalRejected (INSUFFICIENT_FUNDS).
 func (b *Books) Withdraw(ctx context.Context, vpa, client, reference string, amount int64) (Withdrawal, error) {
+	return b.WithdrawRRN(ctx, vpa, client, reference, amount, RRN())
+}
+
+// WithdrawRRN is Withdraw giving the withdrawal rrn.
+func (b *Books) WithdrawRRN(ctx context.Context, vpa, client, reference string, amount int64, rrn string) (Withdrawal, error) {
 	w := Withdrawal{ID: uuid.New()}
 	stream := SettlementOf(vpa)
-	rrn := RRN()
 	paid := false
 	op := on(accountAgg, vpa, func(s balance) eventstore.NewEvent {
 		if s.Balance < amount {
