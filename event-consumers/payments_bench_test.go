@@ -4,7 +4,7 @@ package main_test
 // service binaries run on a fresh database for each sub-benchmark; clients pay through the gateway as
 // users do. Every sub-benchmark reports CPU milliseconds per completed payment, in total and for each
 // process (the four services, PostgreSQL, Redis), beside its throughput or latency: on a small shared
-// machine throughput moves with the neighbours, CPU per payment much less (design.md, "Cost per payment").
+// machine throughput moves with the neighbours, CPU per payment much less (docs/benchmarks.md).
 //
 //	spread-16        16 clients POST back to back, without waiting for completion, for PAYBENCH_SECONDS
 //	                 between random pairs of 200 funded accounts; then every accepted payment is drained.
@@ -614,7 +614,7 @@ func (s *paymentStack) completedPerSecond(ctx context.Context, b *testing.B, sta
 }
 
 // horizonWatch follows, every 250 ms, the oldest transaction that holds a transaction id, in this run's
-// database and in others. While one runs, the log's horizon (design.md, event store rule 3) stays behind
+// database and in others. While one runs, the log's horizon (docs/architecture.md, "Reading the log") stays behind
 // it and no consumer sees events appended after it began, however idle the machine: one way a run gets
 // seconds without a single completion. On a shared server the transaction may be another run's.
 type horizonWatch struct {
