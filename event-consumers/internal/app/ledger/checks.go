@@ -9,9 +9,9 @@ import (
 func (r *replay) streamsCheck() Check {
 	c := Check{Name: "streams", OK: r.streamProblems.n == 0}
 	if c.OK {
-		c.Detail = fmt.Sprintf("%d streams, every one continuous from version 1, every event decoded", len(r.versions))
+		c.Detail = fmt.Sprintf("%s, every one continuous from version 1, every event decoded", plural(len(r.versions), "stream"))
 	} else {
-		c.Detail = fmt.Sprintf("%d problems in %d streams; first: %s", r.streamProblems.n, len(r.versions), r.streamProblems.first)
+		c.Detail = fmt.Sprintf("%s in %s; first: %s", plural(r.streamProblems.n, "problem"), plural(len(r.versions), "stream"), r.streamProblems.first)
 	}
 	return c
 }
@@ -30,10 +30,10 @@ func (r *replay) zeroSumCheck() Check {
 func (r *replay) balancesCheck() Check {
 	c := Check{Name: "balances", OK: r.balanceProblems.n == 0}
 	if c.OK {
-		c.Detail = fmt.Sprintf("%d accounts and %d settlement shards: every recorded balance is the fold of its stream, no account below 0",
-			len(r.accounts), len(r.shards))
+		c.Detail = fmt.Sprintf("%s and %s: every recorded balance is the fold of its stream, no account below 0",
+			plural(len(r.accounts), "account"), plural(len(r.shards), "settlement shard"))
 	} else {
-		c.Detail = fmt.Sprintf("%d events disagree with the fold; first: %s", r.balanceProblems.n, r.balanceProblems.first)
+		c.Detail = fmt.Sprintf("%s disagreeing with the fold; first: %s", plural(r.balanceProblems.n, "event"), r.balanceProblems.first)
 	}
 	return c
 }
@@ -67,8 +67,8 @@ func (r *replay) inFlightCheck(now time.Time, stuckAfter time.Duration) Check {
 	detail := fmt.Sprintf("payments %d terminal, %d in flight; refunds %d terminal, %d in flight; withdrawals %d terminal (%d completed, %d failed)",
 		pt, po, rt, ro, len(r.withdrawals), completed, len(r.withdrawals)-completed)
 	if r.orphanProblem.n > 0 {
-		return Check{Name: "in-flight", Detail: fmt.Sprintf("%s; %d events move money for a payment or refund never started; first: %s",
-			detail, r.orphanProblem.n, r.orphanProblem.first)}
+		return Check{Name: "in-flight", Detail: fmt.Sprintf("%s; %s for a payment or refund never started; first: %s",
+			detail, plural(r.orphanProblem.n, "event"), r.orphanProblem.first)}
 	}
 	if oldest.IsZero() {
 		return Check{Name: "in-flight", OK: true, Detail: detail + "; nothing in flight"}
@@ -83,9 +83,9 @@ func (r *replay) inFlightCheck(now time.Time, stuckAfter time.Duration) Check {
 
 func (r *replay) rrnCheck() Check {
 	if r.rrnProblems.n == 0 {
-		return Check{Name: "unique-rrn", OK: true, Detail: fmt.Sprintf("%d RRNs, each given once", len(r.rrns))}
+		return Check{Name: "unique-rrn", OK: true, Detail: fmt.Sprintf("%s, each given once", plural(len(r.rrns), "RRN"))}
 	}
-	return Check{Name: "unique-rrn", Detail: fmt.Sprintf("%d RRNs given more than once; first: %s", r.rrnProblems.n, r.rrnProblems.first)}
+	return Check{Name: "unique-rrn", Detail: fmt.Sprintf("%s given more than once; first: %s", plural(r.rrnProblems.n, "RRN"), r.rrnProblems.first)}
 }
 
 // projectionChecks compare each read model with the replay as of its projection's checkpoint.
@@ -130,7 +130,7 @@ func compare[V comparable](table, at string, replayed, projected map[string]V, s
 	}
 	name := "projection " + table
 	if len(differ) == 0 {
-		return Check{Name: name, OK: true, Detail: fmt.Sprintf("%d rows equal the replay at its checkpoint %s", len(projected), at)}
+		return Check{Name: name, OK: true, Detail: fmt.Sprintf("%s, all equal to the replay at the checkpoint %s", plural(len(projected), "row"), at)}
 	}
 	slices.Sort(differ)
 	k := differ[0]
@@ -140,6 +140,14 @@ func compare[V comparable](table, at string, replayed, projected map[string]V, s
 		}
 		return "absent"
 	}
-	return Check{Name: name, Detail: fmt.Sprintf("%d of %d rows differ from the replay at its checkpoint %s; first: %s is %s in the table, %s in the log",
-		len(differ), len(projected), at, k, side(projected), side(replayed))}
+	return Check{Name: name, Detail: fmt.Sprintf("%d of %s differ from the replay at the checkpoint %s; first: %s is %s in the table, %s in the log",
+		len(differ), plural(len(projected), "row"), at, k, side(projected), side(replayed))}
+}
+
+// plural is n and noun, plural unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

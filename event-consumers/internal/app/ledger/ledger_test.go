@@ -166,10 +166,10 @@ func TestHealthyBooksHoldEveryCheck(t *testing.T) {
 		"in-flight":                      "payments 3 terminal, 0 in flight; refunds 1 terminal, 0 in flight; withdrawals 2 terminal (1 completed, 1 failed); nothing in flight",
 		"unique-rrn":                     "4 RRNs, each given once",
 		"balances":                       "3 accounts and ",
-		"projection accounts":            "3 rows equal",
-		"projection payments":            "3 rows equal",
-		"projection withdrawals":         "2 rows equal",
-		"projection settlement_accounts": "rows equal",
+		"projection accounts":            "3 rows, all equal",
+		"projection payments":            "3 rows, all equal",
+		"projection withdrawals":         "2 rows, all equal",
+		"projection settlement_accounts": "rows, all equal",
 	}
 	for name, detail := range want {
 		if !strings.Contains(checks[name].Detail, detail) {
