@@ -53,7 +53,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
 	httpapi.Register(router, httpapi.Config{
-		Service:  app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
+		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
 			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
