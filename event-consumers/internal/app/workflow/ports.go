@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -29,7 +30,11 @@ type Parking interface {
 	Park(ctx context.Context, st, retry contract.Step, reason string) error
 	// Resolve marks a parked step done, saying how (resolution).
 	Resolve(ctx context.Context, p ParkedStep, resolution string) error
-	// Parked returns up to limit steps still parked, oldest first, each with the step to send now.
+	// Postpone records a failed retry of a parked step: one more attempt, the reason, and the next attempt
+	// not before `after` from now.
+	Postpone(ctx context.Context, p ParkedStep, reason string, after time.Duration) error
+	// Parked returns up to limit steps still parked and due for a retry, the longest due first, each with
+	// the step to send now.
 	Parked(ctx context.Context, limit int) ([]ParkedRetry, error)
 	// Open counts the steps still parked.
 	Open(ctx context.Context) (int, error)
@@ -46,4 +51,6 @@ type ParkedStep struct {
 type ParkedRetry struct {
 	ParkedStep
 	Retry contract.Step
+	// Attempts is how many times the step has failed so far (its tries before parking count as one).
+	Attempts int
 }
