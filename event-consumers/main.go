@@ -112,8 +112,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
-	g.Go(func() error { runner.Every(gctx, flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
-	g.Go(func() error { watcher.Run(gctx); return nil })
+	// Periodic jobs run on one replica at a time, each under a lock of its own.
+	g.Go(func() error { r.Periodic(gctx, "retry-parked", flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
+	g.Go(func() error { r.Periodic(gctx, "collect-expiry", watcher.Every(), watcher.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}
