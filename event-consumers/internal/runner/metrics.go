@@ -14,6 +14,8 @@ type metrics struct {
 	horizonAge     prometheus.Gauge
 	checkpointMove *prometheus.CounterVec
 	jobActive      *prometheus.GaugeVec
+	quarantined    *prometheus.CounterVec
+	held           *prometheus.GaugeVec
 }
 
 // byConsumer is the label of every per-consumer series.
@@ -47,10 +49,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Batches dropped because another worker or a rebuild had moved the checkpoint."),
 		jobActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "periodic_job_active",
 			Help: "1 while this process holds a periodic job's lock and runs it, 0 while it stands by."}, []string{"job"}),
+		quarantined: consumerCounter("consumer_events_quarantined_total",
+			"Events the consumer could not decode or apply, set aside with their stream (quarantine)."),
+		held: consumerGauge("consumer_quarantined_events",
+			"Events the consumer holds in quarantine: the ones that failed and those of their streams behind them. Alert when above 0."),
 		horizonAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventstore_horizon_age_seconds",
 			Help: "Age of the oldest running transaction holding an xid: consumers cannot read past it."}),
 	}
 	reg.MustRegister(m.checkpoint, m.lagEvents, m.lagSeconds, m.active, m.batchDuration, m.errors, m.applied,
-		m.checkpointMove, m.horizonAge, m.jobActive)
+		m.checkpointMove, m.horizonAge, m.jobActive, m.quarantined, m.held)
 	return m
 }

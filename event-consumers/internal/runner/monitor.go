@@ -26,7 +26,10 @@ func Every(ctx context.Context, every time.Duration, job func(context.Context)) 
 // them too) and warns while the active worker is behind and not advancing.
 func (w *worker) monitor(ctx context.Context) {
 	s := stallWatch{lastMoved: time.Now()}
-	Every(ctx, w.r.opts.MonitorEvery, func(ctx context.Context) { w.measureLag(ctx, &s) })
+	Every(ctx, w.r.opts.MonitorEvery, func(ctx context.Context) {
+		w.measureLag(ctx, &s)
+		w.measureQuarantine(ctx)
+	})
 }
 
 // stallWatch is what the monitor remembers between two looks: the checkpoint and since when it has not

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/event-consumers/internal/app/workflow"
@@ -118,4 +119,69 @@ func (s *ParkedSteps) Open(ctx context.Context) (int, error) {
 	var open int
 	err := s.pool.QueryRow(ctx, `select count(*) from workflow_parked where status = 'parked'`).Scan(&open)
 	return open, err
+}
+
+// ParkedRow is a parked step as an operator sees it.
+type ParkedRow struct {
+	Key         uuid.UUID
+	Step        contract.StepName
+	RetryStep   contract.StepName
+	Status      string
+	Reason      string
+	Resolution  string
+	Attempts    int
+	ParkedAt    time.Time
+	NextAttempt time.Time
+}
+
+// List returns the parked steps, open ones only unless all, of one saga (uuid.Nil for every one), the
+// next due first.
+func (s *ParkedSteps) List(ctx context.Context, key uuid.UUID, all bool) ([]ParkedRow, error) {
+	rows, err := s.pool.Query(ctx, `select payment_id, step, retry_step, status, reason, coalesce(resolution, ''),
+			attempts, parked_at, next_attempt_at
+		from workflow_parked where ($1 or status = 'parked') and ($2::uuid is null or payment_id = $2)
+		order by status = 'parked' desc, next_attempt_at, parked_at`, all, nullKey(key))
+	if err != nil {
+		return nil, fmt.Errorf("list parked steps: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ParkedRow, error) {
+		var r ParkedRow
+		var id [16]byte
+		err := row.Scan(&id, &r.Step, &r.RetryStep, &r.Status, &r.Reason, &r.Resolution, &r.Attempts, &r.ParkedAt, &r.NextAttempt)
+		r.Key = id
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list parked steps: %w", err)
+	}
+	return out, nil
+}
+
+func nullKey(key uuid.UUID) *string {
+	if key == uuid.Nil {
+		return nil
+	}
+	s := key.String()
+	return &s
+}
+
+// Due makes a parked step due for a retry now; false when no such step is parked.
+func (s *ParkedSteps) Due(ctx context.Context, p workflow.ParkedStep) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `update workflow_parked set next_attempt_at = now(), updated_at = now()
+		where payment_id = $1 and step = $2 and status = 'parked'`, p.Key, p.Step)
+	if err != nil {
+		return false, fmt.Errorf("make parked %s of %s due: %w", p.Step, p.Key, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Fail gives a parked step up: it is never retried again, and the resolution says why; false when no
+// such step is parked.
+func (s *ParkedSteps) Fail(ctx context.Context, p workflow.ParkedStep, why string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `update workflow_parked set status = 'failed', resolution = $3, updated_at = now()
+		where payment_id = $1 and step = $2 and status = 'parked'`, p.Key, p.Step, "force-failed: "+why)
+	if err != nil {
+		return false, fmt.Errorf("fail parked %s of %s: %w", p.Step, p.Key, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

@@ -127,8 +127,9 @@ func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
 	for _, e := range batch {
 		st, err := Next(e)
 		if err != nil {
-			// An event the workflow cannot read is a bug or a corrupt log: never skip it silently.
-			return fmt.Errorf("workflow: %w", err)
+			// An event the workflow cannot read is a bug or a corrupt log: never skip it silently (the
+			// runner quarantines it and holds back its stream: Lasting).
+			return fmt.Errorf("workflow: %w: %w", errUnhandled, err)
 		}
 		if st != nil {
 			t := &task{step: *st}
@@ -193,7 +194,7 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 	}
 	switch {
 	case err != nil && !isTransient(err):
-		return nil, false, transience{}, fmt.Errorf("workflow: %w", err)
+		return nil, false, transience{}, fmt.Errorf("workflow: %w: %w", errUnhandled, err)
 	case err != nil:
 		for _, t := range tasks {
 			w.metrics.steps.WithLabelValues(string(t.step.Step), "transient_error").Inc()
@@ -216,6 +217,14 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 
 // errTransient marks a batch handed back because its steps kept failing transiently.
 var errTransient = errors.New("transient step failures")
+
+// errUnhandled marks a batch handed back because of what its events are: one the workflow cannot read,
+// or steps the command service refuses as a whole (a contract broken by some event).
+var errUnhandled = errors.New("events the workflow cannot handle")
+
+// Lasting implements runner.Lasting: errors about the events themselves, which no retry can cure, have
+// the runner set those events aside (quarantine) so that they hold back their own streams only.
+func (w *Workflow) Lasting(err error) bool { return errors.Is(err, errUnhandled) }
 
 // isTransient reports whether a failed call is worth retrying without counting it against its steps.
 func isTransient(err error) bool {
@@ -324,6 +333,10 @@ func (w *Workflow) RetryParked(ctx context.Context) {
 		w.log.WarnContext(ctx, "retry of parked steps failed", "err", err)
 	}
 }
+
+// RetryDue is one round of RetryParked, with its error: an operator's retry (bin/event-consumers parked
+// retry) makes a step due and runs it.
+func (w *Workflow) RetryDue(ctx context.Context) error { return w.retryParked(ctx) }
 
 func (w *Workflow) retryParked(ctx context.Context) error {
 	parked, err := w.parking.Parked(ctx, retryParkedLimit)
