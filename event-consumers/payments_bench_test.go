@@ -13,6 +13,8 @@ package main_test
 //	latency-16       the same with 16 clients.
 //	spread-16-relay  spread-16 with the event feed relaying every event to RabbitMQ.
 //	spread-16-traced spread-16 with tracing on at 100% sampling, exported over OTLP to the benchmark.
+//	overload-3x      payments offered at three times the saturation rate, an open loop, a quarter of the
+//	                 clients impatient: admitted latency, what is shed, and the bank invariant after it.
 //	paced-R, paced-R-traced
 //	                 16 clients paying at most PAYBENCH_RATE (default 300) payments a second in all,
 //	                 without and with tracing: what tracing costs at the same load.
@@ -104,6 +106,14 @@ func BenchmarkPayments(b *testing.B) {
 		s.acceptingRun(b, 16, load, func() (string, string) {
 			return payers[rand.IntN(len(payers))], merchant
 		})
+	})
+	// Three times what the system accepts at saturation, offered in an open loop, a quarter of the clients
+	// hanging up after 100 ms: the overload is shed (503 OVERLOADED) while the admitted payments keep a
+	// bounded latency, and abandoned requests move money whole or not at all (overloadRun).
+	b.Run("overload-3x", func(b *testing.B) {
+		s := startPaymentStack(b, false, "")
+		vpas := s.openAccounts(b, "acct", benchAccounts)
+		s.overloadRun(b, load, vpas)
 	})
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("latency-%d", clients), func(b *testing.B) {
