@@ -23,6 +23,7 @@ import (
 	"upi/event-consumers/internal/runner"
 	"upi/shared/contract"
 	"upi/shared/platform/eventstore"
+	"upi/shared/platform/observability"
 )
 
 // Usage is the command line's help.
@@ -197,7 +198,8 @@ func (o *Operator) parkedFail(ctx context.Context, id, step, why string) error {
 }
 
 // payment prints a payment's events in log order (its own stream and the account events its workflow
-// appended), the step each calls for, whether the workflow has handled it, and what is parked or held.
+// appended), the step each calls for, whether the workflow has handled it, its trace id, and what is
+// parked or held.
 func (o *Operator) payment(ctx context.Context, id string) error {
 	pid, err := uuid.Parse(id)
 	if err != nil {
@@ -239,7 +241,7 @@ func (o *Operator) payment(ctx context.Context, id string) error {
 
 	fmt.Fprintf(o.Out, "payment %s: %s\n\n", pid, paymentStatus(evs, pid.String()))
 	tw := o.table()
-	fmt.Fprintln(tw, "POSITION\tAT\tSTREAM\tEVENT\tCALLS FOR\tWORKFLOW")
+	fmt.Fprintln(tw, "POSITION\tAT\tSTREAM\tEVENT\tCALLS FOR\tWORKFLOW\tTRACE")
 	for _, e := range evs {
 		calls := "-"
 		st, err := workflow.Next(e)
@@ -256,8 +258,8 @@ func (o *Operator) payment(ctx context.Context, id string) error {
 		if consumer, ok := heldIDs[e.ID]; ok {
 			state = "quarantined by " + consumer
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s v%d\t%s\t%s\n", e.Position.Token(), e.CreatedAt.UTC().Format(time.RFC3339Nano),
-			e.AggregateID, e.Type, e.Version, calls, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s v%d\t%s\t%s\t%s\n", e.Position.Token(), e.CreatedAt.UTC().Format(time.RFC3339Nano),
+			e.AggregateID, e.Type, e.Version, calls, state, traceID(e.Metadata))
 	}
 	tw.Flush()
 
@@ -421,4 +423,17 @@ func (o *Operator) checkpointReset(ctx context.Context, name, to string) error {
 	}
 	fmt.Fprintln(o.Out)
 	return nil
+}
+
+// traceID is the trace id of the traceparent an event's metadata keeps ("-" for none: tracing was off),
+// to paste into the trace viewer; a trailing "(not sampled)" when its flags say so.
+func traceID(metadata []byte) string {
+	parts := strings.Split(observability.TraceParentOf(metadata), "-")
+	if len(parts) != 4 {
+		return "-"
+	}
+	if parts[3] == "00" {
+		return parts[1] + " (not sampled)"
+	}
+	return parts[1]
 }

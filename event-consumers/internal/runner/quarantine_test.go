@@ -2,7 +2,9 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,4 +175,80 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// heldRecorder is a processor that records what it handled, in order, and cannot handle one stream's events
+// while broken (a lasting failure: Lasting).
+type heldRecorder struct {
+	mu      sync.Mutex
+	handled map[string][]int // stream -> versions, in the order handled
+	broken  atomic.Bool
+	sick    string
+}
+
+var errSick = errors.New("cannot handle this event")
+
+func (p *heldRecorder) Name() string { return "recorder" }
+
+func (p *heldRecorder) Lasting(err error) bool { return errors.Is(err, errSick) }
+
+func (p *heldRecorder) Handle(_ context.Context, batch []eventstore.Event) error {
+	for _, e := range batch {
+		if p.broken.Load() && e.AggregateID == p.sick && e.Version == 3 {
+			return fmt.Errorf("%s v%d: %w", e.AggregateID, e.Version, errSick)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range batch {
+		p.handled[e.AggregateID] = append(p.handled[e.AggregateID], e.Version)
+	}
+	return nil
+}
+
+func (p *heldRecorder) versions(stream string) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.handled[stream])
+}
+
+// The same for a processor (the workflow's case): the failed event and those behind it wait, the other
+// streams are handled, and the release hands the held events over in order; each stream's events are
+// handled in version order, the held ones after the release only.
+func TestQuarantineOfAProcessor(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 2)
+	sick, well := vpas[0], vpas[1]
+	p := &heldRecorder{handled: map[string][]int{}, sick: sick}
+	p.broken.Store(true)
+	start(t, pool, fastOpts(), p)
+	for _, vpa := range []string{sick, well, sick, well} {
+		if _, err := bank.Deposit(ctx, vpa, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCaughtUp(t, pool, "recorder")
+	if got := p.versions(well); fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Fatalf("%s handled %v, want [1 2 3 4]", well, got)
+	}
+	if got := p.versions(sick); fmt.Sprint(got) != "[1 2]" {
+		t.Fatalf("%s handled %v, want [1 2]: v3 failed and v4 waits behind it", sick, got)
+	}
+	held, err := runner.Quarantined(ctx, pool, "recorder", false)
+	if err != nil || len(held) != 2 || !strings.Contains(held[0].Error, "cannot handle") {
+		t.Fatalf("quarantine = %+v, %v", held, err)
+	}
+	p.broken.Store(false)
+	if _, err := runner.RequestRelease(ctx, pool, "recorder", sick); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the release", func() bool { return fmt.Sprint(p.versions(sick)) == "[1 2 3 4]" })
+	if _, err := bank.Deposit(ctx, sick, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, pool, "recorder")
+	waitFor(t, "the stream to follow the log", func() bool { return fmt.Sprint(p.versions(sick)) == "[1 2 3 4 5]" })
 }

@@ -2,6 +2,7 @@ package workflow_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,9 @@ import (
 	"upi/event-consumers/internal/adapters/postgres"
 	"upi/event-consumers/internal/app/workflow"
 	"upi/shared/contract"
+	"upi/shared/contract/events"
 	"upi/shared/contract/problem"
+	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
 
@@ -117,5 +120,34 @@ func TestParkedStepsAreRetriedFairlyWithBackoff(t *testing.T) {
 	}
 	if attempts != 3 || wait < 110*time.Second || wait > 2*time.Minute {
 		t.Fatalf("after two failed retries: attempts %d, next in %v; want 3 and about 2 min", attempts, wait)
+	}
+}
+
+// down is a command service that does not answer.
+type down struct{}
+
+func (down) RunSteps(context.Context, []contract.Step) ([]contract.StepResult, error) {
+	return nil, fmt.Errorf("dial: connection refused: %w", workflow.ErrUnavailable)
+}
+
+// An event the workflow cannot read is a lasting failure of that event (the runner quarantines it); the
+// command service being down is not (the batch is retried as it is).
+func TestWorkflowSaysWhichFailuresAreLasting(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := workflow.Config{LastingAttempts: 1, TransientAttempts: 1, Backoff: time.Millisecond}
+	flow := workflow.New(down{}, nil, log, prometheus.NewRegistry(), cfg)
+	unreadable := eventstore.Event{ID: uuid.New(), Type: events.PaymentInitiated, AggregateType: events.AggregatePayment,
+		AggregateID: uuid.NewString(), Version: 1, Payload: []byte(`{"amount_paise": "a lot"}`)}
+	err := flow.Handle(context.Background(), []eventstore.Event{unreadable})
+	if err == nil || !flow.Lasting(err) {
+		t.Fatalf("an undecodable PaymentInitiated: %v, lasting %v; want a lasting error", err, err != nil && flow.Lasting(err))
+	}
+	pid := uuid.New()
+	readable := eventstore.Event{ID: uuid.New(), Type: events.PaymentInitiated, AggregateType: events.AggregatePayment,
+		AggregateID: pid.String(), Version: 1,
+		Payload: []byte(`{"payment_id":"` + pid.String() + `","payer_vpa":"a@bank","payee_vpa":"b@bank","amount_paise":100}`)}
+	err = flow.Handle(context.Background(), []eventstore.Event{readable})
+	if err == nil || flow.Lasting(err) {
+		t.Fatalf("the command service down: %v, lasting %v; want an error that is not lasting", err, err != nil && flow.Lasting(err))
 	}
 }
