@@ -44,9 +44,6 @@ const Usage = `usage: event-consumers COMMAND
 // ErrUsage is a command line that names no known command or lacks its arguments.
 var ErrUsage = errors.New("bad command line")
 
-// Commands are the commands this package runs (beside rebuild, which main runs).
-var Commands = []string{"parked", "payment", "quarantine", "checkpoint"}
-
 // Operator runs the commands.
 type Operator struct {
 	Pool   *pgxpool.Pool
@@ -68,6 +65,9 @@ func (o *Operator) Run(ctx context.Context, args []string) error {
 	}
 	cmd, rest := args[0]+" "+first(args[1:]), tail(args[1:])
 	switch {
+	case args[0] == "help":
+		_, err := fmt.Fprint(o.Out, Usage)
+		return err
 	case cmd == "parked list":
 		return o.parkedList(ctx, flag(rest, "--all"))
 	case cmd == "parked retry" && len(rest) == 2:

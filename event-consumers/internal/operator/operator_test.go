@@ -229,6 +229,11 @@ func TestOperatorBinary(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "no parked steps") {
 		t.Fatalf("parked list: %v\n%s", err, out)
 	}
+	help := exec.Command(bin, "help")
+	help.Env = append(help.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn")
+	if out, err := help.CombinedOutput(); err != nil || !strings.Contains(string(out), "parked retry PAYMENT_ID STEP") {
+		t.Fatalf("help: %v\n%s", err, out)
+	}
 	cmd = exec.Command(bin, "quarantine", "frobnicate")
 	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn")
 	out, err = cmd.CombinedOutput()
