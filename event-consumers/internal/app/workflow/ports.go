@@ -22,6 +22,10 @@ type Steps interface {
 // the service unreachable, overloaded, or its database unavailable.
 var ErrUnavailable = errors.New("command service unavailable")
 
+// ErrRefused marks a call to the command service refused as a whole for what it asked (a 4xx): the steps
+// some event called for break the contract, and sending them again cannot help.
+var ErrRefused = errors.New("command service refused the steps")
+
 // Parking keeps the steps that kept failing for a lasting reason, so that they stop holding back the
 // payments behind them and are retried later.
 type Parking interface {

@@ -193,8 +193,10 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 		return nil, false, transience{}, ctx.Err()
 	}
 	switch {
-	case err != nil && !isTransient(err):
+	case err != nil && errors.Is(err, ErrRefused):
 		return nil, false, transience{}, fmt.Errorf("workflow: %w: %w", errUnhandled, err)
+	case err != nil && !isTransient(err):
+		return nil, false, transience{}, fmt.Errorf("workflow: %w", err)
 	case err != nil:
 		for _, t := range tasks {
 			w.metrics.steps.WithLabelValues(string(t.step.Step), "transient_error").Inc()
@@ -219,7 +221,9 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 var errTransient = errors.New("transient step failures")
 
 // errUnhandled marks a batch handed back because of what its events are: one the workflow cannot read,
-// or steps the command service refuses as a whole (a contract broken by some event).
+// or steps the command service refuses as a whole as malformed (ErrRefused: a contract broken by some
+// event). Any other failure of a call (a 500, an answer that does not decode) is retried as it is: it
+// may be the moment's, and a wrong quarantine would hold payments back for nothing.
 var errUnhandled = errors.New("events the workflow cannot handle")
 
 // Lasting implements runner.Lasting: errors about the events themselves, which no retry can cure, have
