@@ -216,6 +216,22 @@ func TestOperatorQuarantinePaymentAndCheckpoints(t *testing.T) {
 	if _, err := c.try("checkpoint", "reset", "accounts", head.Token()); !errors.Is(err, operator.ErrUsage) {
 		t.Fatalf("a projection reset to a position: %v, want refused", err)
 	}
+	// A projection reset to the start is emptied and filled again by its live worker, to the same rows.
+	contains(t, c.run("checkpoint", "reset", "accounts", "start"), "emptied accounts, account_transactions")
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		err := pool.QueryRow(ctx, `select balance_paise from accounts where vpa = 'sick@okbank'`).Scan(&balance)
+		if err == nil && balance == 10600 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reset, sick@okbank's balance is %d (%v), want 10600 again", balance, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := workload.VerifyBalances(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The binary runs the commands: a list answers, a bad command line prints the usage and fails.

@@ -225,6 +225,10 @@ type worker struct {
 	heldStreams atomic.Int64
 	reloadHeld  atomic.Bool
 	releaseDue  atomic.Bool
+	// position is the checkpoint the active worker follows from; reloadCheckpoint is set by the monitor
+	// when the stored one is behind it (moved back by a reset).
+	position         atomic.Pointer[eventstore.Position]
+	reloadCheckpoint atomic.Bool
 }
 
 // run holds the consumer's lock and follows the log, taking the lock again whenever it is lost.
@@ -266,10 +270,19 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 	failures := 0
 	for {
 		var err error
+		if w.reloadCheckpoint.Swap(false) {
+			w.log.Info("checkpoint moved back by an operator; reloading")
+			loaded = false
+		}
 		if !loaded {
+			w.position.Store(nil)
 			if cp, err = LoadCheckpoint(ctx, w.r.pool, w.name); err == nil {
 				err = w.loadHeld(ctx)
 				loaded = err == nil
+			}
+			if loaded {
+				at := cp // a copy: cp itself moves with every batch
+				w.position.Store(&at)
 			}
 		} else if w.reloadHeld.Swap(false) {
 			if err = w.loadHeld(ctx); err != nil {
@@ -349,6 +362,7 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	w.noteHeld(hold)
 	*cp = to
+	w.position.Store(&to)
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))

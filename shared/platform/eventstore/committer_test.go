@@ -119,3 +119,28 @@ func TestCommitterRefusesCommandsThatWaitedTooLong(t *testing.T) {
 		t.Fatalf("after shedding: %v", err)
 	}
 }
+
+// A caller that hangs up once its command's group has begun is answered at once, but the command is not
+// cut midway: it commits with its group, and a retry finds it by its ids.
+func TestCommitterFinishesAGroupWhoseCallerLeft(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	c := eventstore.NewCommitter(s, eventstore.CommitterOptions{Concurrency: 1})
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	callerCtx, hangUp := context.WithCancel(context.Background())
+	ctx := eventstore.WithCaller(context.WithoutCancel(callerCtx), callerCtx)
+	res := execAsync(ctx, c, op("midway@bank", uuid.Nil, blocking(started, release)))
+	<-started
+	hangUp()
+	if r := <-res; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("the caller that hung up: %v, want context.Canceled at once", r.err)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(load(t, s, "midway@bank")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the command whose group had begun never committed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
