@@ -52,6 +52,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 		Commands:     services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost),
 		Queries:      services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodGet),
 		QueryWaitMax: cfg.QueryWaitMax,
+		// Commands beyond this many under way are shed at once (503 OVERLOADED).
+		MaxCommandsInFlight: cfg.MaxCommandsInFlight,
 	})
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,

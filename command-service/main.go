@@ -14,6 +14,7 @@ import (
 	"upi/db"
 	"upi/shared/contract"
 	"upi/shared/contract/money"
+	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
@@ -52,7 +53,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
 	})
 	httpapi.Register(router, httpapi.Config{
-		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitGroups(cfg.CommitGroups).
+		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
+			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}).
 			WithMoneyTerms(cfg.MoneyTerms()),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,

@@ -140,7 +140,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 			},
 			denied: append([]string{
 				`select * from accounts`, `select * from payments`, `select * from projection_checkpoints`,
-				`select * from workflow_parked`, insertAccount,
+				`select * from workflow_parked`, insertAccount, `select * from consumer_quarantine`,
 			}, tamper...),
 		},
 		{
@@ -154,6 +154,12 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`insert into workflow_parked (payment_id, step, cause_event_id, reason, retry_step)
 					values (gen_random_uuid(), 'debit', gen_random_uuid(), 'r', 'debit')`,
 				`update workflow_parked set status = 'resolved'`,
+				`insert into consumer_quarantine (consumer, event_id, aggregate_id, tx_id, global_position, event_type)
+					values ('accounts', gen_random_uuid(), 'a@bank', '1', 1, 'FundsDeposited')`,
+				`update consumer_quarantine set release_requested_at = now()`,
+				// What a checkpoint reset of a projection does.
+				`truncate accounts, account_transactions`,
+				`truncate payments, payment_events, payment_account_owners, refunds, collect_requests`,
 				`delete from payment_events`, `listen events`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 				// What a rebuild does.
@@ -174,7 +180,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 			denied: append([]string{
 				`select * from events`, `select count(*) from events`, insertEvent, `select * from snapshots`,
 				insertAccount, `update projection_checkpoints set global_position = 0`,
-				`select * from workflow_parked`, `select * from rrn_blocks`,
+				`select * from workflow_parked`, `select * from rrn_blocks`, `select * from consumer_quarantine`,
 			}, tamper...),
 		},
 	}

@@ -1,11 +1,13 @@
 // Command event-consumers follows the event log: it builds the projections the query service reads, runs
 // the payment workflow, expires collect requests and relays the log to RabbitMQ (the event feed).
 // `event-consumers rebuild all|NAME` rebuilds projections and exits; `event-consumers verify` checks the
-// ledger from the log (docs/failure-handling.md, "Checking the ledger") and exits 0 when it holds.
+// ledger from the log (docs/failure-handling.md, "Checking the ledger") and exits 0 when it holds;
+// `event-consumers parked|payment|quarantine|checkpoint ...` are the operators' commands (internal/operator).
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,6 +32,7 @@ import (
 	"upi/event-consumers/internal/app/workflow"
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/httpapi"
+	"upi/event-consumers/internal/operator"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/observability"
@@ -110,12 +113,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// Every projection, in the order `rebuild all` rebuilds them.
 	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
 	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
-	if len(args) > 0 {
-		if len(args) != 2 || args[0] != "rebuild" || !rebuilds.Valid(args[1]) {
-			return fmt.Errorf("usage: event-consumers [rebuild all|%s] | verify [-stuck-after DURATION]", rebuilds.Names())
-		}
-		return rebuilds.Run(ctx, args[1])
-	}
 
 	reg := observability.Registry()
 
@@ -126,7 +123,31 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Timeout: 5 * time.Second,
 	}
 	flowCfg := workflow.DefaultConfig
-	flow := workflow.New(steps, postgres.NewParkedSteps(pool, log), log, reg, flowCfg)
+	parked := postgres.NewParkedSteps(pool, log)
+	flow := workflow.New(steps, parked, log, reg, flowCfg)
+
+	if len(args) > 0 {
+		// The command line: a rebuild, or an operator's command (internal/operator); each exits when done.
+		if args[0] == "rebuild" {
+			if len(args) != 2 || !rebuilds.Valid(args[1]) {
+				return fmt.Errorf("usage: event-consumers rebuild all|%s", rebuilds.Names())
+			}
+			return rebuilds.Run(ctx, args[1])
+		}
+		names := []string{workflow.Name, relay.Name}
+		for _, p := range projs {
+			names = append(names, p.Name())
+		}
+		op := &operator.Operator{Pool: pool, Parked: parked, Workflow: flow, Projections: projs, Consumers: names,
+			Out: os.Stdout}
+		if err := op.Run(ctx, args); err != nil {
+			if errors.Is(err, operator.ErrUsage) {
+				fmt.Fprint(os.Stderr, operator.Usage)
+			}
+			return err
+		}
+		return nil
+	}
 
 	// The consumers this process runs; each one is a checkpoint, a lock and a loop of its own.
 	consumers := make([]runner.Consumer, 0, len(projs)+2)
@@ -168,8 +189,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
-	g.Go(func() error { runner.Every(gctx, flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
-	g.Go(func() error { watcher.Run(gctx); return nil })
+	// Periodic jobs run on one replica at a time, each under a lock of its own.
+	g.Go(func() error { r.Periodic(gctx, "retry-parked", flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
+	g.Go(func() error { r.Periodic(gctx, "collect-expiry", watcher.Every(), watcher.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}

@@ -17,6 +17,8 @@ package main_test
 //	                 to back: money entering and leaving through the bank's settlement account. Its
 //	                 completed/s (deposits and withdrawals answered COMPLETED) beside spread-16's says
 //	                 whether the settlement account is a hot lock (it must reach 0.8 of the payments').
+//	overload-3x      payments offered at three times the saturation rate, an open loop, a quarter of the
+//	                 clients impatient: admitted latency, what is shed, and the bank invariant after it.
 //	paced-R, paced-R-traced
 //	                 16 clients paying at most PAYBENCH_RATE (default 300) payments a second in all,
 //	                 without and with tracing: what tracing costs at the same load.
@@ -116,6 +118,14 @@ func BenchmarkPayments(b *testing.B) {
 		s := startPaymentStack(b, false, "")
 		vpas := s.openAccountsFunded(b, "acct", benchAccounts, moneyFundPaise)
 		s.moneyRun(b, 16, load, vpas)
+	})
+	// Three times what the system accepts at saturation, offered in an open loop, a quarter of the clients
+	// hanging up after 100 ms: the overload is shed (503 OVERLOADED) while the admitted payments keep a
+	// bounded latency, and abandoned requests move money whole or not at all (overloadRun).
+	b.Run("overload-3x", func(b *testing.B) {
+		s := startPaymentStack(b, false, "")
+		vpas := s.openAccounts(b, "acct", benchAccounts)
+		s.overloadRun(b, load, vpas)
 	})
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("latency-%d", clients), func(b *testing.B) {

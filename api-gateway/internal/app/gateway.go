@@ -22,6 +22,10 @@ import (
 const (
 	defaultCommandTimeout = 5 * time.Second
 	defaultQueryTimeout   = 5 * time.Second
+	// defaultMaxCommandsInFlight: at saturation on two cores the command service completes a few hundred
+	// commands a second in groups of up to 64, so 64 under way is a group's worth and a fraction of a
+	// second of work; more would only wait (docs/benchmarks.md, "Overload").
+	defaultMaxCommandsInFlight = 64
 )
 
 // Config is what the gateway's application needs, wired in main.
@@ -37,12 +41,35 @@ type Config struct {
 	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
 	// deadline grows by the waits it asks for.
 	CommandTimeout, QueryTimeout time.Duration
+	// MaxCommandsInFlight bounds the commands this gateway has under way at once (default 64); one more
+	// is answered 503 OVERLOADED at once (Admit).
+	MaxCommandsInFlight int
 }
 
 // Gateway decides and forwards the requests the HTTP layer has authenticated and validated.
 type Gateway struct {
 	cfg     Config
 	metrics metrics
+	// inFlight holds a token for each command under way (Admit).
+	inFlight chan struct{}
+}
+
+// ErrOverloaded: the gateway has as many commands under way as it admits (Config.MaxCommandsInFlight);
+// this one was not run, and a retry with the same key after Retry-After is safe.
+var ErrOverloaded = errors.New("too many commands in flight")
+
+// Admit takes a place for one command among those under way, or reports false when they are all taken:
+// the command is then answered OVERLOADED at once, before its body is read or Redis asked, so that an
+// overload costs the gateway (and Redis, and the command service) next to nothing instead of queueing
+// requests until they all time out. release gives the place back.
+func (g *Gateway) Admit() (release func(), ok bool) {
+	select {
+	case g.inFlight <- struct{}{}:
+		return func() { <-g.inFlight }, true
+	default:
+		g.metrics.shed.Inc()
+		return nil, false
+	}
 }
 
 // New returns the gateway's application and registers its metrics.
@@ -53,7 +80,10 @@ func New(cfg Config) *Gateway {
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = defaultQueryTimeout
 	}
-	return &Gateway{cfg: cfg, metrics: newMetrics(cfg.Registry)}
+	if cfg.MaxCommandsInFlight <= 0 {
+		cfg.MaxCommandsInFlight = defaultMaxCommandsInFlight
+	}
+	return &Gateway{cfg: cfg, metrics: newMetrics(cfg.Registry), inFlight: make(chan struct{}, cfg.MaxCommandsInFlight)}
 }
 
 // limitKey is the rate-limit key of an authenticated client.

@@ -7,6 +7,7 @@ type metrics struct {
 	replays           prometheus.Counter
 	redisBypass       prometheus.Counter
 	rateLimitFallback prometheus.Counter
+	shed              prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -22,6 +23,10 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "gateway_rate_limit_fallback_total", Help: "Rate-limit decisions made in process because Redis did not answer.",
 		}),
 	}
-	reg.MustRegister(m.replays, m.redisBypass, m.rateLimitFallback)
+	m.shed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "gateway_commands_shed_total",
+		Help: "Commands answered 503 OVERLOADED at once because as many as the gateway admits were under way.",
+	})
+	reg.MustRegister(m.replays, m.redisBypass, m.rateLimitFallback, m.shed)
 	return m
 }

@@ -28,7 +28,9 @@ type Config struct {
 	// QueryWaitMax is how long the query service may wait for min_position; the gateway's deadline on a
 	// read that names one is this plus a margin.
 	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
-	LogLevel     string        `env:"LOG_LEVEL" envDefault:"info"`
+	// MaxCommandsInFlight bounds the commands under way at once; one more is answered 503 OVERLOADED.
+	MaxCommandsInFlight int    `env:"GATEWAY_MAX_IN_FLIGHT" envDefault:"64"`
+	LogLevel            string `env:"LOG_LEVEL" envDefault:"info"`
 	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6060).
 	PprofAddr string `env:"PPROF_ADDR"`
 
@@ -56,6 +58,9 @@ func Load() (Config, error) {
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	if cfg.MaxCommandsInFlight <= 0 {
+		return cfg, fmt.Errorf("config: GATEWAY_MAX_IN_FLIGHT must be positive")
 	}
 	return cfg, nil
 }
@@ -101,6 +106,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("payment_max_paise", c.PaymentMaxPaise),
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
 		slog.Duration("query_wait_max", c.QueryWaitMax),
+		slog.Int("max_in_flight", c.MaxCommandsInFlight),
 		slog.String("log_level", c.LogLevel),
 		slog.String("pprof_addr", c.PprofAddr),
 	)

@@ -105,6 +105,14 @@ func answerCollect() validator {
 func (s *server) command(validate validator) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
+		// Overload is shed first, before the body is read or Redis asked (and so with no RateLimit headers:
+		// the request did not count against the client's limit).
+		release, ok := s.App.Admit()
+		if !ok {
+			s.fail(w, r, app.ErrOverloaded)
+			return
+		}
+		defer release()
 		key := r.Header.Get(contract.HeaderIdempotencyKey)
 		if err := contract.CheckIdempotencyKey(key); err != nil {
 			s.refuse(w, r, problem.New(http.StatusBadRequest, problem.CodeIdempotencyKeyRequired, err.Error()))

@@ -27,6 +27,8 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.metrics.reused.Inc()
 		p = problem.New(http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused,
 			"this Idempotency-Key was already used with a different request body")
+	case errors.Is(err, app.ErrOverloaded):
+		p = problem.Overloaded("too many commands are under way; nothing was done, a retry with the same Idempotency-Key after Retry-After is safe")
 	case errors.Is(err, app.ErrTimeout):
 		s.Log.WarnContext(r.Context(), "downstream call timed out", "err", err)
 		p = problem.New(http.StatusGatewayTimeout, problem.CodeUpstreamTimeout,

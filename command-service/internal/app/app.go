@@ -34,6 +34,8 @@ var (
 	// commit, or committed and will be found by a retry through its deterministic id: a retry is safe.
 	// The event store marks these (eventstore.ErrUnavailable); the app never looks at driver errors.
 	ErrUnavailable = eventstore.ErrUnavailable
+	// ErrOverloaded: the command was shed without running (too many waiting); a retry is safe.
+	ErrOverloaded = eventstore.ErrOverloaded
 )
 
 // Service runs every command. Client commands go through a Committer, so that concurrent ones share
@@ -83,11 +85,18 @@ func (s *Service) WithRRNs(r *RRNs) *Service {
 	return s
 }
 
+// WithCommitter sets how client commands are grouped and shed: opts.Concurrency is COMMIT_GROUPS,
+// MaxQueue and MaxWait bound what waits (eventstore.CommitterOptions); its Timeout is the service's.
+func (s *Service) WithCommitter(opts eventstore.CommitterOptions) *Service {
+	opts.Timeout = commandTimeout
+	s.commit = eventstore.NewCommitter(s.store, opts)
+	return s
+}
+
 // WithCommitGroups sets how many groups of client commands may run at once (COMMIT_GROUPS; see
 // eventstore.CommitterOptions.Concurrency).
 func (s *Service) WithCommitGroups(n int) *Service {
-	s.commit = eventstore.NewCommitter(s.store, eventstore.CommitterOptions{Timeout: commandTimeout, Concurrency: n})
-	return s
+	return s.WithCommitter(eventstore.CommitterOptions{Concurrency: n})
 }
 
 // WithRefundWindow sets how long after its initiation a payment may be refunded (REFUND_WINDOW).
@@ -249,7 +258,9 @@ const commandTimeout = 30 * time.Second
 // commandContext is the context a command runs in: the caller's values (request id) and commandTimeout,
 // but not the caller's cancellation. A caller that gives up (the gateway's deadline, a client gone) does
 // not abort a command midway: its transaction commits or rolls back on its own, and a retry finds the
-// outcome through the command's deterministic id.
+// outcome through the command's deterministic id. The caller's context stays attached
+// (eventstore.WithCaller): a client command whose caller gave up before its group began is dropped by
+// the committer, so abandoned requests cost the database nothing.
 func commandContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), commandTimeout)
+	return context.WithTimeout(eventstore.WithCaller(context.WithoutCancel(ctx), ctx), commandTimeout)
 }

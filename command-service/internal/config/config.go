@@ -35,6 +35,11 @@ type Config struct {
 	SettlementShards int `env:"SETTLEMENT_SHARDS" envDefault:"64"`
 	// CommitGroups is how many groups of client commands may be committing at once (group commit).
 	CommitGroups int `env:"COMMIT_GROUPS" envDefault:"2"`
+	// CommitQueueMax is how many client commands may wait for a group; one more is answered 503 OVERLOADED.
+	CommitQueueMax int `env:"COMMIT_QUEUE_MAX" envDefault:"512"`
+	// CommitWaitMax is how long a client command may wait for its group before it is answered 503
+	// OVERLOADED instead of run.
+	CommitWaitMax time.Duration `env:"COMMIT_WAIT_MAX" envDefault:"1s"`
 	// RefundWindow is how long after its initiation a payment may be refunded.
 	RefundWindow time.Duration `env:"REFUND_WINDOW" envDefault:"4320h"`
 	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
@@ -58,6 +63,10 @@ func Load() (Config, error) {
 	}
 	if cfg.CommitGroups <= 0 {
 		return Config{}, fmt.Errorf("COMMIT_GROUPS must be positive, got %d", cfg.CommitGroups)
+	}
+	if cfg.CommitQueueMax <= 0 || cfg.CommitWaitMax <= 0 {
+		return Config{}, fmt.Errorf("COMMIT_QUEUE_MAX and COMMIT_WAIT_MAX must be positive, got %d and %s",
+			cfg.CommitQueueMax, cfg.CommitWaitMax)
 	}
 	if cfg.RefundWindow <= 0 {
 		return Config{}, fmt.Errorf("REFUND_WINDOW must be positive, got %s", cfg.RefundWindow)
@@ -94,6 +103,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("commit_groups", c.CommitGroups),
 		slog.Int64("deposit_daily_cap_paise", c.DepositDailyCapPaise),
 		slog.Int("settlement_shards", c.SettlementShards),
+		slog.Int("commit_queue_max", c.CommitQueueMax),
+		slog.String("commit_wait_max", c.CommitWaitMax.String()),
 		slog.String("pprof_addr", c.PprofAddr),
 	)
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -39,6 +40,13 @@ func (h *handlers) problem(r *http.Request, err error) *problem.Problem {
 		h.log.ErrorContext(r.Context(), "stream corrupt: command refused", "err", err)
 		return problem.New(http.StatusInternalServerError, problem.CodeInternal,
 			"the stored history of this account or payment is inconsistent; the command was not executed")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The caller hung up before the command's group began, and the command was dropped: nobody reads
+		// this answer; a retry with the same key runs it.
+		h.log.InfoContext(r.Context(), "command dropped: its caller has gone", "err", err)
+		return problem.Unavailable("the request was cancelled before the command ran")
+	case errors.Is(err, app.ErrOverloaded):
+		return problem.Overloaded("too many commands are waiting; nothing was executed, retrying with the same Idempotency-Key after Retry-After is safe")
 	case errors.Is(err, app.ErrUnavailable):
 		h.log.WarnContext(r.Context(), "command not executed: dependency unavailable", "err", err)
 		return problem.Unavailable("the event store is unavailable; retrying with the same Idempotency-Key is safe")

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
@@ -63,4 +65,44 @@ func advanceCheckpoint(ctx context.Context, q execQuerier, name string, from, to
 		return errCheckpointMoved
 	}
 	return nil
+}
+
+// ResetCheckpoint sets a consumer's checkpoint to `to`, in one transaction that first locks the
+// checkpoint row (a live worker's batch waits, then fails its compare-and-set and reloads from `to`).
+// tables, when given, are the projection's tables, emptied in the same transaction (a projection's rows
+// reflect its checkpoint, so only `to` = Start makes sense for one). The events the consumer held in
+// quarantine are dropped: those after `to` are read again. It returns the position it replaced and how
+// many held events were dropped.
+func ResetCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, to eventstore.Position, tables []string) (eventstore.Position, int, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return eventstore.Start, 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
+	was, err := lockCheckpoint(ctx, tx, name)
+	if err != nil {
+		return eventstore.Start, 0, err
+	}
+	if len(tables) > 0 {
+		quoted := make([]string, len(tables))
+		for i, t := range tables {
+			quoted[i] = pgx.Identifier{t}.Sanitize()
+		}
+		if _, err := tx.Exec(ctx, "truncate "+strings.Join(quoted, ", ")); err != nil {
+			return eventstore.Start, 0, fmt.Errorf("empty the tables of %s: %w", name, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `update projection_checkpoints set tx_id = $2::text::xid8, global_position = $3,
+		updated_at = now() where name = $1`, name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition); err != nil {
+		return eventstore.Start, 0, fmt.Errorf("reset checkpoint %s: %w", name, err)
+	}
+	tag, err := tx.Exec(ctx, `update consumer_quarantine set status = 'dropped', release_requested_at = null
+		where consumer = $1 and status = 'held'`, name)
+	if err != nil {
+		return eventstore.Start, 0, fmt.Errorf("drop the quarantine of %s: %w", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return eventstore.Start, 0, fmt.Errorf("commit: %w", err)
+	}
+	return was, int(tag.RowsAffected()), nil
 }

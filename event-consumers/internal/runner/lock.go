@@ -77,6 +77,23 @@ func (l *workerLock) watch(ctx context.Context, every time.Duration) error {
 	}
 }
 
+// check asks the lock's session whether it still holds the lock (one round trip): an error when it does
+// not, or the session is gone.
+func (l *workerLock) check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var held bool
+	err := l.conn.QueryRow(cctx, `select exists (select 1 from pg_locks where locktype = 'advisory' and granted
+		and pid = pg_backend_pid() and objid = (hashtextextended($1, 0) & 4294967295)::oid)`, l.key).Scan(&held)
+	switch {
+	case err != nil:
+		return fmt.Errorf("lock session %s lost: %w", l.key, err)
+	case !held:
+		return fmt.Errorf("lock %s no longer held", l.key)
+	}
+	return nil
+}
+
 // release unlocks by closing the session.
 func (l *workerLock) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -13,6 +13,9 @@ type metrics struct {
 	applied        *prometheus.CounterVec
 	horizonAge     prometheus.Gauge
 	checkpointMove *prometheus.CounterVec
+	jobActive      *prometheus.GaugeVec
+	quarantined    *prometheus.CounterVec
+	held           *prometheus.GaugeVec
 }
 
 // byConsumer is the label of every per-consumer series.
@@ -44,10 +47,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Events applied (projections) or handled (processors) and checkpointed."),
 		checkpointMove: consumerCounter("consumer_checkpoint_conflicts_total",
 			"Batches dropped because another worker or a rebuild had moved the checkpoint."),
+		jobActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "periodic_job_active",
+			Help: "1 while this process holds a periodic job's lock and runs it, 0 while it stands by."}, []string{"job"}),
+		quarantined: consumerCounter("consumer_events_quarantined_total",
+			"Events the consumer could not decode or apply, set aside with their stream (quarantine)."),
+		held: consumerGauge("consumer_quarantined_events",
+			"Events the consumer holds in quarantine: the ones that failed and those of their streams behind them. Alert when above 0."),
 		horizonAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventstore_horizon_age_seconds",
 			Help: "Age of the oldest running transaction holding an xid: consumers cannot read past it."}),
 	}
 	reg.MustRegister(m.checkpoint, m.lagEvents, m.lagSeconds, m.active, m.batchDuration, m.errors, m.applied,
-		m.checkpointMove, m.horizonAge)
+		m.checkpointMove, m.horizonAge, m.jobActive, m.quarantined, m.held)
 	return m
 }

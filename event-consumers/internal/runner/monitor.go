@@ -26,7 +26,10 @@ func Every(ctx context.Context, every time.Duration, job func(context.Context)) 
 // them too) and warns while the active worker is behind and not advancing.
 func (w *worker) monitor(ctx context.Context) {
 	s := stallWatch{lastMoved: time.Now()}
-	Every(ctx, w.r.opts.MonitorEvery, func(ctx context.Context) { w.measureLag(ctx, &s) })
+	Every(ctx, w.r.opts.MonitorEvery, func(ctx context.Context) {
+		w.measureLag(ctx, &s)
+		w.measureQuarantine(ctx)
+	})
 }
 
 // stallWatch is what the monitor remembers between two looks: the checkpoint and since when it has not
@@ -39,6 +42,9 @@ type stallWatch struct {
 // measureLag sets the consumer's checkpoint and lag gauges, and warns when the active worker has been
 // behind without advancing for StallAfter.
 func (w *worker) measureLag(ctx context.Context, s *stallWatch) {
+	// The worker's position, taken before the stored checkpoint is read: the worker stores a position
+	// only after it committed it, so a stored checkpoint read later and behind it was moved back.
+	mine := w.position.Load()
 	cp, behind, oldest, err := w.lag(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -49,6 +55,11 @@ func (w *worker) measureLag(ctx context.Context, s *stallWatch) {
 	lagSeconds := 0.0
 	if behind > 0 {
 		lagSeconds = max(0, time.Since(oldest).Seconds())
+	}
+	if mine != nil && w.active.Load() && cp.Less(*mine) {
+		// The stored checkpoint is behind the worker's: someone moved it back (a checkpoint reset). The
+		// worker never does, and an idle worker would not find out by itself (it reads after its own).
+		w.reloadCheckpoint.Store(true)
 	}
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
 	w.r.m.lagEvents.WithLabelValues(w.name).Set(float64(behind))

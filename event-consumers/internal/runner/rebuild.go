@@ -183,6 +183,12 @@ func (rb *rebuild) swap(ctx context.Context, tx pgx.Tx) error {
 	if err := advanceCheckpoint(ctx, tx, rb.name, live, rb.pos); err != nil {
 		return fmt.Errorf("set checkpoint: %w", err)
 	}
+	// The rebuilt tables hold every event, the quarantined ones too (a rebuild fails on any it cannot
+	// apply): nothing is held any more. The live worker reloads its held streams with the checkpoint.
+	if _, err := tx.Exec(ctx, `update consumer_quarantine set status = 'released', released_at = now(),
+		release_requested_at = null where consumer = $1 and status = 'held'`, rb.name); err != nil {
+		return fmt.Errorf("release quarantine: %w", err)
+	}
 	return nil
 }
 

@@ -91,9 +91,13 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		w := &worker{r: r, name: c.Name(), log: r.log.With("consumer", c.Name())}
 		switch c := c.(type) {
 		case Projection:
+			w.proj = c
 			w.apply = r.projectionStep(c)
+			w.isolate = r.projectionIsolate(w, c)
 		case Processor:
+			w.proc = c
 			w.apply = r.processorStep(c)
+			w.isolate = r.processorIsolate(w, c)
 		default:
 			return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
 		}
@@ -116,27 +120,33 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 	return nil
 }
 
-// projectionStep applies a batch and moves the checkpoint in one transaction. The checkpoint row is
-// updated (and so locked) first: a rebuild holding it makes this wait and then fail the compare-and-set.
-// The transaction begins with custom plans (customPlans) in the same round trip: below saturation most
-// batches hold an event or two, and each round trip is a wake-up of the backend.
+// projectionStep applies a batch and moves the checkpoint in one transaction, with the events it sets
+// aside (hold: those of held streams). The checkpoint row is updated (and so locked) first: a rebuild
+// holding it makes this wait and then fail the compare-and-set. The transaction begins with custom plans
+// (customPlans) in the same round trip: below saturation most batches hold an event or two, and each
+// round trip is a wake-up of the backend.
 func (r *Runner) projectionStep(p Projection) stepFunc {
 	sel, _ := p.(Selective)
-	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
-		if sel != nil && !slices.ContainsFunc(batch, sel.Uses) {
+	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
+		if len(hold) == 0 && (len(batch) == 0 || sel != nil && !slices.ContainsFunc(batch, sel.Uses)) {
 			// Nothing to write: the compare-and-set alone, which waits for a rebuild just the same.
-			return advanceCheckpoint(ctx, r.pool, p.Name(), from, batch[len(batch)-1].Position)
+			return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
 		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-		if err := advanceCheckpoint(ctx, tx, p.Name(), from, batch[len(batch)-1].Position); err != nil {
+		if err := advanceCheckpoint(ctx, tx, p.Name(), from, to); err != nil {
 			return err
 		}
-		if err := p.Apply(ctx, tx, batch); err != nil {
+		if err := holdEvents(ctx, tx, p.Name(), hold); err != nil {
 			return err
+		}
+		if len(batch) > 0 {
+			if err := p.Apply(ctx, tx, batch); err != nil {
+				return err
+			}
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("commit batch: %w", err)
@@ -145,17 +155,25 @@ func (r *Runner) projectionStep(p Projection) stepFunc {
 	}
 }
 
-// processorStep handles a batch outside any transaction, then moves the checkpoint.
+// processorStep handles a batch outside any transaction, then moves the checkpoint (with the events it
+// sets aside, hold, when there are any).
 func (r *Runner) processorStep(p Processor) stepFunc {
-	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
-		if err := p.Handle(ctx, batch); err != nil {
-			return err
+	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
+		if len(batch) > 0 {
+			if err := p.Handle(ctx, batch); err != nil {
+				return err
+			}
 		}
-		return advanceCheckpoint(ctx, r.pool, p.Name(), from, batch[len(batch)-1].Position)
+		if len(hold) > 0 {
+			return commitHeld(ctx, r, p.Name(), from, to, hold)
+		}
+		return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
 	}
 }
 
-type stepFunc func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error
+// stepFunc applies batch, read after from, sets aside hold, and moves the checkpoint to `to` (the last
+// event of both).
+type stepFunc func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error
 
 // traced gives each batch of a consumer a span when tracing is on: "consume NAME", in the trace of the
 // request or step that appended the batch's events when they all come from one (a payment's projection
@@ -165,7 +183,10 @@ func traced(name string, step stepFunc) stepFunc {
 		return step
 	}
 	tracer := observability.Tracer("event-consumers/runner")
-	return func(ctx context.Context, from eventstore.Position, batch []eventstore.Event) error {
+	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
+		if len(batch) == 0 {
+			return step(ctx, from, to, batch, hold)
+		}
 		parents := make([]string, len(batch))
 		for i, e := range batch {
 			parents[i] = observability.TraceParentOf(e.Metadata)
@@ -176,7 +197,7 @@ func traced(name string, step stepFunc) stepFunc {
 		defer span.End()
 		// The step runs outside the span: its statements (a checkpoint, a few set-wise writes) would be a
 		// third of a payment's spans, and the batch's span already says how long they took.
-		err := step(ctx, from, batch)
+		err := step(ctx, from, to, batch, hold)
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
@@ -186,11 +207,28 @@ func traced(name string, step stepFunc) stepFunc {
 
 // worker is the loop of one consumer in this process.
 type worker struct {
-	r      *Runner
-	name   string
-	log    *slog.Logger
-	apply  stepFunc
-	active atomic.Bool
+	r    *Runner
+	name string
+	log  *slog.Logger
+	// proj or proc is the consumer.
+	proj    Projection
+	proc    Processor
+	apply   stepFunc
+	isolate isolateFunc
+	active  atomic.Bool
+	// held are the streams the consumer holds back (quarantine.go), loaded with the checkpoint; only the
+	// worker's own loop reads or changes it.
+	held map[string]bool
+	// heldStreams is len(held), for the monitor; reloadHeld is set by the monitor when the database holds
+	// another count (a rebuild or a checkpoint reset changed it), and releaseDue when an operator has
+	// released a held stream.
+	heldStreams atomic.Int64
+	reloadHeld  atomic.Bool
+	releaseDue  atomic.Bool
+	// position is the checkpoint the active worker follows from; reloadCheckpoint is set by the monitor
+	// when the stored one is behind it (moved back by a reset).
+	position         atomic.Pointer[eventstore.Position]
+	reloadCheckpoint atomic.Bool
 }
 
 // run holds the consumer's lock and follows the log, taking the lock again whenever it is lost.
@@ -232,9 +270,29 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 	failures := 0
 	for {
 		var err error
+		if w.reloadCheckpoint.Swap(false) {
+			w.log.Info("checkpoint moved back by an operator; reloading")
+			loaded = false
+		}
 		if !loaded {
+			w.position.Store(nil)
 			if cp, err = LoadCheckpoint(ctx, w.r.pool, w.name); err == nil {
-				loaded = true
+				err = w.loadHeld(ctx)
+				loaded = err == nil
+			}
+			if loaded {
+				at := cp // a copy: cp itself moves with every batch
+				w.position.Store(&at)
+			}
+		} else if w.reloadHeld.Swap(false) {
+			if err = w.loadHeld(ctx); err != nil {
+				w.reloadHeld.Store(true)
+			}
+		}
+		if err == nil && w.releaseDue.Swap(false) {
+			if rerr := w.releaseRequested(ctx); rerr != nil && ctx.Err() == nil {
+				w.log.Warn("release of quarantined events failed; trying again", "err", rerr)
+				w.releaseDue.Store(true)
 			}
 		}
 		if err == nil {
@@ -282,17 +340,29 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 }
 
 // applyNextBatch reads one batch after *cp and applies it, moving *cp on success. It returns the batch's
-// size.
+// size. The events of held streams are set aside; when the batch fails for a lasting reason, it is
+// applied again one event at a time and the events that fail are set aside with their streams
+// (quarantine.go).
 func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (int, error) {
 	batch, err := w.r.logs.ReadLog(ctx, *cp, w.r.opts.BatchSize)
 	if err != nil || len(batch) == 0 {
 		return 0, err
 	}
 	start := time.Now()
-	if err := w.apply(ctx, *cp, batch); err != nil {
-		return 0, err
+	to := batch[len(batch)-1].Position
+	live, hold := w.split(batch)
+	if err := w.apply(ctx, *cp, to, live, hold); err != nil {
+		if !w.lasting(ctx, err) {
+			return 0, err
+		}
+		w.log.Warn("batch failed; applying its events one by one to set aside those that fail", "err", err)
+		if hold, err = w.isolate(ctx, *cp, to, live, hold, err); err != nil {
+			return 0, err
+		}
 	}
-	*cp = batch[len(batch)-1].Position
+	w.noteHeld(hold)
+	*cp = to
+	w.position.Store(&to)
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))

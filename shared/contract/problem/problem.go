@@ -48,6 +48,7 @@ const (
 	CodeNotFound                 = "NOT_FOUND"
 	CodeMethodNotAllowed         = "METHOD_NOT_ALLOWED"
 	CodeDependencyUnavailable    = "DEPENDENCY_UNAVAILABLE"
+	CodeOverloaded               = "OVERLOADED"
 	CodeUpstreamTimeout          = "UPSTREAM_TIMEOUT"
 	CodeInternal                 = "INTERNAL"
 )
@@ -94,6 +95,18 @@ func Validation(errs ...FieldError) *Problem {
 func Unavailable(detail string) *Problem {
 	p := New(http.StatusServiceUnavailable, CodeDependencyUnavailable, detail)
 	p.RetryAfter = 1
+	return p
+}
+
+// OverloadedRetryAfter is the Retry-After (seconds) of an OVERLOADED answer.
+const OverloadedRetryAfter = 1
+
+// Overloaded is a 503 OVERLOADED problem: the command service shed the request without running it, because
+// more were waiting than it completes within a caller's patience. Retrying with the same Idempotency-Key
+// is always safe (nothing was written), after Retry-After.
+func Overloaded(detail string) *Problem {
+	p := New(http.StatusServiceUnavailable, CodeOverloaded, detail)
+	p.RetryAfter = OverloadedRetryAfter
 	return p
 }
 

@@ -159,7 +159,10 @@ func instrument(log *slog.Logger, requests *prometheus.CounterVec, duration *pro
 				span.SetAttributes(attribute.String("http.route", route))
 			}
 			level := slog.LevelInfo
-			if status >= 500 {
+			if status >= 500 && status != http.StatusServiceUnavailable {
+				// A 503 is the service saying "later" (overloaded, or a dependency down), with Retry-After:
+				// counted in the metrics, and logged once by whatever decided it, not as an error per
+				// request, which under an overload would cost more than shedding it.
 				level = slog.LevelError
 			}
 			log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "status", status,

@@ -47,10 +47,15 @@ func (e *CallError) Error() string {
 	return fmt.Sprintf("steps: %d %s: %s", e.Status, e.Code, e.Detail)
 }
 
-// Unwrap makes a transient CallError match workflow.ErrUnavailable.
+// Unwrap makes a transient CallError match workflow.ErrUnavailable, and a refusal of the request itself
+// (a 4xx other than 408, 409 and 429) workflow.ErrRefused.
 func (e *CallError) Unwrap() error {
-	if e.Transient {
+	switch {
+	case e.Transient:
 		return workflow.ErrUnavailable
+	case e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout &&
+		e.Status != http.StatusConflict && e.Status != http.StatusTooManyRequests:
+		return workflow.ErrRefused
 	}
 	return nil
 }

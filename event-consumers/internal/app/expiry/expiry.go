@@ -43,21 +43,16 @@ func New(due DueCollects, expire Expirer, log *slog.Logger, every time.Duration)
 	return &Watcher{due: due, expire: expire, log: log, every: every}
 }
 
-// Run ticks at once, then every interval, until ctx ends.
-func (w *Watcher) Run(ctx context.Context) {
-	t := time.NewTicker(w.every)
-	defer t.Stop()
-	for {
-		if n, err := w.Tick(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("collect expiry: tick failed; trying again", "err", err)
-		} else if n > 0 {
-			w.log.Debug("collect expiry: expired", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// Every is how often the watcher wants Round run (the service runs it under a lock, runner.Periodic, so
+// that one replica at a time expires requests).
+func (w *Watcher) Every() time.Duration { return w.every }
+
+// Round is one Tick whose failure is logged: the next round tries again.
+func (w *Watcher) Round(ctx context.Context) {
+	if n, err := w.Tick(ctx); err != nil && ctx.Err() == nil {
+		w.log.Warn("collect expiry: tick failed; trying again", "err", err)
+	} else if n > 0 {
+		w.log.Debug("collect expiry: expired", "count", n)
 	}
 }
 

@@ -3,6 +3,7 @@ package workflow
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -21,6 +22,10 @@ type Steps interface {
 // the service unreachable, overloaded, or its database unavailable.
 var ErrUnavailable = errors.New("command service unavailable")
 
+// ErrRefused marks a call to the command service refused as a whole for what it asked (a 4xx): the steps
+// some event called for break the contract, and sending them again cannot help.
+var ErrRefused = errors.New("command service refused the steps")
+
 // Parking keeps the steps that kept failing for a lasting reason, so that they stop holding back the
 // payments behind them and are retried later.
 type Parking interface {
@@ -29,7 +34,11 @@ type Parking interface {
 	Park(ctx context.Context, st, retry contract.Step, reason string) error
 	// Resolve marks a parked step done, saying how (resolution).
 	Resolve(ctx context.Context, p ParkedStep, resolution string) error
-	// Parked returns up to limit steps still parked, oldest first, each with the step to send now.
+	// Postpone records a failed retry of a parked step: one more attempt, the reason, and the next attempt
+	// not before `after` from now.
+	Postpone(ctx context.Context, p ParkedStep, reason string, after time.Duration) error
+	// Parked returns up to limit steps still parked and due for a retry, the longest due first, each with
+	// the step to send now.
 	Parked(ctx context.Context, limit int) ([]ParkedRetry, error)
 	// Open counts the steps still parked.
 	Open(ctx context.Context) (int, error)
@@ -46,4 +55,6 @@ type ParkedStep struct {
 type ParkedRetry struct {
 	ParkedStep
 	Retry contract.Step
+	// Attempts is how many times the step has failed so far (its tries before parking count as one).
+	Attempts int
 }

@@ -45,16 +45,34 @@ type Config struct {
 	TransientAttempts int
 	// Backoff is the first retry delay, doubled on each retry up to 2s.
 	Backoff time.Duration
-	// RetryParkedEvery is how often parked steps are retried.
+	// RetryParkedEvery is how often parked steps that are due are retried; a parked step is due at once,
+	// then, after each failed retry, after RetryParkedEvery doubled per failure up to RetryParkedMax.
 	RetryParkedEvery time.Duration
+	// RetryParkedMax caps the time between two retries of one parked step.
+	RetryParkedMax time.Duration
 }
 
 // DefaultConfig is the configuration of the service.
 var DefaultConfig = Config{LastingAttempts: 5, TransientAttempts: 4, Backoff: 25 * time.Millisecond,
-	RetryParkedEvery: 30 * time.Second}
+	RetryParkedEvery: 30 * time.Second, RetryParkedMax: time.Hour}
 
-// retryParkedLimit is how many parked steps one RetryParked round takes, oldest first.
+// retryParkedLimit is how many parked steps one RetryParked round takes, those due longest first. A step
+// whose retry fails is due again only after its back-off, so the next round takes the next ones: steps
+// that keep failing cannot hold back newer ones.
 const retryParkedLimit = 100
+
+// retryParkedAfter is when a parked step is due again after its n-th failed retry: RetryParkedEvery,
+// doubled for each failed retry before, up to RetryParkedMax.
+func (c Config) retryParkedAfter(n int) time.Duration {
+	d, limit := c.RetryParkedEvery, c.RetryParkedMax
+	if limit <= 0 {
+		limit = time.Hour
+	}
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
 
 // Workflow is the process manager: a runner Processor.
 type Workflow struct {
@@ -84,8 +102,10 @@ func (w *Workflow) Name() string { return Name }
 type task struct {
 	step    contract.Step
 	lasting int // lasting failures so far
-	// resolves names the parked step that this one compensates or retries, when it does.
+	// resolves names the parked step that this one compensates or retries, when it does, and attempts
+	// how many times that step has failed so far.
 	resolves *ParkedStep
+	attempts int
 	// span is the step's span when traced (see Handle), also carried by what replaces the step.
 	span trace.Span
 }
@@ -107,8 +127,9 @@ func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
 	for _, e := range batch {
 		st, err := Next(e)
 		if err != nil {
-			// An event the workflow cannot read is a bug or a corrupt log: never skip it silently.
-			return fmt.Errorf("workflow: %w", err)
+			// An event the workflow cannot read is a bug or a corrupt log: never skip it silently (the
+			// runner quarantines it and holds back its stream: Lasting).
+			return fmt.Errorf("workflow: %w: %w", errUnhandled, err)
 		}
 		if st != nil {
 			t := &task{step: *st}
@@ -172,6 +193,8 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 		return nil, false, transience{}, ctx.Err()
 	}
 	switch {
+	case err != nil && errors.Is(err, ErrRefused):
+		return nil, false, transience{}, fmt.Errorf("workflow: %w: %w", errUnhandled, err)
 	case err != nil && !isTransient(err):
 		return nil, false, transience{}, fmt.Errorf("workflow: %w", err)
 	case err != nil:
@@ -196,6 +219,16 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 
 // errTransient marks a batch handed back because its steps kept failing transiently.
 var errTransient = errors.New("transient step failures")
+
+// errUnhandled marks a batch handed back because of what its events are: one the workflow cannot read,
+// or steps the command service refuses as a whole as malformed (ErrRefused: a contract broken by some
+// event). Any other failure of a call (a 500, an answer that does not decode) is retried as it is: it
+// may be the moment's, and a wrong quarantine would hold payments back for nothing.
+var errUnhandled = errors.New("events the workflow cannot handle")
+
+// Lasting implements runner.Lasting: errors about the events themselves, which no retry can cure, have
+// the runner set those events aside (quarantine) so that they hold back their own streams only.
+func (w *Workflow) Lasting(err error) bool { return errors.Is(err, errUnhandled) }
 
 // isTransient reports whether a failed call is worth retrying without counting it against its steps.
 func isTransient(err error) bool {
@@ -229,14 +262,16 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		// the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
 		w.metrics.steps.WithLabelValues(name, "refused").Inc()
 		w.log.WarnContext(pctx, "payee refused the credit; reversing the debit", "problem", p.Code, "detail", p.Detail)
-		return &task{step: reversal(t.step), resolves: t.resolves, span: t.span}, false, false, nil
+		return &task{step: reversal(t.step), resolves: t.resolves, attempts: t.attempts, span: t.span}, false, false, nil
 	}
 	w.metrics.steps.WithLabelValues(name, "lasting_error").Inc()
 	cause := fmt.Errorf("%s: %d %s: %s", name, r.Problem.Status, r.Problem.Code, r.Problem.Detail)
 	if t.resolves != nil {
-		// A compensation or retry of a parked step: it stays parked and is retried later.
-		w.log.ErrorContext(pctx, "retry of a parked step failed; left parked", "err", cause)
-		return nil, false, false, nil
+		// A compensation or retry of a parked step: it stays parked and is retried after its back-off.
+		after := w.cfg.retryParkedAfter(t.attempts) // its parking was one attempt, its retries the others
+		w.log.ErrorContext(pctx, "retry of a parked step failed; left parked", "err", cause,
+			"attempts", t.attempts+1, "retry_in", after.String())
+		return nil, false, false, w.parking.Postpone(ctx, *t.resolves, cause.Error(), after)
 	}
 	if t.lasting++; t.lasting < w.cfg.LastingAttempts {
 		w.log.WarnContext(pctx, "workflow step failed", "err", cause, "attempt", t.lasting)
@@ -292,16 +327,20 @@ func (w *Workflow) park(ctx context.Context, st contract.Step, cause error) (*ta
 	if !compensable {
 		return nil, nil
 	}
-	return &task{step: retry, resolves: &ParkedStep{Key: st.Key(), Step: st.Step}}, nil
+	return &task{step: retry, resolves: &ParkedStep{Key: st.Key(), Step: st.Step}, attempts: 1}, nil
 }
 
-// RetryParked retries the oldest parked steps (or their compensations) once, and keeps the open-parked
-// gauge current. A failure is logged: the next round tries again.
+// RetryParked retries the parked steps that are due (or their compensations) once, and keeps the
+// open-parked gauge current. A failure is logged: the next round tries again.
 func (w *Workflow) RetryParked(ctx context.Context) {
 	if err := w.retryParked(ctx); err != nil && ctx.Err() == nil {
 		w.log.WarnContext(ctx, "retry of parked steps failed", "err", err)
 	}
 }
+
+// RetryDue is one round of RetryParked, with its error: an operator's retry (bin/event-consumers parked
+// retry) makes a step due and runs it.
+func (w *Workflow) RetryDue(ctx context.Context) error { return w.retryParked(ctx) }
 
 func (w *Workflow) retryParked(ctx context.Context) error {
 	parked, err := w.parking.Parked(ctx, retryParkedLimit)
@@ -310,7 +349,7 @@ func (w *Workflow) retryParked(ctx context.Context) error {
 	}
 	tasks := make([]*task, 0, len(parked))
 	for _, p := range parked {
-		tasks = append(tasks, &task{step: p.Retry, resolves: &p.ParkedStep})
+		tasks = append(tasks, &task{step: p.Retry, resolves: &p.ParkedStep, attempts: p.Attempts})
 	}
 	if len(tasks) > 0 {
 		if err := w.run(ctx, tasks); err != nil {
