@@ -25,9 +25,11 @@ import (
 	"upi/event-consumers/internal/httpapi"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/platform/httpserver"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
 	"upi/shared/platform/service"
+	"upi/shared/platform/servicetoken"
 )
 
 func main() {
@@ -60,13 +62,19 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		}
 		return rebuilds.Run(ctx, args[1])
 	}
+	if err := cfg.ServeErr(); err != nil {
+		return err
+	}
 
 	reg := observability.Registry()
 
 	// The payment workflow moves the money by calling the command service's step route.
+	// Every call to the command service carries the consumers' token, made for it and for that request.
+	signer := servicetoken.NewSigner(servicetoken.EventConsumers, cfg.ServiceKey)
 	steps := &commandclient.Client{
 		BaseURL: cfg.CommandServiceURL,
-		HTTP:    &http.Client{Transport: observability.HTTPTransport(&http.Transport{MaxIdleConnsPerHost: 64})},
+		HTTP: &http.Client{Transport: observability.HTTPTransport(
+			signer.Transport(servicetoken.CommandService, &http.Transport{MaxIdleConnsPerHost: 64}))},
 		Timeout: 5 * time.Second,
 	}
 	flowCfg := workflow.DefaultConfig
@@ -98,13 +106,23 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		log.Info("event feed: relay disabled (RELAY_ENABLED=false)")
 	}
 
-	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks})
-	httpapi.Routes(ctx, router, rebuilds)
+	// Its own port serves only /healthz and /readyz to anyone, and the admin routes to the gateway acting
+	// for an operator; the operations listener serves them to an operator's key.
+	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
+		Audience: servicetoken.EventConsumers, Peers: cfg.Peers, Registry: reg,
+		Rules: []servicetoken.Rule{{Prefix: "/admin/", Callers: []string{servicetoken.Gateway}}},
+	})
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
+	httpapi.Routes(ctx, router.With(servicetoken.RequireOperator), rebuilds)
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
+		Operators: keyring.New(cfg.Operators)})
+	httpapi.Routes(ctx, ops.Admin, rebuilds)
 
 	// Collect requests still pending at their expiry become EXPIRED through the command service.
 	expiries := &commandclient.Client{
 		BaseURL: cfg.CommandServiceURL,
-		HTTP:    &http.Client{Timeout: 10 * time.Second, Transport: observability.HTTPTransport(nil)},
+		HTTP: &http.Client{Timeout: 10 * time.Second,
+			Transport: observability.HTTPTransport(signer.Transport(servicetoken.CommandService, nil))},
 		Timeout: 10 * time.Second,
 	}
 	watcher := expiry.New(postgres.NewCollectRequests(pool), expiries, log, time.Second)
@@ -118,6 +136,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
-	g.Go(func() error { return httpserver.ServeDebug(gctx, log, cfg.PprofAddr) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
 	return g.Wait()
 }
