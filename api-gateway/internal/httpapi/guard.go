@@ -7,18 +7,34 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"upi/api-gateway/internal/app"
+	"upi/api-gateway/internal/auth"
 	"upi/shared/contract"
 	"upi/shared/contract/problem"
+	"upi/shared/platform/servicetoken"
 )
 
 type ctxKey int
 
-const clientKey ctxKey = iota
+const (
+	clientKey ctxKey = iota
+	operatorKey
+)
+
+// opsPrefix is where the operator routes live: every route under it is an operator's, every other /v1
+// route a client's (authenticate).
+const opsPrefix = "/v1/ops/"
+
+// operatorName is the authenticated operator of a request under /v1/ops/.
+func operatorName(ctx context.Context) string {
+	name, _ := ctx.Value(operatorKey).(string)
+	return name
+}
 
 func withClientID(ctx context.Context, client string) context.Context {
 	return context.WithValue(ctx, clientKey, client)
@@ -36,9 +52,39 @@ func clientID(ctx context.Context) string {
 //
 // An authenticated request is rate-limited further on, in one Redis round trip each: by limit for reads
 // (and unknown routes), and by a command in the round trip that also claims its idempotency key.
+//
+// Roles do not mix: under /v1/ops/ only an operator's key (OPERATOR_KEYS) is accepted, everywhere else
+// only a client's (API_KEYS); the other kind of valid key gets 403 FORBIDDEN. An operator's request
+// carries the operator's name in its context (operatorName), never a client id.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client, ok := s.Auth.Authenticate(r.Header.Get("Authorization"))
+		name, role, ok := s.Auth.Identify(r.Header.Get("Authorization"))
+		if ok {
+			opsRoute := strings.HasPrefix(r.URL.Path+"/", opsPrefix)
+			if opsRoute != (role == auth.Operator) {
+				// A valid key in the wrong role is limited per IP, like a wrong key, then refused.
+				if s.rated(w, s.App.AllowUnauthenticated(r.Context(), peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
+					s.metrics.forbidden.Inc()
+					detail := "operator routes need an operator key"
+					if !opsRoute {
+						detail = "an operator key is not a client's"
+					}
+					problem.Write(w, problem.New(http.StatusForbidden, problem.CodeForbidden, detail))
+				}
+				return
+			}
+			if opsRoute {
+				// Operators have a rate limit of their own, apart from every client's.
+				if !s.rated(w, s.App.Allow(r.Context(), "operator/"+name), s.metrics.rateLimitedBy("operator/"+name)) {
+					return
+				}
+				r.Header.Del(contract.HeaderClientID)
+				r.Header.Del(servicetoken.HeaderOperatorID)
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey, name)))
+				return
+			}
+		}
+		client := name
 		if !ok {
 			if s.rated(w, s.App.AllowUnauthenticated(r.Context(), peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="upi"`)
