@@ -131,7 +131,7 @@ func Bearer(authorization string) (key string, ok bool) {
 // check, if not nil, vets a new set before it is used (the refusal of development keys in production).
 func Watch(ctx context.Context, log *slog.Logger, k *Keyring, what, path string, interval time.Duration,
 	check func([]Entry) error) {
-	last, _ := os.ReadFile(path)
+	var last []byte // nothing yet: the first look compares the file with the keys in use
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -161,6 +161,9 @@ func Watch(ctx context.Context, log *slog.Logger, k *Keyring, what, path string,
 			continue
 		}
 		last = b
+		if slices.Equal(entries, k.Entries()) {
+			continue
+		}
 		k.Replace(entries)
 		log.Info("keys: reloaded", "keys", what, "names", k.Names(), "count", len(entries))
 	}
