@@ -47,6 +47,11 @@ func main() {
 func asyncCommits(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["synchronous_commit"] = "off" }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
+	if len(args) == 0 {
+		if err := cfg.ServeErr(); err != nil {
+			return err
+		}
+	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits)
 	if err != nil {
 		return err
@@ -61,9 +66,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			return fmt.Errorf("usage: event-consumers [rebuild all|%s]", rebuilds.Names())
 		}
 		return rebuilds.Run(ctx, args[1])
-	}
-	if err := cfg.ServeErr(); err != nil {
-		return err
 	}
 
 	reg := observability.Registry()

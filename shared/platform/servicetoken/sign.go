@@ -135,3 +135,11 @@ func newID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
+
+// MintAt returns the token issuer's transport would send with req to audience at time at: for tools and
+// tests (the attack suite makes an expired one with it).
+func MintAt(issuer, root, audience string, req *http.Request, at time.Time) (string, error) {
+	s := NewSigner(issuer, root)
+	s.now = func() time.Time { return at }
+	return (&transport{signer: s}).token(req, audience)
+}
