@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,12 @@ const (
 // opsPrefix is where the operator routes live: every route under it is an operator's, every other /v1
 // route a client's (authenticate).
 const opsPrefix = "/v1/ops/"
+
+// isOps reports whether p names a route under /v1/ops/ (or /v1/ops itself), however it is spelled: doubled
+// slashes and dot segments do not take a path out of it.
+func isOps(p string) bool {
+	return p != "" && strings.HasPrefix(path.Clean("/"+p)+"/", opsPrefix)
+}
 
 // operatorName is the authenticated operator of a request under /v1/ops/.
 func operatorName(ctx context.Context) string {
@@ -60,7 +67,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name, role, ok := s.Auth.Identify(r.Header.Get("Authorization"))
 		if ok {
-			opsRoute := strings.HasPrefix(r.URL.Path+"/", opsPrefix)
+			opsRoute := isOps(r.URL.Path) || isOps(r.URL.RawPath)
 			if opsRoute != (role == auth.Operator) {
 				// A valid key in the wrong role is limited per IP, like a wrong key, then refused.
 				if s.rated(w, s.App.AllowUnauthenticated(r.Context(), peerIP(r)), s.metrics.rateLimitedUnauthenticated) {
@@ -74,10 +81,6 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 				return
 			}
 			if opsRoute {
-				// Operators have a rate limit of their own, apart from every client's.
-				if !s.rated(w, s.App.Allow(r.Context(), "operator/"+name), s.metrics.rateLimitedBy("operator/"+name)) {
-					return
-				}
 				r.Header.Del(contract.HeaderClientID)
 				r.Header.Del(servicetoken.HeaderOperatorID)
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey, name)))
@@ -111,8 +114,17 @@ func (s *server) limit(next http.Handler) http.Handler {
 // allow checks the authenticated client's rate limit, sets the RateLimit headers and answers 429 when
 // the client is over it. It reports whether the request may go on.
 func (s *server) allow(w http.ResponseWriter, r *http.Request) bool {
-	client := clientID(r.Context())
-	return s.rated(w, s.App.Allow(r.Context(), client), s.metrics.rateLimitedBy(client))
+	who := limitKey(r.Context())
+	return s.rated(w, s.App.Allow(r.Context(), who), s.metrics.rateLimitedBy(who))
+}
+
+// limitKey is whose rate limit a request counts against: its client's, or under /v1/ops/ its
+// operator's, apart from every client's.
+func limitKey(ctx context.Context) string {
+	if op := operatorName(ctx); op != "" {
+		return "operator/" + op
+	}
+	return clientID(ctx)
 }
 
 // rated sets the RateLimit headers of a decision and answers 429 if the request was not allowed,
