@@ -202,6 +202,8 @@ func storedHeaders(resp *Response) map[string]string {
 // Query is a client's read, authenticated and validated.
 type Query struct {
 	Client, RequestID string
+	// Operator, for a read of a /v1/ops/ route, is the operator it is made for (Client is then "").
+	Operator string
 	// Path is the path and query to forward.
 	Path string
 	// MinPosition is whether the read waits for a position (?min_position=), Wait how long it long-polls
@@ -217,5 +219,5 @@ func (g *Gateway) Query(ctx context.Context, q Query) (*Response, error) {
 	if q.MinPosition {
 		timeout += g.cfg.QueryWaitMax
 	}
-	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, RequestID: q.RequestID, Timeout: timeout})
+	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, Operator: q.Operator, RequestID: q.RequestID, Timeout: timeout})
 }
