@@ -166,7 +166,7 @@ func TestSettlementAccountsSumTheShardsOfEachBank(t *testing.T) {
 	f.exec(`update settlement_accounts set tx_id = '1'::xid8, global_position = 1 where bank = 'okbank' and shard = 12`)
 	cp := f.advance(projection.Accounts)
 
-	r = f.getOps("/ops/settlement-accounts?min_position="+cp.Token())
+	r = f.getOps("/ops/settlement-accounts?min_position=" + cp.Token())
 	expect(t, r, 200, "")
 	if r.header.Get("X-Projection-Position") != cp.Token() || r.header.Get("X-Projection-Stale") != "" {
 		t.Errorf("headers %v", r.header)
