@@ -25,10 +25,10 @@ func TestWithdrawalsThroughTheServicesAndTheLedgerCheck(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": dbURL})
 	qry := testenv.StartService(t, "query-service", map[string]string{"DATABASE_URL": dbURL})
-	testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL})
+	cons := testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL})
 	gw := testenv.StartService(t, "api-gateway", map[string]string{
 		"REDIS_URL": testenv.Redis(t), "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
-		"API_KEYS": "psp-a=key-a,psp-b=key-b",
+		"EVENT_CONSUMERS_URL": cons.URL, "API_KEYS": "psp-a=key-a,psp-b=key-b", "OPERATOR_KEYS": "auditor=audit-key",
 	})
 	hc := &http.Client{Timeout: 15 * time.Second}
 	a, b := &bankClient{base: gw.URL, key: "key-a", http: hc}, &bankClient{base: gw.URL, key: "key-b", http: hc}
@@ -102,8 +102,10 @@ func TestWithdrawalsThroughTheServicesAndTheLedgerCheck(t *testing.T) {
 		t.Errorf("newest movement %+v, want the withdrawal", m)
 	}
 
-	// The operators' read on the query service: okbank paid out 10000 and got 4000 back.
-	resp, err := hc.Get(qry.URL + "/ops/settlement-accounts?min_position=" + url.QueryEscape(refused.Position))
+	// The operators' read, through the gateway: okbank paid out 10000 and got 4000 back.
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/v1/ops/settlement-accounts?min_position="+url.QueryEscape(refused.Position), nil)
+	req.Header.Set("Authorization", "Bearer audit-key")
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
