@@ -54,7 +54,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	})
 	httpapi.Register(router, httpapi.Config{
 		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
-			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}),
+			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}).
+			WithMoneyTerms(cfg.MoneyTerms()),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
 		Registry: reg,

@@ -135,7 +135,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select count(*) from events`, strings.Replace(insertEvent, "1, '{}'", "2, '{}'", 1),
 				`insert into snapshots (aggregate_id, aggregate_type, version, schema_version, state)
 					values ('x', 'account', 1, 1, '{}') on conflict (aggregate_id) do update set version = 2`,
-				`select * from snapshots`, `select nextval('rrn_tail')`, `select pg_notify('events', '')`,
+				`select * from snapshots`, `insert into rrn_blocks values ('612101', 0) on conflict (prefix) do update set next_tail = rrn_blocks.next_tail + 1`, `select pg_notify('events', '')`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 			},
 			denied: append([]string{
@@ -166,7 +166,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				rebuildSwap,
 			},
 			denied: append([]string{
-				insertEvent, `select * from snapshots`, `select nextval('rrn_tail')`,
+				insertEvent, `select * from snapshots`, `select * from rrn_blocks`,
 			}, tamper...),
 		},
 		{
@@ -180,7 +180,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 			denied: append([]string{
 				`select * from events`, `select count(*) from events`, insertEvent, `select * from snapshots`,
 				insertAccount, `update projection_checkpoints set global_position = 0`,
-				`select * from workflow_parked`, `select nextval('rrn_tail')`, `select * from consumer_quarantine`,
+				`select * from workflow_parked`, `select * from rrn_blocks`, `select * from consumer_quarantine`,
 			}, tamper...),
 		},
 	}

@@ -188,6 +188,25 @@ func TestBankInvariants(t *testing.T) {
 		t.Errorf("%d refunds in the log for %d accepted refund keys: a retry executed twice or an accepted refund is missing", reserved, nRefunds)
 	}
 	checkReadModels(t, ctx, pool, clients, accounts)
+	verifyLedger(t, pool, dbURL)
+}
+
+// verifyLedger runs `event-consumers verify` on what the workload and the chaos left, as an operator
+// would, and requires every check to hold: money sums to zero at every transaction boundary, nothing is
+// stuck in flight, every read model equals the replay, no RRN was given twice.
+func verifyLedger(t *testing.T, pool *pgxpool.Pool, dbURL string) {
+	t.Helper()
+	waitBelowHorizon(t, pool)
+	out, errs, code := runConsumers(t, dbURL, "verify")
+	t.Logf("event-consumers verify:\n%s", out)
+	if code != 0 {
+		t.Errorf("event-consumers verify exited %d, want 0 (every check holds)\n%s%s", code, out, errs)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "ok   ") {
+			t.Errorf("ledger check: %s", line)
+		}
+	}
 }
 
 // openBankAccounts opens accountsPerClient accounts for each client and funds each once (the deposit is

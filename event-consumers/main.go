@@ -1,16 +1,21 @@
 // Command event-consumers follows the event log: it builds the projections the query service reads, runs
 // the payment workflow, expires collect requests and relays the log to RabbitMQ (the event feed).
-// `event-consumers rebuild all|NAME` rebuilds projections and exits; `event-consumers parked|payment|
-// quarantine|checkpoint ...` are the operators' commands (internal/operator).
+// `event-consumers rebuild all|NAME` rebuilds projections and exits; `event-consumers verify` checks the
+// ledger from the log (docs/failure-handling.md, "Checking the ledger") and exits 0 when it holds;
+// `event-consumers parked|payment|quarantine|checkpoint ...` are the operators' commands (internal/operator).
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -23,6 +28,7 @@ import (
 	"upi/event-consumers/internal/adapters/rabbitmq/relay"
 	"upi/event-consumers/internal/app"
 	"upi/event-consumers/internal/app/expiry"
+	"upi/event-consumers/internal/app/ledger"
 	"upi/event-consumers/internal/app/workflow"
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/httpapi"
@@ -35,7 +41,56 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "verify" {
+		os.Exit(verify(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	service.Main("event-consumers", config.Load, func(c config.Config) string { return c.LogLevel }, run)
+}
+
+// Exit codes of `verify`.
+const (
+	verifyHolds  = 0 // every check holds
+	verifyFails  = 1 // at least one check fails
+	verifyCannot = 2 // the check could not run: bad usage or configuration, or the database out of reach
+)
+
+// verify is `event-consumers verify [-stuck-after 15m]`: it replays the log of DATABASE_URL (as
+// DATABASE_ROLE, like the service) and prints one line per check to out, "ok   NAME: DETAIL" or
+// "FAIL NAME: DETAIL". It runs beside a live service: nothing it does writes or holds back the log.
+func verify(args []string, out, errs io.Writer) int {
+	flags := flag.NewFlagSet("verify", flag.ContinueOnError)
+	flags.SetOutput(errs)
+	stuckAfter := flags.Duration("stuck-after", ledger.DefaultStuckAfter,
+		"fail when a payment or refund has been in flight for longer than this")
+	if err := flags.Parse(args); err != nil || flags.NArg() > 0 || *stuckAfter <= 0 {
+		fmt.Fprintln(errs, "usage: event-consumers verify [-stuck-after DURATION]")
+		return verifyCannot
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintln(errs, err)
+		return verifyCannot
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers-verify", cfg.DatabaseRole, 2)
+	if err != nil {
+		fmt.Fprintf(errs, "verify: %v\n", err)
+		return verifyCannot
+	}
+	defer pool.Close()
+	report, err := ledger.New(projections.NewLedgerStore(pool), ledger.Options{StuckAfter: *stuckAfter}).Run(ctx)
+	if err != nil {
+		fmt.Fprintf(errs, "verify: %v\n", err)
+		return verifyCannot
+	}
+	for _, line := range report.Lines() {
+		fmt.Fprintln(out, line)
+	}
+	if !report.OK {
+		return verifyFails
+	}
+	return verifyHolds
 }
 
 // asyncCommits makes this process's commits return without waiting for their WAL to reach disk
@@ -121,7 +176,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks})
-	httpapi.Routes(ctx, router, rebuilds)
+	httpapi.Routes(ctx, router, rebuilds, ledger.New(projections.NewLedgerStore(pool), ledger.Options{}))
 
 	// Collect requests still pending at their expiry become EXPIRED through the command service.
 	expiries := &commandclient.Client{

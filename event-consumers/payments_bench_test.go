@@ -4,7 +4,7 @@ package main_test
 // service binaries run on a fresh database for each sub-benchmark; clients pay through the gateway as
 // users do. Every sub-benchmark reports CPU milliseconds per completed payment, in total and for each
 // process (the four services, PostgreSQL, Redis), beside its throughput or latency: on a small shared
-// machine throughput moves with the neighbours, CPU per payment much less (design.md, "Cost per payment").
+// machine throughput moves with the neighbours, CPU per payment much less (docs/benchmarks.md).
 //
 //	spread-16        16 clients POST back to back, without waiting for completion, for PAYBENCH_SECONDS
 //	                 between random pairs of 200 funded accounts; then every accepted payment is drained.
@@ -13,6 +13,10 @@ package main_test
 //	latency-16       the same with 16 clients.
 //	spread-16-relay  spread-16 with the event feed relaying every event to RabbitMQ.
 //	spread-16-traced spread-16 with tracing on at 100% sampling, exported over OTLP to the benchmark.
+//	money-16         16 clients depositing into and withdrawing from 200 accounts, all at one bank, back
+//	                 to back: money entering and leaving through the bank's settlement account. Its
+//	                 completed/s (deposits and withdrawals answered COMPLETED) beside spread-16's says
+//	                 whether the settlement account is a hot lock (it must reach 0.8 of the payments').
 //	overload-3x      payments offered at three times the saturation rate, an open loop, a quarter of the
 //	                 clients impatient: admitted latency, what is shed, and the bank invariant after it.
 //	paced-R, paced-R-traced
@@ -65,6 +69,9 @@ const (
 	benchKey      = "bench-key"
 	fundPaise     = 100_000_000 // each account's deposit (the largest one allowed): never runs out
 	payPaise      = 100
+	// moneyFundPaise funds the accounts of money-16: half the daily deposit cap, so that its deposits
+	// are never refused by it.
+	moneyFundPaise = 50_000_000
 )
 
 func BenchmarkPayments(b *testing.B) {
@@ -106,6 +113,11 @@ func BenchmarkPayments(b *testing.B) {
 		s.acceptingRun(b, 16, load, func() (string, string) {
 			return payers[rand.IntN(len(payers))], merchant
 		})
+	})
+	b.Run("money-16", func(b *testing.B) {
+		s := startPaymentStack(b, false, "")
+		vpas := s.openAccountsFunded(b, "acct", benchAccounts, moneyFundPaise)
+		s.moneyRun(b, 16, load, vpas)
 	})
 	// Three times what the system accepts at saturation, offered in an open loop, a quarter of the clients
 	// hanging up after 100 ms: the overload is shed (503 OVERLOADED) while the admitted payments keep a
@@ -289,6 +301,12 @@ func (s *paymentStack) profile(b *testing.B, load time.Duration) (wait func()) {
 // consumers have caught up, so that the setup's work is done before anything is measured.
 func (s *paymentStack) openAccounts(b *testing.B, prefix string, n int) []string {
 	b.Helper()
+	return s.openAccountsFunded(b, prefix, n, fundPaise)
+}
+
+// openAccountsFunded opens n accounts at one bank and deposits fund into each.
+func (s *paymentStack) openAccountsFunded(b *testing.B, prefix string, n int, fund int64) []string {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	vpas := make([]string, n)
@@ -306,7 +324,7 @@ func (s *paymentStack) openAccounts(b *testing.B, prefix string, n int) []string
 					continue
 				}
 				if st, body := s.client.post(ctx, b, "/v1/accounts/"+vpa+"/deposits", "fund-"+vpa,
-					map[string]any{"amount_paise": fundPaise, "reference": "bench"}); st != http.StatusCreated {
+					map[string]any{"amount_paise": fund, "reference": "bench"}); st != http.StatusCreated {
 					b.Errorf("fund %s: %d %s", vpa, st, body)
 				}
 			}
@@ -606,7 +624,7 @@ func (s *paymentStack) completedPerSecond(ctx context.Context, b *testing.B, sta
 }
 
 // horizonWatch follows, every 250 ms, the oldest transaction that holds a transaction id, in this run's
-// database and in others. While one runs, the log's horizon (design.md, event store rule 3) stays behind
+// database and in others. While one runs, the log's horizon (docs/architecture.md, "Reading the log") stays behind
 // it and no consumer sees events appended after it began, however idle the machine: one way a run gets
 // seconds without a single completion. On a shared server the transaction may be another run's.
 type horizonWatch struct {
@@ -877,4 +895,57 @@ func (s *paymentStack) reportRelay(b *testing.B) {
 		1000*h.GetSampleSum()/float64(h.GetSampleCount()))
 	b.ReportMetric(quantile(0.50), "relay-lag-p50-ms")
 	b.ReportMetric(quantile(0.99), "relay-lag-p99-ms")
+}
+
+// moneyRun is money entering and leaving: n clients, back to back, each request a deposit or a withdrawal
+// (alternately) of payPaise on a random account of vpas, all at one bank, with a fresh idempotency key and
+// reference. Both are decided at once, with the bank's settlement shard in the same transaction, so a
+// request answered COMPLETED is complete. It reports completed/s and CPU per movement, and checks that the
+// accounts' and the settlement shards' sums still cancel.
+func (s *paymentStack) moneyRun(b *testing.B, n int, load time.Duration, vpas []string) {
+	ctx := context.Background()
+	cpu0 := s.sampleCPU(ctx, b)
+	b.ResetTimer()
+	var res loadResult
+	var turn sync.Mutex
+	withdraw := false
+	start, end := clients(n, load, func() {
+		vpa := vpas[rand.IntN(len(vpas))]
+		turn.Lock()
+		withdraw = !withdraw
+		w := withdraw
+		turn.Unlock()
+		path, want := "/v1/accounts/"+vpa+"/deposits", http.StatusCreated
+		if w {
+			path, want = "/v1/accounts/"+vpa+"/withdrawals", http.StatusAccepted
+		}
+		key := uuid.NewString()
+		st, body, _ := s.client.do(ctx, http.MethodPost, path, key, map[string]any{"amount_paise": payPaise, "reference": key})
+		if st != want || (w && !strings.Contains(string(body), `"COMPLETED"`)) {
+			res.fail(fmt.Errorf("POST %s: %d %s", path, st, body))
+			return
+		}
+		res.ok(key, 0)
+	})
+	if res.failures > 0 {
+		b.Fatalf("%d of %d deposits and withdrawals did not complete; the first: %v", res.failures,
+			res.failures+len(res.ids), res.first)
+	}
+	s.waitConsumersIdle(ctx, b)
+	cpu1 := s.sampleCPU(ctx, b)
+	b.StopTimer()
+	var accounts, settlement int64
+	if err := s.pool.QueryRow(ctx, `select (select coalesce(sum(balance_paise), 0) from accounts),
+		(select coalesce(sum(balance_paise), 0) from settlement_accounts)`).Scan(&accounts, &settlement); err != nil {
+		b.Fatal(err)
+	}
+	if accounts+settlement != 0 {
+		b.Fatalf("accounts hold %d, settlement accounts %d: the two sides do not cancel", accounts, settlement)
+	}
+	window := end.Sub(start)
+	b.Logf("%d deposits and withdrawals in %.1f s, all at one bank", len(res.ids), window.Seconds())
+	b.ReportMetric(float64(len(res.ids))/window.Seconds(), "completed/s")
+	b.ReportMetric(float64(len(res.ids)), "payments")
+	reportCPU(b, cpu0, cpu1, len(res.ids))
+	b.ReportMetric(0, "ns/op")
 }

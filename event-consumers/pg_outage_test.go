@@ -1,6 +1,6 @@
 package main_test
 
-// PostgreSQL going away is a normal day (design.md, "Least privilege and outages"): the bank workload runs
+// PostgreSQL going away is a normal day (docs/failure-handling.md, "PostgreSQL outages"): the bank workload runs
 // through the four real services against a PostgreSQL of the test's own, which is killed (SIGKILL of the
 // postmaster and its backends, as a crashed machine or container would leave it) and restarted twice, and
 // stopped for 20 s once. Every answer meanwhile is a success or a 5xx problem+json, never a 500; the

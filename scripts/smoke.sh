@@ -3,7 +3,8 @@
 #   scripts/smoke.sh [BASE_URL]        (default http://localhost:8080; API key from $API_KEY, default alpha-secret)
 # Opens two fresh accounts, funds one, pays the other, waits for the payment to complete, checks both
 # balances at the payment's position, then checks idempotent replay and key reuse; then a merchant: payee
-# lookup, a payment to it refunded in part, and a collect request the payer approves. Each step is printed;
+# lookup, a payment to it refunded in part, and a collect request the payer approves; last, money leaving:
+# a withdrawal to the bank, one past the balance, and a deposit reference reused. Each step is printed;
 # the first deviation stops the script with a message and a non-zero exit. Needs bash, curl, sed, grep.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ payer="smoke.payer.${run_id}@smoke"
 payee="smoke.payee.${run_id}@smoke"
 deposit=50000
 amount=12500
+withdraw_amount=1000
 
 step=0
 say() { step=$((step + 1)); printf '%2d. %s\n' "$step" "$*"; }
@@ -249,5 +251,34 @@ expect_field balance_paise "$((deposit - amount - shop_amount + refund_amount - 
 request GET "/v1/accounts/$merchant/balance?min_position=$end_position"
 expect_field balance_paise "$((shop_amount - refund_amount + collect_amount))" "merchant balance at the end"
 ok "payer $((deposit - amount - shop_amount + refund_amount - collect_amount)), merchant $((shop_amount - refund_amount + collect_amount))"
+
+say "the merchant withdraws $withdraw_amount paise to its bank; a withdrawal past its balance fails"
+merchant_balance=$((shop_amount - refund_amount + collect_amount))
+request POST "/v1/accounts/$merchant/withdrawals" "{\"amount_paise\":$withdraw_amount,\"reference\":\"payout-$run_id\"}" "smoke-withdraw-$run_id"
+expect_status 202 "withdrawal"
+expect_field status COMPLETED "withdrawal"
+withdrawal_id="$(field withdrawal_id)"
+[[ "$(field rrn)" =~ ^[0-9]{12}$ ]] || fail "withdrawal: rrn '$(field rrn)' is not 12 digits"
+[[ "$(header Location)" == "/v1/withdrawals/$withdrawal_id" ]] || fail "withdrawal: Location is '$(header Location)'"
+request GET "/v1/withdrawals/$withdrawal_id?wait=5s"
+expect_status 200 "get withdrawal"
+expect_field status COMPLETED "get withdrawal"
+request POST "/v1/accounts/$merchant/withdrawals" "{\"amount_paise\":$merchant_balance,\"reference\":\"payout-too-much-$run_id\"}" "smoke-withdraw-too-much-$run_id"
+expect_status 202 "withdrawal past the balance"
+expect_field status FAILED "withdrawal past the balance"
+expect_field failure_code INSUFFICIENT_FUNDS "withdrawal past the balance"
+expect_field npci_code Z9 "withdrawal past the balance"
+request GET "/v1/accounts/$merchant/balance?min_position=$(field position)"
+expect_field balance_paise "$((merchant_balance - withdraw_amount))" "merchant balance after the withdrawals"
+ok "COMPLETED with rrn, then FAILED INSUFFICIENT_FUNDS Z9; merchant balance $((merchant_balance - withdraw_amount))"
+
+say "a deposit reference is taken once per account"
+request POST "/v1/accounts/$payer/deposits" "{\"amount_paise\":$deposit,\"reference\":\"smoke-$run_id\"}" "smoke-deposit-again-$run_id"
+expect_status 201 "the same reference and amount under another key"
+[[ "$(header Idempotent-Replayed)" == "true" ]] || fail "the same deposit reference and amount: not answered as a replay"
+request POST "/v1/accounts/$payer/deposits" "{\"amount_paise\":$((deposit + 1)),\"reference\":\"smoke-$run_id\"}" "smoke-deposit-conflict-$run_id"
+expect_status 409 "the same reference with another amount"
+expect_field code DEPOSIT_REFERENCE_CONFLICT "the same reference with another amount"
+ok "replayed with the same amount, 409 DEPOSIT_REFERENCE_CONFLICT with another"
 
 echo "smoke test passed ($step steps)"

@@ -32,7 +32,7 @@ type Config struct {
 	Prefetch    int    // unacknowledged messages the broker may push ahead (default 64)
 }
 
-// Message is the body of a feed message (api.md, "The event feed").
+// Message is the body of a feed message (docs/event-feed.md, "Message shape").
 type Message struct {
 	EventID       string          `json:"event_id"`
 	AggregateType string          `json:"aggregate_type"`

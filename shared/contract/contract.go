@@ -80,6 +80,41 @@ type Deposit struct {
 	CreatedAt   string `json:"created_at"`
 }
 
+// PathWithdrawals is where withdrawals are read: GET PathWithdrawals/{withdrawal_id}.
+const PathWithdrawals = "/v1/withdrawals"
+
+// Withdrawal is the withdrawal resource: money leaving an account for its bank. FailureCode and NPCICode
+// are null unless it FAILED; RRN is absent on a failed one.
+type Withdrawal struct {
+	WithdrawalID string  `json:"withdrawal_id"`
+	VPA          string  `json:"vpa"`
+	AmountPaise  int64   `json:"amount_paise"`
+	Reference    string  `json:"reference"`
+	Status       string  `json:"status"`
+	FailureCode  *string `json:"failure_code"`
+	NPCICode     *string `json:"npci_code"`
+	RRN          string  `json:"rrn,omitempty"`
+	CreatedAt    string  `json:"created_at"`
+	UpdatedAt    string  `json:"updated_at"`
+	Position     string  `json:"position"`
+}
+
+// SettlementAccount is a bank's settlement account, as operators see it: the bank's side of every deposit
+// and withdrawal of the accounts on its handle. Negative: the bank owes its account holders that much.
+type SettlementAccount struct {
+	Bank         string `json:"bank"`
+	BalancePaise int64  `json:"balance_paise"`
+	Deposits     int64  `json:"deposits"`
+	Withdrawals  int64  `json:"withdrawals"`
+	UpdatedAt    string `json:"updated_at"`
+	Position     string `json:"position"`
+}
+
+// SettlementAccountList is the answer of GET /v1/ops/settlement-accounts.
+type SettlementAccountList struct {
+	Items []SettlementAccount `json:"items"`
+}
+
 // Payment statuses.
 const (
 	PaymentPending   = "PENDING"
@@ -172,6 +207,8 @@ const (
 	KindRefundDebit    = "REFUND_DEBIT"
 	KindRefundCredit   = "REFUND_CREDIT"
 	KindRefundReversal = "REFUND_REVERSAL"
+	// Money leaving to the account's bank.
+	KindWithdrawal = "WITHDRAWAL"
 )
 
 // Transaction is one money movement on an account.
@@ -181,6 +218,7 @@ type Transaction struct {
 	BalanceAfterPaise int64  `json:"balance_after_paise"`
 	PaymentID         string `json:"payment_id,omitempty"`
 	RefundID          string `json:"refund_id,omitempty"`
+	WithdrawalID      string `json:"withdrawal_id,omitempty"`
 	CounterpartyVPA   string `json:"counterparty_vpa,omitempty"`
 	Reference         string `json:"reference,omitempty"`
 	RRN               string `json:"rrn,omitempty"`

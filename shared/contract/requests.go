@@ -96,6 +96,19 @@ func (r DepositRequest) Validate(account string, l Limits) (DepositCommand, *pro
 	return DepositCommand{VPA: v, Amount: amount, Reference: ref}, nil
 }
 
+// WithdrawalRequest is the body of POST /v1/accounts/{vpa}/withdrawals: the same shape and rules as a
+// deposit (the amount up to DepositMaxPaise).
+type WithdrawalRequest DepositRequest
+
+// WithdrawCommand is a validated WithdrawalRequest for one account.
+type WithdrawCommand DepositCommand
+
+// Validate checks the request for the account named in the path.
+func (r WithdrawalRequest) Validate(account string, l Limits) (WithdrawCommand, *problem.Problem) {
+	cmd, p := DepositRequest(r).Validate(account, l)
+	return WithdrawCommand(cmd), p
+}
+
 // PaymentRequest is the body of POST /v1/payments.
 type PaymentRequest struct {
 	PayerVPA    string `json:"payer_vpa"`

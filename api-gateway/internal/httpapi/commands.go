@@ -49,6 +49,13 @@ func (s *server) deposit() validator {
 	})
 }
 
+func (s *server) withdraw() validator {
+	return body(func(req *contract.WithdrawalRequest, r *http.Request) *problem.Problem {
+		_, p := req.Validate(pathVPA(r), s.Limits)
+		return p
+	})
+}
+
 func (s *server) pay() validator {
 	return body(func(req *contract.PaymentRequest, _ *http.Request) *problem.Problem {
 		_, p := req.Validate(s.Limits)

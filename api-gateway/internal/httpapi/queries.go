@@ -47,6 +47,14 @@ func (s *server) getRefund(w http.ResponseWriter, r *http.Request) {
 	s.query(w, r, errs, queryParams{wait: true})
 }
 
+func (s *server) getWithdrawal(w http.ResponseWriter, r *http.Request) {
+	if _, err := uuid.Parse(chi.URLParam(r, "withdrawal_id")); err != nil {
+		s.fail(w, r, problem.New(http.StatusNotFound, problem.CodeWithdrawalNotFound, "no such withdrawal"))
+		return
+	}
+	s.query(w, r, nil, queryParams{wait: true})
+}
+
 func (s *server) getCollect(w http.ResponseWriter, r *http.Request) {
 	if _, err := uuid.Parse(chi.URLParam(r, "collect_id")); err != nil {
 		s.fail(w, r, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))

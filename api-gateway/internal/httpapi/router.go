@@ -42,6 +42,7 @@ func NewRouter(cfg Config) chi.Router {
 	// (command); every other request checks it alone (limit).
 	v1.Post("/accounts", s.command(s.openAccount()))
 	v1.Post("/accounts/{vpa}/deposits", s.command(s.deposit()))
+	v1.Post("/accounts/{vpa}/withdrawals", s.command(s.withdraw()))
 	v1.Post("/payments", s.command(s.pay()))
 	v1.Post("/payments/{payment_id}/refunds", s.command(s.refund()))
 	v1.Post("/collect-requests", s.command(s.requestCollect()))
@@ -57,6 +58,7 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/payments/{payment_id}", s.getPayment)
 		r.Get("/payments/{payment_id}/events", s.getPaymentEvents)
 		r.Get("/refunds/{refund_id}", s.getRefund)
+		r.Get("/withdrawals/{withdrawal_id}", s.getWithdrawal)
 		r.Get("/collect-requests/{collect_id}", s.getCollect)
 		r.Get("/accounts/{vpa}/collect-requests", s.listCollects)
 	})

@@ -18,6 +18,7 @@ import (
 
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/events"
+	"upi/shared/contract/money"
 	"upi/shared/platform/eventstore"
 )
 
@@ -45,12 +46,43 @@ type Service struct {
 	limits domain.Limits
 	// refundWindow is how long after its initiation a payment may be refunded.
 	refundWindow time.Duration
+	// rrns gives the RRNs of debits and withdrawals.
+	rrns *RRNs
+	// money is how money enters and leaves: the deposit cap and the banks' settlement shards.
+	money MoneyTerms
 }
+
+// MoneyTerms are the rules of money entering and leaving the system.
+type MoneyTerms struct {
+	// DepositDailyCap bounds an account's deposits over the rolling 24 hours (0: no cap).
+	DepositDailyCap money.Paise
+	// SettlementShards is how many streams each bank's settlement account is spread over.
+	SettlementShards int
+}
+
+// DefaultMoneyTerms: a cap of Rs 10,00,000 a day, and 64 shards per bank.
+var DefaultMoneyTerms = MoneyTerms{DepositDailyCap: 100_000_000, SettlementShards: 64}
 
 // New returns the service on an event store, debiting payers under limits.
 func New(store *eventstore.Store, limits domain.Limits) *Service {
 	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout}),
-		limits: limits, refundWindow: DefaultRefundWindow}
+		limits: limits, refundWindow: DefaultRefundWindow, rrns: NewRRNs(store.Pool(), RRNOptions{}),
+		money: DefaultMoneyTerms}
+}
+
+// WithMoneyTerms sets the deposit cap and the settlement shards (DEPOSIT_DAILY_CAP_PAISE, SETTLEMENT_SHARDS).
+func (s *Service) WithMoneyTerms(t MoneyTerms) *Service {
+	if t.SettlementShards <= 0 {
+		t.SettlementShards = 1
+	}
+	s.money = t
+	return s
+}
+
+// WithRRNs sets the RRN allocator (tests shrink its spaces).
+func (s *Service) WithRRNs(r *RRNs) *Service {
+	s.rrns = r
+	return s
 }
 
 // WithCommitter sets how client commands are grouped and shed: opts.Concurrency is COMMIT_GROUPS,
@@ -91,8 +123,9 @@ type Caller struct {
 const AccountSnapshotEvery = 100
 
 // accountSnapshotSchema versions the JSON of domain.Account in snapshots; bump it when Account changes.
-// Schema 2: the account's kind and its rolling window of debits (limits).
-const accountSnapshotSchema = 2
+// Schema 2: the account's kind and its rolling window of debits (limits). Schema 3: its deposits of the
+// last 24 hours (the daily deposit cap).
+const accountSnapshotSchema = 3
 
 // AccountAggregate is how the event store rebuilds an account.
 func AccountAggregate() eventstore.Aggregate[domain.Account] {
@@ -101,6 +134,17 @@ func AccountAggregate() eventstore.Aggregate[domain.Account] {
 		Evolve:         evolveAt(domain.Account.Evolve),
 		SnapshotEvery:  AccountSnapshotEvery,
 		SnapshotSchema: accountSnapshotSchema,
+	}
+}
+
+// SettlementAggregate is how the event store rebuilds a shard of a bank's settlement account. A shard takes
+// one event per deposit or withdrawal of its accounts, so it is snapshotted like an account.
+func SettlementAggregate() eventstore.Aggregate[domain.Settlement] {
+	return eventstore.Aggregate[domain.Settlement]{
+		Type:           events.AggregateSettlement,
+		Evolve:         evolveAt(domain.Settlement.Evolve),
+		SnapshotEvery:  AccountSnapshotEvery,
+		SnapshotSchema: 1,
 	}
 }
 
@@ -168,8 +212,8 @@ func fingerprint(cmd any) string {
 // original is the event that answers a client command: the one just appended, or, on a repeat, the stored
 // one, provided the repeat asks for exactly what the first request asked.
 func original(res eventstore.Result, id uuid.UUID, eventType, fp string) (eventstore.Event, error) {
-	e := res.Last()
-	if e == nil || e.ID != id {
+	e := res.Find(id)
+	if e == nil {
 		return eventstore.Event{}, fmt.Errorf("command %s: the store returned no event with its id", id)
 	}
 	if !res.Replayed {

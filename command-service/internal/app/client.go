@@ -21,10 +21,6 @@ const (
 	PathPayments = "/v1/payments"
 )
 
-// DepositPath is the path of a deposit into an account, with the VPA in its normalised form, so that a
-// retry spelling the VPA in another case is still the same command.
-func DepositPath(vpa string) string { return PathAccounts + "/" + vpa + "/deposits" }
-
 // OpenAccount opens an account on its VPA's stream. The AccountOpened's event id is derived from the
 // caller's idempotency key; a repeat of the same request answers the stored account (replayed = true).
 func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAccount) (contract.Account, bool, error) {
@@ -65,35 +61,6 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		CreatedAt:    contract.Time(e.CreatedAt),
 		UpdatedAt:    contract.Time(e.CreatedAt),
 		Position:     e.Position.Token(),
-	}, out.replayed, nil
-}
-
-// Deposit credits an account its owner names. To anyone else the account does not exist.
-func (s *Service) Deposit(ctx context.Context, c Caller, cmd contract.DepositCommand) (contract.Deposit, bool, error) {
-	ctx, cancel := commandContext(ctx)
-	defer cancel()
-	id := effectID(c, DepositPath(cmd.VPA.String()))
-	fp := fingerprint(struct {
-		Command     string `json:"command"`
-		VPA         string `json:"vpa"`
-		AmountPaise int64  `json:"amount_paise"`
-		Reference   string `json:"reference"`
-	}{"deposit", cmd.VPA.String(), int64(cmd.Amount.Paise()), cmd.Reference})
-	op := clientOp(AccountAggregate(), cmd.VPA.String(), id, clientMetadata(c, c.RequestID, fp),
-		func(a domain.Account, _ eventstore.Reads) (events.Payload, error) {
-			return a.Deposit(c.ClientID, cmd.Amount, cmd.Reference)
-		})
-	out, err := commitClientCommand[events.FundsDepositedV1](ctx, s, op, fp, "deposit into "+cmd.VPA.String())
-	if err != nil {
-		return contract.Deposit{}, false, err
-	}
-	deposited, e := out.payload, out.event
-	return contract.Deposit{
-		VPA:         deposited.VPA,
-		AmountPaise: deposited.AmountPaise,
-		Reference:   deposited.Reference,
-		Position:    e.Position.Token(),
-		CreatedAt:   contract.Time(e.CreatedAt),
 	}, out.replayed, nil
 }
 

@@ -113,8 +113,8 @@ func (req collectRequest) answer(e eventstore.Event) contract.Collect {
 // ended is the answer to a payer's decision (what) to end request id with the ending event type: the
 // request as its close slot now stands, or the refusal of a request another ending closed first.
 func (req collectRequest) ended(res eventstore.Result, id uuid.UUID, ending, what string) (contract.Collect, bool, error) {
-	e := res.Last()
-	if e == nil || e.ID != collectClose(id) {
+	e := res.Find(collectClose(id))
+	if e == nil {
 		return contract.Collect{}, false, fmt.Errorf("%s: the store returned no event with its id", what)
 	}
 	if e.Type != ending {
@@ -204,16 +204,16 @@ func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 		})
 	pay.Needs = []uuid.UUID{closing}
 	pay.Origins = []string{req.PayerVPA, req.PayeeVPA}
+	// The approval and its payment commit together or not at all: an approval is never left without its
+	// payment.
+	approve.With = []*eventstore.Op{pay}
 	what := "approve collect " + id.String()
-	out, err := s.store.ExecuteAll(ctx, []*eventstore.Op{approve, pay})
+	out, err := s.store.ExecuteAll(ctx, []*eventstore.Op{approve})
 	if err != nil {
 		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, err)
 	}
 	if out[0].Err != nil {
-		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, out[0].Err)
-	}
-	if out[1].Err != nil {
-		return contract.Collect{}, false, fmt.Errorf("start the payment of collect %s: %w", id, out[1].Err)
+		return contract.Collect{}, false, fmt.Errorf("%s and start its payment: %w", what, out[0].Err)
 	}
 	return req.ended(out[0].Result, id, events.CollectApproved, what)
 }

@@ -90,7 +90,7 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 
 // refundStepOp is the event-store op of one step of a refund's saga; account is the account of an account
 // step (from the request, or the refund's opening).
-func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, error) {
+func refundStepOp(c Caller, st contract.Step, account string, rrns *RRNLease) (*eventstore.Op, error) {
 	rid := st.RefundID
 	reservation := rid // the RefundReserved's event id is the refund id
 	sg := refundSaga(rid)
@@ -117,8 +117,8 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 			}), nil
 	case contract.StepRefundDebit, contract.StepRefundRejectDebit, contract.StepRefundCredit, contract.StepRefundReverse:
 		return refundAccountStep(c, st, account, sg, moves[events.RefundTerms]{
-			debit: func(a domain.Account, t events.RefundTerms, rrn string, _ time.Time) (events.Payload, error) {
-				return a.RefundDebit(t, rrn)
+			debit: func(a domain.Account, t events.RefundTerms, rrns *RRNLease, _ time.Time) (events.Payload, error) {
+				return a.RefundDebit(t, rrns.Take)
 			},
 			rejectDebit: func(a domain.Account, t events.RefundTerms) (events.Payload, error) {
 				return a.RefundRejectDebit(t, st.Code)
@@ -127,6 +127,7 @@ func refundStepOp(c Caller, st contract.Step, account string) (*eventstore.Op, e
 			reverse: func(a domain.Account, t events.RefundTerms, _ eventstore.Event) (events.Payload, error) {
 				return a.RefundReverse(t, st.Code)
 			},
+			rrns: rrns,
 		}), nil
 	case contract.StepRefundComplete:
 		return refundStep(c, st, sg.completeNeeds(),

@@ -14,9 +14,6 @@ import (
 	"upi/shared/platform/eventstore"
 )
 
-// RRNSequence is the PostgreSQL sequence the tails of RRNs are drawn from (db/migrations).
-const RRNSequence = "rrn_tail"
-
 // StepOutcome is what happened to one workflow step: the event that stands in the log for it (just
 // appended, or there already: Replayed, possibly the other branch's when two steps share a slot), or the
 // error that failed this step alone.
@@ -39,6 +36,13 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 	if err != nil {
 		return nil, fmt.Errorf("look up payments of steps: %w", err)
 	}
+	// The RRNs the batch's debits may give, leased before its transaction; what replays and rejections
+	// leave unused goes back.
+	rrns, err := s.rrns.Lease(ctx, debits(steps))
+	if err != nil {
+		return nil, fmt.Errorf("lease rrns for steps: %w", err)
+	}
+	defer rrns.Release()
 	ops := make([]*eventstore.Op, 0, len(steps))
 	index := make([]int, 0, len(steps))
 	for i, st := range steps {
@@ -49,9 +53,9 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 		var op *eventstore.Op
 		var err error
 		if st.Step.Refund() {
-			op, err = refundStepOp(c, st, account)
+			op, err = refundStepOp(c, st, account, rrns)
 		} else {
-			op, err = stepOp(c, st, account, s.limits)
+			op, err = stepOp(c, st, account, s.limits, rrns)
 		}
 		if err != nil {
 			out[i] = StepOutcome{Err: err}
@@ -79,6 +83,17 @@ func (s *Service) Steps(ctx context.Context, c Caller, steps []contract.Step) ([
 		out[i] = StepOutcome{Event: *e, Replayed: r.Result.Replayed}
 	}
 	return out, nil
+}
+
+// debits counts the steps that may give an RRN.
+func debits(steps []contract.Step) int {
+	n := 0
+	for _, st := range steps {
+		if st.Step == contract.StepDebit || st.Step == contract.StepRefundDebit {
+			n++
+		}
+	}
+	return n
 }
 
 // stepAccounts finds the account of each account step that does not name it, from its payment's
@@ -183,7 +198,7 @@ func slotOf(st contract.Step) uuid.UUID { return ids.StepEvent(st.Key(), slot(st
 
 // stepOp is the event-store op of one step: on which stream it appends, what it reads, how it decides.
 // account is the account of an account step (from the request, or its payment).
-func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*eventstore.Op, error) {
+func stepOp(c Caller, st contract.Step, account string, limits domain.Limits, rrns *RRNLease) (*eventstore.Op, error) {
 	pid := st.PaymentID
 	sg := paymentSaga(pid)
 	if party(st.Step) != "" && account == "" {
@@ -196,14 +211,15 @@ func stepOp(c Caller, st contract.Step, account string, limits domain.Limits) (*
 		// so a debit never needs to look at the close slot.
 		// The debit is checked against the payer's limits at the group's transaction time.
 		return accountStep(c, st, account, sg, moves[domain.Payment]{
-			debit: func(a domain.Account, p domain.Payment, rrn string, at time.Time) (events.Payload, error) {
-				return a.Debit(p, domain.DebitTerms{At: at, Limits: limits, RRN: rrn})
+			debit: func(a domain.Account, p domain.Payment, rrns *RRNLease, at time.Time) (events.Payload, error) {
+				return a.Debit(p, domain.DebitTerms{At: at, Limits: limits, RRN: rrns.Take})
 			},
 			rejectDebit: func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.RejectDebit(p, st.Code) },
 			credit:      func(a domain.Account, p domain.Payment) (events.Payload, error) { return a.Credit(p) },
 			reverse: func(a domain.Account, p domain.Payment, debited eventstore.Event) (events.Payload, error) {
 				return a.Reverse(p, st.Code, debited.CreatedAt)
 			},
+			rrns: rrns,
 		}), nil
 	case contract.StepComplete:
 		return paymentStep(c, st, sg.completeNeeds(),
@@ -235,26 +251,29 @@ func slotOp[S any](c Caller, st contract.Step, agg eventstore.Aggregate[S], stre
 	return op
 }
 
-// moves are a saga's decisions on an account, given the saga's terms T: its debit (with the RRN it
-// gives), the rejection of its debit, and its credit or the reversal of its debit (debited).
+// moves are a saga's decisions on an account, given the saga's terms T: its debit (taking its RRN from the
+// group's lease when it moves money), the rejection of its debit, and its credit or the reversal of its
+// debit (debited).
 type moves[T any] struct {
-	debit       func(a domain.Account, t T, rrn string, at time.Time) (events.Payload, error)
+	debit       func(a domain.Account, t T, rrns *RRNLease, at time.Time) (events.Payload, error)
 	rejectDebit func(a domain.Account, t T) (events.Payload, error)
 	credit      func(a domain.Account, t T) (events.Payload, error)
 	reverse     func(a domain.Account, t T, debited eventstore.Event) (events.Payload, error)
+	// rrns are the RRNs leased for the step's group.
+	rrns *RRNLease
 }
 
 // moneyStep is the op of a step that moves money on account for a saga (a payment's, or a refund's): terms
 // reads the saga's terms T, checked against account, and the event that set them, the cause of a debit or
-// its rejection. A debit draws its RRN's tail in the group's first round trip; a credit or a reversal
-// needs the debit to have taken the money, and that is its cause.
+// its rejection. A debit takes its RRN from rrns; a credit or a reversal needs the debit to have taken the
+// money, and that is its cause.
 func moneyStep[T any](c Caller, st contract.Step, account string, sg saga, needs []uuid.UUID,
 	terms func(r eventstore.Reads) (T, uuid.UUID, error), m moves[T]) *eventstore.Op {
 	debits := slot(st.Step) == ids.StepDebit
 	if !debits {
 		needs = append(needs, sg.debit)
 	}
-	op := slotOp(c, st, AccountAggregate(), account, needs,
+	return slotOp(c, st, AccountAggregate(), account, needs,
 		func(a domain.Account, r eventstore.Reads) (events.Payload, uuid.UUID, error) {
 			t, opening, err := terms(r)
 			if err != nil {
@@ -262,11 +281,7 @@ func moneyStep[T any](c Caller, st contract.Step, account string, sg saga, needs
 			}
 			switch st.Step {
 			case contract.StepDebit, contract.StepRefundDebit:
-				rrn, err := sg.rrn(r)
-				if err != nil {
-					return nil, uuid.Nil, err
-				}
-				payload, err := m.debit(a, t, rrn, r.Now())
+				payload, err := m.debit(a, t, m.rrns, r.Now())
 				return payload, opening, err
 			case contract.StepRejectDebit, contract.StepRefundRejectDebit:
 				payload, err := m.rejectDebit(a, t)
@@ -284,10 +299,6 @@ func moneyStep[T any](c Caller, st contract.Step, account string, sg saga, needs
 			}
 			return payload, sg.debit, err
 		})
-	if st.Step == contract.StepDebit || st.Step == contract.StepRefundDebit {
-		op.Draw = RRNSequence
-	}
-	return op
 }
 
 // accountStep is the op of a payment's step that moves money on account: it reads the payment's
@@ -389,16 +400,6 @@ func refundSaga(rid uuid.UUID) saga {
 // requireDebited fails with ErrStepPrecondition unless the saga's debit took the money.
 func (sg saga) requireDebited(r eventstore.Reads) error {
 	return require(r, sg.key, ids.StepDebit, sg.debit, sg.debited)
-}
-
-// rrn is the retrieval reference number the saga's debit gives: the group's time, and the tail its op
-// drew from RRNSequence.
-func (sg saga) rrn(r eventstore.Reads) (string, error) {
-	tail, ok := r.Drawn()
-	if !ok {
-		return "", fmt.Errorf("%s %s: no rrn drawn for its debit", sg.kind, sg.key)
-	}
-	return domain.RRN(r.Now(), tail), nil
 }
 
 // completeNeeds and failNeeds are the slots the saga's complete and fail steps read.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/money"
 	"upi/shared/platform/observability"
@@ -26,6 +27,12 @@ type Config struct {
 	LimitDailyP2PCount   int    `env:"LIMIT_DAILY_P2P_COUNT" envDefault:"10"`
 	LimitNewAccountPaise int64  `env:"LIMIT_NEW_ACCOUNT_PAISE" envDefault:"500000"`
 	LogLevel             string `env:"LOG_LEVEL" envDefault:"info"`
+	// DepositDailyCapPaise bounds an account's deposits over the rolling 24 hours (0: no cap).
+	DepositDailyCapPaise int64 `env:"DEPOSIT_DAILY_CAP_PAISE" envDefault:"100000000"`
+	// SettlementShards is how many streams each bank's settlement account is spread over, so that the
+	// bank's side of deposits and withdrawals never queues on one lock. Changing it is safe: a bank's
+	// balance is the sum of every shard it ever used.
+	SettlementShards int `env:"SETTLEMENT_SHARDS" envDefault:"64"`
 	// CommitGroups is how many groups of client commands may be committing at once (group commit).
 	CommitGroups int `env:"COMMIT_GROUPS" envDefault:"2"`
 	// CommitQueueMax is how many client commands may wait for a group; one more is answered 503 OVERLOADED.
@@ -47,6 +54,12 @@ func Load() (Config, error) {
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
+	}
+	if cfg.DepositDailyCapPaise < 0 {
+		return cfg, fmt.Errorf("config: DEPOSIT_DAILY_CAP_PAISE must be 0 (no cap) or positive")
+	}
+	if cfg.SettlementShards < 1 || cfg.SettlementShards > 1000 {
+		return cfg, fmt.Errorf("config: SETTLEMENT_SHARDS must be 1 to 1000, got %d", cfg.SettlementShards)
 	}
 	if cfg.CommitGroups <= 0 {
 		return Config{}, fmt.Errorf("COMMIT_GROUPS must be positive, got %d", cfg.CommitGroups)
@@ -70,6 +83,11 @@ func (c Config) Limits() domain.Limits {
 		NewAccountPaise: money.Paise(c.LimitNewAccountPaise)}
 }
 
+// MoneyTerms are the rules of money entering and leaving, as the app takes them.
+func (c Config) MoneyTerms() app.MoneyTerms {
+	return app.MoneyTerms{DepositDailyCap: money.Paise(c.DepositDailyCapPaise), SettlementShards: c.SettlementShards}
+}
+
 // LogValue masks secrets when the config is logged.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
@@ -83,6 +101,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("limit_new_account_paise", c.LimitNewAccountPaise),
 		slog.String("log_level", c.LogLevel),
 		slog.Int("commit_groups", c.CommitGroups),
+		slog.Int64("deposit_daily_cap_paise", c.DepositDailyCapPaise),
+		slog.Int("settlement_shards", c.SettlementShards),
 		slog.Int("commit_queue_max", c.CommitQueueMax),
 		slog.String("commit_wait_max", c.CommitWaitMax.String()),
 		slog.String("pprof_addr", c.PprofAddr),

@@ -26,6 +26,9 @@ type Account struct {
 	// Window is what the account's limits look at: its debits of the last 24 hours, reversals netted out.
 	// It is shared between states (the event store caches them): never written in place, only replaced.
 	Window Window `json:"window,omitempty"`
+	// Deposits are the account's deposits of the last 24 hours, for its daily deposit cap; shared like
+	// Window.
+	Deposits Window `json:"deposits,omitempty"`
 }
 
 // Evolve folds one event, appended at `at`, into the account. It checks every balance_after against its
@@ -45,6 +48,11 @@ func (a Account) Evolve(e events.Payload, at time.Time) (Account, error) {
 		after = 0
 	case events.FundsDepositedV1:
 		a.Balance, after = a.Balance+money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+		a.Deposits = a.Deposits.add(at, at, money.Paise(e.AmountPaise), 1)
+	case events.FundsWithdrawnV1:
+		a.Balance, after = a.Balance-money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
+	case events.WithdrawalRejectedV1:
+		after = a.Balance // nothing moved
 	case events.AccountDebitedV1:
 		a.Balance, after = a.Balance-money.Paise(e.AmountPaise), money.Paise(e.BalanceAfterPaise)
 		a.Window = a.Window.add(at, at, money.Paise(e.AmountPaise), p2p(e.PayeeType))
@@ -109,26 +117,78 @@ func (a Account) Open(cmd OpenAccount) (events.AccountOpenedV1, error) {
 	return opened, nil
 }
 
-// Deposit credits money from outside the system. Only the owner may deposit; to anyone else the account
-// does not exist, so that its existence does not leak.
-func (a Account) Deposit(client string, amount money.Amount, reference string) (events.FundsDepositedV1, error) {
+// DepositTerms are what a deposit is decided under besides its amount and reference: when it happens, the
+// account's daily deposit cap (0: none), and the settlement stream its bank's side goes to.
+type DepositTerms struct {
+	At         time.Time
+	DailyCap   money.Paise
+	Settlement string
+}
+
+// Deposit credits money that came from the account's bank (its settlement account is debited with it).
+// Only the owner may deposit; to anyone else the account does not exist, so that its existence does not
+// leak. Deposits of the last 24 hours, this one included, may not pass the daily cap.
+func (a Account) Deposit(client string, amount money.Amount, reference string, t DepositTerms) (events.FundsDepositedV1, error) {
 	if !a.Opened || a.Owner != client {
 		return events.FundsDepositedV1{}, ErrAccountNotFound
+	}
+	if t.DailyCap > 0 {
+		deposited, _ := a.Deposits.Totals(t.At)
+		if deposited+amount.Paise() > t.DailyCap {
+			return events.FundsDepositedV1{}, ErrDepositLimitExceeded
+		}
 	}
 	after, err := a.credited(amount.Paise())
 	if err != nil {
 		return events.FundsDepositedV1{}, err
 	}
 	return events.FundsDepositedV1{VPA: a.VPA, AmountPaise: int64(amount.Paise()), Reference: reference,
-		BalanceAfterPaise: int64(after)}, nil
+		BalanceAfterPaise: int64(after), Settlement: t.Settlement}, nil
+}
+
+// Withdrawal is the command to send money from an account to its bank.
+type Withdrawal struct {
+	ID         string
+	Client     string
+	Amount     money.Amount
+	Reference  string
+	Settlement string
+	// RRN gives the withdrawal's RRN; it is called only when money moves.
+	RRN func() (string, error)
+}
+
+// Withdraw takes the amount out of the account for its bank, or, when the balance does not cover it,
+// records the rejection: like a payment's debit, a declined withdrawal is a business outcome kept in the
+// log. Only the owner may withdraw.
+func (a Account) Withdraw(w Withdrawal) (events.Payload, error) {
+	if !a.Opened || a.Owner != w.Client {
+		return nil, ErrAccountNotFound
+	}
+	amount := w.Amount.Paise()
+	if amount <= 0 {
+		return nil, ErrInvalidAmount
+	}
+	if a.Balance < amount {
+		return events.WithdrawalRejectedV1{WithdrawalID: w.ID, VPA: a.VPA, AmountPaise: int64(amount),
+			Reference: w.Reference, Code: events.CodeInsufficientFunds, BalancePaise: int64(a.Balance),
+			ClientID: w.Client}, nil
+	}
+	rrn, err := w.RRN()
+	if err != nil {
+		return nil, err
+	}
+	return events.FundsWithdrawnV1{WithdrawalID: w.ID, VPA: a.VPA, AmountPaise: int64(amount),
+		Reference: w.Reference, BalanceAfterPaise: int64(a.Balance - amount), RRN: rrn,
+		Settlement: w.Settlement, ClientID: w.Client}, nil
 }
 
 // DebitTerms are what a debit is decided under besides the account and its payment: the time of the
-// debit, the payer limits in force, and the RRN the debit gives the payment.
+// debit, the payer limits in force, and where the RRN the debit gives the payment comes from (asked only
+// when money moves: a rejection takes none).
 type DebitTerms struct {
 	At     time.Time
 	Limits Limits
-	RRN    string
+	RRN    func() (string, error)
 }
 
 // Debit takes the payment's amount from its payer, or, when a limit of the account or its balance does not
@@ -146,8 +206,12 @@ func (a Account) Debit(p Payment, t DebitTerms) (events.Payload, error) {
 		return events.DebitRejectedV1{VPA: a.VPA, PaymentID: p.ID, AmountPaise: int64(p.Amount),
 			Code: code, BalancePaise: int64(a.Balance)}, nil
 	}
+	rrn, err := t.RRN()
+	if err != nil {
+		return nil, err
+	}
 	return events.AccountDebitedV1{VPA: a.VPA, PaymentID: p.ID, AmountPaise: int64(p.Amount),
-		CounterpartyVPA: p.Payee, BalanceAfterPaise: int64(a.Balance - p.Amount), RRN: t.RRN,
+		CounterpartyVPA: p.Payee, BalanceAfterPaise: int64(a.Balance - p.Amount), RRN: rrn,
 		PayeeType: p.PayeeType}, nil
 }
 

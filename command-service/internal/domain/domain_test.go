@@ -85,65 +85,75 @@ func TestAccountDecisions(t *testing.T) {
 			wantErr: ErrAccountExists,
 		},
 		{
-			name:   "deposit by the owner",
-			given:  []events.Payload{opened, deposit(100, 100)},
-			decide: func(a Account) (events.Payload, error) { return a.Deposit("psp-a", amount(t, 250), "neft-1") },
-			want:   events.FundsDepositedV1{VPA: "alice@bank", AmountPaise: 250, Reference: "neft-1", BalanceAfterPaise: 350},
+			name:  "deposit by the owner",
+			given: []events.Payload{opened, deposit(100, 100)},
+			decide: func(a Account) (events.Payload, error) {
+				return a.Deposit("psp-a", amount(t, 250), "neft-1", DepositTerms{})
+			},
+			want: events.FundsDepositedV1{VPA: "alice@bank", AmountPaise: 250, Reference: "neft-1", BalanceAfterPaise: 350},
 		},
 		{
-			name:    "deposit by another client: the account does not exist for it",
-			given:   []events.Payload{opened},
-			decide:  func(a Account) (events.Payload, error) { return a.Deposit("psp-b", amount(t, 250), "neft-1") },
+			name:  "deposit by another client: the account does not exist for it",
+			given: []events.Payload{opened},
+			decide: func(a Account) (events.Payload, error) {
+				return a.Deposit("psp-b", amount(t, 250), "neft-1", DepositTerms{})
+			},
 			wantErr: ErrAccountNotFound,
 		},
 		{
-			name:    "deposit into an unknown account",
-			decide:  func(a Account) (events.Payload, error) { return a.Deposit("psp-a", amount(t, 250), "neft-1") },
+			name: "deposit into an unknown account",
+			decide: func(a Account) (events.Payload, error) {
+				return a.Deposit("psp-a", amount(t, 250), "neft-1", DepositTerms{})
+			},
 			wantErr: ErrAccountNotFound,
 		},
 		{
-			name:    "deposit of the zero amount",
-			given:   []events.Payload{opened},
-			decide:  func(a Account) (events.Payload, error) { return a.Deposit("psp-a", money.Amount{}, "neft-1") },
+			name:  "deposit of the zero amount",
+			given: []events.Payload{opened},
+			decide: func(a Account) (events.Payload, error) {
+				return a.Deposit("psp-a", money.Amount{}, "neft-1", DepositTerms{})
+			},
 			wantErr: ErrInvalidAmount,
 		},
 		{
-			name:    "deposit that would overflow the balance",
-			given:   []events.Payload{opened, deposit(math.MaxInt64-10, math.MaxInt64-10)},
-			decide:  func(a Account) (events.Payload, error) { return a.Deposit("psp-a", amount(t, 11), "neft-1") },
+			name:  "deposit that would overflow the balance",
+			given: []events.Payload{opened, deposit(math.MaxInt64-10, math.MaxInt64-10)},
+			decide: func(a Account) (events.Payload, error) {
+				return a.Deposit("psp-a", amount(t, 11), "neft-1", DepositTerms{})
+			},
 			wantErr: ErrBalanceLimit,
 		},
 		{
 			name:   "debit covered by the balance",
 			given:  []events.Payload{opened, deposit(800, 800)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{RRN: rrnOf("")}) },
 			want: events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, CounterpartyVPA: "bob@bank",
 				BalanceAfterPaise: 300},
 		},
 		{
 			name:   "debit of exactly the balance leaves zero",
 			given:  []events.Payload{opened, deposit(500, 500)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{RRN: rrnOf("")}) },
 			want: events.AccountDebitedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500, CounterpartyVPA: "bob@bank",
 				BalanceAfterPaise: 0},
 		},
 		{
 			name:   "debit beyond the balance is a recorded rejection, not an error",
 			given:  []events.Payload{opened, deposit(499, 499)},
-			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
+			decide: func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{RRN: rrnOf("")}) },
 			want: events.DebitRejectedV1{VPA: "alice@bank", PaymentID: pid, AmountPaise: 500,
 				Code: events.CodeInsufficientFunds, BalancePaise: 499},
 		},
 		{
 			name:    "debit of the wrong account",
 			given:   []events.Payload{payeeOpen, events.FundsDepositedV1{VPA: "bob@bank", AmountPaise: 900, BalanceAfterPaise: 900}},
-			decide:  func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{}) },
+			decide:  func(a Account) (events.Payload, error) { return a.Debit(pending, DebitTerms{RRN: rrnOf("")}) },
 			wantErr: ErrWrongAccount,
 		},
 		{
 			name:    "debit of a payment never initiated",
 			given:   []events.Payload{opened, deposit(900, 900)},
-			decide:  func(a Account) (events.Payload, error) { return a.Debit(Payment{}, DebitTerms{}) },
+			decide:  func(a Account) (events.Payload, error) { return a.Debit(Payment{}, DebitTerms{RRN: rrnOf("")}) },
 			wantErr: ErrPaymentNotFound,
 		},
 		{
@@ -206,7 +216,8 @@ func TestAccountEvolve(t *testing.T) {
 	})
 	want := Account{VPA: "alice@bank", Opened: true, Owner: "psp-a", Holder: "Alice", Balance: 820,
 		CreatedAt: t0, UpdatedAt: t0.Add(5 * time.Second), Type: events.AccountPerson,
-		Window: Window{{Minute: debitedAt.Truncate(time.Minute)}}}
+		Window:   Window{{Minute: debitedAt.Truncate(time.Minute)}},
+		Deposits: Window{{Minute: t0.Truncate(time.Minute), Paise: 800, P2P: 1}}}
 	if !reflect.DeepEqual(a, want) {
 		t.Fatalf("state = %+v\nwant    %+v", a, want)
 	}
@@ -299,5 +310,82 @@ func TestPaymentEvolve(t *testing.T) {
 	}
 	if _, err := (Payment{}).Evolve(events.PaymentCompletedV1{PaymentID: pid}, t0); !errors.Is(err, ErrCorruptStream) {
 		t.Fatalf("completed before initiated: err = %v", err)
+	}
+}
+
+// rrnOf gives rrn as a debit's RRN.
+func rrnOf(rrn string) func() (string, error) { return func() (string, error) { return rrn, nil } }
+
+// A deposit is refused once the account's deposits of the last 24 hours would pass the daily cap; a day
+// later the cap is free again.
+func TestDepositDailyCap(t *testing.T) {
+	a := foldAccount(t, []events.Payload{opened, deposit(800, 800)})
+	terms := DepositTerms{At: t0.Add(time.Minute), DailyCap: 1000, Settlement: "settlement:bank:00"}
+	got, err := a.Deposit("psp-a", amount(t, 200), "neft-2", terms)
+	if err != nil || got.BalanceAfterPaise != 1000 || got.Settlement != "settlement:bank:00" {
+		t.Fatalf("deposit up to the cap = %+v, %v", got, err)
+	}
+	if _, err := a.Deposit("psp-a", amount(t, 201), "neft-2", terms); !errors.Is(err, ErrDepositLimitExceeded) {
+		t.Fatalf("deposit past the cap: err = %v, want ErrDepositLimitExceeded", err)
+	}
+	terms.At = t0.Add(25 * time.Hour)
+	if _, err := a.Deposit("psp-a", amount(t, 1000), "neft-3", terms); err != nil {
+		t.Fatalf("deposit a day later: %v", err)
+	}
+}
+
+// A withdrawal takes money out with an RRN, or records its rejection without asking for one; only the
+// owner may withdraw.
+func TestWithdraw(t *testing.T) {
+	a := foldAccount(t, []events.Payload{opened, deposit(800, 800)})
+	asked := 0
+	w := Withdrawal{ID: "w1", Client: "psp-a", Amount: amount(t, 300), Reference: "payout-1",
+		Settlement: "settlement:bank:01", RRN: func() (string, error) { asked++; return "612345000009", nil }}
+	got, err := a.Withdraw(w)
+	want := events.FundsWithdrawnV1{WithdrawalID: "w1", VPA: "alice@bank", AmountPaise: 300, Reference: "payout-1",
+		BalanceAfterPaise: 500, RRN: "612345000009", Settlement: "settlement:bank:01", ClientID: "psp-a"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("withdraw = %#v, %v\nwant %#v", got, err, want)
+	}
+	w.Amount = amount(t, 801)
+	got, err = a.Withdraw(w)
+	rejected, ok := got.(events.WithdrawalRejectedV1)
+	if err != nil || !ok || rejected.Code != events.CodeInsufficientFunds || rejected.BalancePaise != 800 {
+		t.Fatalf("withdraw past the balance = %#v, %v", got, err)
+	}
+	if asked != 1 {
+		t.Fatalf("RRN asked %d times, want once: a rejection takes none", asked)
+	}
+	w.Client = "psp-b"
+	if _, err := a.Withdraw(w); !errors.Is(err, ErrAccountNotFound) {
+		t.Fatalf("withdraw by another client: err = %v", err)
+	}
+	after := foldAccount(t, []events.Payload{opened, deposit(800, 800), want, rejected})
+	if after.Balance != 500 {
+		t.Fatalf("balance after the withdrawal and the rejection = %d, want 500", after.Balance)
+	}
+}
+
+// A settlement shard goes negative without complaint, checks its recorded balances, and keeps to its bank.
+func TestSettlement(t *testing.T) {
+	var s Settlement
+	out, err := s.Fund(Move{Bank: "bank", VPA: "alice@bank", Leg: "d1", Amount: 800})
+	if err != nil || out.BalanceAfterPaise != -800 {
+		t.Fatalf("fund = %+v, %v", out, err)
+	}
+	s, err = s.Evolve(out, t0)
+	if err != nil || s.Balance != -800 || s.Bank != "bank" {
+		t.Fatalf("evolve = %+v, %v", s, err)
+	}
+	in, err := s.Receive(Move{Bank: "bank", VPA: "alice@bank", Leg: "w1", Amount: 300})
+	if err != nil || in.BalanceAfterPaise != -500 {
+		t.Fatalf("receive = %+v, %v", in, err)
+	}
+	if _, err := s.Receive(Move{Bank: "other", VPA: "bob@other", Leg: "w2", Amount: 1}); !errors.Is(err, ErrWrongAccount) {
+		t.Fatalf("a move of another bank: err = %v", err)
+	}
+	forged := events.SettlementCreditedV1{SettlementMove: events.SettlementMove{Bank: "bank", AmountPaise: 1, BalanceAfterPaise: 7}}
+	if _, err := s.Evolve(forged, t0); !errors.Is(err, ErrCorruptStream) {
+		t.Fatalf("a move whose balance does not add up: err = %v", err)
 	}
 }

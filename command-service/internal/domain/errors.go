@@ -30,6 +30,8 @@ var (
 	// ErrWrongAccount is a programming error: a payment step decided on an account that is not its
 	// payer or payee.
 	ErrWrongAccount = errors.New("account is not a party to the payment")
+	// ErrDepositLimitExceeded refuses a deposit that would pass the account's daily deposit cap.
+	ErrDepositLimitExceeded = errors.New("deposits of the last 24 hours would pass the account's daily cap")
 	// ErrCorruptStream means the stored events contradict each other (such as a balance_after that does
 	// not follow from the amounts); loading stops rather than decide on a wrong state.
 	ErrCorruptStream = errors.New("stream events are inconsistent")

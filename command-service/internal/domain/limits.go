@@ -112,8 +112,20 @@ func (w Window) add(now, at time.Time, paise money.Paise, n int) Window {
 // YDDDHHNNNNNN: the last digit of the year, the day of the year and the hour (in India's time, as UPI
 // reads them), then the tail's last six digits.
 func RRN(at time.Time, tail int64) string {
+	return fmt.Sprintf("%s%06d", RRNHour(at), tail%1_000_000)
+}
+
+// RRNHour is the first six digits of an RRN given at `at`: the last digit of the year, the day of the year
+// and the hour, in IST.
+func RRNHour(at time.Time) string {
 	t := at.In(ist)
-	return fmt.Sprintf("%d%03d%02d%06d", t.Year()%10, t.YearDay(), t.Hour(), tail%1_000_000)
+	return fmt.Sprintf("%d%03d%02d", t.Year()%10, t.YearDay(), t.Hour())
+}
+
+// RRNHourEnd is when the hour of `at` (in IST) ends, and RRNs stop naming it.
+func RRNHourEnd(at time.Time) time.Time {
+	t := at.In(ist)
+	return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), 0, 0, 0, ist).Add(time.Hour)
 }
 
 // ist is India Standard Time, a fixed offset (no tz database needed).

@@ -69,7 +69,7 @@ func TestDebitLimits(t *testing.T) {
 		{"limits before funds", history(t, old, 100, "", times(t0, 10, time.Minute)...), pay(2_000_000_000, ""), limits, t0.Add(time.Hour), events.CodeDailyLimitExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.a.Debit(tc.p, DebitTerms{At: tc.at, Limits: tc.limits, RRN: "612345000001"})
+			got, err := tc.a.Debit(tc.p, DebitTerms{At: tc.at, Limits: tc.limits, RRN: rrnOf("612345000001")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestWindowReversalAndCopyOnWrite(t *testing.T) {
 		t.Fatalf("after the reversal the window holds %d paise, %d payments; want 900, 9", paise, n)
 	}
 	got, _ := reversed.Debit(Payment{ID: "q", Payer: "alice@bank", Payee: "bob@bank", Amount: 1, Status: StatusPending},
-		DebitTerms{At: t0.Add(time.Hour), Limits: Limits{DailyP2PCount: 10}})
+		DebitTerms{At: t0.Add(time.Hour), Limits: Limits{DailyP2PCount: 10}, RRN: rrnOf("612345000002")})
 	if _, ok := got.(events.AccountDebitedV1); !ok {
 		t.Fatalf("the reversed payment still counts: %+v", got)
 	}

@@ -173,7 +173,7 @@ func (r Refund) open() error {
 // RefundDebit takes a refund's amount from the payment's payee (this account), or records that its balance
 // does not cover it. A refund is not subject to the payer limits (they protect a payer from its own
 // spending; a refund returns money received) and does not enter the account's rolling window.
-func (a Account) RefundDebit(t events.RefundTerms, rrn string) (events.Payload, error) {
+func (a Account) RefundDebit(t events.RefundTerms, nextRRN func() (string, error)) (events.Payload, error) {
 	if err := a.refundParty(t, t.PayeeVPA); err != nil {
 		return nil, err
 	}
@@ -181,6 +181,10 @@ func (a Account) RefundDebit(t events.RefundTerms, rrn string) (events.Payload, 
 	if a.Balance < amount {
 		return events.RefundDebitRejectedV1{RefundTerms: t, VPA: a.VPA, Code: events.CodeInsufficientFunds,
 			BalancePaise: int64(a.Balance)}, nil
+	}
+	rrn, err := nextRRN()
+	if err != nil {
+		return nil, err
 	}
 	return events.RefundDebitedV1{RefundTerms: t, VPA: a.VPA, BalanceAfterPaise: int64(a.Balance - amount), RRN: rrn}, nil
 }

@@ -68,7 +68,7 @@ func TestReserveRefund(t *testing.T) {
 func TestRefundDebitIsOutsideLimitsAndRejectsWithoutFunds(t *testing.T) {
 	a := Account{VPA: "shop@x", Opened: true, Balance: 500}
 	terms := events.RefundTerms{RefundID: "r", PaymentID: "p", PayerVPA: "a@x", PayeeVPA: "shop@x", AmountPaise: 600}
-	got, err := a.RefundDebit(terms, "rrn")
+	got, err := a.RefundDebit(terms, rrnOf("rrn"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestRefundDebitIsOutsideLimitsAndRejectsWithoutFunds(t *testing.T) {
 		t.Fatalf("got %#v, want a rejection for insufficient funds", got)
 	}
 	terms.AmountPaise = 500
-	got, _ = a.RefundDebit(terms, "rrn")
+	got, _ = a.RefundDebit(terms, rrnOf("rrn"))
 	debited, ok := got.(events.RefundDebitedV1)
 	if !ok || debited.BalanceAfterPaise != 0 {
 		t.Fatalf("got %#v, want a debit to 0", got)

@@ -101,8 +101,16 @@ func TestDeposit(t *testing.T) {
 	if !bytes.Equal(encoded.body, r.body) {
 		t.Fatalf("replay with an encoded path %s, first %s", encoded.body, r.body)
 	}
+	// The reference is taken once per account: the same reference and amount under another key is the
+	// same deposit; another amount is a conflict, whatever the key.
+	other := e.must(http.StatusCreated, "psp-a", "d-other", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":50000,"reference":"neft-1"}`)
+	if !bytes.Equal(other.body, r.body) || other.header.Get(contract.HeaderIdempotentReplayed) != "true" {
+		t.Fatalf("the same reference under another key: %s, first %s", other.body, r.body)
+	}
 	e.refused(e.do("psp-a", "d1", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":50001,"reference":"neft-1"}`),
-		http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused)
+		http.StatusConflict, problem.CodeDepositReferenceConflict)
+	e.refused(e.do("psp-a", "d4", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":50001,"reference":"neft-1"}`),
+		http.StatusConflict, problem.CodeDepositReferenceConflict)
 	e.refused(e.do("psp-b", "d2", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":100,"reference":"x"}`),
 		http.StatusNotFound, problem.CodeAccountNotFound)
 	e.refused(e.do("psp-a", "d3", "/v1/accounts/nobody@okbank/deposits", `{"amount_paise":100,"reference":"x"}`),
@@ -114,8 +122,37 @@ func TestDeposit(t *testing.T) {
 	if a := e.account("alice@okbank"); a.Balance != 50250 {
 		t.Fatalf("balance %d, want 50250", a.Balance)
 	}
-	if n := e.eventCount(); n != 4 {
-		t.Fatalf("%d events, want 4", n)
+	if n := e.eventCount(); n != 6 {
+		t.Fatalf("%d events, want 6: two openings, and two deposits of two sides each", n)
+	}
+}
+
+// A withdrawal is decided at once: 202 with the withdrawal COMPLETED and its RRN, or FAILED with
+// INSUFFICIENT_FUNDS and Z9 when the balance does not cover it; its Location is where it is read.
+func TestWithdraw(t *testing.T) {
+	e := newEnv(t)
+	e.openAccount("psp-a", "alice@okbank")
+	e.deposit("psp-a", "alice@okbank", 1000, "d1")
+	r := e.must(http.StatusAccepted, "psp-a", "w1", "/v1/accounts/alice@okbank/withdrawals", `{"amount_paise":400,"reference":"payout-1"}`)
+	var w contract.Withdrawal
+	decode(t, r, &w)
+	if w.Status != contract.PaymentCompleted || w.AmountPaise != 400 || w.Reference != "payout-1" || len(w.RRN) != 12 ||
+		w.FailureCode != nil || r.header.Get("Location") != contract.PathWithdrawals+"/"+w.WithdrawalID {
+		t.Fatalf("withdrawal %+v, Location %q", w, r.header.Get("Location"))
+	}
+	r = e.must(http.StatusAccepted, "psp-a", "w2", "/v1/accounts/alice@okbank/withdrawals", `{"amount_paise":601,"reference":"payout-2"}`)
+	w = contract.Withdrawal{}
+	decode(t, r, &w)
+	if w.Status != contract.PaymentFailed || w.FailureCode == nil || *w.FailureCode != "INSUFFICIENT_FUNDS" ||
+		w.NPCICode == nil || *w.NPCICode != "Z9" || w.RRN != "" {
+		t.Fatalf("withdrawal past the balance %+v", w)
+	}
+	e.refused(e.do("psp-b", "w3", "/v1/accounts/alice@okbank/withdrawals", `{"amount_paise":1,"reference":"x"}`),
+		http.StatusNotFound, problem.CodeAccountNotFound)
+	e.refused(e.do("psp-a", "w4", "/v1/accounts/alice@okbank/withdrawals", `{"amount_paise":0,"reference":"x"}`),
+		http.StatusBadRequest, problem.CodeValidation)
+	if a := e.account("alice@okbank"); a.Balance != 600 {
+		t.Fatalf("balance %d, want 600", a.Balance)
 	}
 }
 
@@ -224,10 +261,12 @@ func TestConcurrentRepeats(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, body string
 		status           int
+		events           int // a deposit and a withdrawal have two sides: the account's and the bank's
 	}{
-		{"open", "/v1/accounts", `{"vpa":"alice@okbank","holder_name":"Alice"}`, http.StatusCreated},
-		{"deposit", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":700,"reference":"r"}`, http.StatusCreated},
-		{"pay", "/v1/payments", `{"payer_vpa":"alice@okbank","payee_vpa":"bob@okbank","amount_paise":7}`, http.StatusAccepted},
+		{"open", "/v1/accounts", `{"vpa":"alice@okbank","holder_name":"Alice"}`, http.StatusCreated, 1},
+		{"deposit", "/v1/accounts/alice@okbank/deposits", `{"amount_paise":700,"reference":"r"}`, http.StatusCreated, 2},
+		{"withdraw", "/v1/accounts/alice@okbank/withdrawals", `{"amount_paise":70,"reference":"w"}`, http.StatusAccepted, 2},
+		{"pay", "/v1/payments", `{"payer_vpa":"alice@okbank","payee_vpa":"bob@okbank","amount_paise":7}`, http.StatusAccepted, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.eventCount()
@@ -254,8 +293,8 @@ func TestConcurrentRepeats(t *testing.T) {
 			if fresh != 1 {
 				t.Fatalf("%d answers not marked replayed, want 1", fresh)
 			}
-			if after := e.eventCount(); after != before+1 {
-				t.Fatalf("events %d -> %d, want one more", before, after)
+			if after := e.eventCount(); after != before+tc.events {
+				t.Fatalf("events %d -> %d, want %d more", before, after, tc.events)
 			}
 		})
 	}

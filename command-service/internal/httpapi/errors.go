@@ -105,6 +105,13 @@ var knownErrors = []knownError{
 	// A payment's id is derived from its client and Idempotency-Key, and a retry of the same request
 	// replays; a payment already initiated under the id by another request is a reused key.
 	{domain.ErrPaymentExists, http.StatusUnprocessableEntity, problem.CodeIdempotencyKeyReused, reusedKey},
+	{app.ErrDepositReferenceConflict, http.StatusConflict, problem.CodeDepositReferenceConflict,
+		"this account already has a deposit with this reference, of another amount"},
+	{domain.ErrDepositLimitExceeded, http.StatusUnprocessableEntity, problem.CodeDepositLimitExceeded,
+		"the account's deposits of the last 24 hours would pass its daily deposit cap"},
+	// An hour's RRNs and the borrowing window are used up: the command was not executed; later it will be.
+	{app.ErrRRNSpaceExhausted, http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
+		"no RRN can be given now; retrying with the same Idempotency-Key later is safe"},
 	{domain.ErrBalanceLimit, http.StatusUnprocessableEntity, problem.CodeValidation,
 		"the amount would take the balance beyond what an account can hold"},
 }

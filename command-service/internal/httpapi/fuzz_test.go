@@ -59,7 +59,7 @@ func FuzzInternalRoutes(f *testing.F) {
 	var seen eventstore.Position // the log read so far; the fuzz function runs sequentially per process
 	f.Fuzz(func(t *testing.T, route uint8, client, key, param, ct string, body []byte) {
 		path := ""
-		switch route % 4 {
+		switch route % 5 {
 		case 0:
 			path = app.PathAccounts
 		case 1:
@@ -68,6 +68,8 @@ func FuzzInternalRoutes(f *testing.F) {
 			path = app.PathPayments
 		case 3:
 			path = contract.PathSteps
+		case 4:
+			path = app.PathAccounts + "/" + param + "/withdrawals"
 		}
 		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		r.URL.Path, r.URL.RawPath = path, ""
@@ -115,6 +117,8 @@ func FuzzInternalRoutes(f *testing.F) {
 				_, _, err = eventstore.LoadState(ctx, e.store, app.AccountAggregate(), id)
 			case "payment":
 				_, _, err = eventstore.LoadState(ctx, e.store, app.PaymentAggregate(), id)
+			case "settlement":
+				_, _, err = eventstore.LoadState(ctx, e.store, app.SettlementAggregate(), id)
 			default:
 				t.Fatalf("stream %s of unknown type %q", id, typ)
 			}

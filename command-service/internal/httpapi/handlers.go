@@ -97,6 +97,19 @@ func (h *handlers) deposit() http.HandlerFunc {
 		h.svc.Deposit, nil)
 }
 
+func (h *handlers) withdraw() http.HandlerFunc {
+	return clientCommand(h, http.StatusAccepted,
+		func(r *http.Request, req contract.WithdrawalRequest) (contract.WithdrawCommand, *problem.Problem) {
+			account, err := url.PathUnescape(chi.URLParam(r, "vpa"))
+			if err != nil {
+				account = ""
+			}
+			return req.Validate(account, h.limits)
+		},
+		h.svc.Withdraw,
+		func(w contract.Withdrawal) string { return contract.PathWithdrawals + "/" + w.WithdrawalID })
+}
+
 func (h *handlers) initiatePayment() http.HandlerFunc {
 	return clientCommand(h, http.StatusAccepted,
 		func(_ *http.Request, req contract.PaymentRequest) (contract.InitiatePayment, *problem.Problem) {

@@ -36,6 +36,7 @@ func Register(r chi.Router, cfg Config) {
 		r.Use(h.requireClient)
 		r.With(m.instrument("open_account")).Post(app.PathAccounts, h.openAccount())
 		r.With(m.instrument("deposit")).Post(app.PathAccounts+"/{vpa}/deposits", h.deposit())
+		r.With(m.instrument("withdraw")).Post(app.PathAccounts+"/{vpa}/withdrawals", h.withdraw())
 		r.With(m.instrument("initiate_payment")).Post(app.PathPayments, h.initiatePayment())
 		r.With(m.instrument("request_refund")).Post(app.PathPayments+"/{payment_id}/refunds", h.requestRefund())
 		r.With(m.instrument("request_collect")).Post(app.PathCollects, h.requestCollect())

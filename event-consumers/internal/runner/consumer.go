@@ -2,7 +2,7 @@
 // whose writes commit in the same transaction as the checkpoint, and processors (the payment workflow),
 // whose side effects happen outside any transaction before the checkpoint moves (at least once).
 //
-// The rules it keeps (docs: design.md, "Consumers and projections"):
+// The rules it keeps (docs/architecture.md, "Read path"):
 //   - the log is read only with eventstore.ReadLog (for the live consumers, through the process's one
 //     eventstore.LogCache), below the transaction-id horizon, and the checkpoint
 //     is the (tx_id, global_position) pair of the last event handled;

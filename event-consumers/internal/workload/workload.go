@@ -81,21 +81,55 @@ func (b *Bank) Open(ctx context.Context, vpa, owner string) (eventstore.Position
 	return evs[0].Position, nil
 }
 
-// Deposit credits amount to vpa.
+// settlementAgg is a bank's settlement shard as the workload needs it: its balance.
+var settlementAgg = eventstore.Aggregate[int64]{
+	Type: events.AggregateSettlement,
+	Evolve: func(balance int64, e eventstore.Event) (int64, error) {
+		p, err := events.Decode(e.Type, e.Payload)
+		if err != nil {
+			return balance, err
+		}
+		switch p := p.(type) {
+		case events.SettlementDebitedV1:
+			return p.BalanceAfterPaise, nil
+		case events.SettlementCreditedV1:
+			return p.BalanceAfterPaise, nil
+		}
+		return balance, fmt.Errorf("%s on a settlement shard", e.Type)
+	},
+}
+
+// Deposit credits amount to vpa from its bank, as the command service does: the account's FundsDeposited
+// and the bank's SettlementDebited in one transaction.
 func (b *Bank) Deposit(ctx context.Context, vpa string, amount int64) (eventstore.Position, error) {
-	res, err := b.onAccount(ctx, vpa, func(s account) eventstore.NewEvent {
-		return eventstore.NewEvent{ID: uuid.New(), Type: events.FundsDeposited, Metadata: meta(""),
+	id := uuid.New()
+	bank := events.BankOf(vpa)
+	stream := events.SettlementStream(bank, events.SettlementShard(vpa, 4))
+	credit := eventstore.NewOp(accountAgg, vpa, func(s account, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
+		if !s.Opened {
+			return nil, errors.New("account not open")
+		}
+		return []eventstore.NewEvent{{ID: id, Type: events.FundsDeposited, Metadata: meta(""),
 			Data: events.FundsDepositedV1{VPA: vpa, AmountPaise: amount, Reference: "ref-" + uuid.NewString()[:8],
-				BalanceAfterPaise: s.Balance + amount}}
+				BalanceAfterPaise: s.Balance + amount, Settlement: stream}}}, nil
 	})
+	credit.With = []*eventstore.Op{eventstore.NewOp(settlementAgg, stream, func(balance int64, _ int, _ eventstore.Reads) ([]eventstore.NewEvent, error) {
+		return []eventstore.NewEvent{{ID: uuid.NewSHA1(id, []byte("settlement")), Type: events.SettlementDebited,
+			Metadata: meta(""), Data: events.SettlementDebitedV1{SettlementMove: events.SettlementMove{Bank: bank,
+				VPA: vpa, Leg: id.String(), AmountPaise: amount, BalanceAfterPaise: balance - amount}}}}, nil
+	})}
+	out, err := b.store.ExecuteAll(ctx, []*eventstore.Op{credit})
+	if err == nil {
+		err = out[0].Err
+	}
 	if err != nil {
-		return eventstore.Start, err
+		return eventstore.Start, fmt.Errorf("deposit into %s: %w", vpa, err)
 	}
 	b.mu.Lock()
 	b.balances[vpa] += amount
 	b.moves++
 	b.mu.Unlock()
-	return res.Position, nil
+	return out[0].Result.Events[len(out[0].Result.Events)-1].Position, nil
 }
 
 func (b *Bank) onAccount(ctx context.Context, vpa string, decide func(account) eventstore.NewEvent) (eventstore.Event, error) {

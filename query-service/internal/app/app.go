@@ -17,11 +17,12 @@ import (
 
 // Errors of the queries; the HTTP layer maps them to problem codes.
 var (
-	ErrAccountNotFound = errors.New("account not found")
-	ErrPaymentNotFound = errors.New("payment not found")
-	ErrRefundNotFound  = errors.New("refund not found")
-	ErrCollectNotFound = errors.New("collect request not found")
-	ErrVPANotFound     = errors.New("vpa not found")
+	ErrAccountNotFound    = errors.New("account not found")
+	ErrPaymentNotFound    = errors.New("payment not found")
+	ErrRefundNotFound     = errors.New("refund not found")
+	ErrCollectNotFound    = errors.New("collect request not found")
+	ErrVPANotFound        = errors.New("vpa not found")
+	ErrWithdrawalNotFound = errors.New("withdrawal not found")
 	// ErrUnavailable: the database failed or could not be reached (the adapters mark such failures;
 	// nothing above them looks at driver errors). A retry later is safe: queries change nothing.
 	ErrUnavailable = eventstore.ErrUnavailable
@@ -69,6 +70,10 @@ type Reader interface {
 	Collects(ctx context.Context, payer, status string, beforeSeq, limit int) (owner string, found bool, items []SeqCollect, cp eventstore.Position, err error)
 	// VPA is what a payee lookup shows of the account with that VPA.
 	VPA(ctx context.Context, vpa string) (v contract.VPALookup, found bool, cp eventstore.Position, err error)
+	// Withdrawal is a withdrawal row with the owner of its account.
+	Withdrawal(ctx context.Context, id uuid.UUID) (w Withdrawal, found bool, cp eventstore.Position, err error)
+	// SettlementAccounts are the banks' settlement accounts, one per bank (its shards summed), by bank.
+	SettlementAccounts(ctx context.Context) (items []contract.SettlementAccount, cp eventstore.Position, err error)
 }
 
 // VersionedTransaction is a movement with its account stream version, the keyset of pagination.
@@ -331,4 +336,55 @@ func (q *Queries) Collects(ctx context.Context, client, payer, status string, cu
 	owner, found, rows, cp, err := q.reader.Collects(ctx, payer, status, cursor, limit+1)
 	return ownedPage(client, owner, found, rows, limit, freshness(cp, c), err,
 		func(r SeqCollect) (contract.Collect, int) { return r.Collect, r.Seq })
+}
+
+// Withdrawal is a withdrawal row with the owner of its account, who alone may see it.
+type Withdrawal struct {
+	contract.Withdrawal
+	Owner string
+}
+
+// Withdrawal returns a withdrawal of an account client owns. A withdrawal is decided when it is accepted,
+// so it is terminal as soon as its row exists: with wait > 0 it long-polls for the row (the accounts
+// projection applying the withdrawal's event), woken by each move of that projection's checkpoint.
+func (q *Queries) Withdrawal(ctx context.Context, client string, id uuid.UUID, wait time.Duration, c Consistency) (contract.Withdrawal, Freshness, error) {
+	q.await(ctx, projection.Accounts, c)
+	var w Withdrawal
+	var f Freshness
+	err := longPoll(ctx, wait, q.watch.Moved, func() (bool, error) {
+		got, found, cp, err := q.reader.Withdrawal(ctx, id)
+		f = freshness(cp, c)
+		switch {
+		case err != nil:
+			return false, err
+		case !found:
+			return false, nil // not projected yet, or never: wait for it
+		case got.Owner != client:
+			return true, ErrWithdrawalNotFound
+		}
+		w = got
+		return true, nil
+	})
+	if err != nil {
+		return contract.Withdrawal{}, f, err
+	}
+	if w.WithdrawalID == "" {
+		return contract.Withdrawal{}, f, ErrWithdrawalNotFound
+	}
+	return w.Withdrawal, f, nil
+}
+
+// SettlementAccounts lists the banks' settlement accounts, for operators: one item per bank, sorted by
+// bank. It has no owner: the route is an operator's, authenticated before it reaches this service.
+func (q *Queries) SettlementAccounts(ctx context.Context, c Consistency) (contract.SettlementAccountList, Freshness, error) {
+	q.await(ctx, projection.Accounts, c)
+	items, cp, err := q.reader.SettlementAccounts(ctx)
+	f := freshness(cp, c)
+	if err != nil {
+		return contract.SettlementAccountList{}, f, err
+	}
+	if items == nil {
+		items = []contract.SettlementAccount{}
+	}
+	return contract.SettlementAccountList{Items: items}, f, nil
 }

@@ -41,6 +41,14 @@ func (w *Watch) Checkpoint(name string, p eventstore.Position) {
 	w.moved = make(chan struct{})
 }
 
+// Moved returns a channel closed at the next move of any projection's checkpoint, and a func to call when
+// no longer waiting (nothing to release: the channel is shared).
+func (w *Watch) Moved() (<-chan struct{}, func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.moved, func() {}
+}
+
 // WaitFor waits until projection name has reached min, at most max or until ctx ends, and reports
 // whether it has.
 func (w *Watch) WaitFor(ctx context.Context, name string, min eventstore.Position, max time.Duration) bool {

@@ -44,6 +44,12 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/refunds/{id}", longPoll(h, q.Refund))
 		r.Get("/collect-requests/{id}", h.collect)
 		r.Get("/accounts/{vpa}/collect-requests", h.collects)
+		r.Get("/withdrawals/{id}", h.withdrawal)
+	})
+	// Operators' reads: no client, as they belong to no client's accounts. The gateway serves them under
+	// /v1/ops/ to operator keys only (OPERATOR_KEYS) and forwards them here.
+	r.Route("/ops", func(r chi.Router) {
+		r.Get("/settlement-accounts", h.settlementAccounts)
 	})
 }
 
@@ -114,21 +120,54 @@ func (h *Handler) paymentsByRRN(w http.ResponseWriter, r *http.Request) {
 func longPoll[T any](h *Handler, query func(context.Context, string, uuid.UUID, time.Duration, app.Consistency) (T, app.Freshness, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, c, errs := paymentRequest(r)
-		var wait time.Duration
-		if s := r.URL.Query().Get("wait"); s != "" {
-			d, ok := contract.ParseWait(s)
-			if !ok {
-				errs = append(errs, problem.FieldError{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"})
-			}
-			wait = d
-		}
-		if len(errs) > 0 {
+		wait, fe := waitParam(r)
+		if errs = append(errs, fe...); len(errs) > 0 {
 			problem.Write(w, problem.Validation(errs...))
 			return
 		}
 		v, f, err := query(r.Context(), client(r), id, wait, c)
 		h.respond(w, r, f, v, err)
 	}
+}
+
+// withdrawal serves a withdrawal of one of the caller's accounts; ?wait= waits for it to be projected.
+func (h *Handler) withdrawal(w http.ResponseWriter, r *http.Request) {
+	c, errs := consistency(r)
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		errs = append(errs, problem.FieldError{Field: "withdrawal_id", Message: "must be a UUID"})
+	}
+	wait, fe := waitParam(r)
+	if errs = append(errs, fe...); len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	wd, f, err := h.q.Withdrawal(r.Context(), client(r), id, wait, c)
+	h.respond(w, r, f, wd, err)
+}
+
+// settlementAccounts lists the banks' settlement accounts, for operators.
+func (h *Handler) settlementAccounts(w http.ResponseWriter, r *http.Request) {
+	c, errs := consistency(r)
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return
+	}
+	list, f, err := h.q.SettlementAccounts(r.Context(), c)
+	h.respond(w, r, f, list, err)
+}
+
+// waitParam reads ?wait=, a duration from 0s to 30s (0 when absent).
+func waitParam(r *http.Request) (time.Duration, []problem.FieldError) {
+	s := r.URL.Query().Get("wait")
+	if s == "" {
+		return 0, nil
+	}
+	d, ok := contract.ParseWait(s)
+	if !ok {
+		return 0, []problem.FieldError{{Field: "wait", Message: "must be a duration from 0s to 30s, such as 5s"}}
+	}
+	return d, nil
 }
 
 func (h *Handler) collect(w http.ResponseWriter, r *http.Request) {
@@ -203,6 +242,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeCollectNotFound, "no such collect request"))
 	case errors.Is(err, app.ErrRefundNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeRefundNotFound, "no such refund"))
+	case errors.Is(err, app.ErrWithdrawalNotFound):
+		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeWithdrawalNotFound, "no such withdrawal"))
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.CodeDependencyUnavailable, "request cancelled"))

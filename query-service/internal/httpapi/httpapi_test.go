@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"upi/db"
 	"upi/query-service/internal/adapters/postgres"
 	"upi/query-service/internal/app"
 	"upi/query-service/internal/httpapi"
@@ -35,17 +36,24 @@ type fixture struct {
 	pos  int64 // last position handed out
 }
 
+// newFixture serves the routes as the query service does: reading as upi_query, the role it runs as, so
+// that a read model it cannot read fails here too. The fixture writes as the migration owner.
 func newFixture(t *testing.T, waitMax time.Duration) *fixture {
 	t.Helper()
-	pool, _ := testenv.PostgresPool(t)
+	pool, url := testenv.PostgresPool(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	watch := app.NewWatch()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go postgres.NewListener(pool, watch, log, reg).Run(ctx)
+	readPool, err := db.Open(ctx, url, "query-service-test", "upi_query", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(readPool.Close)
+	go postgres.NewListener(readPool, watch, log, reg).Run(ctx)
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg})
-	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, waitMax), log)
+	httpapi.Routes(router, app.New(postgres.NewReader(readPool), watch, waitMax), log)
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 	f := &fixture{t: t, pool: pool, srv: srv, pos: 100}

@@ -16,6 +16,10 @@ const (
 	AggregatePayment = "payment" // aggregate id: the payment UUID
 	AggregateRefund  = "refund"  // aggregate id: the refund UUID
 	AggregateCollect = "collect" // aggregate id: the collect request UUID
+	// AggregateSettlement is one shard of a bank's settlement account: the bank's side of every deposit
+	// and withdrawal of the accounts on its handle (aggregate id: SettlementStream). A bank's balance is
+	// the sum of its shards; it may go negative (it is what the bank owes its account holders).
+	AggregateSettlement = "settlement"
 )
 
 // Event types, stored in events.event_type.
@@ -51,6 +55,13 @@ const (
 	CollectApproved  = "CollectApproved"  // collect stream
 	CollectDeclined  = "CollectDeclined"  // collect stream
 	CollectExpired   = "CollectExpired"   // collect stream; appended by event-consumers' expiry watcher
+
+	// Money entering and leaving the system: each movement has two sides in one transaction, the
+	// account's event and its bank's settlement event (event id ids.SettlementLeg of the account's).
+	FundsWithdrawn     = "FundsWithdrawn"     // account stream; event id = withdrawal id
+	WithdrawalRejected = "WithdrawalRejected" // account stream; event id = withdrawal id; no money moved
+	SettlementDebited  = "SettlementDebited"  // settlement stream: a deposit's money leaves the bank's side
+	SettlementCredited = "SettlementCredited" // settlement stream: a withdrawal's money returns to it
 )
 
 // NPCI codes of a collect request's endings.
@@ -119,13 +130,64 @@ func (e AccountOpenedV1) Kind() string {
 	return e.Type
 }
 
-// FundsDepositedV1 credits money from outside the system.
+// FundsDepositedV1 credits money that came from the account's bank: its settlement account is debited in
+// the same transaction (SettlementDebitedV1). Its event id is ids.Deposit of the account and reference.
 type FundsDepositedV1 struct {
 	VPA               string `json:"vpa"`
 	AmountPaise       int64  `json:"amount_paise"`
 	Reference         string `json:"reference"`
 	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	// Settlement is the settlement stream debited for it (absent on deposits written before double
+	// entry, which had no other side).
+	Settlement string `json:"settlement,omitempty"`
 }
+
+// FundsWithdrawnV1 takes money out of an account to its bank: the bank's settlement account is credited in
+// the same transaction (SettlementCreditedV1). Its event id is the withdrawal id.
+type FundsWithdrawnV1 struct {
+	WithdrawalID      string `json:"withdrawal_id"`
+	VPA               string `json:"vpa"`
+	AmountPaise       int64  `json:"amount_paise"`
+	Reference         string `json:"reference"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+	RRN               string `json:"rrn"`
+	Settlement        string `json:"settlement"`
+	ClientID          string `json:"client_id"`
+}
+
+// WithdrawalRejectedV1 records a withdrawal the account could not pay (Code, such as INSUFFICIENT_FUNDS).
+// No money moved.
+type WithdrawalRejectedV1 struct {
+	WithdrawalID string `json:"withdrawal_id"`
+	VPA          string `json:"vpa"`
+	AmountPaise  int64  `json:"amount_paise"`
+	Reference    string `json:"reference"`
+	Code         string `json:"code"`
+	BalancePaise int64  `json:"balance_paise"`
+	ClientID     string `json:"client_id"`
+}
+
+// SettlementMove is what both settlement events carry: the bank, the account on the other side, the event
+// id of the account's side (Leg), the amount, and the shard's balance after it.
+type SettlementMove struct {
+	Bank              string `json:"bank"`
+	VPA               string `json:"vpa"`
+	Leg               string `json:"leg"`
+	AmountPaise       int64  `json:"amount_paise"`
+	BalanceAfterPaise int64  `json:"balance_after_paise"`
+}
+
+// SettlementDebitedV1 is the bank's side of a deposit: money leaves the bank's settlement account for one
+// of its account holders.
+type SettlementDebitedV1 struct{ SettlementMove }
+
+// SettlementCreditedV1 is the bank's side of a withdrawal: money returns from an account holder.
+type SettlementCreditedV1 struct{ SettlementMove }
+
+func (FundsWithdrawnV1) EventType() string     { return FundsWithdrawn }
+func (WithdrawalRejectedV1) EventType() string { return WithdrawalRejected }
+func (SettlementDebitedV1) EventType() string  { return SettlementDebited }
+func (SettlementCreditedV1) EventType() string { return SettlementCredited }
 
 // AccountDebitedV1 takes a payment's amount from its payer.
 type AccountDebitedV1 struct {
@@ -415,6 +477,11 @@ var decoders = map[string]func(payload []byte) (Payload, error){
 	CollectApproved:  decodeAs[CollectApprovedV1],
 	CollectDeclined:  decodeAs[CollectDeclinedV1],
 	CollectExpired:   decodeAs[CollectExpiredV1],
+
+	FundsWithdrawn:     decodeAs[FundsWithdrawnV1],
+	WithdrawalRejected: decodeAs[WithdrawalRejectedV1],
+	SettlementDebited:  decodeAs[SettlementDebitedV1],
+	SettlementCredited: decodeAs[SettlementCreditedV1],
 }
 
 // Decode turns a stored payload into its typed struct, by event type. The struct is returned by value, so
@@ -442,3 +509,34 @@ func decodeAs[P Payload](payload []byte) (Payload, error) {
 
 // Time formats t as the API does: RFC 3339 in UTC.
 func Time(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// SettlementStream is the aggregate id of shard shard of bank's settlement account: "settlement:" and the
+// bank's handle and shard, a name no VPA can take (a VPA has no ':'). A bank's side is spread over shards so
+// that its deposits and withdrawals do not queue on one stream's lock; an account always uses the shard its
+// VPA hashes to (SettlementShard), and the bank's balance is the sum of every shard it ever used.
+func SettlementStream(bank string, shard int) string {
+	return fmt.Sprintf("settlement:%s:%02d", bank, shard)
+}
+
+// SettlementShard is the shard, of shards, that account vpa's movements use (FNV-1a of the VPA).
+func SettlementShard(vpa string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(vpa); i++ {
+		h ^= uint32(vpa[i])
+		h *= 16777619
+	}
+	return int(h % uint32(shards))
+}
+
+// BankOf is the bank of an account: its VPA's handle ("okbank" of "alice@okbank").
+func BankOf(vpa string) string {
+	for i := len(vpa) - 1; i >= 0; i-- {
+		if vpa[i] == '@' {
+			return vpa[i+1:]
+		}
+	}
+	return vpa
+}

@@ -51,3 +51,15 @@ func StepEvent(paymentID uuid.UUID, step string) uuid.UUID {
 func UPITxnID(paymentID uuid.UUID) string {
 	return "UPI" + hex.EncodeToString(paymentID[:])
 }
+
+// Deposit is the event id of the deposit into account vpa that carries reference: a reference is taken once
+// per account, so a second deposit with it meets the first instead of crediting again.
+func Deposit(vpa, reference string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("deposit\x00"+vpa+"\x00"+reference))
+}
+
+// SettlementLeg is the event id of the bank's side of a deposit or withdrawal whose account side has event
+// id leg: one per movement, however often its command is retried.
+func SettlementLeg(leg uuid.UUID) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("settlement-leg\x00"+leg.String()))
+}

@@ -46,6 +46,16 @@ func (r Result) Last() *Event {
 	return &r.Events[len(r.Events)-1]
 }
 
+// Find is the event of the result with id, or nil.
+func (r Result) Find(id uuid.UUID) *Event {
+	for i := range r.Events {
+		if r.Events[i].ID == id {
+			return &r.Events[i]
+		}
+	}
+	return nil
+}
+
 // Execute runs one command against one stream: ExecuteAll with a group of one op. It takes the stream's
 // advisory lock (before anything that assigns a transaction id), returns the event with dedupeID as
 // Replayed when it is in the log, else rebuilds the state from the latest snapshot and the events after it,

@@ -29,11 +29,12 @@ type Op struct {
 	// Origins are streams whose first event the decision reads (Reads.Origin), such as the opening of an
 	// account that a payment names.
 	Origins []string
-	// Draw, when set, names a PostgreSQL sequence the decision takes one value of (Reads.Drawn), such as
-	// the tail of a reference number. Every op's value is drawn in the group's first round trip, after the
-	// locks (a draw may assign the transaction id), one statement per sequence however many ops draw from
-	// it. A value is drawn whether or not the decision uses it: sequences have gaps, never repeats.
-	Draw string
+	// With are ops that commit with this one or not at all: each decides on its own stream right after it
+	// (and sees its events through Reads.Event), and if any of them fails, none of their events, nor this
+	// op's, is appended, and this op fails with that error. A joined op that decides nothing (no events, no
+	// error) has nothing to add. When this op is Replayed, the ops joined to it are not decided: they
+	// committed with it. Their events follow this op's in its Result.
+	With []*Op
 
 	agg    erased
 	decide func(state any, version int, r Reads) ([]NewEvent, error)
@@ -50,20 +51,15 @@ func NewOp[S any](agg Aggregate[S], stream string, decide Decision[S]) *Op {
 }
 
 // Reads are the events an op asked for: by id (its Needs, and events produced earlier in its group), and
-// the first event of its Origins; the group's transaction time, and the value the op drew (Op.Draw).
+// the first event of its Origins; and the group's transaction time.
 type Reads struct {
 	byID    map[uuid.UUID]Event
 	origins map[string]Event
 	now     time.Time
-	drawn   int64
-	drew    bool
 }
 
 // Now is the time of the group's transaction, the CreatedAt of every event it appends.
 func (r Reads) Now() time.Time { return r.now }
-
-// Drawn is the value the op drew from its Draw sequence, if it named one.
-func (r Reads) Drawn() (int64, bool) { return r.drawn, r.drew }
 
 // Event returns the stored event with id, or one produced earlier in the same group (whose Position is
 // known only after the commit).
@@ -157,8 +153,6 @@ type group struct {
 	origins map[string]Event
 	streams map[string]*streamState
 	out     []Outcome
-	// drawn are the values the ops drew from their sequences, by op index.
-	drawn map[int]int64
 	// produced are the new events in insertion order.
 	produced []producedEvent
 }
@@ -250,8 +244,6 @@ const (
 	originsSQL = `select e.* from unnest($1::text[]) as want(id) cross join lateral (
 		select ` + eventColumns + ` from events where events.aggregate_id = want.id and events.version = 1
 		offset 0) as e`
-	// drawSQL draws $2 values of the sequence named $1, in one statement.
-	drawSQL = `select nextval($1::regclass) from generate_series(1, $2::int)`
 	// snapshotsSQL and tailsSQL read each stream's snapshot (of the expected type and schema; a schema of
 	// -1 matches none) and the events after it; or, for a stream whose state is cached (after >= 0), no
 	// snapshot and the events after the cached version.
@@ -279,11 +271,7 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 		idSet[id] = true
 	}
 	originSet := map[string]bool{}
-	draws := map[string][]int{} // sequence -> indexes of the ops drawing from it
-	for i, op := range g.ops {
-		if op.Draw != "" {
-			draws[op.Draw] = append(draws[op.Draw], i)
-		}
+	for _, op := range everyOp(g.ops) {
 		if st, ok := g.streams[op.Stream]; ok {
 			if st.agg.typ != op.agg.typ {
 				return fmt.Errorf("stream %s named as both %s and %s", op.Stream, st.agg.typ, op.agg.typ)
@@ -336,14 +324,6 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 	b.Queue("begin")
 	b.Queue(lockAllSQL, streams)
 	b.Queue("select now()")
-	sequences := make([]string, 0, len(draws))
-	for seq := range draws {
-		sequences = append(sequences, seq)
-	}
-	sort.Strings(sequences)
-	for _, seq := range sequences {
-		b.Queue(drawSQL, seq, len(draws[seq]))
-	}
 	if len(ids) > 0 {
 		b.Queue(knownSQL, ids)
 	}
@@ -362,33 +342,6 @@ func (g *group) read(ctx context.Context, conn *pgxpool.Conn, s *Store, known ma
 	}
 	if err := br.QueryRow().Scan(&g.now); err != nil {
 		return fmt.Errorf("read transaction time: %w", err)
-	}
-	g.drawn = make(map[int]int64, len(g.ops))
-	for _, seq := range sequences {
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("draw from %s: %w", seq, err)
-		}
-		ops := draws[seq]
-		n := 0
-		for rows.Next() {
-			var v int64
-			if err := rows.Scan(&v); err != nil {
-				rows.Close()
-				return fmt.Errorf("draw from %s: %w", seq, err)
-			}
-			if n < len(ops) {
-				g.drawn[ops[n]] = v
-			}
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("draw from %s: %w", seq, err)
-		}
-		if n != len(ops) {
-			return fmt.Errorf("draw from %s: %d values for %d ops", seq, n, len(ops))
-		}
 	}
 	if len(ids) > 0 {
 		rows, err := br.Query()
@@ -489,38 +442,97 @@ func (st *streamState) apply(e Event) error {
 }
 
 // decide runs every op in order. An op whose dedupe id (or any id it produces) is already in the log, or
-// was produced by an earlier op of the group, is Replayed with those events.
+// was produced by an earlier op of the group, is Replayed with those events. An op and the ops joined to
+// it (Op.With) are decided as one: all of their events are kept, or none.
 func (g *group) decide() {
 	for i, op := range g.ops {
-		reads := Reads{byID: g.byID, origins: g.origins, now: g.now}
-		reads.drawn, reads.drew = g.drawn[i]
 		if op.Dedupe != uuid.Nil {
 			if e, ok := g.byID[op.Dedupe]; ok {
 				g.out[i] = Outcome{Result: Result{Events: []Event{e}, Replayed: true}}
 				continue
 			}
 		}
-		st := g.streams[op.Stream]
-		if st.err != nil {
-			g.out[i] = Outcome{Err: st.err}
+		if len(op.With) == 0 {
+			g.out[i] = g.decideOne(op)
 			continue
 		}
-		evs, err := op.decide(st.state, st.version, reads)
-		if err != nil || len(evs) == 0 {
-			g.out[i] = Outcome{Err: err}
-			continue
+		undo := g.savepoint(op)
+		out := g.decideOne(op)
+		for _, joined := range op.With {
+			if out.Err != nil || out.Result.Replayed {
+				break
+			}
+			more := g.decideOne(joined)
+			if more.Err == nil && more.Result.Replayed {
+				more.Err = fmt.Errorf("joined op on %s: its event is already in the log without the op it joins", joined.Stream)
+			}
+			if more.Err != nil {
+				out = Outcome{Err: more.Err}
+				break
+			}
+			out.Result.Events = append(out.Result.Events, more.Result.Events...)
 		}
-		if existing := g.existing(evs); existing != nil {
-			g.out[i] = Outcome{Result: Result{Events: existing, Replayed: true}}
-			continue
+		if out.Err != nil {
+			undo()
 		}
-		made, err := g.append(i, st, evs)
-		if err != nil {
-			g.out[i] = Outcome{Err: err}
-			continue
-		}
-		g.out[i] = Outcome{Result: Result{Events: made}}
+		g.out[i] = out
 	}
+}
+
+// decideOne decides one op on its stream's state, and appends what it decided.
+func (g *group) decideOne(op *Op) Outcome {
+	reads := Reads{byID: g.byID, origins: g.origins, now: g.now}
+	st := g.streams[op.Stream]
+	if st.err != nil {
+		return Outcome{Err: st.err}
+	}
+	evs, err := op.decide(st.state, st.version, reads)
+	if err != nil || len(evs) == 0 {
+		return Outcome{Err: err}
+	}
+	if existing := g.existing(evs); existing != nil {
+		return Outcome{Result: Result{Events: existing, Replayed: true}}
+	}
+	made, err := g.append(op, st, evs)
+	if err != nil {
+		return Outcome{Err: err}
+	}
+	return Outcome{Result: Result{Events: made}}
+}
+
+// savepoint remembers what deciding op and the ops joined to it can change (their streams' states, the
+// events produced so far) and returns the function that puts it back.
+func (g *group) savepoint(op *Op) (undo func()) {
+	type saved struct {
+		state   any
+		version int
+	}
+	states := map[string]saved{}
+	for _, o := range append([]*Op{op}, op.With...) {
+		st := g.streams[o.Stream]
+		states[o.Stream] = saved{st.state, st.version}
+	}
+	produced := len(g.produced)
+	return func() {
+		for stream, s := range states {
+			st := g.streams[stream]
+			st.state, st.version = s.state, s.version
+		}
+		for _, p := range g.produced[produced:] {
+			delete(g.byID, p.Event.ID)
+		}
+		g.produced = g.produced[:produced]
+	}
+}
+
+// everyOp is ops and the ops joined to them, in the order they are decided.
+func everyOp(ops []*Op) []*Op {
+	all := make([]*Op, 0, len(ops))
+	for _, op := range ops {
+		all = append(all, op)
+		all = append(all, op.With...)
+	}
+	return all
 }
 
 // existing returns the known events carrying the ids of evs, when any of them is known.
@@ -536,7 +548,7 @@ func (g *group) existing(evs []NewEvent) []Event {
 
 // append encodes an op's new events, folds them into the stream's state (so the next op on the stream
 // sees them) and queues them for the insert. The stream's state is left as it was if any of them fails.
-func (g *group) append(op int, st *streamState, evs []NewEvent) ([]Event, error) {
+func (g *group) append(op *Op, st *streamState, evs []NewEvent) ([]Event, error) {
 	made := make([]Event, len(evs))
 	metas := make([][]byte, len(evs))
 	state, version := st.state, st.version
@@ -545,7 +557,7 @@ func (g *group) append(op int, st *streamState, evs []NewEvent) ([]Event, error)
 		if err != nil {
 			return nil, err
 		}
-		e := Event{ID: ne.ID, AggregateID: g.ops[op].Stream, AggregateType: st.agg.typ, Type: ne.Type,
+		e := Event{ID: ne.ID, AggregateID: op.Stream, AggregateType: st.agg.typ, Type: ne.Type,
 			Version: version + 1, Payload: payload, Metadata: meta, CreatedAt: g.now, Data: ne.Data}
 		if state, err = st.agg.evolve(state, e); err != nil {
 			return nil, fmt.Errorf("evolve %s v%d: %w", e.AggregateID, e.Version, err)

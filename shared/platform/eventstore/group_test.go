@@ -389,58 +389,59 @@ func TestExecuteAllRepeatInGroupHasPosition(t *testing.T) {
 	}
 }
 
-// Ops that name a sequence each draw a distinct value of it in the group's first round trip, and see the
-// group's transaction time; ops that name none draw nothing.
-func TestExecuteAllDrawsFromSequences(t *testing.T) {
+// An op and the ops joined to it commit together or not at all: when a joined op fails, the op it joins
+// leaves nothing behind (not even for the next op of the group on the same stream), its neighbours still
+// commit, and a replay of a committed pair answers the pair's first event without deciding the rest.
+func TestExecuteAllJoinedOpsAreAllOrNothing(t *testing.T) {
 	t.Parallel()
-	pool, _ := testenv.PostgresPool(t)
-	ctx := context.Background()
-	for _, seq := range []string{"draw_a", "draw_b"} {
-		if _, err := pool.Exec(ctx, "create sequence "+seq); err != nil {
-			t.Fatal(err)
+	s := newStore(t)
+	mustExecuteAll(t, s, op("b@bank", uuid.Nil, deposit(uuid.Nil, 10)))
+	transfer := func(id uuid.UUID, from, to string, amount int) *eventstore.Op {
+		credit := op(to, uuid.Nil, deposit(uuid.NewSHA1(id, []byte("credit")), amount))
+		debit := op(from, id, withdraw(amount))
+		debit.With = []*eventstore.Op{credit}
+		return debit
+	}
+	// The joined credit fails: the debit must not be appended either, and the next op on b sees b as it
+	// was.
+	out := mustExecuteAll(t, s,
+		op("c@bank", uuid.Nil, deposit(uuid.Nil, 1)),
+		transferJoinedFailing(uuid.New(), "b@bank", "c@bank"),
+		op("b@bank", uuid.Nil, withdraw(10)),
+		transfer(uuid.New(), "c@bank", "d@bank", 1),
+	)
+	if out[1].Err == nil {
+		t.Fatal("the pair whose joined op failed committed")
+	}
+	for _, i := range []int{0, 2, 3} {
+		if out[i].Err != nil {
+			t.Fatalf("op %d failed with its neighbour: %v", i, out[i].Err)
 		}
 	}
-	s := eventstore.New(pool)
-	seen := map[int64]bool{}
-	var mu sync.Mutex
-	drawing := func(stream, seq string) *eventstore.Op {
-		o := eventstore.NewOp(balanceAggregate(0, 1), stream, func(_ balance, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
-			v, ok := r.Drawn()
-			if ok != (seq != "") {
-				return nil, fmt.Errorf("drawn = %d, %v for sequence %q", v, ok, seq)
-			}
-			if r.Now().IsZero() {
-				return nil, errors.New("no transaction time")
-			}
-			if ok {
-				mu.Lock()
-				defer mu.Unlock()
-				if seen[v] && seq == "draw_a" {
-					return nil, fmt.Errorf("value %d drawn twice", v)
-				}
-				if seq == "draw_a" {
-					seen[v] = true
-				}
-			}
-			return []eventstore.NewEvent{deposited(1)}, nil
-		})
-		o.Draw = seq
-		return o
+	if got := len(out[3].Result.Events); got != 2 {
+		t.Fatalf("the committed pair answered %d events, want its 2", got)
 	}
-	for round := 0; round < 3; round++ {
-		out := mustExecuteAll(t, s, drawing("a@bank", "draw_a"), drawing("b@bank", "draw_b"), drawing("a@bank", "draw_a"),
-			drawing("c@bank", ""), drawing("d@bank", "draw_a"))
-		for i, o := range out {
-			if o.Err != nil {
-				t.Fatalf("round %d op %d: %v", round, i, o.Err)
-			}
-		}
+	b := load(t, s, "b@bank")
+	if len(b) != 2 {
+		t.Fatalf("b has %d events, want its deposit and the withdrawal of 10: the failed pair left one behind", len(b))
 	}
-	if len(seen) != 9 {
-		t.Fatalf("%d distinct values of draw_a, want 9", len(seen))
+	// A replay of the committed pair answers its first event and appends nothing.
+	pair := out[3].Result.Events[0].ID
+	again := mustExecuteAll(t, s, transfer(pair, "c@bank", "d@bank", 1))
+	if !again[0].Result.Replayed || again[0].Result.Events[0].ID != pair {
+		t.Fatalf("the pair's retry was not replayed: %+v", again[0])
 	}
-	var last int64
-	if err := pool.QueryRow(ctx, "select last_value from draw_b").Scan(&last); err != nil || last != 3 {
-		t.Fatalf("draw_b at %d (%v), want 3: one value per op", last, err)
+	if d := load(t, s, "d@bank"); len(d) != 1 {
+		t.Fatalf("d has %d events after the retry, want 1", len(d))
 	}
+}
+
+// transferJoinedFailing is a withdrawal of 1 from from joined to a credit of to that fails.
+func transferJoinedFailing(id uuid.UUID, from, to string) *eventstore.Op {
+	credit := eventstore.NewOp(balanceAggregate(0, 1), to, func(balance, int, eventstore.Reads) ([]eventstore.NewEvent, error) {
+		return nil, fmt.Errorf("credit of %s refused: %w", id, errInsufficient)
+	})
+	debit := op(from, id, withdraw(1))
+	debit.With = []*eventstore.Op{credit}
+	return debit
 }

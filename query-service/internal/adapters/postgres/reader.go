@@ -71,7 +71,8 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 	rows, err := r.pool.Query(ctx, `
 		select c.tx_id::text::bigint, c.global_position, a.owner_client_id,
 		       t.version, t.kind, t.amount_paise, t.balance_after_paise, t.payment_id::text, t.counterparty_vpa,
-		       t.reference, t.rrn, t.at, t.tx_id::text::bigint, t.global_position, t.refund_id::text
+		       t.reference, t.rrn, t.at, t.tx_id::text::bigint, t.global_position, t.refund_id::text,
+		       t.withdrawal_id::text
 		from projection_checkpoints c
 		left join accounts a on a.vpa = $2
 		left join lateral (
@@ -94,12 +95,12 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 			cpTx, cpPos                         int64
 			version                             *int
 			kind, paymentID, counterparty, ref  *string
-			rrn, refundID                       *string
+			rrn, refundID, withdrawalID         *string
 			amount, balanceAfter, rowTx, rowPos *int64
 			at                                  *time.Time
 		)
 		if err := rows.Scan(&cpTx, &cpPos, &owner, &version, &kind, &amount, &balanceAfter, &paymentID,
-			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos, &refundID); err != nil {
+			&counterparty, &ref, &rrn, &at, &rowTx, &rowPos, &refundID, &withdrawalID); err != nil {
 			return "", false, nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read transactions of %s: %w", vpa, err))
 		}
 		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
@@ -108,7 +109,8 @@ func (r *Reader) Transactions(ctx context.Context, vpa string, beforeVersion, li
 		}
 		items = append(items, app.VersionedTransaction{Version: *version, Transaction: contract.Transaction{
 			Kind: *kind, AmountPaise: *amount, BalanceAfterPaise: *balanceAfter,
-			PaymentID: deref(paymentID), RefundID: deref(refundID), CounterpartyVPA: deref(counterparty), Reference: deref(ref), RRN: deref(rrn),
+			PaymentID: deref(paymentID), RefundID: deref(refundID), WithdrawalID: deref(withdrawalID),
+			CounterpartyVPA: deref(counterparty), Reference: deref(ref), RRN: deref(rrn),
 			At: contract.Time(*at), Position: position(rowTx, rowPos).Token(),
 		}})
 	}
@@ -381,4 +383,75 @@ func (r *Reader) Collects(ctx context.Context, payer, status string, beforeSeq, 
 		return "", false, nil, cp, nil
 	}
 	return *owner, true, items, cp, nil
+}
+
+// Withdrawal implements app.Reader.
+func (r *Reader) Withdrawal(ctx context.Context, id uuid.UUID) (app.Withdrawal, bool, eventstore.Position, error) {
+	var cpTx, cpPos int64
+	var wid, vpa, owner, reference, status, code, rrn *string
+	var amount, rowTx, rowPos *int64
+	var createdAt, updatedAt *time.Time
+	err := r.pool.QueryRow(ctx, `
+		select c.tx_id::text::bigint, c.global_position, w.withdrawal_id::text, w.vpa, w.owner_client_id,
+			w.amount_paise, w.reference, w.status, w.failure_code, w.rrn, w.created_at, w.updated_at,
+			w.tx_id::text::bigint, w.global_position
+		from projection_checkpoints c left join withdrawals w on w.withdrawal_id = $2
+		where c.name = $1`, projection.Accounts, id).Scan(&cpTx, &cpPos, &wid, &vpa, &owner, &amount, &reference,
+		&status, &code, &rrn, &createdAt, &updatedAt, &rowTx, &rowPos)
+	if err != nil {
+		return app.Withdrawal{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read withdrawal %s: %w", id, err))
+	}
+	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+	if wid == nil {
+		return app.Withdrawal{}, false, cp, nil
+	}
+	return app.Withdrawal{Owner: *owner, Withdrawal: contract.Withdrawal{
+		WithdrawalID: *wid, VPA: *vpa, AmountPaise: *amount, Reference: *reference, Status: *status,
+		FailureCode: code, NPCICode: contract.NPCICode(code), RRN: deref(rrn), CreatedAt: contract.Time(*createdAt),
+		UpdatedAt: contract.Time(*updatedAt), Position: position(rowTx, rowPos).Token(),
+	}}, true, cp, nil
+}
+
+// SettlementAccounts implements app.Reader: each bank's shards summed in one statement, with the position
+// of the bank's latest move.
+func (r *Reader) SettlementAccounts(ctx context.Context) ([]contract.SettlementAccount, eventstore.Position, error) {
+	rows, err := r.pool.Query(ctx, `
+		select c.tx_id::text::bigint, c.global_position, s.bank, s.balance, s.deposits, s.withdrawals, s.updated_at,
+			s.tx, s.gp
+		from projection_checkpoints c
+		left join lateral (
+			select bank, sum(balance_paise)::bigint as balance, sum(deposits)::bigint as deposits,
+				sum(withdrawals)::bigint as withdrawals, max(updated_at) as updated_at,
+				(array_agg(tx_id::text::bigint order by tx_id desc, global_position desc))[1] as tx,
+				(array_agg(global_position order by tx_id desc, global_position desc))[1] as gp
+			from settlement_accounts group by bank) s on true
+		where c.name = $1
+		order by s.bank`, projection.Accounts)
+	if err != nil {
+		return nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read settlement accounts: %w", err))
+	}
+	defer rows.Close()
+	var (
+		cp    eventstore.Position
+		items []contract.SettlementAccount
+	)
+	for rows.Next() {
+		var cpTx, cpPos int64
+		var bank *string
+		var balance, deposits, withdrawals, rowTx, rowPos *int64
+		var updatedAt *time.Time
+		if err := rows.Scan(&cpTx, &cpPos, &bank, &balance, &deposits, &withdrawals, &updatedAt, &rowTx, &rowPos); err != nil {
+			return nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read settlement accounts: %w", err))
+		}
+		cp = eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
+		if bank == nil {
+			continue // no bank has moved money yet
+		}
+		items = append(items, contract.SettlementAccount{Bank: *bank, BalancePaise: *balance, Deposits: *deposits,
+			Withdrawals: *withdrawals, UpdatedAt: contract.Time(*updatedAt), Position: position(rowTx, rowPos).Token()})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read settlement accounts: %w", err))
+	}
+	return items, cp, nil
 }

@@ -20,17 +20,22 @@ import (
 	"upi/shared/platform/eventstore"
 )
 
-// Accounts is the "accounts" projection: accounts and their money movements.
+// Accounts is the "accounts" projection: accounts and their money movements, the withdrawals, and the
+// banks' settlement accounts (the other side of every deposit and withdrawal, db/migrations/00012).
 type Accounts struct{}
 
 // Name implements runner.Projection.
 func (Accounts) Name() string { return projection.Accounts }
 
 // Tables implements runner.Projection.
-func (Accounts) Tables() []string { return []string{"accounts", "account_transactions"} }
+func (Accounts) Tables() []string {
+	return []string{"accounts", "account_transactions", "withdrawals", "settlement_accounts"}
+}
 
-// Uses implements runner.Selective: only accounts' own events change accounts.
-func (Accounts) Uses(e eventstore.Event) bool { return e.AggregateType == events.AggregateAccount }
+// Uses implements runner.Selective: the accounts' own events and the settlement shards' events.
+func (Accounts) Uses(e eventstore.Event) bool {
+	return e.AggregateType == events.AggregateAccount || e.AggregateType == events.AggregateSettlement
+}
 
 // accountChange is the effect of a batch's events on one existing account: its events in order, each with
 // the change it made to the balance and the balance it recorded. The rest (the batch's first and last
@@ -81,7 +86,7 @@ type movementRows struct {
 	amount, after                    []int64
 	payment, counterparty, reference []*string
 	rrn                              []*string
-	refund                           []*string
+	refund, withdrawal               []*string
 	stamps
 }
 
@@ -89,13 +94,18 @@ func (r *movementRows) add(e eventstore.Event, kind string, amount, after int64,
 	r.vpa, r.version, r.kind = append(r.vpa, e.AggregateID), append(r.version, int32(e.Version)), append(r.kind, kind)
 	r.amount, r.after = append(r.amount, amount), append(r.after, after)
 	r.payment, r.counterparty, r.reference = append(r.payment, payment), append(r.counterparty, counterparty), append(r.reference, reference)
-	r.rrn, r.refund = append(r.rrn, nil), append(r.refund, nil)
+	r.rrn, r.refund, r.withdrawal = append(r.rrn, nil), append(r.refund, nil), append(r.withdrawal, nil)
 	r.stamps.add(e)
 }
 
 // withRefund sets the refund of the movement added last.
 func (r *movementRows) withRefund(id string) {
 	r.refund[len(r.refund)-1] = &id
+}
+
+// withWithdrawal sets the withdrawal of the movement added last.
+func (r *movementRows) withWithdrawal(id string) {
+	r.withdrawal[len(r.withdrawal)-1] = &id
 }
 
 // withRRN sets the RRN of the movement added last ("" leaves it absent).
@@ -109,8 +119,10 @@ func (r *movementRows) withRRN(rrn string) {
 func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
 	var opens openingRows
 	var moves movementRows
+	var drawn withdrawalRows
 	changes := map[string]accountChange{}
 	var order []string
+	shards := streamChanges{changes: map[string]accountChange{}}
 	for _, e := range batch {
 		if !a.Uses(e) {
 			continue
@@ -118,6 +130,12 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 		p, err := eventstore.PayloadOf(e, events.Decode)
 		if err != nil {
 			return applyError(e, err)
+		}
+		if e.AggregateType == events.AggregateSettlement {
+			if err := shards.add(e, p); err != nil {
+				return err
+			}
+			continue
 		}
 		var delta, after int64
 		switch p := p.(type) {
@@ -157,6 +175,16 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 			delta, after = p.AmountPaise, p.BalanceAfterPaise
 			moves.add(e, contract.KindRefundReversal, p.AmountPaise, after, &p.PaymentID, &p.PayerVPA, nil)
 			moves.withRefund(p.RefundID)
+		case events.FundsWithdrawnV1:
+			delta, after = -p.AmountPaise, p.BalanceAfterPaise
+			moves.add(e, contract.KindWithdrawal, p.AmountPaise, after, nil, nil, &p.Reference)
+			moves.withRRN(p.RRN)
+			moves.withWithdrawal(p.WithdrawalID)
+			drawn.add(e, p.WithdrawalID, p.AmountPaise, p.Reference, p.ClientID, nil, p.RRN)
+		case events.WithdrawalRejectedV1:
+			delta, after = 0, p.BalancePaise // no money moved: the version, and the withdrawal's outcome
+			code := p.Code
+			drawn.add(e, p.WithdrawalID, p.AmountPaise, p.Reference, p.ClientID, &code, "")
 		default:
 			return applyError(e, fmt.Errorf("%s is not an account event", e.Type))
 		}
@@ -188,15 +216,31 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 	if len(moves.vpa) > 0 {
 		if _, err := tx.Exec(ctx, `
 			insert into account_transactions (vpa, version, kind, amount_paise, balance_after_paise, payment_id,
-				counterparty_vpa, reference, rrn, at, tx_id, global_position, refund_id)
+				counterparty_vpa, reference, rrn, at, tx_id, global_position, refund_id, withdrawal_id)
 			select vpa, version, kind, amount, after, payment::uuid, counterparty, reference, rrn, at, txid::text::xid8, gp,
-				refund::uuid
+				refund::uuid, withdrawal::uuid
 			from unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-				$8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::text[])
-				as u(vpa, version, kind, amount, after, payment, counterparty, reference, rrn, at, txid, gp, refund)`,
+				$8::text[], $9::text[], $10::timestamptz[], $11::bigint[], $12::bigint[], $13::text[], $14::text[])
+				as u(vpa, version, kind, amount, after, payment, counterparty, reference, rrn, at, txid, gp, refund, withdrawal)`,
 			moves.vpa, moves.version, moves.kind, moves.amount, moves.after, moves.payment, moves.counterparty,
-			moves.reference, moves.rrn, moves.at, moves.tx, moves.gp, moves.refund); err != nil {
+			moves.reference, moves.rrn, moves.at, moves.tx, moves.gp, moves.refund, moves.withdrawal); err != nil {
 			return fmt.Errorf("record account movements: %w", err)
+		}
+	}
+	if err := drawn.write(ctx, tx); err != nil {
+		return err
+	}
+	return shards.write(ctx, tx)
+}
+
+// check compares the balance each event recorded with the balance the read model reaches, given the
+// balance the read model has after the whole batch.
+func (c accountChange) check(balance int64) error {
+	running := balance - c.delta()
+	for _, s := range c {
+		running += s.delta
+		if running != s.after {
+			return applyError(s.e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, s.after))
 		}
 	}
 	return nil
@@ -235,13 +279,8 @@ func updateAccounts(ctx context.Context, tx pgx.Tx, changes map[string]accountCh
 		if err := rows.Scan(&vpa, &balance); err != nil {
 			return fmt.Errorf("update accounts: %w", err)
 		}
-		c := changes[vpa]
-		running := balance - c.delta()
-		for _, s := range c {
-			running += s.delta
-			if running != s.after {
-				return applyError(s.e, fmt.Errorf("balance after is %d in the read model, %d in the event", running, s.after))
-			}
+		if err := changes[vpa].check(balance); err != nil {
+			return err
 		}
 		updated++
 	}

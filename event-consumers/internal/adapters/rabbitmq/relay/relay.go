@@ -1,5 +1,5 @@
-// Package relay publishes the event log to RabbitMQ: the event feed (api.md, "The event feed"; the
-// subscriber's side is docs/event-feed.md).
+// Package relay publishes the event log to RabbitMQ: the event feed (docs/event-feed.md, the contract and
+// the subscriber's side).
 //
 // The relay is one more checkpointed consumer of the runner (a Processor named "event-feed"): the runner
 // reads the log by the transaction-id horizon, holds the consumer's worker lock and moves its checkpoint
@@ -317,7 +317,7 @@ func (r *Relay) dropLocked() {
 	r.m.connected.Set(0)
 }
 
-// Body is the JSON body of a feed message (api.md, "The event feed").
+// Body is the JSON body of a feed message (docs/event-feed.md, "Message shape").
 type Body struct {
 	EventID       string          `json:"event_id"`
 	AggregateType string          `json:"aggregate_type"`
