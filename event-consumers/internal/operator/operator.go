@@ -29,6 +29,7 @@ import (
 // Usage is the command line's help.
 const Usage = `usage: event-consumers COMMAND
   rebuild all|PROJECTION                  rebuild projections from the log (blue/green)
+  verify [-stuck-after DURATION]           check the ledger from the log (exit 0 when it holds)
   parked list [--all]                      parked workflow steps (--all: resolved and failed too)
   parked retry PAYMENT_ID STEP             retry a parked step (or its compensation) now
   parked fail PAYMENT_ID STEP REASON...    give a parked step up: never retried again
