@@ -5,7 +5,9 @@ SERVICES := api-gateway command-service query-service event-consumers
 
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/upi?sslmode=disable
 REDIS_URL ?= redis://127.0.0.1:6379/0
-export DATABASE_URL REDIS_URL
+# make's targets are a developer's: development mode (the development keys; docs/deployment.md) unless set.
+UPI_ENV ?= development
+export DATABASE_URL REDIS_URL UPI_ENV
 
 .DEFAULT_GOAL := help
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"upi/api-gateway/internal/adapters/downstream"
 	redisadapter "upi/api-gateway/internal/adapters/redis"
@@ -20,8 +21,11 @@ import (
 	"upi/shared/contract"
 	"upi/shared/contract/money"
 	"upi/shared/platform/httpserver"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/secrets"
 	"upi/shared/platform/service"
+	"upi/shared/platform/servicetoken"
 )
 
 func main() {
@@ -43,7 +47,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	reg := observability.Registry()
 	health := &http.Client{Timeout: 2 * time.Second}
 	limiter := redisadapter.NewLimiter(rdb, cfg.RateLimitRPS, cfg.RateLimitBurst, log)
-	services := downstream.NewClient(reg)
+	// Every call to a service carries the gateway's token, made for that service and that request.
+	signer := servicetoken.NewSigner(servicetoken.Gateway, cfg.ServiceKey)
+	services := downstream.NewClient(reg, func(rt http.RoundTripper) http.RoundTripper { return signer.Transport("", rt) })
 	gateway := app.New(app.Config{
 		Log:          log,
 		Registry:     reg,
@@ -51,29 +57,51 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 		Idempotency:  redisadapter.NewStore(rdb, limiter, idempotencyLockTTL, cfg.IdempotencyTTL),
 		Commands:     services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost),
 		Queries:      services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodGet),
+		Ledger:       services.Endpoint(downstream.Service{Name: "event-consumers", BaseURL: cfg.EventConsumersURL}, http.MethodGet),
 		QueryWaitMax: cfg.QueryWaitMax,
 		// Commands beyond this many under way are shed at once (503 OVERLOADED).
 		MaxCommandsInFlight: cfg.MaxCommandsInFlight,
 	})
+	checks := []observability.Check{
+		{Name: "redis", Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+		observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
+		observability.HTTPCheck("query-service", cfg.QueryServiceURL, health),
+	}
+	// The keys can be rotated without a restart: from a file, they are re-read while the gateway runs.
+	clients, operators := keyring.New(cfg.Clients), keyring.New(cfg.Operators)
+	vet := func(variable string) func([]keyring.Entry) error {
+		return func(entries []keyring.Entry) error {
+			if cfg.Development() {
+				return nil
+			}
+			var check secrets.Check
+			keyring.Vet(&check, variable, entries)
+			return check.Err("api-gateway")
+		}
+	}
+	if cfg.APIKeysFile != "" {
+		go keyring.Watch(ctx, log, clients, "API_KEYS", cfg.APIKeysFile, keyReload, vet("API_KEYS"))
+	}
+	if cfg.OperatorKeysFile != "" {
+		go keyring.Watch(ctx, log, operators, "OPERATOR_KEYS", cfg.OperatorKeysFile, keyReload, vet("OPERATOR_KEYS"))
+	}
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,
 		Registry: reg,
-		Checks: []observability.Check{
-			{Name: "redis", Ping: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
-			observability.HTTPCheck("command-service", cfg.CommandServiceURL, health),
-			observability.HTTPCheck("query-service", cfg.QueryServiceURL, health),
-		},
-		Auth:   auth.New(cfg.Clients),
-		App:    gateway,
-		Limits: contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
+		Checks:   checks,
+		Auth:     auth.NewKeyrings(clients, operators),
+		App:      gateway,
+		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 	})
-	go func() {
-		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
-			log.Error("pprof server", "err", err)
-		}
-	}()
-	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks, Operators: operators})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
+	return g.Wait()
 }
+
+// keyReload is how often the key files are checked for a change.
+const keyReload = 5 * time.Second
 
 // idempotencyLockTTL is how long an in-flight claim holds its key: well beyond the 5s deadline of a
 // command, so a live request never loses it, and short enough that a crashed gateway's claim frees itself.

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/config"
 	"upi/command-service/internal/httpapi"
@@ -16,9 +18,11 @@ import (
 	"upi/shared/contract/money"
 	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpserver"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
 	"upi/shared/platform/service"
+	"upi/shared/platform/servicetoken"
 )
 
 func main() {
@@ -38,6 +42,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			return errors.New("usage: command-service [migrate]")
 		}
 	}
+	if err := cfg.ServeErr(); err != nil {
+		return err
+	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "command-service", cfg.DatabaseRole, 32, pgtrace.Pool)
 	if err != nil {
 		return err
@@ -48,10 +55,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	go store.RunHints(ctx, log, 2*time.Millisecond)
 
 	reg := observability.Registry()
-	router := observability.NewRouter(observability.RouterConfig{
-		Log: log, Registry: reg,
-		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
+	checks := []observability.Check{{Name: "postgres", Ping: pool.Ping}}
+	// Only the gateway (client commands) and the consumers (workflow steps) may call, each its own routes.
+	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
+		Audience: servicetoken.CommandService, Peers: cfg.Peers, Registry: reg,
+		Rules: []servicetoken.Rule{
+			{Prefix: "/internal/", Callers: []string{servicetoken.EventConsumers}},
+			{Prefix: "/v1/", Callers: []string{servicetoken.Gateway}},
+		},
 	})
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
 	httpapi.Register(router, httpapi.Config{
 		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
 			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}).
@@ -60,10 +73,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Log:      log,
 		Registry: reg,
 	})
-	go func() {
-		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
-			log.Error("pprof server", "err", err)
-		}
-	}()
-	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
+		Operators: keyring.New(cfg.Operators)})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
+	return g.Wait()
 }

@@ -117,6 +117,7 @@ func TestBankInvariants(t *testing.T) {
 	cons := testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL})
 	gw := testenv.StartService(t, "api-gateway", map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
+		"EVENT_CONSUMERS_URL": cons.URL, "OPERATOR_KEYS": "auditor=audit-key",
 		"API_KEYS": "bank-a=key-a,bank-b=key-b", "RATE_LIMIT_RPS": "1000000", "RATE_LIMIT_BURST": "1000000",
 	})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -189,6 +190,46 @@ func TestBankInvariants(t *testing.T) {
 	}
 	checkReadModels(t, ctx, pool, clients, accounts)
 	verifyLedger(t, pool, dbURL)
+	operatorSeesTheBooks(t, ctx, &bankClient{base: gw.URL, key: "audit-key", http: hc}, clients[0], deposited)
+}
+
+// operatorSeesTheBooks reads the ledger check and the settlement accounts through the gateway, as an
+// operator does: the books hold, and the banks' side is exactly what was deposited, negated; a client's key
+// is refused there.
+func operatorSeesTheBooks(t *testing.T, ctx context.Context, operator, client *bankClient, deposited int64) {
+	t.Helper()
+	st, body, _ := operator.do(ctx, http.MethodGet, "/v1/ops/ledger-check", "", nil)
+	var report struct {
+		OK     bool `json:"ok"`
+		Checks []struct {
+			Name string `json:"name"`
+			OK   bool   `json:"ok"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal(body, &report); st != http.StatusOK || err != nil || !report.OK || len(report.Checks) == 0 {
+		t.Errorf("GET /v1/ops/ledger-check as an operator: %d %s", st, body)
+	}
+	st, body, _ = operator.do(ctx, http.MethodGet, "/v1/ops/settlement-accounts", "", nil)
+	var banks struct {
+		Items []struct {
+			Balance int64 `json:"balance_paise"`
+		} `json:"items"`
+	}
+	var total int64
+	if err := json.Unmarshal(body, &banks); st != http.StatusOK || err != nil {
+		t.Errorf("GET /v1/ops/settlement-accounts as an operator: %d %s", st, body)
+	}
+	for _, b := range banks.Items {
+		total += b.Balance
+	}
+	if total != -deposited {
+		t.Errorf("the banks' settlement accounts hold %d, want %d: minus every deposit", total, -deposited)
+	}
+	for _, path := range []string{"/v1/ops/ledger-check", "/v1/ops/settlement-accounts"} {
+		if st, body, _ := client.do(ctx, http.MethodGet, path, "", nil); st != http.StatusForbidden {
+			t.Errorf("GET %s with a client's key: %d %s, want 403", path, st, body)
+		}
+	}
 }
 
 // verifyLedger runs `event-consumers verify` on what the workload and the chaos left, as an operator

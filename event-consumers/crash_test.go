@@ -51,7 +51,7 @@ func TestKilledMidBatchAppliesEveryEventOnce(t *testing.T) {
 
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0",
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0", "EVENT_CONSUMERS_OPS_ADDR=127.0.0.1:0", "UPI_ENV=development",
 			"CONSUMER_BATCH_SIZE=7", "LOG_LEVEL=warn", "COMMAND_SERVICE_URL=http://127.0.0.1:1",
 			"RELAY_ENABLED=false")
 		cmd.Stdout, cmd.Stderr = testLogWriter{t}, testLogWriter{t}

@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,8 +19,13 @@ import (
 	"upi/event-consumers/internal/runner"
 	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"
+	"upi/shared/platform/servicetoken"
 	"upi/testenv"
 )
+
+// gatewayClient calls the query service as the gateway does, with the gateway's development token.
+var gatewayClient = &http.Client{Transport: servicetoken.NewSigner(servicetoken.Gateway,
+	servicetoken.DevRoot(servicetoken.Gateway)).Transport(servicetoken.QueryService, nil)}
 
 // readSide is the read path running for real: the runner in this process, the query-service binary
 // beside it, and a bank appending to the log.
@@ -56,35 +57,11 @@ func startReadSide(tb testing.TB, accounts []string) readSide {
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
 
-	bin := filepath.Join(tb.TempDir(), "query-service")
-	if out, err := exec.Command("go", "build", "-o", bin, "../query-service").CombinedOutput(); err != nil {
-		tb.Fatalf("build query-service: %v\n%s", err, out)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	qs := testenv.StartService(tb, "query-service", map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "warn", "QUERY_WAIT_MAX": "5s"})
+	if err := testenv.WaitHTTP(context.Background(), qs.URL+"/readyz", http.StatusOK); err != nil {
 		tb.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	qs := exec.Command(bin)
-	qs.Env = append(os.Environ(), "DATABASE_URL="+url, "QUERY_SERVICE_ADDR="+addr, "LOG_LEVEL=warn", "QUERY_WAIT_MAX=5s")
-	if err := qs.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = qs.Process.Kill(); _ = qs.Wait() })
-	base := "http://" + addr
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			tb.Fatal("query-service not ready")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base := qs.URL
 	return readSide{base: base, bank: bank}
 }
 
@@ -93,7 +70,7 @@ func (rs readSide) balance(tb testing.TB, vpa string, min eventstore.Position) (
 	req, _ := http.NewRequest(http.MethodGet,
 		fmt.Sprintf("%s/v1/accounts/%s/balance?min_position=%s", rs.base, vpa, min.Token()), nil)
 	req.Header.Set("X-Client-ID", "bench")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := gatewayClient.Do(req)
 	if err != nil {
 		tb.Error(err)
 		return 0, nil

@@ -59,7 +59,7 @@ func TestFeedSurvivesKillsAndSubscriberMatchesProjection(t *testing.T) {
 	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0",
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0", "EVENT_CONSUMERS_OPS_ADDR=127.0.0.1:0", "UPI_ENV=development",
 			"CONSUMER_BATCH_SIZE=20", "LOG_LEVEL=warn", "COMMAND_SERVICE_URL=http://127.0.0.1:1",
 			"RELAY_ENABLED=true", "RABBITMQ_URL="+rabbitURL, "RELAY_EXCHANGE="+exchange, "RELAY_IN_FLIGHT=8")
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard

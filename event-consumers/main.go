@@ -35,9 +35,11 @@ import (
 	"upi/event-consumers/internal/operator"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/platform/httpserver"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
 	"upi/shared/platform/service"
+	"upi/shared/platform/servicetoken"
 )
 
 func main() {
@@ -66,7 +68,7 @@ func verify(args []string, out, errs io.Writer) int {
 		fmt.Fprintln(errs, "usage: event-consumers verify [-stuck-after DURATION]")
 		return verifyCannot
 	}
-	cfg, err := config.Load()
+	cfg, err := config.LoadForVerify()
 	if err != nil {
 		fmt.Fprintln(errs, err)
 		return verifyCannot
@@ -104,6 +106,11 @@ func verify(args []string, out, errs io.Writer) int {
 func asyncCommits(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["synchronous_commit"] = "off" }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
+	if len(args) == 0 {
+		if err := cfg.ServeErr(); err != nil {
+			return err
+		}
+	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits)
 	if err != nil {
 		return err
@@ -117,9 +124,12 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	reg := observability.Registry()
 
 	// The payment workflow moves the money by calling the command service's step route.
+	// Every call to the command service carries the consumers' token, made for it and for that request.
+	signer := servicetoken.NewSigner(servicetoken.EventConsumers, cfg.ServiceKey)
 	steps := &commandclient.Client{
 		BaseURL: cfg.CommandServiceURL,
-		HTTP:    &http.Client{Transport: observability.HTTPTransport(&http.Transport{MaxIdleConnsPerHost: 64})},
+		HTTP: &http.Client{Transport: observability.HTTPTransport(
+			signer.Transport(servicetoken.CommandService, &http.Transport{MaxIdleConnsPerHost: 64}))},
 		Timeout: 5 * time.Second,
 	}
 	flowCfg := workflow.DefaultConfig
@@ -175,13 +185,24 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		log.Info("event feed: relay disabled (RELAY_ENABLED=false)")
 	}
 
-	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks})
-	httpapi.Routes(ctx, router, rebuilds, ledger.New(projections.NewLedgerStore(pool), ledger.Options{}))
+	// Its own port serves only /healthz and /readyz to anyone, and the admin routes to the gateway acting
+	// for an operator; the operations listener serves them to an operator's key.
+	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
+		Audience: servicetoken.EventConsumers, Peers: cfg.Peers, Registry: reg,
+		Rules: []servicetoken.Rule{{Prefix: "/admin/", Callers: []string{servicetoken.Gateway}}},
+	})
+	books := ledger.New(projections.NewLedgerStore(pool), ledger.Options{})
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
+	httpapi.Routes(ctx, router.With(servicetoken.RequireOperator), rebuilds, books)
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
+		Operators: keyring.New(cfg.Operators)})
+	httpapi.Routes(ctx, ops.Admin, rebuilds, books)
 
 	// Collect requests still pending at their expiry become EXPIRED through the command service.
 	expiries := &commandclient.Client{
 		BaseURL: cfg.CommandServiceURL,
-		HTTP:    &http.Client{Timeout: 10 * time.Second, Transport: observability.HTTPTransport(nil)},
+		HTTP: &http.Client{Timeout: 10 * time.Second,
+			Transport: observability.HTTPTransport(signer.Transport(servicetoken.CommandService, nil))},
 		Timeout: 10 * time.Second,
 	}
 	watcher := expiry.New(postgres.NewCollectRequests(pool), expiries, log, time.Second)
@@ -196,6 +217,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
-	g.Go(func() error { return httpserver.ServeDebug(gctx, log, cfg.PprofAddr) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
 	return g.Wait()
 }

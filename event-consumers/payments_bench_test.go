@@ -30,7 +30,7 @@ package main_test
 // 120), how long the accepted payments may take to finish afterwards before the benchmark fails;
 // PAYBENCH_GOMAXPROCS, the services' GOMAXPROCS (default 1, as docker-compose.yml runs them; 0 for Go's
 // default, one per core); PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of
-// every service that serves one (PPROF_ADDR), taken over its load, as SUBBENCHMARK-SERVICE.pprof
+// every service (its operations listener, with the development operator key), taken over its load, as SUBBENCHMARK-SERVICE.pprof
 // (`go tool pprof -top FILE`).
 
 import (
@@ -227,10 +227,6 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 	quiet := func(service string, env map[string]string) map[string]string {
 		env["LOG_LEVEL"] = "warn"
 		env["GOMAXPROCS"] = cmp.Or(os.Getenv("PAYBENCH_GOMAXPROCS"), "1")
-		if os.Getenv("PAYBENCH_PROFILE") != "" {
-			pprof[service] = testenv.FreeAddr(b)
-			env["PPROF_ADDR"] = pprof[service]
-		}
 		if otlp != "" {
 			env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_TRACES_SAMPLER"] = otlp, "always_on"
 		}
@@ -252,6 +248,11 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 	}))
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.Cleanup(hc.CloseIdleConnections)
+	if os.Getenv("PAYBENCH_PROFILE") != "" {
+		for _, s := range []*testenv.Service{gw, cmd, qry, cons} {
+			pprof[s.Name] = s.OpsURL
+		}
+	}
 	return &paymentStack{
 		services: []*testenv.Service{gw, cmd, qry, cons},
 		client:   &bankClient{base: gw.URL, key: benchKey, http: hc},
@@ -276,7 +277,13 @@ func (s *paymentStack) profile(b *testing.B, load time.Duration) (wait func()) {
 	for service, addr := range s.pprof {
 		wg.Go(func() {
 			time.Sleep(time.Second)
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+			req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", addr, seconds), nil)
+			if err != nil {
+				b.Errorf("profile %s: %v", service, err)
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+testenv.OperatorKey)
+			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				b.Errorf("profile %s: %v", service, err)
 				return
@@ -862,7 +869,7 @@ func (s *paymentStack) reportRelay(b *testing.B) {
 	var families map[string]*dto.MetricFamily
 	deadline := time.Now().Add(time.Minute)
 	for {
-		resp, err := http.Get(cons.URL + "/metrics")
+		resp, err := http.Get(cons.OpsURL + "/metrics")
 		if err != nil {
 			b.Fatal(err)
 		}

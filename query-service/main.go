@@ -5,15 +5,19 @@ import (
 	"context"
 	"log/slog"
 
+	"golang.org/x/sync/errgroup"
+
 	"upi/db"
 	"upi/query-service/internal/adapters/postgres"
 	"upi/query-service/internal/app"
 	"upi/query-service/internal/config"
 	"upi/query-service/internal/httpapi"
 	"upi/shared/platform/httpserver"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/observability/pgtrace"
 	"upi/shared/platform/service"
+	"upi/shared/platform/servicetoken"
 )
 
 func main() {
@@ -34,15 +38,19 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	defer stopListener()
 	go listener.Run(lctx)
 
-	router := observability.NewRouter(observability.RouterConfig{
-		Log: log, Registry: reg,
-		Checks: []observability.Check{{Name: "postgres", Ping: pool.Ping}},
+	checks := []observability.Check{{Name: "postgres", Ping: pool.Ping}}
+	// Only the gateway may call: every read is a client's, or an operator's under /v1/ops/.
+	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
+		Audience: servicetoken.QueryService, Peers: cfg.Peers, Registry: reg,
+		Rules: []servicetoken.Rule{{Prefix: "/v1/", Callers: []string{servicetoken.Gateway}},
+			{Prefix: "/ops/", Callers: []string{servicetoken.Gateway}}},
 	})
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
 	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log)
-	go func() {
-		if err := httpserver.ServeDebug(ctx, log, cfg.PprofAddr); err != nil {
-			log.Error("pprof server", "err", err)
-		}
-	}()
-	return httpserver.Serve(ctx, log, cfg.Addr, router, nil)
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
+		Operators: keyring.New(cfg.Operators)})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
+	return g.Wait()
 }

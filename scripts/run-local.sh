@@ -4,6 +4,8 @@
 # Each service SET ROLEs to its own role (upi_command, upi_consumers, upi_query); COMMAND_DATABASE_URL,
 # CONSUMERS_DATABASE_URL and QUERY_DATABASE_URL give each its own login (scripts/db-logins.sh makes them),
 # else every service uses DATABASE_URL, whose login must then be a member of all three roles.
+# They run in development mode (UPI_ENV=development unless set): the development API keys, operator key
+# (operator=dev-operator-secret) and service keys, by which the four trust each other with no setup.
 # Each runs with GOMAXPROCS=SERVICE_GOMAXPROCS (default 1: the four share the machine's cores with
 # PostgreSQL and Redis; 0 gives Go's default, one thread per core; .env.example).
 set -uo pipefail
@@ -16,6 +18,7 @@ stop() {
 }
 trap 'stop; exit 0' INT TERM
 export GOMAXPROCS="${SERVICE_GOMAXPROCS:-1}"
+export UPI_ENV="${UPI_ENV:-development}"
 declare -A db_url=(
   [command-service]="${COMMAND_DATABASE_URL:-${DATABASE_URL:-}}"
   [query-service]="${QUERY_DATABASE_URL:-${DATABASE_URL:-}}"

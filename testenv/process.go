@@ -79,11 +79,25 @@ var addrVar = map[string]string{
 	"event-consumers": "EVENT_CONSUMERS_ADDR",
 }
 
+// opsAddrVar is the environment variable naming each service's operations listener.
+var opsAddrVar = map[string]string{
+	"api-gateway":     "GATEWAY_OPS_ADDR",
+	"command-service": "COMMAND_SERVICE_OPS_ADDR",
+	"query-service":   "QUERY_SERVICE_OPS_ADDR",
+	"event-consumers": "EVENT_CONSUMERS_OPS_ADDR",
+}
+
+// OperatorKey is the operator key of services started in development mode (their default OPERATOR_KEYS).
+const OperatorKey = "dev-operator-secret"
+
 // Service is a real service process started by a test.
 type Service struct {
 	Name string
 	// URL is the service's base URL, e.g. http://127.0.0.1:40123. It stays the same across restarts.
 	URL string
+	// OpsURL is its operations listener's: /metrics, the detailed /readyz, profiles and admin routes
+	// (those need OperatorKey).
+	OpsURL string
 
 	t       testing.TB
 	bin     string
@@ -94,8 +108,10 @@ type Service struct {
 	done    chan struct{}
 }
 
-// StartService builds (once) and starts a service on a free loopback port with env added to the test's
-// environment, waits until its /healthz answers, and stops it when the test ends. Its output goes to a log
+// StartService builds (once) and starts a service on a free loopback port (and its operations listener
+// on another) with env added to the test's environment, waits until its /healthz answers, and stops it
+// when the test ends. It runs in development mode (UPI_ENV=development: the development keys, by which
+// the services started this way trust each other) unless env says otherwise. Its output goes to a log
 // file that is printed when the test fails.
 func StartService(t testing.TB, service string, env map[string]string) *Service {
 	t.Helper()
@@ -104,14 +120,17 @@ func StartService(t testing.TB, service string, env map[string]string) *Service 
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
+	opsAddr := FreeAddr(t)
 	s := &Service{
 		Name:    service,
 		URL:     fmt.Sprintf("http://127.0.0.1:%d", port),
+		OpsURL:  "http://" + opsAddr,
 		t:       t,
 		bin:     bin,
 		logPath: filepath.Join(t.TempDir(), service+".log"),
 	}
-	s.env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d", addrVar[service], port))
+	s.env = append(os.Environ(), fmt.Sprintf("%s=127.0.0.1:%d", addrVar[service], port),
+		opsAddrVar[service]+"="+opsAddr, "UPI_ENV=development")
 	if service == "event-consumers" {
 		// The event feed stays off unless a test asks for it (RELAY_ENABLED=true and a RELAY_EXCHANGE of
 		// its own): tests must not publish to the machine's upi.events exchange.
@@ -241,7 +260,7 @@ func (s *Service) signal(sig syscall.Signal, grace time.Duration) {
 	s.cmd = nil
 }
 
-// FreeAddr is a loopback address with a free port, for a service's second listener (PPROF_ADDR).
+// FreeAddr is a loopback address with a free port, for a service's second listener.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	port, err := freePort()

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -36,6 +37,8 @@ type Config struct {
 	Idempotency Idempotency
 	Commands    Service
 	Queries     Service
+	// Ledger is the service that checks the books (event-consumers) for the operators.
+	Ledger Service
 	// QueryWaitMax is the query service's cap on min_position waits (QUERY_WAIT_MAX).
 	QueryWaitMax time.Duration
 	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
@@ -232,12 +235,25 @@ func storedHeaders(resp *Response) map[string]string {
 // Query is a client's read, authenticated and validated.
 type Query struct {
 	Client, RequestID string
+	// Operator, for a read of a /v1/ops/ route, is the operator it is made for (Client is then "").
+	Operator string
 	// Path is the path and query to forward.
 	Path string
 	// MinPosition is whether the read waits for a position (?min_position=), Wait how long it long-polls
 	// (?wait=).
 	MinPosition bool
 	Wait        time.Duration
+}
+
+// LedgerCheckTimeout bounds the operators' ledger check: a replay of the whole log.
+const LedgerCheckTimeout = 5 * time.Minute
+
+// LedgerCheck forwards an operator's ledger check (GET /v1/ops/ledger-check) to the consumers' service.
+func (g *Gateway) LedgerCheck(ctx context.Context, q Query) (*Response, error) {
+	if g.cfg.Ledger == nil {
+		return nil, fmt.Errorf("ledger check: %w", ErrUnavailable)
+	}
+	return g.cfg.Ledger.Call(ctx, Call{Path: q.Path, Operator: q.Operator, RequestID: q.RequestID, Timeout: LedgerCheckTimeout})
 }
 
 // Query forwards a read to the query service. The call's deadline grows by the waits the read asks for,
@@ -247,5 +263,5 @@ func (g *Gateway) Query(ctx context.Context, q Query) (*Response, error) {
 	if q.MinPosition {
 		timeout += g.cfg.QueryWaitMax
 	}
-	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, RequestID: q.RequestID, Timeout: timeout})
+	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, Operator: q.Operator, RequestID: q.RequestID, Timeout: timeout})
 }

@@ -87,6 +87,8 @@ type Call struct {
 	// Client is the authenticated client, the only one the services hear of; RequestID ties the call to
 	// the client's request in the logs.
 	Client, RequestID string
+	// Operator is the authenticated operator of a call made for a /v1/ops/ route (Client is then empty).
+	Operator string
 	// Key is a command's idempotency key ("" for a read), and Body its body as the client sent it.
 	Key  string
 	Body []byte

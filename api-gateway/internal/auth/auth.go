@@ -1,62 +1,65 @@
-// Package auth authenticates clients by API key.
+// Package auth authenticates the gateway's callers by bearer key: clients (API_KEYS) and operators
+// (OPERATOR_KEYS), each a keyring that can be replaced while the gateway serves (key rotation).
 package auth
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"slices"
-	"strings"
+	"upi/shared/platform/keyring"
 )
 
-// Authenticator maps bearer API keys to client ids.
+// Role is what a key authenticates: a client of the public API or an operator of the /v1/ops/ routes.
+type Role int
+
+// Roles.
+const (
+	Client Role = iota + 1
+	Operator
+)
+
+// Authenticator maps bearer keys to clients and operators.
 type Authenticator struct {
-	keys []entry
+	clients   *keyring.Keyring
+	operators *keyring.Keyring
 }
 
-// entry holds a key's digest rather than the key: comparing fixed-length digests in constant time hides
-// both the key's content and its length from timing.
-type entry struct {
-	digest [sha256.Size]byte
-	client string
-}
-
-// New builds an Authenticator from key -> client id (config.Clients).
+// New builds an Authenticator of clients only, from key -> client id.
 func New(clients map[string]string) *Authenticator {
-	a := &Authenticator{}
-	for key, client := range clients {
-		a.keys = append(a.keys, entry{digest: sha256.Sum256([]byte(key)), client: client})
-	}
-	return a
+	return NewKeyrings(keyring.FromMap(clients), keyring.New(nil))
+}
+
+// NewKeyrings builds an Authenticator of the clients' and the operators' keyrings (main keeps them
+// current when their files change).
+func NewKeyrings(clients, operators *keyring.Keyring) *Authenticator {
+	return &Authenticator{clients: clients, operators: operators}
 }
 
 // Clients are the ids of the configured clients, each once.
-func (a *Authenticator) Clients() []string {
-	var ids []string
-	for _, e := range a.keys {
-		if !slices.Contains(ids, e.client) {
-			ids = append(ids, e.client)
-		}
+func (a *Authenticator) Clients() []string { return a.clients.Names() }
+
+// Authenticate returns the client id named by an Authorization header value ("Bearer <key>"); an
+// operator's key is no client's.
+func (a *Authenticator) Authenticate(authorization string) (client string, ok bool) {
+	name, role, ok := a.Identify(authorization)
+	if !ok || role != Client {
+		return "", false
 	}
-	return ids
+	return name, true
 }
 
-// Authenticate returns the client id named by an Authorization header value ("Bearer <key>"). Every
-// configured key is compared, whether or not an earlier one matched, so the time taken does not depend on
-// which key (if any) was presented.
-func (a *Authenticator) Authenticate(authorization string) (client string, ok bool) {
-	scheme, key, found := strings.Cut(authorization, " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
+// Identify returns who an Authorization header value names, and in which role. Both keyrings are
+// searched whatever the key, each in constant time (keyring.Lookup), so the time taken does not say
+// which kind of key was presented.
+func (a *Authenticator) Identify(authorization string) (name string, role Role, ok bool) {
+	key, ok := keyring.Bearer(authorization)
+	if !ok {
+		return "", 0, false
 	}
-	key = strings.TrimSpace(key)
-	if key == "" {
-		return "", false
+	client, isClient := a.clients.Lookup(key)
+	operator, isOperator := a.operators.Lookup(key)
+	switch {
+	case isClient:
+		return client, Client, true
+	case isOperator:
+		return operator, Operator, true
 	}
-	digest := sha256.Sum256([]byte(key))
-	for _, e := range a.keys {
-		if subtle.ConstantTimeCompare(digest[:], e.digest[:]) == 1 {
-			client, ok = e.client, true
-		}
-	}
-	return client, ok
+	return "", 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"upi/api-gateway/internal/auth"
+	"upi/shared/platform/keyring"
 )
 
 func TestAuthenticate(t *testing.T) {
@@ -26,5 +27,19 @@ func TestAuthenticate(t *testing.T) {
 		if client != tc.client || ok != tc.ok {
 			t.Errorf("Authenticate(%q) = %q, %v; want %q, %v", tc.header, client, ok, tc.client, tc.ok)
 		}
+	}
+}
+
+func TestIdentifyRoles(t *testing.T) {
+	a := auth.NewKeyrings(keyring.FromMap(map[string]string{"alpha-secret": "psp-alpha"}),
+		keyring.FromMap(map[string]string{"ops-secret": "alice-ops"}))
+	if name, role, ok := a.Identify("Bearer alpha-secret"); !ok || role != auth.Client || name != "psp-alpha" {
+		t.Errorf("client key = %q %v %v", name, role, ok)
+	}
+	if name, role, ok := a.Identify("Bearer ops-secret"); !ok || role != auth.Operator || name != "alice-ops" {
+		t.Errorf("operator key = %q %v %v", name, role, ok)
+	}
+	if client, ok := a.Authenticate("Bearer ops-secret"); ok {
+		t.Errorf("an operator's key authenticated client %q", client)
 	}
 }

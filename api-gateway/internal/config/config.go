@@ -4,19 +4,32 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 	"github.com/redis/go-redis/v9"
 
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/secrets"
+	"upi/shared/platform/servicetoken"
 )
 
 // Config is every setting of the gateway.
 type Config struct {
-	RedisURL          string        `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
-	APIKeys           string        `env:"API_KEYS" envDefault:"psp-alpha=alpha-secret,psp-beta=beta-secret"`
+	RedisURL string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// APIKeys are the clients' keys, client_id=key or client_id=sha256:<hex> pairs; the default is for
+	// development only (refused outside it). API_KEYS_FILE, when set, is re-read while the gateway runs.
+	APIKeys     string `env:"API_KEYS" envDefault:"psp-alpha=alpha-secret,psp-beta=beta-secret"`
+	APIKeysFile string `env:"API_KEYS_FILE"`
+	// OperatorKeys are the operators' keys (name=key pairs) of the /v1/ops/ routes and the operations
+	// listener's admin routes; OPERATOR_KEYS_FILE, when set, is re-read while the gateway runs.
+	OperatorKeys     string `env:"OPERATOR_KEYS"`
+	OperatorKeysFile string `env:"OPERATOR_KEYS_FILE"`
+	// ServiceKey is the root secret of the gateway's service tokens (servicetoken).
+	ServiceKey string `env:"SERVICE_KEY"`
+	// OpsAddr is the operations listener: /metrics, the detailed /readyz, profiles (never published).
+	OpsAddr           string        `env:"GATEWAY_OPS_ADDR" envDefault:":8090"`
 	CommandServiceURL string        `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
 	QueryServiceURL   string        `env:"QUERY_SERVICE_URL" envDefault:"http://127.0.0.1:8082"`
 	Addr              string        `env:"GATEWAY_ADDR" envDefault:":8080"`
@@ -27,25 +40,50 @@ type Config struct {
 	DepositMaxPaise   int64         `env:"DEPOSIT_MAX_PAISE" envDefault:"100000000"`
 	// QueryWaitMax is how long the query service may wait for min_position; the gateway's deadline on a
 	// read that names one is this plus a margin.
-	QueryWaitMax time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
+	// EventConsumersURL is the consumers' service, which answers the operators' ledger check.
+	EventConsumersURL string        `env:"EVENT_CONSUMERS_URL" envDefault:"http://127.0.0.1:8083"`
+	QueryWaitMax      time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	// MaxCommandsInFlight bounds the commands under way at once; one more is answered 503 OVERLOADED.
 	MaxCommandsInFlight int    `env:"GATEWAY_MAX_IN_FLIGHT" envDefault:"64"`
 	LogLevel            string `env:"LOG_LEVEL" envDefault:"info"`
-	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6060).
-	PprofAddr string `env:"PPROF_ADDR"`
 
-	// Clients maps API key to client id, parsed from APIKeys.
-	Clients map[string]string `env:"-"`
+	// Mode is UPI_ENV: production unless development.
+	Mode string `env:"-"`
+	// Clients and Operators are the parsed keys.
+	Clients   []keyring.Entry `env:"-"`
+	Operators []keyring.Entry `env:"-"`
 }
+
+// Development reports whether the gateway runs in development mode.
+func (c Config) Development() bool { return c.Mode == secrets.Development }
 
 // Load parses and validates the environment.
 func Load() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
+	environ, err := secrets.Environ()
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
 	if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
+	if cfg.Mode, err = secrets.Mode(environ); err != nil {
+		return cfg, err
+	}
 	if cfg.Clients, err = ParseAPIKeys(cfg.APIKeys); err != nil {
 		return cfg, fmt.Errorf("config: API_KEYS: %w", err)
+	}
+	var check secrets.Check
+	keyring.Vet(&check, "API_KEYS", cfg.Clients)
+	if cfg.Operators, err = keyring.Operators(&check, cfg.Development(), cfg.OperatorKeys); err != nil {
+		return cfg, err
+	}
+	cfg.ServiceKey = servicetoken.Root(&check, cfg.Development(), servicetoken.Gateway, cfg.ServiceKey)
+	check.URLPassword("REDIS_URL", cfg.RedisURL)
+	if !cfg.Development() {
+		if err := check.Err("api-gateway"); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.RateLimitRPS <= 0 || cfg.RateLimitBurst <= 0 {
 		return cfg, fmt.Errorf("config: RATE_LIMIT_RPS and RATE_LIMIT_BURST must be positive")
@@ -65,38 +103,29 @@ func Load() (Config, error) {
 	return cfg, nil
 }
 
-// ParseAPIKeys reads "client_id=key,client_id=key" into key -> client id.
-func ParseAPIKeys(s string) (map[string]string, error) {
-	out := map[string]string{}
-	for i, pair := range strings.Split(s, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		client, key, ok := strings.Cut(pair, "=")
-		if !ok || client == "" || key == "" {
-			return nil, fmt.Errorf("entry %d is not client_id=key", i+1)
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("a key is given to more than one client")
-		}
-		out[key] = client
+// ParseAPIKeys reads "client_id=key,client_id=sha256:<hex>,..." (a client may have several keys while
+// one is rotated).
+func ParseAPIKeys(s string) ([]keyring.Entry, error) {
+	entries, err := keyring.Parse(s)
+	if err != nil {
+		return nil, err
 	}
-	if len(out) == 0 {
+	if len(entries) == 0 {
 		return nil, fmt.Errorf("no keys configured")
 	}
-	return out, nil
+	return entries, nil
 }
 
 // LogValue masks secrets when the config is logged: the keys never appear, only the client ids.
 func (c Config) LogValue() slog.Value {
-	clients := make([]string, 0, len(c.Clients))
-	for _, id := range c.Clients {
-		clients = append(clients, id)
-	}
 	return slog.GroupValue(
+		slog.String("mode", c.Mode),
 		slog.String("redis_url", observability.RedactURL(c.RedisURL)),
-		slog.Any("clients", clients),
+		slog.Any("clients", keyring.New(c.Clients).Names()),
+		slog.Any("operators", keyring.New(c.Operators).Names()),
+		slog.String("api_keys_file", c.APIKeysFile),
+		slog.String("operator_keys_file", c.OperatorKeysFile),
+		slog.String("ops_addr", c.OpsAddr),
 		slog.String("command_service_url", c.CommandServiceURL),
 		slog.String("query_service_url", c.QueryServiceURL),
 		slog.String("addr", c.Addr),
@@ -108,7 +137,6 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.Int("max_in_flight", c.MaxCommandsInFlight),
 		slog.String("log_level", c.LogLevel),
-		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
 

@@ -27,7 +27,9 @@ import (
 	"upi/api-gateway/internal/httpapi"
 	"upi/shared/contract"
 	"upi/shared/contract/problem"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/servicetoken"
 	"upi/testenv"
 )
 
@@ -36,6 +38,8 @@ const (
 	alphaKey = "alpha-secret"
 	betaKey  = "beta-secret"
 	apiKeys  = "psp-alpha=" + alphaKey + ",psp-beta=" + betaKey
+	// opsKey is the test operator's key (OPERATOR_KEYS).
+	opsKey = "ops-secret-of-the-tests"
 )
 
 // deadURL is a base URL where nothing listens: a test that reaches it by mistake sees 503.
@@ -109,7 +113,9 @@ func newGateway(t testing.TB, o options) *gateway {
 	}
 	reg := observability.Registry()
 	limiter := redisadapter.NewLimiter(rdb, o.rps, o.burst, log)
-	services := downstream.NewClient(reg)
+	// The services started by tests run in development mode: they trust the gateway's development key.
+	signer := servicetoken.NewSigner(servicetoken.Gateway, servicetoken.DevRoot(servicetoken.Gateway))
+	services := downstream.NewClient(reg, func(rt http.RoundTripper) http.RoundTripper { return signer.Transport("", rt) })
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,
 		Registry: reg,
@@ -118,7 +124,7 @@ func newGateway(t testing.TB, o options) *gateway {
 			observability.HTTPCheck("command-service", o.commandURL, http.DefaultClient),
 			observability.HTTPCheck("query-service", o.queryURL, http.DefaultClient),
 		},
-		Auth: auth.New(clients),
+		Auth: auth.NewKeyrings(keyring.New(clients), keyring.FromMap(map[string]string{opsKey: "test-operator"})),
 		App: app.New(app.Config{
 			Log:            log,
 			Registry:       reg,

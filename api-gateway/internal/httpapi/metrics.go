@@ -7,6 +7,9 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	inFlight prometheus.Counter
 	reused   prometheus.Counter
+	// forbidden counts valid keys used in the wrong role (a client's under /v1/ops/, an operator's
+	// elsewhere).
+	forbidden prometheus.Counter
 
 	rateLimited *prometheus.CounterVec
 	// rateLimitedClient holds the 429 counter of each configured client, rateLimitedUnauthenticated
@@ -26,9 +29,12 @@ func newMetrics(reg prometheus.Registerer, clients []string) *metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_rate_limited_total", Help: "429 RATE_LIMITED answers, by client (\"unauthenticated\" for per-IP limits).",
 		}, []string{"client"}),
+		forbidden: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_forbidden_total", Help: "403 FORBIDDEN answers: a client's key on an operator route, or an operator's on a client route.",
+		}),
 		rateLimitedClient: map[string]prometheus.Counter{},
 	}
-	reg.MustRegister(m.inFlight, m.reused, m.rateLimited)
+	reg.MustRegister(m.inFlight, m.reused, m.rateLimited, m.forbidden)
 	for _, c := range clients {
 		m.rateLimitedClient[c] = m.rateLimited.WithLabelValues(c)
 	}

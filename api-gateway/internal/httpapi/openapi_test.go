@@ -250,6 +250,8 @@ func TestSchemasMatchTheContract(t *testing.T) {
 		"OpenAccountRequest": contract.OpenAccountRequest{}, "DepositRequest": contract.DepositRequest{},
 		"PaymentRequest": contract.PaymentRequest{},
 		"CollectRequest": contract.CollectRequestBody{}, "Collect": contract.Collect{}, "CollectPage": contract.CollectPage{},
+		"WithdrawalRequest": contract.WithdrawalRequest{}, "Withdrawal": contract.Withdrawal{},
+		"SettlementAccount": contract.SettlementAccount{}, "SettlementAccountList": contract.SettlementAccountList{},
 	} {
 		documented, ok := s.Properties(schema)
 		if !ok {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -156,4 +157,56 @@ func checkPaymentID(r *http.Request) []problem.FieldError {
 		return []problem.FieldError{{Field: "payment_id", Message: "payment_id must be a UUID"}}
 	}
 	return nil
+}
+
+// ledgerCheck is GET /v1/ops/ledger-check: the consumers' replay of the log against the books, for an
+// operator (?stuck_after= moves the in-flight threshold).
+func (s *server) ledgerCheck(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	path := "/admin/ledger-check"
+	if err == nil && q.Has("stuck_after") {
+		if d, perr := time.ParseDuration(q.Get("stuck_after")); perr != nil || d <= 0 {
+			err = perr
+			if err == nil {
+				err = errors.New("not positive")
+			}
+		} else {
+			path += "?stuck_after=" + url.QueryEscape(d.String())
+		}
+	}
+	if err != nil {
+		s.fail(w, r, problem.Validation(problem.FieldError{Field: "stuck_after", Message: "stuck_after must be a positive duration, such as 15m"}))
+		return
+	}
+	resp, err := s.App.LedgerCheck(r.Context(), app.Query{Operator: operatorName(r.Context()),
+		RequestID: observability.RequestID(r.Context()), Path: path})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	relay(w, resp)
+}
+
+// settlementAccounts is GET /v1/ops/settlement-accounts: every bank's settlement account, for an operator.
+func (s *server) settlementAccounts(w http.ResponseWriter, r *http.Request) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	path, minPosition := "/ops/settlement-accounts", false
+	if err == nil && q.Has("min_position") {
+		if _, perr := position.Parse(q.Get("min_position")); perr != nil {
+			err = perr
+		} else {
+			path, minPosition = path+"?min_position="+url.QueryEscape(q.Get("min_position")), true
+		}
+	}
+	if err != nil {
+		s.fail(w, r, problem.Validation(problem.FieldError{Field: "min_position", Message: "min_position must be a position token from an earlier answer"}))
+		return
+	}
+	resp, err := s.App.Query(r.Context(), app.Query{Operator: operatorName(r.Context()),
+		RequestID: observability.RequestID(r.Context()), Path: path, MinPosition: minPosition})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	relay(w, resp)
 }

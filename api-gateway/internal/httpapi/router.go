@@ -61,6 +61,9 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/withdrawals/{withdrawal_id}", s.getWithdrawal)
 		r.Get("/collect-requests/{collect_id}", s.getCollect)
 		r.Get("/accounts/{vpa}/collect-requests", s.listCollects)
+		// Operators only (the guard refuses a client's key under /v1/ops/).
+		r.Get("/ops/ledger-check", s.ledgerCheck)
+		r.Get("/ops/settlement-accounts", s.settlementAccounts)
 	})
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's

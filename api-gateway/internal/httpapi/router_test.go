@@ -26,16 +26,63 @@ const (
 func TestOperationsRoutesNeedNoKeyAndAreNotLimited(t *testing.T) {
 	g := newGateway(t, options{rps: 1, burst: 1})
 	for i := 0; i < 5; i++ {
-		for _, path := range []string{"/healthz", "/metrics"} {
-			res := g.do(req{method: http.MethodGet, path: path})
-			if res.status != http.StatusOK {
-				t.Fatalf("GET %s #%d = %d %s", path, i, res.status, res)
+		res := g.do(req{method: http.MethodGet, path: "/healthz"})
+		if res.status != http.StatusOK {
+			t.Fatalf("GET /healthz #%d = %d %s", i, res.status, res)
+		}
+	}
+	// Downstream services are dead here, so /readyz says so, still without a key, and says nothing of
+	// which dependency (that is the operations listener's detailed readiness).
+	res := g.do(req{method: http.MethodGet, path: "/readyz"})
+	if res.status != http.StatusServiceUnavailable || strings.Contains(string(res.body), "redis") ||
+		strings.Contains(string(res.body), "service") {
+		t.Fatalf("readyz with dead downstreams = %d %s", res.status, res)
+	}
+}
+
+// TestPublicPortServesNoOperations: metrics (client ids, volumes) and profiles are not on the public
+// port, with or without a key.
+func TestPublicPortServesNoOperations(t *testing.T) {
+	g := newGateway(t, options{})
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/admin/rebuild/all"} {
+		for _, key := range []string{"", alphaKey, opsKey} {
+			res := g.do(req{method: http.MethodGet, path: path, key: key})
+			if res.status != http.StatusNotFound || strings.Contains(string(res.body), "gateway_") {
+				t.Errorf("GET %s (key %q) = %d %s", path, key, res.status, res)
 			}
 		}
 	}
-	// Downstream services are dead here, so /readyz says so, still without a key.
-	if res := g.do(req{method: http.MethodGet, path: "/readyz"}); res.status != http.StatusServiceUnavailable {
-		t.Fatalf("readyz with dead downstreams = %d %s", res.status, res)
+}
+
+// TestOperatorAndClientKeysDoNotMix: under /v1/ops/ a client's key is 403 FORBIDDEN and no key 401; an
+// operator's key on a client route is 403 too. Every route under /v1/ops/ is covered, whatever it is.
+func TestOperatorAndClientKeysDoNotMix(t *testing.T) {
+	g := newGateway(t, options{})
+	for _, tc := range []struct {
+		method, path, key string
+		status            int
+		code              string
+	}{
+		{http.MethodGet, "/v1/ops/ledger-check", alphaKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodPost, "/v1/ops/anything/at/all", betaKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodGet, "/v1/ops/ledger-check", "", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{http.MethodGet, "/v1//ops/ledger-check", alphaKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodGet, "/v1/accounts/../ops/ledger-check", alphaKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodGet, "/v1/%6Fps/ledger-check", alphaKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodGet, "/v1/ops/ledger-check", "not-a-key", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		{http.MethodGet, "/v1/accounts/alice@okbank", opsKey, http.StatusForbidden, "FORBIDDEN"},
+		{http.MethodGet, "/v1/payments/" + paymentID, opsKey, http.StatusForbidden, "FORBIDDEN"},
+		// An operator on an operator route passes authentication (no such route yet: 404).
+		{http.MethodGet, "/v1/ops/no-such-route", opsKey, http.StatusNotFound, "NOT_FOUND"},
+	} {
+		r := req{method: tc.method, path: tc.path, key: tc.key}
+		if tc.method == http.MethodPost {
+			r.body, r.idem = "{}", "k1"
+		}
+		res := g.do(r)
+		if res.status != tc.status || res.problem.Code != tc.code {
+			t.Errorf("%s %s with key %q = %d %s; want %d %s", tc.method, tc.path, tc.key, res.status, res, tc.status, tc.code)
+		}
 	}
 }
 

@@ -11,7 +11,10 @@ import (
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/money"
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/secrets"
+	"upi/shared/platform/servicetoken"
 )
 
 // Config is every setting of the command service.
@@ -42,15 +45,60 @@ type Config struct {
 	CommitWaitMax time.Duration `env:"COMMIT_WAIT_MAX" envDefault:"1s"`
 	// RefundWindow is how long after its initiation a payment may be refunded.
 	RefundWindow time.Duration `env:"REFUND_WINDOW" envDefault:"4320h"`
-	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
-	PprofAddr string `env:"PPROF_ADDR"`
+	// OpsAddr is the operations listener: /metrics, the detailed /readyz, profiles (never published).
+	OpsAddr string `env:"COMMAND_SERVICE_OPS_ADDR" envDefault:":8091"`
+	// OperatorKeys open the operations listener's admin routes (name=key pairs).
+	OperatorKeys string `env:"OPERATOR_KEYS"`
+	// ServicePeers are the keys of the services that may call this one (servicetoken): the gateway's
+	// and the consumers' keys for the command service, service=key pairs.
+	ServicePeers string `env:"SERVICE_PEERS"`
+
+	serving   secrets.Check     `env:"-"`
+	Mode      string            `env:"-"` // UPI_ENV
+	Operators []keyring.Entry   `env:"-"`
+	Peers     map[string]string `env:"-"`
 }
+
+// ServeErr says, outside development mode, what makes the configuration unsafe to serve with (service
+// keys, operator keys, the broker's password): nil in development mode.
+func (c Config) ServeErr() error {
+	if c.Development() {
+		return nil
+	}
+	return c.serving.Err("command-service")
+}
+
+// Development reports whether the service runs in development mode.
+func (c Config) Development() bool { return c.Mode == secrets.Development }
 
 // Load parses and validates the environment.
 func Load() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
+	environ, err := secrets.Environ()
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
 	if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Mode, err = secrets.Mode(environ); err != nil {
+		return cfg, err
+	}
+	// What only serving needs (not `migrate` or `rebuild`) is checked by ServeErr.
+	check := &cfg.serving
+	if cfg.Operators, err = keyring.Operators(check, cfg.Development(), cfg.OperatorKeys); err != nil {
+		return cfg, err
+	}
+	if cfg.Peers, err = servicetoken.Peers(check, cfg.Development(), servicetoken.CommandService, cfg.ServicePeers,
+		servicetoken.Gateway, servicetoken.EventConsumers); err != nil {
+		return cfg, err
+	}
+	var always secrets.Check
+	always.URLPassword("DATABASE_URL", cfg.DatabaseURL)
+	if !cfg.Development() {
+		if err := always.Err("command-service"); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.PaymentMaxPaise <= 0 || cfg.DepositMaxPaise <= 0 {
 		return cfg, fmt.Errorf("config: PAYMENT_MAX_PAISE and DEPOSIT_MAX_PAISE must be positive")
@@ -91,6 +139,10 @@ func (c Config) MoneyTerms() app.MoneyTerms {
 // LogValue masks secrets when the config is logged.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("mode", c.Mode),
+		slog.String("ops_addr", c.OpsAddr),
+		slog.Any("operators", keyring.New(c.Operators).Names()),
+		slog.Int("service_peers", len(c.Peers)),
 		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
 		slog.String("database_role", c.DatabaseRole),
 		slog.String("addr", c.Addr),
@@ -105,6 +157,5 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("settlement_shards", c.SettlementShards),
 		slog.Int("commit_queue_max", c.CommitQueueMax),
 		slog.String("commit_wait_max", c.CommitWaitMax.String()),
-		slog.String("pprof_addr", c.PprofAddr),
 	)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
@@ -47,6 +48,8 @@ func newEnvOn(t testing.TB, pool *pgxpool.Pool) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg})
+	// The metrics live on the operations listener in the service; the tests read them here.
+	router.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	httpapi.Register(router, httpapi.Config{Service: app.New(store, domain.Limits{}), Limits: limits, // payer limits off: tests pay often from one account
 		Log: log, Registry: reg})
 	srv := httptest.NewServer(router)

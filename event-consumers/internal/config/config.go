@@ -7,7 +7,10 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/secrets"
+	"upi/shared/platform/servicetoken"
 )
 
 // Config is every setting of the event consumers.
@@ -18,8 +21,16 @@ type Config struct {
 	Addr              string `env:"EVENT_CONSUMERS_ADDR" envDefault:":8083"`
 	CommandServiceURL string `env:"COMMAND_SERVICE_URL" envDefault:"http://127.0.0.1:8081"`
 	LogLevel          string `env:"LOG_LEVEL" envDefault:"info"`
-	// PprofAddr, when set, serves Go profiles on a listener of its own (e.g. 127.0.0.1:6061).
-	PprofAddr string `env:"PPROF_ADDR"`
+	// OpsAddr is the operations listener: /metrics, the detailed /readyz, profiles and the admin routes
+	// (never published).
+	OpsAddr string `env:"EVENT_CONSUMERS_OPS_ADDR" envDefault:":8093"`
+	// OperatorKeys open the operations listener's admin routes (name=key pairs).
+	OperatorKeys string `env:"OPERATOR_KEYS"`
+	// ServiceKey is the root secret of the consumers' service tokens (servicetoken).
+	ServiceKey string `env:"SERVICE_KEY"`
+	// ServicePeers are the keys of the services that may call this one (the gateway's, for the operator
+	// routes it forwards), service=key pairs.
+	ServicePeers string `env:"SERVICE_PEERS"`
 	// BatchSize is how many events a consumer handles per transaction; RebuildBatch the same for a replay.
 	BatchSize    int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	RebuildBatch int `env:"REBUILD_BATCH_SIZE" envDefault:"5000"`
@@ -29,13 +40,74 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+
+	serving   secrets.Check     `env:"-"`
+	Mode      string            `env:"-"` // UPI_ENV
+	Operators []keyring.Entry   `env:"-"`
+	Peers     map[string]string `env:"-"`
+}
+
+// ServeErr says, outside development mode, what makes the configuration unsafe to serve with (service
+// keys, operator keys, the broker's password): nil in development mode.
+func (c Config) ServeErr() error {
+	if c.Development() {
+		return nil
+	}
+	return c.serving.Err("event-consumers")
+}
+
+// Development reports whether the service runs in development mode.
+func (c Config) Development() bool { return c.Mode == secrets.Development }
+
+// LoadForVerify reads what `event-consumers verify` needs (DATABASE_URL, DATABASE_ROLE, secrets from
+// *_FILE too) and checks no secret: the ledger check only reads, serves nothing and holds no key, so a
+// local database whose login has no password may be checked in any mode.
+func LoadForVerify() (Config, error) {
+	environ, err := secrets.Environ()
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
 }
 
 // Load parses and validates the environment.
 func Load() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
+	environ, err := secrets.Environ()
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
 	if err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Mode, err = secrets.Mode(environ); err != nil {
+		return cfg, err
+	}
+	// What only serving needs (not `migrate` or `rebuild`) is checked by ServeErr.
+	check := &cfg.serving
+	if cfg.Operators, err = keyring.Operators(check, cfg.Development(), cfg.OperatorKeys); err != nil {
+		return cfg, err
+	}
+	cfg.ServiceKey = servicetoken.Root(check, cfg.Development(), servicetoken.EventConsumers, cfg.ServiceKey)
+	// Optional outside development: without it, the admin routes are reached on the operations listener only.
+	if cfg.Development() && cfg.ServicePeers == "" {
+		cfg.Peers = servicetoken.DevPeers(servicetoken.EventConsumers, servicetoken.Gateway)
+	} else if cfg.Peers, err = servicetoken.Peers(check, cfg.Development(), servicetoken.EventConsumers, cfg.ServicePeers); err != nil {
+		return cfg, err
+	}
+	var always secrets.Check
+	always.URLPassword("DATABASE_URL", cfg.DatabaseURL)
+	if cfg.RelayEnabled {
+		check.URLPassword("RABBITMQ_URL", cfg.RabbitMQURL)
+	}
+	if !cfg.Development() {
+		if err := always.Err("event-consumers"); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
@@ -49,12 +121,15 @@ func Load() (Config, error) {
 // LogValue masks secrets when the config is logged.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
+		slog.String("mode", c.Mode),
+		slog.String("ops_addr", c.OpsAddr),
+		slog.Any("operators", keyring.New(c.Operators).Names()),
+		slog.Int("service_peers", len(c.Peers)),
 		slog.String("database_url", observability.RedactURL(c.DatabaseURL)),
 		slog.String("database_role", c.DatabaseRole),
 		slog.String("addr", c.Addr),
 		slog.String("command_service_url", c.CommandServiceURL),
 		slog.String("log_level", c.LogLevel),
-		slog.String("pprof_addr", c.PprofAddr),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Int("rebuild_batch_size", c.RebuildBatch),
 		slog.Bool("relay_enabled", c.RelayEnabled),

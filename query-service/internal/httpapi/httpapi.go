@@ -21,6 +21,7 @@ import (
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
 	"upi/shared/platform/httpjson"
+	"upi/shared/platform/servicetoken"
 )
 
 // Handler serves the GET routes of the public contract.
@@ -49,6 +50,7 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 	// Operators' reads: no client, as they belong to no client's accounts. The gateway serves them under
 	// /v1/ops/ to operator keys only (OPERATOR_KEYS) and forwards them here.
 	r.Route("/ops", func(r chi.Router) {
+		r.Use(requireOperator)
 		r.Get("/settlement-accounts", h.settlementAccounts)
 	})
 }
@@ -58,6 +60,18 @@ func requireClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.TrimSpace(r.Header.Get(contract.HeaderClientID)) == "" {
 			problem.Write(w, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated, "no authenticated client"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireOperator refuses operators' reads that did not come from the gateway acting for an operator: the
+// service's token check sets the operator header from the token, and deletes it from every other request.
+func requireOperator(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.TrimSpace(r.Header.Get(servicetoken.HeaderOperatorID)) == "" {
+			problem.Write(w, problem.New(http.StatusForbidden, problem.CodeForbidden, "an operator route"))
 			return
 		}
 		next.ServeHTTP(w, r)

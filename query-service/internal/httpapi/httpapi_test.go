@@ -23,6 +23,7 @@ import (
 	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/servicetoken"
 	"upi/testenv"
 )
 
@@ -116,9 +117,20 @@ type response struct {
 
 func (f *fixture) get(client, path string) response {
 	f.t.Helper()
+	return f.getWith(path, "X-Client-ID", client)
+}
+
+// getOps is a read made for an operator, as the service's token check leaves it.
+func (f *fixture) getOps(path string) response {
+	f.t.Helper()
+	return f.getWith(path, servicetoken.HeaderOperatorID, "ops-alice")
+}
+
+func (f *fixture) getWith(path, header, value string) response {
+	f.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
-	if client != "" {
-		req.Header.Set("X-Client-ID", client)
+	if value != "" {
+		req.Header.Set(header, value)
 	}
 	// Called from goroutines too: it reports with Errorf (t.Fatal must run on the test's own goroutine)
 	// and returns a zero answer, which the caller's checks then refuse.

@@ -146,7 +146,8 @@ func TestTransactionsShowWithdrawals(t *testing.T) {
 func TestSettlementAccountsSumTheShardsOfEachBank(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 100*time.Millisecond)
-	r := f.get("", "/ops/settlement-accounts")
+	expect(t, f.get("psp-alpha", "/ops/settlement-accounts"), 403, "FORBIDDEN") // a client's read: no
+	r := f.getOps("/ops/settlement-accounts")
 	expect(t, r, 200, "")
 	if items, ok := r.body["items"].([]any); !ok || len(items) != 0 {
 		t.Fatalf("no bank yet: %v", r.body)
@@ -165,7 +166,7 @@ func TestSettlementAccountsSumTheShardsOfEachBank(t *testing.T) {
 	f.exec(`update settlement_accounts set tx_id = '1'::xid8, global_position = 1 where bank = 'okbank' and shard = 12`)
 	cp := f.advance(projection.Accounts)
 
-	r = f.get("", "/ops/settlement-accounts?min_position="+cp.Token())
+	r = f.getOps("/ops/settlement-accounts?min_position=" + cp.Token())
 	expect(t, r, 200, "")
 	if r.header.Get("X-Projection-Position") != cp.Token() || r.header.Get("X-Projection-Stale") != "" {
 		t.Errorf("headers %v", r.header)
@@ -186,5 +187,5 @@ func TestSettlementAccountsSumTheShardsOfEachBank(t *testing.T) {
 	if okbank, _ := items[0].(map[string]any); okbank["position"] != latest.Token() {
 		t.Errorf("okbank's position %v, want its latest shard move's %s", okbank["position"], latest.Token())
 	}
-	expect(t, f.get("", "/ops/settlement-accounts?min_position=nonsense"), 400, "VALIDATION")
+	expect(t, f.getOps("/ops/settlement-accounts?min_position=nonsense"), 400, "VALIDATION")
 }

@@ -43,6 +43,7 @@ const (
 	CodeDepositReferenceConflict = "DEPOSIT_REFERENCE_CONFLICT"
 	CodeDepositLimitExceeded     = "DEPOSIT_LIMIT_EXCEEDED"
 	CodeWithdrawalNotFound       = "WITHDRAWAL_NOT_FOUND"
+	CodeForbidden                = "FORBIDDEN"
 	CodePaymentTerminal          = "PAYMENT_TERMINAL"
 	CodeStepPrecondition         = "STEP_PRECONDITION"
 	CodeNotFound                 = "NOT_FOUND"

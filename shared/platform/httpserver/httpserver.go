@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 )
 
@@ -61,20 +60,4 @@ func Serve(ctx context.Context, log *slog.Logger, addr string, h http.Handler, r
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
-}
-
-// ServeDebug serves Go's profiles (net/http/pprof, under /debug/pprof/) on addr until ctx ends. It is a
-// listener of its own, never the service's port, so that profiles are reachable only where the operator
-// binds it (PPROF_ADDR, e.g. 127.0.0.1:6061); with addr empty it does nothing.
-func ServeDebug(ctx context.Context, log *slog.Logger, addr string) error {
-	if addr == "" {
-		return nil
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return Serve(ctx, log.With("server", "pprof"), addr, mux, nil)
 }

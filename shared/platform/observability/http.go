@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -14,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -60,10 +60,16 @@ type RouterConfig struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Checks   []Check
+	// Guard, when set, wraps every route but /healthz and /readyz, unmatched ones included (so that an
+	// unauthenticated caller learns nothing of which routes exist): the service-to-service
+	// authentication of the internal services (servicetoken.Verifier.Middleware).
+	Guard func(http.Handler) http.Handler
 }
 
 // NewRouter returns a chi router with the middleware every service runs (request id, panic recovery,
-// access log, HTTP metrics), problem+json 404/405, and /healthz, /readyz and /metrics.
+// access log, HTTP metrics), problem+json 404/405, /healthz and a /readyz that says only ready or not
+// (at most one round of checks a second, whoever asks). Metrics, the detailed readiness, profiles and
+// admin routes are on the operations listener (NewOpsRouter), never on this one.
 func NewRouter(cfg RouterConfig) chi.Router {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "http_requests_total", Help: "HTTP requests served, by route, method and status.",
@@ -84,6 +90,9 @@ func NewRouter(cfg RouterConfig) chi.Router {
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method })))
 	}
 	r.Use(requestID, recoverer(cfg.Log), instrument(cfg.Log, requests, duration))
+	if cfg.Guard != nil {
+		r.Use(except(cfg.Guard, "/healthz", "/readyz"))
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeNotFound, "no such route"))
 	})
@@ -95,9 +104,24 @@ func NewRouter(cfg RouterConfig) chi.Router {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	r.Get("/readyz", ready(cfg.Log, cfg.Checks))
-	r.Handle("/metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{}))
+	r.Get("/readyz", (&cachedReadiness{log: cfg.Log, checks: cfg.Checks}).serve)
 	return r
+}
+
+// except applies mw to every request but those for paths.
+func except(mw func(http.Handler) http.Handler, paths ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		guarded := mw(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for _, p := range paths {
+				if r.URL.Path == p {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+			guarded.ServeHTTP(w, r)
+		})
+	}
 }
 
 func requestID(next http.Handler) http.Handler {
@@ -176,32 +200,65 @@ func unwatched(path string) bool {
 	return path == "/healthz" || path == "/readyz" || path == "/metrics"
 }
 
-func ready(log *slog.Logger, checks []Check) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		body := struct {
-			Status string            `json:"status"`
-			Checks map[string]string `json:"checks"`
-		}{Status: "ready", Checks: make(map[string]string, len(checks))}
-		for _, c := range checks {
-			if err := c.Ping(ctx); err != nil {
-				if !c.Optional {
-					body.Status = "unavailable"
-				}
-				body.Checks[c.Name] = "unavailable"
-				log.WarnContext(ctx, "readiness check failed", "dependency", c.Name, "optional", c.Optional, "err", err)
-				continue
+// readiness is the report of one round of checks.
+type readiness struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// check pings every dependency, in turn, within 2s in all.
+func check(ctx context.Context, log *slog.Logger, checks []Check) readiness {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	body := readiness{Status: "ready", Checks: make(map[string]string, len(checks))}
+	for _, c := range checks {
+		if err := c.Ping(ctx); err != nil {
+			if !c.Optional {
+				body.Status = "unavailable"
 			}
-			body.Checks[c.Name] = "ok"
+			body.Checks[c.Name] = "unavailable"
+			log.WarnContext(ctx, "readiness check failed", "dependency", c.Name, "optional", c.Optional, "err", err)
+			continue
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if body.Status != "ready" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_ = json.NewEncoder(w).Encode(body)
+		body.Checks[c.Name] = "ok"
 	}
+	return body
+}
+
+func writeReadiness(w http.ResponseWriter, body readiness) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if body.Status != "ready" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// ready is the detailed readiness of the operations listener: every check, by name, on every call.
+func ready(log *slog.Logger, checks []Check) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { writeReadiness(w, check(r.Context(), log, checks)) }
+}
+
+// cachedReadiness is the readiness of a service's own port: ready or not, nothing about which
+// dependency, and one round of checks a second at most, so that whoever reaches the port cannot make it
+// ping its dependencies at will.
+type cachedReadiness struct {
+	log    *slog.Logger
+	checks []Check
+	mu     sync.Mutex
+	at     time.Time
+	status string
+}
+
+func (c *cachedReadiness) serve(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if time.Since(c.at) >= time.Second {
+		// The lock is held through the round: callers meanwhile wait for it rather than start their own.
+		c.status, c.at = check(r.Context(), c.log, c.checks).Status, time.Now()
+	}
+	status := c.status
+	c.mu.Unlock()
+	writeReadiness(w, readiness{Status: status})
 }
 
 // HTTPCheck pings a downstream service's /healthz (not its /readyz, so that readiness checks do not

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"upi/shared/platform/keyring"
 )
 
 func TestReadyzOptionalCheckReportedWithoutFailingReadiness(t *testing.T) {
@@ -26,8 +28,8 @@ func TestReadyzOptionalCheckReportedWithoutFailingReadiness(t *testing.T) {
 		{"required down", []Check{{Name: "db", Ping: down}, {Name: "broker", Ping: up, Optional: true}}, 503, "unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRouter(RouterConfig{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Registry: prometheus.NewRegistry(), Checks: tc.checks})
+			r := NewOpsRouter(OpsConfig{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				Registry: prometheus.NewRegistry(), Checks: tc.checks, Operators: keyring.New(nil)}).Router
 			w := httptest.NewRecorder()
 			r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			var body struct {

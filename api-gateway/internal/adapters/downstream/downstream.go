@@ -21,6 +21,7 @@ import (
 	"upi/api-gateway/internal/app"
 	"upi/shared/contract"
 	"upi/shared/platform/observability"
+	"upi/shared/platform/servicetoken"
 )
 
 // maxResponseBytes bounds what the gateway buffers from a service (the largest page is well under it).
@@ -39,8 +40,9 @@ type Client struct {
 	errors   *prometheus.CounterVec
 }
 
-// NewClient returns a Client with one pooled transport for all calls and registers its metrics.
-func NewClient(reg prometheus.Registerer) *Client {
+// NewClient returns a Client with one pooled transport for all calls and registers its metrics. auth, when
+// not nil, wraps the transport with the gateway's service credential (servicetoken.Signer.Transport).
+func NewClient(reg prometheus.Registerer, auth func(http.RoundTripper) http.RoundTripper) *Client {
 	transport := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -50,9 +52,13 @@ func NewClient(reg prometheus.Registerer) *Client {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	var rt http.RoundTripper = transport
+	if auth != nil {
+		rt = auth(transport)
+	}
 	c := &Client{
 		// No client-wide timeout: each call carries its own deadline in its context.
-		http: &http.Client{Transport: observability.HTTPTransport(transport)},
+		http: &http.Client{Transport: observability.HTTPTransport(rt)},
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gateway_downstream_duration_seconds",
 			Help:    "Duration of calls to downstream services, by service, method and status (or error).",
@@ -104,6 +110,7 @@ func (c *Client) Endpoint(svc Service, method string) *Endpoint {
 func (e *Endpoint) Call(ctx context.Context, c app.Call) (*app.Response, error) {
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	cctx = servicetoken.WithAudience(cctx, e.svc.Name) // the service credential is made for this service
 	var body io.Reader
 	if c.Body != nil {
 		body = bytes.NewReader(c.Body)
@@ -152,7 +159,11 @@ func header(c app.Call) http.Header {
 	h := make(http.Header, 5)
 	h[headerAccept] = []string{"application/json"}
 	h[headerRequestID] = []string{c.RequestID}
-	h[headerClientID] = []string{c.Client}
+	if c.Operator != "" {
+		h[headerOperatorID] = []string{c.Operator}
+	} else {
+		h[headerClientID] = []string{c.Client}
+	}
 	if c.Key != "" {
 		h[headerContentType] = []string{"application/json"}
 		h[headerIdempotencyKey] = []string{c.Key}
@@ -167,6 +178,7 @@ var (
 	headerRequestID      = textproto.CanonicalMIMEHeaderKey(observability.HeaderRequestID)
 	headerClientID       = textproto.CanonicalMIMEHeaderKey(contract.HeaderClientID)
 	headerIdempotencyKey = textproto.CanonicalMIMEHeaderKey(contract.HeaderIdempotencyKey)
+	headerOperatorID     = textproto.CanonicalMIMEHeaderKey(servicetoken.HeaderOperatorID)
 )
 
 // status is the duration observer of answers with status code, resolved on its first use.

@@ -24,6 +24,7 @@ import (
 	"upi/shared/contract/events"
 	"upi/shared/contract/problem"
 	"upi/shared/platform/eventstore"
+	"upi/shared/platform/servicetoken"
 	"upi/testenv"
 )
 
@@ -81,7 +82,10 @@ func newHarness(t *testing.T) *harness {
 	cmd := testenv.StartService(t, "command-service", map[string]string{"DATABASE_URL": url, "LOG_LEVEL": "warn",
 		// Payer limits off: the tests pay many times from one account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"})
-	steps := &flaky{real: &commandclient.Client{BaseURL: cmd.URL, HTTP: http.DefaultClient, Timeout: 5 * time.Second}}
+	// The command service runs in development mode: it trusts the development keys of its callers.
+	consumers := servicetoken.NewSigner(servicetoken.EventConsumers, servicetoken.DevRoot(servicetoken.EventConsumers))
+	steps := &flaky{real: &commandclient.Client{BaseURL: cmd.URL, Timeout: 5 * time.Second,
+		HTTP: &http.Client{Transport: consumers.Transport(servicetoken.CommandService, nil)}}}
 	steps.step.Store(contract.StepName(""))
 	cfg := workflow.Config{LastingAttempts: 3, TransientAttempts: 3, Backoff: time.Millisecond, RetryParkedEvery: time.Hour}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,6 +95,10 @@ func newHarness(t *testing.T) *harness {
 		flow: workflow.New(steps, postgres.NewParkedSteps(pool, log), log, prometheus.NewRegistry(), cfg)}
 }
 
+// asGateway calls the command service's client routes as the gateway does.
+var asGateway = &http.Client{Transport: servicetoken.NewSigner(servicetoken.Gateway,
+	servicetoken.DevRoot(servicetoken.Gateway)).Transport(servicetoken.CommandService, nil)}
+
 func (h *harness) post(path, key string, body any) []byte {
 	h.t.Helper()
 	b, _ := json.Marshal(body)
@@ -98,7 +106,7 @@ func (h *harness) post(path, key string, body any) []byte {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Client-ID", "psp")
 	req.Header.Set("Idempotency-Key", key)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := asGateway.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
