@@ -29,6 +29,7 @@ import (
 // Usage is the command line's help.
 const Usage = `usage: event-consumers COMMAND
   rebuild all|PROJECTION                  rebuild projections from the log (blue/green)
+  verify [-stuck-after DURATION]           check the ledger from the log (exit 0 when it holds)
   parked list [--all]                      parked workflow steps (--all: resolved and failed too)
   parked retry PAYMENT_ID STEP             retry a parked step (or its compensation) now
   parked fail PAYMENT_ID STEP REASON...    give a parked step up: never retried again
@@ -371,15 +372,23 @@ func (o *Operator) quarantineRelease(ctx context.Context, consumer, stream strin
 	return fmt.Errorf("%s has not answered within %s (is it running? `quarantine list` shows the request)", consumer, wait)
 }
 
+// checkpointList prints every consumer's checkpoint, reading only (a consumer that never ran has none).
 func (o *Operator) checkpointList(ctx context.Context) error {
 	tw := o.table()
-	fmt.Fprintln(tw, "CONSUMER\tCHECKPOINT\tGLOBAL POSITION")
+	fmt.Fprintln(tw, "CONSUMER\tCHECKPOINT\tGLOBAL POSITION\tUPDATED")
 	for _, name := range o.Consumers {
-		cp, err := runner.LoadCheckpoint(ctx, o.Pool, name)
-		if err != nil {
-			return err
+		var cp eventstore.Position
+		var updated time.Time
+		err := o.Pool.QueryRow(ctx, `select tx_id::text::bigint, global_position, updated_at from projection_checkpoints
+			where name = $1`, name).Scan(&cp.TxID, &cp.GlobalPosition, &updated)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			fmt.Fprintf(tw, "%s\t(none: never ran)\t-\t-\n", name)
+		case err != nil:
+			return fmt.Errorf("read checkpoint %s: %w", name, err)
+		default:
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s ago\n", name, cp.Token(), cp.GlobalPosition, ago(updated))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", name, cp.Token(), cp.GlobalPosition)
 	}
 	tw.Flush()
 	return nil

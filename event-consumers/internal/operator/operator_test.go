@@ -204,7 +204,7 @@ func TestOperatorQuarantinePaymentAndCheckpoints(t *testing.T) {
 	contains(t, out, "payment "+pid+": COMPLETED", "PaymentInitiated v1", "debit", "AccountDebited", "credit",
 		"AccountCredited", "complete", "PaymentCompleted", "not yet read", "parked steps: none")
 
-	contains(t, c.run("checkpoint", "list"), "accounts", workflow.Name)
+	contains(t, c.run("checkpoint", "list"), "accounts", workflow.Name, "(none: never ran)")
 	head, err := workload.LastPosition(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
@@ -234,24 +234,25 @@ func TestOperatorQuarantinePaymentAndCheckpoints(t *testing.T) {
 	}
 }
 
-// The binary runs the commands: a list answers, a bad command line prints the usage and fails.
+// The binary runs the commands: a list answers, a bad command line prints the usage and fails. (In
+// development mode, as testenv runs the services: the test database's login has no password.)
 func TestOperatorBinary(t *testing.T) {
 	t.Parallel()
 	_, url := testenv.PostgresPool(t)
 	bin := testenv.Binary(t, "event-consumers")
 	cmd := exec.Command(bin, "parked", "list")
-	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn", "UPI_ENV=development")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "no parked steps") {
 		t.Fatalf("parked list: %v\n%s", err, out)
 	}
 	help := exec.Command(bin, "help")
-	help.Env = append(help.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn")
+	help.Env = append(help.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn", "UPI_ENV=development")
 	if out, err := help.CombinedOutput(); err != nil || !strings.Contains(string(out), "parked retry PAYMENT_ID STEP") {
 		t.Fatalf("help: %v\n%s", err, out)
 	}
 	cmd = exec.Command(bin, "quarantine", "frobnicate")
-	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Environ(), "DATABASE_URL="+url, "LOG_LEVEL=warn", "UPI_ENV=development")
 	out, err = cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "quarantine release CONSUMER STREAM") {
 		t.Fatalf("a bad command line: %v\n%s", err, out)
