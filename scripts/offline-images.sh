@@ -10,6 +10,8 @@
 # Where the packages come from: DEBIAN_MIRROR if set, otherwise the Debian mirror this host's apt already
 # uses (the first source of the host's release, main component); GOPROXY if set, otherwise `go env GOPROXY`.
 # Grafana and Jaeger are not packaged by Debian: they are not built here (docs/deployment.md).
+# Where the docker CLI has no `docker compose`, Compose v2 is installed too (scripts/compose-v2.sh;
+# OFFLINE_COMPOSE_V2=0 skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -117,4 +119,6 @@ for n in "${!pids[@]}"; do
 done
 rm -rf "$logs"
 ((failed == 0)) || { log "FAILED"; exit 1; }
+# The compose tool the deployment docs use, where only Debian's docker-compose (v1) is installed.
+[[ ${OFFLINE_COMPOSE_V2:-1} == 0 ]] || scripts/compose-v2.sh
 log "done in $(( $(date +%s) - start ))s"
