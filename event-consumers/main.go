@@ -45,7 +45,7 @@ func main() {
 func asyncCommits(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["synchronous_commit"] = "off" }
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits, deadPeerTimeouts)
 	if err != nil {
 		return err
 	}
