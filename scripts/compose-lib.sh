@@ -29,7 +29,7 @@ containers() {
 # healthcheck), and every one-shot service (migrate, db-logins) has exited 0. Fails on a one-shot's
 # failure, or when the time is up, with the states that were not yet right.
 wait_healthy() {
-  local limit=${1:-300} t0=$SECONDS id line pending
+  local limit=${1:-300} t0=$SECONDS id line pending svc status health code policy
   while :; do
     pending=()
     for id in $(containers); do
