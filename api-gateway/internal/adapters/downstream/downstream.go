@@ -43,13 +43,14 @@ type Client struct {
 func NewClient(reg prometheus.Registerer) *Client {
 	transport := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           newSpreadDialer(&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	spread := newSpreadDialer(&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second})
+	transport.DialContext, spread.closeIdle = spread.DialContext, transport.CloseIdleConnections
 	c := &Client{
 		// No client-wide timeout: each call carries its own deadline in its context.
 		http: &http.Client{Transport: observability.HTTPTransport(transport)},
