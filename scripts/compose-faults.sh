@@ -205,19 +205,27 @@ scenario_replicas() {
   ensure_up
   log "replicas: --scale command-service=2 --scale query-service=2 --scale event-consumers=2"
   up_wait --scale command-service=2 --scale query-service=2 --scale event-consumers=2 --no-recreate >/dev/null
-  local -a cs qs ec
+  local -a cs qs ec c0 q0
   mapfile -t cs < <(for i in 1 2; do service_ip command-service "$i"; done)
   mapfile -t qs < <(for i in 1 2; do service_ip query-service "$i"; done)
   mapfile -t ec < <(for i in 1 2; do service_ip event-consumers "$i"; done)
-  local c0=() q0=()
+  load replicas -duration "$((LOAD_SECONDS > 60 ? LOAD_SECONDS : 60))s"
+  # The gateway's calls, counted by each replica over 15 s of load, before any replica is killed.
+  sleep 5
+  local ip i spread=yes shares=()
   for ip in "${cs[@]}"; do c0+=("$(metric "$ip" 8081 http_requests_total)"); done
   for ip in "${qs[@]}"; do q0+=("$(metric "$ip" 8082 http_requests_total)"); done
-  load replicas
-  sleep 8
+  sleep 15
+  for i in 0 1; do
+    local dc_=$(($(metric "${cs[$i]}" 8081 http_requests_total) - ${c0[$i]}))
+    local dq_=$(($(metric "${qs[$i]}" 8082 http_requests_total) - ${q0[$i]}))
+    shares+=("command#$((i + 1))=$dc_ query#$((i + 1))=$dq_")
+    ((dc_ >= 20 && dq_ >= 5)) || spread=no
+  done
+  echo "  requests served in 15 s by each replica: ${shares[*]}"
   # The consumer replica that holds the worker locks, and the one standing by.
-  local holder=1 standby=2
+  local holder=1 standby=2 total
   (($(metric "${ec[1]}" 8083 'consumer_active') > $(metric "${ec[0]}" 8083 'consumer_active'))) && { holder=2; standby=1; }
-  local total
   total=$(metric "${ec[$((holder - 1))]}" 8083 'consumer_active')
   log "replicas: event-consumers #$holder holds $total consumers; SIGKILL to it"
   local t0 took=never
@@ -229,19 +237,19 @@ scenario_replicas() {
     fi
     sleep 0.1
   done
-  log "replicas: the standby ran every consumer ${took}s after the kill; SIGKILL to one command-service and one query-service"
+  log "replicas: the standby ran every consumer ${took}s after the kill; SIGKILL to one command-service, then one query-service"
   sigkill command-service 1
   sleep 5
   sigkill query-service 2
-  sleep 10
-  # A network cut instead of a kill: the standby takes over once PostgreSQL drops the cut session.
   healthy_after event-consumers "$(date +%s)" >/dev/null
+  # A network cut instead of a kill: the standby takes over once PostgreSQL drops the cut session.
   holder=1; standby=2
   (($(metric "${ec[1]}" 8083 'consumer_active') > $(metric "${ec[0]}" 8083 'consumer_active'))) && { holder=2; standby=1; }
   total=$(metric "${ec[$((holder - 1))]}" 8083 'consumer_active')
   local net id took_cut=never
   net="$(project)_default"
   id=$(containers event-consumers | sed -n "${holder}p")
+  log "replicas: event-consumers #$holder (holding $total) cut off the network"
   t0=$(date +%s.%N)
   docker network disconnect "$net" "$id"
   for _ in $(seq 300); do
@@ -252,12 +260,6 @@ scenario_replicas() {
   done
   sleep 2
   docker network connect --alias event-consumers "$net" "$id"
-  local spread=yes c1 q1 i
-  for i in 0 1; do
-    c1=$(metric "${cs[$i]}" 8081 http_requests_total); q1=$(metric "${qs[$i]}" 8082 http_requests_total)
-    echo "  command-service #$((i + 1)) served $((c1 - ${c0[$i]})) requests, query-service #$((i + 1)) $((q1 - ${q0[$i]}))"
-    ((c1 - ${c0[$i]} > 20 && q1 - ${q0[$i]} > 5)) || spread=no
-  done
   finish replicas "consumer_failover_after_kill=${took}s consumer_failover_after_netcut=${took_cut}s calls_spread=$spread"
   if [[ $spread != yes || $took == never || $took_cut == never ]] || over10 "$took" || over10 "$took_cut"; then
     echo "  replicas: the calls were not spread, or a consumer's work was not taken over within 10 s"
@@ -295,6 +297,7 @@ scenario_observability() {
 for s in "${scenarios[@]}"; do
   declare -F "scenario_$s" >/dev/null || { echo "unknown scenario $s (known: ${all[*]})"; exit 2; }
   "scenario_$s" || failed+=("$s")
+  failed=($(printf '%s\n' "${failed[@]}" | awk 'NF && !seen[$0]++'))
 done
 if ((${#failed[@]})); then
   echo "compose faults: FAILED: ${failed[*]}"
