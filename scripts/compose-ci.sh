@@ -5,12 +5,14 @@
 # against the published gateway port, then every fault scenario (scripts/compose-faults.sh) with a shorter
 # load, and `down -v` at the end. Each step prints its verdict; the first failure stops it, with the logs.
 #   COMPOSE_PROJECT_NAME   default upici; GATEWAY_PORT default 18080 (apart from `make run`'s 8080)
-#   LOAD_SECONDS           the load of each fault scenario (default 30)
+#   LOAD_SECONDS           the load of each fault scenario (default 20)
+#   OFFLINE_COMPOSE_V2     1 builds Compose v2 where it is absent (default 0 here: CI runs with the Compose
+#                          the machine has, v2 if installed, else v1, to stay within its time)
 #   COMPOSE_KEEP=1         leave the stack running at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-upici} GATEWAY_PORT=${GATEWAY_PORT:-18080}
-export LOAD_SECONDS=${LOAD_SECONDS:-30}
+export LOAD_SECONDS=${LOAD_SECONDS:-20} OFFLINE_COMPOSE_V2=${OFFLINE_COMPOSE_V2:-0}
 # shellcheck source=scripts/compose-lib.sh
 . scripts/compose-lib.sh
 log() { printf '\n== compose: %s (%s)\n' "$*" "$(date -u +%T)"; }
@@ -31,6 +33,7 @@ log "images (scripts/offline-images.sh: each built only where absent)"
 t=$SECONDS
 scripts/offline-images.sh
 echo "images ready in $((SECONDS - t))s"
+. scripts/compose-lib.sh   # again: the Compose tool may have been installed just now
 
 log "down -v, then up --build --wait (${DC[*]})"
 t=$SECONDS
