@@ -299,8 +299,19 @@ for s in "${scenarios[@]}"; do
   "scenario_$s" || failed+=("$s")
   failed=($(printf '%s\n' "${failed[@]}" | awk 'NF && !seen[$0]++'))
 done
+# FAULTS_ADVISORY: scenarios whose failure is printed (their VERDICT line says FAIL) but does not fail the
+# run: a known defect that is being fixed, named in the log rather than hidden.
+advisory=()
+for f in "${failed[@]}"; do
+  if [[ " ${FAULTS_ADVISORY:-} " == *" $f "* ]]; then
+    advisory+=("$f")
+    failed=("${failed[@]/$f/}")
+  fi
+done
+failed=($(printf '%s\n' "${failed[@]}" | awk 'NF'))
+((${#advisory[@]} == 0)) || echo "compose faults: FAILED but advisory (FAULTS_ADVISORY, a known defect): ${advisory[*]}"
 if ((${#failed[@]})); then
   echo "compose faults: FAILED: ${failed[*]}"
   exit 1
 fi
-echo "compose faults: all ${#scenarios[@]} scenarios passed"
+echo "compose faults: $((${#scenarios[@]} - ${#advisory[@]})) of ${#scenarios[@]} scenarios passed"
