@@ -60,9 +60,29 @@ fmt: ## gofmt every module
 tidy: ## go mod tidy in every module
 	@for m in $(MODULES); do (cd $$m && go mod tidy) || exit 1; done
 
+.PHONY: offline-images
+offline-images: ## Build, where absent, every image the Dockerfile and compose file name, from Debian's packages and the Go module proxy (no registry)
+	@scripts/offline-images.sh
+
 .PHONY: compose-up
-compose-up: ## docker compose up --build (needs a Docker engine)
-	docker compose up --build
+compose-up: ## docker compose up --build --wait (docker-compose v1: polls the health itself)
+	@bash -c '. scripts/compose-lib.sh && up_wait --build'
+
+.PHONY: compose-down
+compose-down: ## docker compose down (volumes kept: `docker compose down -v` drops the data)
+	@bash -c '. scripts/compose-lib.sh && dc down'
+
+.PHONY: compose-smoke
+compose-smoke: ## The smoke script against the compose stack's published port (GATEWAY_PORT, default 8080)
+	@scripts/smoke.sh http://127.0.0.1:$${GATEWAY_PORT:-8080}
+
+.PHONY: compose-faults
+compose-faults: ## The fault scenarios under a bank workload against the compose stack (scripts/compose-faults.sh)
+	@scripts/compose-faults.sh
+
+.PHONY: compose-ci
+compose-ci: ## CI's compose stage: images, down -v, up --wait, smoke, README examples, fault scenarios, down -v
+	@scripts/compose-ci.sh
 
 .PHONY: clean
 clean: ## Remove bin/

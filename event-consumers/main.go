@@ -111,7 +111,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			return err
 		}
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits)
+	pool, err := db.Open(ctx, cfg.DatabaseURL, "event-consumers", cfg.DatabaseRole, 16, pgtrace.Pool, asyncCommits, deadPeerTimeouts)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/upi_bench?sslmode=disable}
 BENCHTIME=${BENCHTIME:-3s}
 BENCH=${BENCH:-.}
-baseline=../shared/bench/pgbench-baseline.sh
+baseline=scripts/pgbench-baseline.sh
 read -r -a modules <<<"${BENCH_MODULES:-shared command-service event-consumers query-service api-gateway}"
 # module:benchmark of the benchmarks that run once (-benchtime=1x).
 once=(event-consumers:BenchmarkPayments)

@@ -45,13 +45,14 @@ type Client struct {
 func NewClient(reg prometheus.Registerer, auth func(http.RoundTripper) http.RoundTripper) *Client {
 	transport := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	spread := newSpreadDialer(&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second})
+	transport.DialContext, spread.closeIdle = spread.DialContext, transport.CloseIdleConnections
 	var rt http.RoundTripper = transport
 	if auth != nil {
 		rt = auth(transport)

@@ -1,0 +1,77 @@
+package downstream
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// spreadDialer dials a service name that resolves to several addresses (its replicas: Docker's DNS
+// answers every running container of a scaled compose service) starting at the next address in turn, so
+// that the transport's connections, and so its calls, are spread over the replicas. An address that does
+// not answer within perAddress is passed over for the next one: a replica that is gone costs one short
+// wait, not the call. A name with one address dials as before.
+//
+// Connections are kept alive, so a replica added later (or back from a crash) would get none while the
+// pool has enough: once a name has answered with several addresses, closeIdle (the transport's
+// CloseIdleConnections) is called every rebalance, and the connections made again are spread anew.
+type spreadDialer struct {
+	dialer     *net.Dialer
+	lookupHost func(ctx context.Context, host string) ([]string, error)
+	perAddress time.Duration
+	next       atomic.Uint64
+
+	closeIdle func()
+	rebalance time.Duration
+	started   atomic.Bool
+}
+
+// rebalanceLoop runs for the life of the process: the gateway has one client.
+func (s *spreadDialer) rebalanceLoop() {
+	t := time.NewTicker(s.rebalance)
+	defer t.Stop()
+	for range t.C {
+		s.closeIdle()
+	}
+}
+
+func newSpreadDialer(d *net.Dialer) *spreadDialer {
+	return &spreadDialer{dialer: d, lookupHost: net.DefaultResolver.LookupHost, perAddress: 500 * time.Millisecond,
+		rebalance: 10 * time.Second}
+}
+
+func (s *spreadDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil || net.ParseIP(host) != nil {
+		return s.dialer.DialContext(ctx, network, address)
+	}
+	ips, err := s.lookupHost(ctx, host)
+	if err != nil || len(ips) < 2 {
+		return s.dialer.DialContext(ctx, network, address)
+	}
+	if s.closeIdle != nil && s.started.CompareAndSwap(false, true) {
+		go s.rebalanceLoop()
+	}
+	start := int(s.next.Add(1) % uint64(len(ips)))
+	var errs []error
+	for i := range ips {
+		ip := ips[(start+i)%len(ips)]
+		actx, cancel := context.WithTimeout(ctx, s.perAddress)
+		if i == len(ips)-1 {
+			cancel()
+			actx, cancel = ctx, func() {}
+		}
+		conn, err := s.dialer.DialContext(actx, network, net.JoinHostPort(ip, port))
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}

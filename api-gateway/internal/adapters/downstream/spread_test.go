@@ -1,0 +1,89 @@
+package downstream
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A name with several addresses (a scaled service) is dialled at each address in turn, and an address
+// where nothing listens is passed over.
+func TestSpreadDialerTakesTheAddressesInTurn(t *testing.T) {
+	first, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	port := first.Addr().(*net.TCPAddr).Port
+	second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(port)))
+	if err != nil {
+		t.Skipf("no second loopback address here: %v", err)
+	}
+	defer second.Close()
+
+	var mu sync.Mutex
+	accepted := map[string]int{}
+	for _, l := range []net.Listener{first, second} {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				accepted[l.Addr().String()]++
+				mu.Unlock()
+				c.Close()
+			}
+		}()
+	}
+
+	d := newSpreadDialer(&net.Dialer{Timeout: time.Second})
+	// 127.0.0.3 has no listener on the port: refused at once, and the next address is dialled instead.
+	d.lookupHost = func(context.Context, string) ([]string, error) {
+		return []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, nil
+	}
+	for range 12 {
+		c, err := d.DialContext(context.Background(), "tcp", net.JoinHostPort("command-service", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		c.Close()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		mu.Lock()
+		a, b := accepted[first.Addr().String()], accepted[second.Addr().String()]
+		mu.Unlock()
+		if a+b == 12 || time.Now().After(deadline) {
+			if a < 4 || b < 4 {
+				t.Fatalf("connections were not spread: %d to the first address, %d to the second", a, b)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A name with one address, or an address given as an IP, is dialled as the plain dialer would.
+func TestSpreadDialerOneAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d := newSpreadDialer(&net.Dialer{Timeout: time.Second})
+	c, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, err = d.DialContext(context.Background(), "tcp", net.JoinHostPort("localhost", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}

@@ -1,0 +1,3 @@
+module upi/deploy/bankload
+
+go 1.26.0
