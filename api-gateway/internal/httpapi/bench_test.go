@@ -130,14 +130,14 @@ func load(b *testing.B, client *http.Client, baseline float64, next func(i int64
 	}
 }
 
-// pgbenchBaseline runs ../shared/bench/pgbench-baseline.sh (relative to the repository) on dbURL and
+// pgbenchBaseline runs scripts/pgbench-baseline.sh on dbURL and
 // returns its tps, or 0 (with a note) where the script or pgbench is missing.
 func pgbenchBaseline(b *testing.B, dbURL string) float64 {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
-	script := filepath.Join(root, "..", "shared", "bench", "pgbench-baseline.sh")
+	script := filepath.Join(root, "scripts", "pgbench-baseline.sh")
 	if _, err := os.Stat(script); err != nil {
 		b.Logf("no pgbench baseline (%v); figures are reported without a ratio", err)
 		return 0
