@@ -63,26 +63,28 @@ func (c Config) Development() bool { return c.Mode == secrets.Development }
 // *_FILE too) and checks no secret: the ledger check only reads, serves nothing and holds no key, so a
 // local database whose login has no password may be checked in any mode.
 func LoadForVerify() (Config, error) {
+	cfg, _, err := parse()
+	return cfg, err
+}
+
+// parse reads the environment (secrets from *_FILE too) into a Config, unchecked.
+func parse() (Config, map[string]string, error) {
 	environ, err := secrets.Environ()
 	if err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return cfg, nil, fmt.Errorf("config: %w", err)
 	}
-	return cfg, nil
+	return cfg, environ, nil
 }
 
 // Load parses and validates the environment.
 func Load() (Config, error) {
-	environ, err := secrets.Environ()
+	cfg, environ, err := parse()
 	if err != nil {
-		return Config{}, err
-	}
-	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: environ})
-	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return cfg, err
 	}
 	if cfg.Mode, err = secrets.Mode(environ); err != nil {
 		return cfg, err
