@@ -26,6 +26,12 @@ func Open(ctx context.Context, url, application, role string, maxConns int32, co
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	// A server that is gone (a restarting container's address answers nothing) must fail a connect in
+	// seconds, not the minutes TCP would wait: the services answer 503 well before the gateway's deadline.
+	// A connect_timeout in the URL wins.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
 	rp := cfg.ConnConfig.RuntimeParams
 	rp["application_name"] = application
 	if _, ok := rp["idle_in_transaction_session_timeout"]; !ok {
@@ -54,6 +60,9 @@ func Open(ctx context.Context, url, application, role string, maxConns int32, co
 	}
 	return pool, nil
 }
+
+// ConnectTimeout bounds a new connection's dial and start-up, unless DATABASE_URL sets connect_timeout.
+const ConnectTimeout = 2 * time.Second
 
 // SetRole is a pgconn AfterConnect hook that switches a new connection to role. The login must be a
 // member of role; when it is not, connecting fails with PostgreSQL's "permission denied to set role".
