@@ -213,26 +213,26 @@ scenario_replicas() {
   # The gateway's calls, counted by each replica over 15 s of load, before any replica is killed.
   sleep 5
   local ip i spread=yes shares=()
-  for ip in "${cs[@]}"; do c0+=("$(metric "$ip" 8081 http_requests_total)"); done
-  for ip in "${qs[@]}"; do q0+=("$(metric "$ip" 8082 http_requests_total)"); done
+  for ip in "${cs[@]}"; do c0+=("$(metric "$ip" 8091 http_requests_total)"); done
+  for ip in "${qs[@]}"; do q0+=("$(metric "$ip" 8092 http_requests_total)"); done
   sleep 15
   for i in 0 1; do
-    local dc_=$(($(metric "${cs[$i]}" 8081 http_requests_total) - ${c0[$i]}))
-    local dq_=$(($(metric "${qs[$i]}" 8082 http_requests_total) - ${q0[$i]}))
+    local dc_=$(($(metric "${cs[$i]}" 8091 http_requests_total) - ${c0[$i]}))
+    local dq_=$(($(metric "${qs[$i]}" 8092 http_requests_total) - ${q0[$i]}))
     shares+=("command#$((i + 1))=$dc_ query#$((i + 1))=$dq_")
     ((dc_ >= 20 && dq_ >= 5)) || spread=no
   done
   echo "  requests served in 15 s by each replica: ${shares[*]}"
   # The consumer replica that holds the worker locks, and the one standing by.
   local holder=1 standby=2 total
-  (($(metric "${ec[1]}" 8083 'consumer_active') > $(metric "${ec[0]}" 8083 'consumer_active'))) && { holder=2; standby=1; }
-  total=$(metric "${ec[$((holder - 1))]}" 8083 'consumer_active')
+  (($(metric "${ec[1]}" 8093 'consumer_active') > $(metric "${ec[0]}" 8093 'consumer_active'))) && { holder=2; standby=1; }
+  total=$(metric "${ec[$((holder - 1))]}" 8093 'consumer_active')
   log "replicas: event-consumers #$holder holds $total consumers; SIGKILL to it"
   local t0 took=never
   t0=$(date +%s.%N)
   sigkill event-consumers "$holder"
   for _ in $(seq 200); do
-    if (($(metric "${ec[$((standby - 1))]}" 8083 'consumer_active') >= total && total > 0)); then
+    if (($(metric "${ec[$((standby - 1))]}" 8093 'consumer_active') >= total && total > 0)); then
       took=$(since "$t0"); break
     fi
     sleep 0.1
@@ -244,8 +244,8 @@ scenario_replicas() {
   healthy_after event-consumers "$(date +%s)" >/dev/null
   # A network cut instead of a kill: the standby takes over once PostgreSQL drops the cut session.
   holder=1; standby=2
-  (($(metric "${ec[1]}" 8083 'consumer_active') > $(metric "${ec[0]}" 8083 'consumer_active'))) && { holder=2; standby=1; }
-  total=$(metric "${ec[$((holder - 1))]}" 8083 'consumer_active')
+  (($(metric "${ec[1]}" 8093 'consumer_active') > $(metric "${ec[0]}" 8093 'consumer_active'))) && { holder=2; standby=1; }
+  total=$(metric "${ec[$((holder - 1))]}" 8093 'consumer_active')
   local net id took_cut=never
   net="$(project)_default"
   id=$(containers event-consumers | sed -n "${holder}p")
@@ -253,7 +253,7 @@ scenario_replicas() {
   t0=$(date +%s.%N)
   docker network disconnect "$net" "$id"
   for _ in $(seq 300); do
-    if (($(metric "${ec[$((standby - 1))]}" 8083 'consumer_active') >= total && total > 0)); then
+    if (($(metric "${ec[$((standby - 1))]}" 8093 'consumer_active') >= total && total > 0)); then
       took_cut=$(since "$t0"); break
     fi
     sleep 0.1
