@@ -1,4 +1,4 @@
--- Least privilege (design.md, "Least privilege and outages"): one NOLOGIN role per service, which each
+-- Least privilege (docs/deployment.md, "Database roles and logins"): one NOLOGIN role per service, which each
 -- service SET ROLEs to on every connection, whatever login DATABASE_URL names (that login must be a member
 -- of the role). The migration owner keeps the event log: no service role may UPDATE, DELETE or TRUNCATE
 -- events, nor alter it (so none can disable its append-only triggers either).
