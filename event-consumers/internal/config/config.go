@@ -40,6 +40,10 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+	// RELAY_ONLY runs the relay and nothing else: the process that alone sits on both the services'
+	// network and the feed's (docker-compose.yml, "feed-relay"), while another runs the rest with
+	// RELAY_ENABLED=false.
+	RelayOnly bool `env:"RELAY_ONLY" envDefault:"false"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
