@@ -92,25 +92,50 @@ var urlAttributes = map[attribute.Key]bool{
 	"url.full": true, "url.path": true, "url.query": true, "http.url": true, "http.target": true,
 }
 
-// redactSpans redacts the URL attributes of every span as it starts (the HTTP instrumentation sets them
-// then); the route template (http.route) and the span names (the method, or method and route) name no one.
-type redactSpans struct{}
+// redactingExporter redacts the URL attributes of every span as it is exported: the HTTP instrumentation
+// sets them at the start of a server span and after the start of a client span, so the last moment is the
+// one place that sees them all. The route template (http.route) and the span names (the method, or method
+// and route) name no one.
+type redactingExporter struct{ sdktrace.SpanExporter }
 
-func (redactSpans) OnStart(_ context.Context, s sdktrace.ReadWriteSpan) {
-	if personalData.Load() {
-		return
-	}
-	for _, kv := range s.Attributes() {
-		if urlAttributes[kv.Key] && kv.Value.Type() == attribute.STRING {
-			if v := kv.Value.AsString(); v != "" {
-				if r := Redact(v); r != v {
-					s.SetAttributes(attribute.String(string(kv.Key), r))
-				}
+func (e redactingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	if !personalData.Load() {
+		for i, s := range spans {
+			if attrs, changed := redactAttributes(s.Attributes()); changed {
+				spans[i] = redactedSpan{ReadOnlySpan: s, attrs: attrs}
 			}
 		}
 	}
+	return e.SpanExporter.ExportSpans(ctx, spans)
 }
 
-func (redactSpans) OnEnd(sdktrace.ReadOnlySpan)      {}
-func (redactSpans) Shutdown(context.Context) error   { return nil }
-func (redactSpans) ForceFlush(context.Context) error { return nil }
+// redactAttributes returns attrs with their URL attributes redacted, and whether any changed.
+func redactAttributes(attrs []attribute.KeyValue) ([]attribute.KeyValue, bool) {
+	var out []attribute.KeyValue
+	for i, kv := range attrs {
+		if !urlAttributes[kv.Key] || kv.Value.Type() != attribute.STRING {
+			continue
+		}
+		v := kv.Value.AsString()
+		r := Redact(v)
+		if r == v {
+			continue
+		}
+		if out == nil {
+			out = append([]attribute.KeyValue(nil), attrs...)
+		}
+		out[i] = attribute.String(string(kv.Key), r)
+	}
+	if out == nil {
+		return attrs, false
+	}
+	return out, true
+}
+
+// redactedSpan is a span with its attributes replaced.
+type redactedSpan struct {
+	sdktrace.ReadOnlySpan
+	attrs []attribute.KeyValue
+}
+
+func (s redactedSpan) Attributes() []attribute.KeyValue { return s.attrs }
