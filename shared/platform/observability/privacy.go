@@ -25,9 +25,10 @@ func SetPersonalData(on bool) { personalData.Store(on) }
 func PersonalData() bool { return personalData.Load() }
 
 var (
-	// vpaPattern is a VPA (name@handle) as it appears in a path, an error or a message; an email address
-	// looks the same and is redacted too.
-	vpaPattern = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9][A-Za-z0-9.-]*`)
+	// vpaPattern is a VPA (name@handle; a handle is letters and digits) as it appears in a path, an error
+	// or a message, with what follows its handle: "user@host.domain" or "user@127.0.0.1:5432" (a URL's
+	// user and host) is no VPA, and is kept (isVPA).
+	vpaPattern = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9]+([.:][A-Za-z0-9])?`)
 	// rrnPattern is a 12-digit reference (an RRN) standing alone.
 	rrnPattern = regexp.MustCompile(`\b[0-9]{12}\b`)
 )
@@ -45,7 +46,12 @@ func Redact(s string) string {
 		return s
 	}
 	if strings.IndexByte(s, '@') >= 0 {
-		s = vpaPattern.ReplaceAllLiteralString(s, RedactedVPA)
+		s = vpaPattern.ReplaceAllStringFunc(s, func(m string) string {
+			if at := strings.LastIndexAny(m, ".:"); at > strings.IndexByte(m, '@') {
+				return m // a host (a database URL's user@host:port, an address user@host.domain), not a VPA
+			}
+			return RedactedVPA
+		})
 	}
 	if hasDigitRun(s, 12) {
 		s = rrnPattern.ReplaceAllLiteralString(s, RedactedRRN)
