@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -241,6 +242,68 @@ func TestErasureLeavesNoTraceOfThePerson(t *testing.T) {
 	}
 	if sealed < 4 {
 		t.Errorf("the feed carried %d sealed fields, want the opening, the notes and the reason sealed", sealed)
+	}
+
+	// The erasure wins races: an empty account paid concurrently while it is erased. Either the erasure
+	// comes first, and every payment to it fails with its debit reversed (the account stays empty and
+	// closed), or a payment credits it first, and the erasure is refused for its balance. Never a credit
+	// into an erased account.
+	racer := "race." + run + "@okbank"
+	must(a, 201, "/v1/accounts", "open-racer", map[string]any{"vpa": racer, "holder_name": "Racer", "type": "ENTITY", "mcc": "5411"})
+	const racing = 12
+	payments := make(chan string, racing)
+	erased := make(chan int, 1)
+	var erasedAt string
+	var wg sync.WaitGroup
+	for i := range racing {
+		wg.Go(func() {
+			st, out := a.post(ctx, t, "/v1/payments", fmt.Sprintf("race-%d", i), map[string]any{"payer_vpa": other, "payee_vpa": racer, "amount_paise": 10})
+			var m map[string]any
+			if st != 202 || json.Unmarshal(out, &m) != nil {
+				t.Errorf("racing payment: %d %s", st, out)
+				return
+			}
+			payments <- m["payment_id"].(string)
+		})
+	}
+	wg.Go(func() {
+		st, out := ops.post(ctx, t, "/v1/ops/erasures", "erase-racer", map[string]any{"vpa": racer})
+		if st != 200 && !(st == 422 && strings.Contains(string(out), "ACCOUNT_NOT_EMPTY")) {
+			t.Errorf("racing erasure: %d %s", st, out)
+		}
+		var m map[string]any
+		if st == 200 && json.Unmarshal(out, &m) == nil {
+			erasedAt, _ = m["position"].(string)
+		}
+		erased <- st
+	})
+	wg.Wait()
+	close(payments)
+	completed := 0
+	for id := range payments {
+		p := settled(a, "/v1/payments/"+id)
+		switch {
+		case p["status"] == "COMPLETED":
+			completed++
+		case p["failure_code"] != "PAYEE_UNAVAILABLE":
+			t.Errorf("racing payment %s: %v", id, p)
+		}
+	}
+	raced := <-erased
+	// The account as of the erasure, or, when it was refused, as of now (only its status matters then).
+	racerPath := "/v1/accounts/" + racer
+	if erasedAt != "" {
+		racerPath += "?min_position=" + url.QueryEscape(erasedAt)
+	}
+	st, out = get(a, racerPath)
+	var racerAcct map[string]any
+	_ = json.Unmarshal(out, &racerAcct)
+	t.Logf("race: erasure %d, %d of %d payments completed, account %v", raced, completed, racing, racerAcct)
+	switch {
+	case raced == 200 && (completed > 0 || racerAcct["status"] != "CLOSED" || racerAcct["balance_paise"] != 0.0):
+		t.Errorf("erased, yet %d payments completed; the account reads %d %s", completed, st, out)
+	case raced == 422 && completed == 0:
+		t.Errorf("the erasure was refused for a balance no payment gave")
 	}
 
 	// The books still hold: the ledger check through the gateway, and bin/event-consumers verify.
