@@ -22,27 +22,32 @@ type Querier interface {
 // Keys reads the keys of subjects from subject_keys, one query: an erased subject, or one that never had a
 // key, is absent from the answer. It caches nothing, so an erasure is seen by the very next read.
 func Keys(ctx context.Context, q Querier, subjects ...string) (map[string][]byte, error) {
-	out := make(map[string][]byte, len(subjects))
 	if len(subjects) == 0 {
-		return out, nil
+		return map[string][]byte{}, nil
 	}
-	rows, err := q.Query(ctx, `select subject, key from subject_keys where subject = any($1) and key is not null`, subjects)
+	out, err := scanKeys(q.Query(ctx, `select subject, key from subject_keys where subject = any($1) and key is not null`, subjects))
 	if err != nil {
 		return nil, fmt.Errorf("read subject keys: %w", err)
 	}
+	return out, nil
+}
+
+// scanKeys reads (subject, key) rows.
+func scanKeys(rows pgx.Rows, err error) (map[string][]byte, error) {
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
+	out := map[string][]byte{}
 	for rows.Next() {
 		var s string
 		var k []byte
 		if err := rows.Scan(&s, &k); err != nil {
-			return nil, fmt.Errorf("read subject keys: %w", err)
+			return nil, err
 		}
 		out[s] = k
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read subject keys: %w", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Keyring is the command service's access to the keys: it makes a subject's key the first time one is
@@ -86,13 +91,34 @@ func (k *Keyring) Ensure(ctx context.Context, subjects ...string) (map[string][]
 			return nil, fmt.Errorf("make subject key: %w", err)
 		}
 	}
-	if _, err := k.q.Exec(ctx, `insert into subject_keys (subject, key)
-		select * from unnest($1::varchar[], $2::bytea[]) on conflict (subject) do nothing`, missing, fresh); err != nil {
+	// One round trip: the keys this statement made, and those that existed before it. A key another
+	// transaction made meanwhile is in neither (this statement's snapshot predates it): it is read again.
+	found, err := scanKeys(k.q.Query(ctx, `
+		with made as (
+			insert into subject_keys (subject, key) select * from unnest($1::varchar[], $2::bytea[])
+			on conflict (subject) do nothing
+			returning subject, key)
+		select subject, key from made
+		union all
+		select subject, key from subject_keys
+		where subject = any($1) and key is not null and subject not in (select subject from made)`, missing, fresh))
+	if err != nil {
 		return nil, fmt.Errorf("make subject keys: %w", err)
 	}
-	found, err := Keys(ctx, k.q, missing...)
-	if err != nil {
-		return nil, err
+	if len(found) < len(missing) {
+		var again []string
+		for _, s := range missing {
+			if _, ok := found[s]; !ok {
+				again = append(again, s)
+			}
+		}
+		more, err := Keys(ctx, k.q, again...)
+		if err != nil {
+			return nil, err
+		}
+		for s, key := range more {
+			found[s] = key
+		}
 	}
 	for s, key := range found {
 		k.cache.Add(s, key)
