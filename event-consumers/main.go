@@ -118,7 +118,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	defer pool.Close()
 
 	// Every projection, in the order `rebuild all` rebuilds them.
-	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, projections.Merchant{}}
 	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
 
 	reg := observability.Registry()

@@ -48,6 +48,8 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/collect-requests", s.command(s.requestCollect()))
 	v1.Post("/collect-requests/{collect_id}/approve", s.command(answerCollect()))
 	v1.Post("/collect-requests/{collect_id}/decline", s.command(answerCollect()))
+	// QR codes and mandates (merchant.go).
+	s.merchantCommands(v1)
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -61,6 +63,7 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/withdrawals/{withdrawal_id}", s.getWithdrawal)
 		r.Get("/collect-requests/{collect_id}", s.getCollect)
 		r.Get("/accounts/{vpa}/collect-requests", s.listCollects)
+		s.merchantReads(r)
 		// Operators only (the guard refuses a client's key under /v1/ops/).
 		r.Get("/ops/ledger-check", s.ledgerCheck)
 		r.Get("/ops/settlement-accounts", s.settlementAccounts)

@@ -112,6 +112,15 @@ var knownErrors = []knownError{
 	// An hour's RRNs and the borrowing window are used up: the command was not executed; later it will be.
 	{app.ErrRRNSpaceExhausted, http.StatusServiceUnavailable, problem.CodeDependencyUnavailable,
 		"no RRN can be given now; retrying with the same Idempotency-Key later is safe"},
+	// QR codes and payments by intent.
+	{app.ErrIntentPayeeNotFound, http.StatusNotFound, problem.CodeVPANotFound, "the intent's pa names no account"},
+	{domain.ErrQRNotFound, http.StatusNotFound, problem.CodeQRNotFound, "the payee has no QR code with the intent's tr"},
+	{domain.ErrQRPaid, http.StatusConflict, problem.CodeQRAlreadyPaid, "the QR code was already paid"},
+	{domain.ErrQRExpired, http.StatusUnprocessableEntity, problem.CodeQRExpired, "the QR code has expired"},
+	{domain.ErrQRAmountMismatch, http.StatusUnprocessableEntity, problem.CodeQRAmountMismatch, ""},
+	{domain.ErrQRRefTaken, http.StatusConflict, problem.CodeQRReferenceExists,
+		"the payee already has a QR code with this merchant_reference"},
+	{domain.ErrQRNotAllowed, http.StatusUnprocessableEntity, problem.CodeQRNotAllowed, "only an ENTITY account has QR codes"},
 	{domain.ErrBalanceLimit, http.StatusUnprocessableEntity, problem.CodeValidation,
 		"the amount would take the balance beyond what an account can hold"},
 }

@@ -52,6 +52,17 @@ const (
 	CodeOverloaded               = "OVERLOADED"
 	CodeUpstreamTimeout          = "UPSTREAM_TIMEOUT"
 	CodeInternal                 = "INTERNAL"
+
+	// QR codes and payments by intent.
+	CodeQRNotFound        = "QR_NOT_FOUND"
+	CodeQRAlreadyPaid     = "QR_ALREADY_PAID"
+	CodeQRExpired         = "QR_EXPIRED"
+	CodeQRAmountMismatch  = "QR_AMOUNT_MISMATCH"
+	CodeQRReferenceExists = "QR_REFERENCE_EXISTS"
+	CodeQRNotAllowed      = "QR_NOT_ALLOWED"
+
+	// Mandates.
+	CodeMandateNotFound = "MANDATE_NOT_FOUND"
 )
 
 // FieldError names one invalid field of a request.

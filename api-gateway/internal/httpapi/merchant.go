@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"upi/shared/contract"
+	"upi/shared/contract/problem"
+)
+
+// merchantCommands mounts the commands of QR codes and mandates on v1; merchantReads their reads on the
+// rate-limited group.
+func (s *server) merchantCommands(v1 chi.Router) {
+	v1.Post("/qr-codes", s.command(s.createQR()))
+}
+
+func (s *server) merchantReads(r chi.Router) {
+	r.Get("/qr-codes/{qr_id}", s.getQR)
+	r.Get("/accounts/{vpa}/qr", s.getStaticQR)
+}
+
+func (s *server) createQR() validator {
+	return body(func(req *contract.QRRequest, _ *http.Request) *problem.Problem {
+		_, p := req.Validate(s.Limits)
+		return p
+	})
+}
+
+func (s *server) getQR(w http.ResponseWriter, r *http.Request) {
+	if _, err := uuid.Parse(chi.URLParam(r, "qr_id")); err != nil {
+		s.fail(w, r, problem.New(http.StatusNotFound, problem.CodeQRNotFound, "no such QR code"))
+		return
+	}
+	s.qrRead(w, r, nil)
+}
+
+func (s *server) getStaticQR(w http.ResponseWriter, r *http.Request) {
+	s.qrRead(w, r, checkVPA(r))
+}
+
+// qrPixels is the size of a QR code's PNG.
+const qrPixels = 512
+
+// qrRead relays a QR read as JSON, or, when the client accepts image/png, as the PNG of the QR code
+// carrying the answer's intent link (made here, at the edge: the QR is only a picture of the link).
+func (s *server) qrRead(w http.ResponseWriter, r *http.Request, pathErrs []problem.FieldError) {
+	if !acceptsPNG(r.Header.Get("Accept")) {
+		s.query(w, r, pathErrs, queryParams{})
+		return
+	}
+	buf := &bufferedResponse{header: http.Header{}}
+	s.query(buf, r, pathErrs, queryParams{})
+	var qr contract.QR
+	if buf.status != http.StatusOK || json.Unmarshal(buf.body.Bytes(), &qr) != nil || qr.Intent == "" {
+		buf.copyTo(w)
+		return
+	}
+	png, err := qrcode.Encode(qr.Intent, qrcode.Medium, qrPixels)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for k, v := range buf.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(png)
+}
+
+// acceptsPNG reports whether an Accept header names image/png (or image/*) before any JSON type.
+func acceptsPNG(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil || params["q"] == "0" {
+			continue
+		}
+		switch mt {
+		case "image/png", "image/*":
+			return true
+		case "application/json", "application/problem+json":
+			return false
+		}
+	}
+	return false
+}
+
+// bufferedResponse holds an answer so that it can be turned into another before it is sent.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
