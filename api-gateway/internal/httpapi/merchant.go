@@ -3,6 +3,8 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -11,19 +13,102 @@ import (
 	"github.com/google/uuid"
 	qrcode "github.com/skip2/go-qrcode"
 
+	"upi/api-gateway/internal/app"
+
 	"upi/shared/contract"
 	"upi/shared/contract/problem"
+	"upi/shared/platform/httpjson"
 )
 
 // merchantCommands mounts the commands of QR codes and mandates on v1; merchantReads their reads on the
 // rate-limited group.
 func (s *server) merchantCommands(v1 chi.Router) {
 	v1.Post("/qr-codes", s.command(s.createQR()))
+	v1.Post("/mandates", s.command(s.requestMandate()))
+	for _, action := range []string{"approve", "decline", "pause", "resume", "revoke"} {
+		v1.Post("/mandates/{mandate_id}/"+action, s.command(noBody("mandate_id", problem.CodeMandateNotFound, "no such mandate")))
+	}
+	v1.Post("/mandates/{mandate_id}/notifications", s.command(s.notifyDebit()))
+	v1.Post("/mandates/{mandate_id}/notifications/{notification_id}/approve",
+		s.command(noBody("mandate_id", problem.CodeMandateNotFound, "no such mandate")))
+}
+
+// mandateFingerprint is a mandate request as the fingerprint sees it (strings and integers only).
+type mandateFingerprint struct {
+	PayerVPA    string `json:"payer_vpa"`
+	PayeeVPA    string `json:"payee_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	AmountRule  string `json:"amount_rule"`
+	Frequency   string `json:"frequency"`
+	ValidFrom   string `json:"valid_from"`
+	ValidUntil  string `json:"valid_until"`
+	Revocable   string `json:"revocable"`
+	Purpose     string `json:"purpose"`
+	ExpiresIn   int64  `json:"expires_in_seconds"`
+}
+
+func (s *server) requestMandate() validator {
+	fp := app.NewFingerprinter[mandateFingerprint]()
+	return func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
+		var req contract.MandateRequestBody
+		if p := httpjson.Decode(w, r, &req); p != nil {
+			return "", p
+		}
+		if _, p := req.Validate(s.Limits); p != nil {
+			return "", p
+		}
+		revocable := ""
+		if req.Revocable != nil {
+			revocable = fmt.Sprint(*req.Revocable)
+		}
+		return fp.Of(&mandateFingerprint{req.PayerVPA, req.PayeeVPA, req.AmountPaise, req.AmountRule, req.Frequency,
+			req.ValidFrom, req.ValidUntil, revocable, req.Purpose, req.ExpiresInSeconds}), nil
+	}
+}
+
+func (s *server) notifyDebit() validator {
+	return body(func(req *contract.MandateNotifyBody, r *http.Request) *problem.Problem {
+		_, p := req.Validate(chi.URLParam(r, "mandate_id"), s.Limits)
+		return p
+	})
+}
+
+// noBody is the validator of a decision on the resource whose id is the path parameter param: no body
+// (or an empty object), an id that is a UUID (else 404 code).
+func noBody(param, code, detail string) validator {
+	empty := app.NewFingerprinter[struct{}]().Of(&struct{}{})
+	return func(w http.ResponseWriter, r *http.Request) (string, *problem.Problem) {
+		if _, err := uuid.Parse(chi.URLParam(r, param)); err != nil {
+			return "", problem.New(http.StatusNotFound, code, detail)
+		}
+		raw, err := io.ReadAll(io.LimitReader(r.Body, contract.MaxBodyBytes+1))
+		if err != nil {
+			return "", problem.New(http.StatusBadRequest, problem.CodeMalformedJSON, "the body could not be read")
+		}
+		if len(bytes.TrimSpace(raw)) > 0 {
+			var req struct{}
+			r.Body = io.NopCloser(bytes.NewReader(raw))
+			if p := httpjson.Decode(w, r, &req); p != nil {
+				return "", p
+			}
+		}
+		return empty, nil
+	}
 }
 
 func (s *server) merchantReads(r chi.Router) {
 	r.Get("/qr-codes/{qr_id}", s.getQR)
 	r.Get("/accounts/{vpa}/qr", s.getStaticQR)
+	r.Get("/mandates/{mandate_id}", s.getMandate)
+	r.Get("/mandates/{mandate_id}/events", s.getMandate)
+}
+
+func (s *server) getMandate(w http.ResponseWriter, r *http.Request) {
+	if _, err := uuid.Parse(chi.URLParam(r, "mandate_id")); err != nil {
+		s.fail(w, r, problem.New(http.StatusNotFound, problem.CodeMandateNotFound, "no such mandate"))
+		return
+	}
+	s.query(w, r, nil, queryParams{})
 }
 
 func (s *server) createQR() validator {

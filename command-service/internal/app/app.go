@@ -50,6 +50,8 @@ type Service struct {
 	rrns *RRNs
 	// money is how money enters and leaves: the deposit cap and the banks' settlement shards.
 	money MoneyTerms
+	// mandates are the rules of mandates' debits (nil: domain.DefaultMandateRules; see mandates.go).
+	mandates *MandateSettings
 }
 
 // MoneyTerms are the rules of money entering and leaving the system.

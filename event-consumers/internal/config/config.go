@@ -4,6 +4,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -40,6 +41,8 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+	// MandateTimerEvery is how often the mandates' timer looks for due steps (its precision).
+	MandateTimerEvery time.Duration `env:"MANDATE_TIMER_EVERY" envDefault:"1s"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV

@@ -39,6 +39,50 @@ type MerchantReader interface {
 	QR(ctx context.Context, id uuid.UUID) (QRRow, bool, eventstore.Position, error)
 	Merchant(ctx context.Context, vpa string) (Merchant, bool, eventstore.Position, error)
 	PaymentsByReference(ctx context.Context, ref string) ([]Payment, eventstore.Position, error)
+	Mandate(ctx context.Context, id uuid.UUID) (MandateRow, bool, eventstore.Position, error)
+	MandateEvents(ctx context.Context, id uuid.UUID) ([]contract.PaymentEvent, error)
+}
+
+// MandateRow is a mandate with the owners who may see it: its payer's and its payee's.
+type MandateRow struct {
+	contract.Mandate
+	PayerOwner, PayeeOwner string
+}
+
+func (m MandateRow) visibleTo(client string) bool {
+	return client != "" && (client == m.PayerOwner || client == m.PayeeOwner)
+}
+
+// Mandate returns a mandate, with its debits, visible to the owners of its payer and payee.
+func (q *Queries) Mandate(ctx context.Context, client string, id uuid.UUID, c Consistency) (contract.Mandate, Freshness, error) {
+	q.await(ctx, projection.Merchant, c)
+	m, found, cp, err := q.merchantReader().Mandate(ctx, id)
+	f := freshness(cp, c)
+	if err != nil {
+		return contract.Mandate{}, f, err
+	}
+	if !found || !m.visibleTo(client) {
+		return contract.Mandate{}, f, ErrMandateNotFound
+	}
+	return m.Mandate, f, nil
+}
+
+// MandateEvents is a mandate's audit trail, oldest first, for the owners of its payer and payee.
+func (q *Queries) MandateEvents(ctx context.Context, client string, id uuid.UUID, c Consistency) (contract.PaymentEventPage, Freshness, error) {
+	q.await(ctx, projection.Merchant, c)
+	m, found, cp, err := q.merchantReader().Mandate(ctx, id)
+	f := freshness(cp, c)
+	if err != nil {
+		return contract.PaymentEventPage{}, f, err
+	}
+	if !found || !m.visibleTo(client) {
+		return contract.PaymentEventPage{}, f, ErrMandateNotFound
+	}
+	items, err := q.merchantReader().MandateEvents(ctx, id)
+	if items == nil {
+		items = []contract.PaymentEvent{}
+	}
+	return contract.PaymentEventPage{Items: items}, f, err
 }
 
 func (q *Queries) merchantReader() MerchantReader { return q.reader.(MerchantReader) }

@@ -17,6 +17,41 @@ import (
 func merchantRoutes(r chi.Router, h *Handler) {
 	r.Get("/qr-codes/{id}", h.qr)
 	r.Get("/accounts/{vpa}/qr", h.staticQR)
+	r.Get("/mandates/{id}", h.mandate)
+	r.Get("/mandates/{id}/events", h.mandateEvents)
+}
+
+// mandateRequest is the mandate named in the path and the consistency asked for.
+func mandateRequest(w http.ResponseWriter, h *Handler, r *http.Request) (uuid.UUID, app.Consistency, bool) {
+	c, errs := consistency(r)
+	if len(errs) > 0 {
+		problem.Write(w, problem.Validation(errs...))
+		return uuid.Nil, c, false
+	}
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		h.merchantFail(w, r, app.ErrMandateNotFound)
+		return uuid.Nil, c, false
+	}
+	return id, c, true
+}
+
+func (h *Handler) mandate(w http.ResponseWriter, r *http.Request) {
+	id, c, ok := mandateRequest(w, h, r)
+	if !ok {
+		return
+	}
+	m, f, err := h.q.Mandate(r.Context(), client(r), id, c)
+	h.merchantRespond(w, r, f, m, err)
+}
+
+func (h *Handler) mandateEvents(w http.ResponseWriter, r *http.Request) {
+	id, c, ok := mandateRequest(w, h, r)
+	if !ok {
+		return
+	}
+	page, f, err := h.q.MandateEvents(r.Context(), client(r), id, c)
+	h.merchantRespond(w, r, f, page, err)
 }
 
 func (h *Handler) qr(w http.ResponseWriter, r *http.Request) {
