@@ -109,6 +109,9 @@ func TestE2EMandates(t *testing.T) {
 	if a := mandateOf(t, act(alphaKey, m1.MandateID, "approve", "a-1"), http.StatusOK); a.Status != "ACTIVE" {
 		t.Fatalf("approved %+v", a)
 	}
+	if a := mandateOf(t, act(alphaKey, m1.MandateID, "approve", "a-again"), http.StatusOK); a.Status != "ACTIVE" || a.Position == "" {
+		t.Fatalf("approved again %+v", a)
+	}
 
 	// Notifications outside the rules, each with its code.
 	expect(t, notify(m1.MandateID, "n-max", 5001, time.Now().Add(time.Hour)), http.StatusUnprocessableEntity, problem.CodeDebitAboveMax)

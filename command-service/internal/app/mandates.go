@@ -218,8 +218,13 @@ func (s *Service) ActOnMandate(ctx context.Context, c Caller, id uuid.UUID, path
 		last = *e
 	}
 	m, err := s.mandateAnswer(ctx, id, last)
-	if last.ID == uuid.Nil {
-		m.Position = ""
+	if err == nil && last.ID == uuid.Nil {
+		// A repeat that appended nothing (approving an active mandate): its position is the log's head,
+		// which every event the answer reflects is at or before.
+		var head eventstore.Position
+		if head, _, err = s.store.Head(ctx); err == nil {
+			m.Position = head.Token()
+		}
 	}
 	return m, res.Replayed, err
 }
