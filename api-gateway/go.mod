@@ -20,9 +20,16 @@ require (
 	upi/shared v0.0.0-00010101000000-000000000000
 )
 
-require github.com/redis/go-redis/extra/redisotel/v9 v9.23.0
+require (
+	github.com/makiuchi-d/gozxing v0.1.1
+	github.com/redis/go-redis/extra/redisotel/v9 v9.23.0
+	github.com/skip2/go-qrcode v0.0.0-20200617195104-da1b6568686e
+)
 
-require github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+require (
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
+)
 
 require (
 	dario.cat/mergo v1.0.2 // indirect

@@ -68,7 +68,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	httpapi.Register(router, httpapi.Config{
 		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
 			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}).
-			WithMoneyTerms(cfg.MoneyTerms()),
+			WithMoneyTerms(cfg.MoneyTerms()).WithMandates(cfg.Mandates()),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
 		Registry: reg,

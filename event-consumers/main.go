@@ -29,6 +29,7 @@ import (
 	"upi/event-consumers/internal/app"
 	"upi/event-consumers/internal/app/expiry"
 	"upi/event-consumers/internal/app/ledger"
+	"upi/event-consumers/internal/app/mandates"
 	"upi/event-consumers/internal/app/workflow"
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/httpapi"
@@ -121,7 +122,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 
 	// Every projection, in the order `rebuild all` rebuilds them.
-	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, projections.Merchant{}}
 	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
 
 	reg := observability.Registry()
@@ -210,12 +211,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 	watcher := expiry.New(postgres.NewCollectRequests(pool), expiries, log, time.Second)
 
+	// Mandates' timers (expiry, execution, retries, completion) through the command service.
+	mandateTimer := mandates.New(postgres.NewMandates(pool), expiries, log, cfg.MandateTimerEvery)
+
 	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	// Periodic jobs run on one replica at a time, each under a lock of its own.
 	g.Go(func() error { r.Periodic(gctx, "retry-parked", flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
 	g.Go(func() error { r.Periodic(gctx, "collect-expiry", watcher.Every(), watcher.Round); return nil })
+	g.Go(func() error { r.Periodic(gctx, "mandate-timer", mandateTimer.Every(), mandateTimer.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}

@@ -137,10 +137,14 @@ type Payment struct {
 	NPCICode    *string `json:"npci_code"`
 	RRN         string  `json:"rrn,omitempty"`
 	// RefundedPaise is the sum of the payment's completed refunds.
-	RefundedPaise int64  `json:"refunded_paise"`
-	CreatedAt     string `json:"created_at"`
-	UpdatedAt     string `json:"updated_at"`
-	Position      string `json:"position"`
+	RefundedPaise int64 `json:"refunded_paise"`
+	// MerchantReference is the tr of the intent or QR the payment was made by; MandateID the mandate whose
+	// debit it is. Absent on other payments.
+	MerchantReference string `json:"merchant_reference,omitempty"`
+	MandateID         string `json:"mandate_id,omitempty"`
+	CreatedAt         string `json:"created_at"`
+	UpdatedAt         string `json:"updated_at"`
+	Position          string `json:"position"`
 }
 
 // Refund is the refund resource. FailureCode and NPCICode are null unless it FAILED; RRN is absent until

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"upi/shared/contract/intent"
 	"upi/shared/contract/money"
 	"upi/shared/contract/problem"
 	"upi/shared/contract/vpa"
@@ -115,6 +116,8 @@ type PaymentRequest struct {
 	PayeeVPA    string `json:"payee_vpa"`
 	AmountPaise int64  `json:"amount_paise"`
 	Note        string `json:"note,omitempty"`
+	// Intent, a upi://pay link (a scanned QR), stands for the payee and the amount (ValidateIntent).
+	Intent string `json:"intent,omitempty"`
 }
 
 // InitiatePayment is a validated PaymentRequest.
@@ -123,10 +126,15 @@ type InitiatePayment struct {
 	Payee  vpa.VPA
 	Amount money.Amount
 	Note   string
+	// Intent is the parsed link of a payment by intent (nil otherwise).
+	Intent *intent.Intent
 }
 
 // Validate checks the request.
 func (r PaymentRequest) Validate(l Limits) (InitiatePayment, *problem.Problem) {
+	if r.Intent != "" {
+		return r.validateIntent(l)
+	}
 	var errs []problem.FieldError
 	payer, err := vpa.Parse(r.PayerVPA)
 	if err != nil {

@@ -100,7 +100,12 @@ func (s *server) query(w http.ResponseWriter, r *http.Request, pathErrs []proble
 			errs = append(errs, problem.FieldError{Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"})
 		}
 	}
-	if params.rrn && !contract.IsRRN(q.Get("rrn")) {
+	if params.rrn && q.Has("merchant_reference") && !q.Has("rrn") {
+		// GET /v1/payments?merchant_reference= (QR and intent payments): the query service checks it.
+		if ref := q.Get("merchant_reference"); ref == "" || len(ref) > 35 {
+			errs = append(errs, problem.FieldError{Field: "merchant_reference", Message: "merchant_reference must be 1 to 35 characters"})
+		}
+	} else if params.rrn && !contract.IsRRN(q.Get("rrn")) {
 		errs = append(errs, problem.FieldError{Field: "rrn", Message: "rrn must be the 12 digits of a retrieval reference number"})
 	}
 	if params.status && q.Has("status") && !contract.IsCollectStatus(q.Get("status")) {

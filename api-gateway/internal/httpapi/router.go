@@ -50,6 +50,8 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/collect-requests/{collect_id}/decline", s.command(answerCollect()))
 	// Operators only, like every route under /v1/ops/ (erasure.go).
 	v1.Post("/ops/erasures", s.command(erasure()))
+	// QR codes and mandates (merchant.go).
+	s.merchantCommands(v1)
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -63,6 +65,7 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/withdrawals/{withdrawal_id}", s.getWithdrawal)
 		r.Get("/collect-requests/{collect_id}", s.getCollect)
 		r.Get("/accounts/{vpa}/collect-requests", s.listCollects)
+		s.merchantReads(r)
 		// Operators only (the guard refuses a client's key under /v1/ops/).
 		r.Get("/ops/ledger-check", s.ledgerCheck)
 		r.Get("/ops/settlement-accounts", s.settlementAccounts)

@@ -53,6 +53,8 @@ type Service struct {
 	money MoneyTerms
 	// keys are the people's data keys, which seal the personal fields of payloads (erasure.go).
 	keys *pii.Keyring
+	// mandates are the rules of mandates' debits (nil: domain.DefaultMandateRules; see mandates.go).
+	mandates *MandateSettings
 }
 
 // MoneyTerms are the rules of money entering and leaving the system.

@@ -74,6 +74,9 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.InitiatePayment) (contract.Payment, bool, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
+	if cmd.Intent != nil {
+		return s.payByIntent(ctx, c, cmd)
+	}
 	id := effectID(c, PathPayments)
 	fp := fingerprint(struct {
 		Command     string `json:"command"`

@@ -45,6 +45,16 @@ type Config struct {
 	CommitWaitMax time.Duration `env:"COMMIT_WAIT_MAX" envDefault:"1s"`
 	// RefundWindow is how long after its initiation a payment may be refunded.
 	RefundWindow time.Duration `env:"REFUND_WINDOW" envDefault:"4320h"`
+	// Mandates (UPI AutoPay): NPCI's numbers as publicly reported, each a setting (docs/mandates.md).
+	MandateNotice        time.Duration `env:"MANDATE_NOTICE" envDefault:"24h"`
+	MandateNoAuthLimit   int64         `env:"MANDATE_NO_AUTH_LIMIT_PAISE" envDefault:"1500000"`
+	MandateRetries       int           `env:"MANDATE_RETRIES" envDefault:"3"`
+	MandateRetryInterval time.Duration `env:"MANDATE_RETRY_INTERVAL" envDefault:"4h"`
+	MandatePeakWindows   string        `env:"MANDATE_PEAK_WINDOWS" envDefault:"10:00-13:00,17:00-21:30"`
+	MandateApprovalWait  time.Duration `env:"MANDATE_DEBIT_APPROVAL_WAIT" envDefault:"24h"`
+	MandateRequestExpiry time.Duration `env:"MANDATE_REQUEST_EXPIRY" envDefault:"24h"`
+	mandatePeak          domain.PeakWindows
+
 	// OpsAddr is the operations listener: /metrics, the detailed /readyz, profiles (never published).
 	OpsAddr string `env:"COMMAND_SERVICE_OPS_ADDR" envDefault:":8091"`
 	// OperatorKeys open the operations listener's admin routes (name=key pairs).
@@ -119,10 +129,25 @@ func Load() (Config, error) {
 	if cfg.RefundWindow <= 0 {
 		return Config{}, fmt.Errorf("REFUND_WINDOW must be positive, got %s", cfg.RefundWindow)
 	}
+	if cfg.mandatePeak, err = domain.ParsePeakWindows(cfg.MandatePeakWindows); err != nil {
+		return cfg, fmt.Errorf("config: MANDATE_PEAK_WINDOWS: %w", err)
+	}
+	if cfg.MandateNotice < 0 || cfg.MandateNoAuthLimit < 0 || cfg.MandateRetries < 0 || cfg.MandateRetryInterval <= 0 ||
+		cfg.MandateApprovalWait <= 0 || cfg.MandateRequestExpiry <= 0 {
+		return cfg, fmt.Errorf("config: MANDATE_NOTICE, MANDATE_NO_AUTH_LIMIT_PAISE and MANDATE_RETRIES must be 0 or positive, " +
+			"MANDATE_RETRY_INTERVAL, MANDATE_DEBIT_APPROVAL_WAIT and MANDATE_REQUEST_EXPIRY positive")
+	}
 	if cfg.LimitDailyPaise < 0 || cfg.LimitDailyP2PCount < 0 || cfg.LimitNewAccountPaise < 0 {
 		return cfg, fmt.Errorf("config: LIMIT_DAILY_PAISE, LIMIT_DAILY_P2P_COUNT and LIMIT_NEW_ACCOUNT_PAISE must be 0 (off) or positive")
 	}
 	return cfg, nil
+}
+
+// Mandates are the mandates' rules as the service takes them.
+func (c Config) Mandates() app.MandateSettings {
+	return app.MandateSettings{RequestExpiry: c.MandateRequestExpiry, Rules: domain.MandateRules{
+		Notice: c.MandateNotice, NoAuthLimitPaise: c.MandateNoAuthLimit, Retries: c.MandateRetries,
+		RetryInterval: c.MandateRetryInterval, ApprovalWait: c.MandateApprovalWait, Peak: c.mandatePeak}}
 }
 
 // Limits are the payer limits as the domain takes them.

@@ -42,6 +42,8 @@ func Register(r chi.Router, cfg Config) {
 		r.With(m.instrument("request_collect")).Post(app.PathCollects, h.requestCollect())
 		r.With(m.instrument("approve_collect")).Post(app.PathCollects+"/{collect_id}/approve", h.answerCollect(true))
 		r.With(m.instrument("decline_collect")).Post(app.PathCollects+"/{collect_id}/decline", h.answerCollect(false))
+		// QR codes and mandates (merchant.go).
+		registerMerchant(r, h, m)
 		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
 		r.With(m.instrument("collect_expiries")).Post(contract.PathCollectExpiries, h.collectExpiries)
 	})

@@ -4,6 +4,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -44,6 +45,8 @@ type Config struct {
 	// network and the feed's (docker-compose.yml, "feed-relay"), while another runs the rest with
 	// RELAY_ENABLED=false.
 	RelayOnly bool `env:"RELAY_ONLY" envDefault:"false"`
+	// MandateTimerEvery is how often the mandates' timer looks for due steps (its precision).
+	MandateTimerEvery time.Duration `env:"MANDATE_TIMER_EVERY" envDefault:"1s"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV

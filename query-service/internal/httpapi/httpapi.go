@@ -46,6 +46,8 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/collect-requests/{id}", h.collect)
 		r.Get("/accounts/{vpa}/collect-requests", h.collects)
 		r.Get("/withdrawals/{id}", h.withdrawal)
+		// QR codes and mandates (merchant.go).
+		merchantRoutes(r, h)
 	})
 	// Operators' reads: no client, as they belong to no client's accounts. The gateway serves them under
 	// /v1/ops/ to operator keys only (OPERATOR_KEYS) and forwards them here.
@@ -117,6 +119,10 @@ func (h *Handler) vpa(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) paymentsByRRN(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("merchant_reference") {
+		h.paymentsByReference(w, r)
+		return
+	}
 	c, errs := consistency(r)
 	rrn := r.URL.Query().Get("rrn")
 	if !contract.IsRRN(rrn) {

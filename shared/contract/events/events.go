@@ -249,6 +249,12 @@ type PaymentInitiatedV1 struct {
 	UPITxnID string `json:"upi_txn_id,omitempty"`
 	// PayeeType is the payee's kind at initiation (absent on older events: PERSON).
 	PayeeType string `json:"payee_type,omitempty"`
+
+	// Merchant features (optional; absent on other payments): the QR or intent's merchant reference (tr)
+	// and QR id, or the mandate whose debit this payment is.
+	MerchantReference string `json:"merchant_reference,omitempty"`
+	QRID              string `json:"qr_id,omitempty"`
+	MandateID         string `json:"mandate_id,omitempty"`
 }
 
 // PaymentCompletedV1 ends a payment whose payee was credited.

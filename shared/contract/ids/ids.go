@@ -5,6 +5,7 @@ package ids
 
 import (
 	"encoding/hex"
+	"strconv"
 
 	"github.com/google/uuid"
 )
@@ -68,4 +69,21 @@ func SettlementLeg(leg uuid.UUID) uuid.UUID {
 // under any key, answers the first erasure.
 func Erasure(vpa string) uuid.UUID {
 	return uuid.NewSHA1(namespace, []byte("erasure\x00"+vpa))
+}
+
+// QR is the id (and stream) of payee's dynamic QR code with the merchant reference ref: a reference names
+// one QR per payee, so the payment of an intent finds its QR from the link alone.
+func QR(payee, ref string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("qr\x00"+payee+"\x00"+ref))
+}
+
+// MandatePayment is the payment of attempt of mandate's debit notification: a timer that fires twice
+// answers the same payment.
+func MandatePayment(mandate, notification uuid.UUID, attempt int) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("mandate-payment\x00"+mandate.String()+"\x00"+notification.String()+"\x00"+strconv.Itoa(attempt)))
+}
+
+// UMN is the unique mandate number of a mandate: its id's 32 hex digits at the payer's handle.
+func UMN(mandate uuid.UUID, handle string) string {
+	return hex.EncodeToString(mandate[:]) + "@" + handle
 }

@@ -52,6 +52,32 @@ const (
 	CodeOverloaded               = "OVERLOADED"
 	CodeUpstreamTimeout          = "UPSTREAM_TIMEOUT"
 	CodeInternal                 = "INTERNAL"
+
+	// QR codes and payments by intent.
+	CodeQRNotFound        = "QR_NOT_FOUND"
+	CodeQRAlreadyPaid     = "QR_ALREADY_PAID"
+	CodeQRExpired         = "QR_EXPIRED"
+	CodeQRAmountMismatch  = "QR_AMOUNT_MISMATCH"
+	CodeQRReferenceExists = "QR_REFERENCE_EXISTS"
+	CodeQRNotAllowed      = "QR_NOT_ALLOWED"
+
+	// Mandates.
+	CodeMandateNotFound      = "MANDATE_NOT_FOUND"
+	CodeMandateNotAllowed    = "MANDATE_NOT_ALLOWED"
+	CodeMandateExpired       = "MANDATE_EXPIRED"
+	CodeMandateInvalidState  = "MANDATE_INVALID_STATE"
+	CodeMandateIrrevocable   = "MANDATE_IRREVOCABLE"
+	CodeMandatePaused        = "MANDATE_PAUSED"
+	CodeMandateRevoked       = "MANDATE_REVOKED"
+	CodeMandateNotActive     = "MANDATE_NOT_ACTIVE"
+	CodeDebitAboveMax        = "DEBIT_AMOUNT_ABOVE_MAX"
+	CodeDebitNotExact        = "DEBIT_AMOUNT_NOT_EXACT"
+	CodeDebitOutsideValidity = "DEBIT_OUTSIDE_VALIDITY"
+	CodeDebitNoticeTooShort  = "DEBIT_NOTICE_TOO_SHORT"
+	CodeDebitFrequency       = "DEBIT_FREQUENCY_EXCEEDED"
+	CodeDebitNotFound        = "DEBIT_NOT_FOUND"
+	CodeDebitNoApproval      = "DEBIT_APPROVAL_NOT_NEEDED"
+	CodeDebitApprovalClosed  = "DEBIT_APPROVAL_CLOSED"
 )
 
 // FieldError names one invalid field of a request.

@@ -38,3 +38,6 @@ func ParseCheckpointPayload(s string) (string, position.Position, bool) {
 	}
 	return name, p, true
 }
+
+// Merchant is the name of the projection of QR codes and mandates.
+const Merchant = "merchant"

@@ -154,3 +154,26 @@ func (c *Client) do(req *http.Request, limit int64) (status int, raw []byte, err
 	raw, err = io.ReadAll(io.LimitReader(resp.Body, limit))
 	return resp.StatusCode, raw, err
 }
+
+// AdvanceMandates asks the command service to decide the mandates' due steps (contract.PathMandateTimers),
+// with one result per item.
+func (c *Client) AdvanceMandates(ctx context.Context, items []contract.MandateTimer) ([]contract.MandateTimerResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := c.request(ctx, contract.PathMandateTimers, contract.MandateTimersRequest{Items: items})
+	if err != nil {
+		return nil, err
+	}
+	status, raw, err := c.do(req, 8<<20)
+	if err != nil {
+		return nil, fmt.Errorf("advance mandates: %w", err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("advance mandates: %d: %s", status, raw)
+	}
+	var out contract.MandateTimersResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("advance mandates: undecodable answer: %w", err)
+	}
+	return out.Results, nil
+}

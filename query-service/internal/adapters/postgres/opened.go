@@ -110,3 +110,38 @@ func (r *OpeningReader) Collects(ctx context.Context, payer, status string, befo
 	}
 	return owner, found, items, cp, r.open(ctx, f)
 }
+
+// Merchant implements app.MerchantReader: the merchant's name opened, for its static QR.
+func (r *OpeningReader) Merchant(ctx context.Context, v string) (app.Merchant, bool, eventstore.Position, error) {
+	m, found, cp, err := r.Reader.Merchant(ctx, v)
+	if err != nil || !found {
+		return m, found, cp, err
+	}
+	return m, found, cp, r.open(ctx, pii.Fields{Strings: []*string{&m.Name}})
+}
+
+// QR implements app.MerchantReader: the payee's name opened, in the answer and in its link.
+func (r *OpeningReader) QR(ctx context.Context, id uuid.UUID) (app.QRRow, bool, eventstore.Position, error) {
+	q, found, cp, err := r.Reader.QR(ctx, id)
+	if err != nil || !found || !pii.IsSealed(q.QR.PayeeName) {
+		return q, found, cp, err
+	}
+	if err := r.open(ctx, pii.Fields{Strings: []*string{&q.QR.PayeeName}}); err != nil {
+		return q, found, cp, err
+	}
+	q.QR.Intent = qrLink(q.QR)
+	return q, found, cp, nil
+}
+
+// PaymentsByReference implements app.MerchantReader: the payments' notes opened.
+func (r *OpeningReader) PaymentsByReference(ctx context.Context, ref string) ([]app.Payment, eventstore.Position, error) {
+	ps, cp, err := r.Reader.PaymentsByReference(ctx, ref)
+	if err != nil || len(ps) == 0 {
+		return ps, cp, err
+	}
+	notes := make([]*string, len(ps))
+	for i := range ps {
+		notes[i] = &ps[i].Note
+	}
+	return ps, cp, r.open(ctx, pii.Fields{Strings: notes})
+}

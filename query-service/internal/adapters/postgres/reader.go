@@ -139,18 +139,19 @@ func deref(s *string) string {
 const paymentColumns = `p.payment_id::text, p.payer_vpa, p.payee_vpa, p.amount_paise, p.note, p.status, p.failure_code,
 	p.created_at, p.updated_at, p.tx_id::text::bigint, p.global_position,
 	coalesce(p.payer_owner, ''), coalesce(p.payee_owner, ''),
-	coalesce(p.upi_txn_id, 'UPI' || replace(p.payment_id::text, '-', '')), p.rrn, p.refunded_paise`
+	coalesce(p.upi_txn_id, 'UPI' || replace(p.payment_id::text, '-', '')), p.rrn, p.refunded_paise,
+	p.merchant_reference, p.mandate_id::text`
 
 type paymentRow struct {
 	id, payer, payee, note, status, code, payerOwner, payeeOwner *string
-	upi, rrn                                                     *string
+	upi, rrn, ref, mandate                                       *string
 	amount, rowTx, rowPos, refunded                              *int64
 	createdAt, updatedAt                                         *time.Time
 }
 
 func (p *paymentRow) dest() []any {
 	return []any{&p.id, &p.payer, &p.payee, &p.amount, &p.note, &p.status, &p.code, &p.createdAt, &p.updatedAt,
-		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner, &p.upi, &p.rrn, &p.refunded}
+		&p.rowTx, &p.rowPos, &p.payerOwner, &p.payeeOwner, &p.upi, &p.rrn, &p.refunded, &p.ref, &p.mandate}
 }
 
 func (p *paymentRow) payment() (app.Payment, bool) {
@@ -160,7 +161,8 @@ func (p *paymentRow) payment() (app.Payment, bool) {
 	return app.Payment{PayerOwner: *p.payerOwner, PayeeOwner: *p.payeeOwner, Payment: contract.Payment{
 		PaymentID: *p.id, UPITxnID: deref(p.upi), PayerVPA: *p.payer, PayeeVPA: *p.payee, AmountPaise: *p.amount,
 		Currency: "INR", Note: *p.note, Status: *p.status, FailureCode: p.code, NPCICode: contract.NPCICode(p.code),
-		RRN: deref(p.rrn), RefundedPaise: *p.refunded, CreatedAt: contract.Time(*p.createdAt),
+		RRN: deref(p.rrn), RefundedPaise: *p.refunded, MerchantReference: deref(p.ref), MandateID: deref(p.mandate),
+		CreatedAt: contract.Time(*p.createdAt),
 		UpdatedAt: contract.Time(*p.updatedAt), Position: position(p.rowTx, p.rowPos).Token(),
 	}}, true
 }

@@ -60,6 +60,9 @@ func (b *paymentsBatch) add(e eventstore.Event) error {
 	if err != nil {
 		return applyError(e, err)
 	}
+	if events.Merchant(p) {
+		return nil // QR codes and mandates: the merchant projection's
+	}
 	switch p := p.(type) {
 	case events.AccountOpenedV1:
 		b.owners.add(e, p)
@@ -218,6 +221,7 @@ type initiationRows struct {
 	amount           []int64
 	note, client     []string
 	upi              []string
+	ref, mandate     []string // merchant_reference and mandate_id ("" for none)
 	stamps
 }
 
@@ -230,6 +234,7 @@ func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
 		}
 	}
 	r.upi = append(r.upi, upi)
+	r.ref, r.mandate = append(r.ref, p.MerchantReference), append(r.mandate, p.MandateID)
 	r.amount, r.note, r.client = append(r.amount, p.AmountPaise), append(r.note, p.Note), append(r.client, p.ClientID)
 	r.stamps.add(e)
 }
@@ -241,15 +246,16 @@ func (r *initiationRows) write(ctx context.Context, tx pgx.Tx) error {
 	}
 	if _, err := tx.Exec(ctx, `
 		insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id, payer_owner,
-			payee_owner, status, created_at, updated_at, version, tx_id, global_position, upi_txn_id)
+			payee_owner, status, created_at, updated_at, version, tx_id, global_position, upi_txn_id,
+			merchant_reference, mandate_id)
 		select id::uuid, payer, payee, amount, note, client, po.owner_client_id, pe.owner_client_id,
-			'PENDING', at, at, 1, txid::text::xid8, gp, upi
+			'PENDING', at, at, 1, txid::text::xid8, gp, upi, nullif(ref, ''), nullif(mandate, '')::uuid
 		from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-			$7::timestamptz[], $8::bigint[], $9::bigint[], $10::text[])
-			as u(id, payer, payee, amount, note, client, at, txid, gp, upi)
+			$7::timestamptz[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[])
+			as u(id, payer, payee, amount, note, client, at, txid, gp, upi, ref, mandate)
 		left join payment_account_owners po on po.vpa = u.payer
 		left join payment_account_owners pe on pe.vpa = u.payee`,
-		r.id, r.payer, r.payee, r.amount, r.note, r.client, r.at, r.tx, r.gp, r.upi); err != nil {
+		r.id, r.payer, r.payee, r.amount, r.note, r.client, r.at, r.tx, r.gp, r.upi, r.ref, r.mandate); err != nil {
 		return fmt.Errorf("record initiated payments: %w", err)
 	}
 	return nil
