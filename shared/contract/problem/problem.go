@@ -52,6 +52,9 @@ const (
 	CodeOverloaded               = "OVERLOADED"
 	CodeUpstreamTimeout          = "UPSTREAM_TIMEOUT"
 	CodeInternal                 = "INTERNAL"
+
+	// Webhooks (docs/webhooks.md).
+	CodeWebhookEndpointNotFound = "WEBHOOK_ENDPOINT_NOT_FOUND"
 )
 
 // FieldError names one invalid field of a request.
