@@ -11,6 +11,7 @@ import (
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/money"
+	"upi/shared/contract/webhook"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/secrets"
@@ -52,6 +53,9 @@ type Config struct {
 	// ServicePeers are the keys of the services that may call this one (servicetoken): the gateway's
 	// and the consumers' keys for the command service, service=key pairs.
 	ServicePeers string `env:"SERVICE_PEERS"`
+	// WebhookSecretKey is the key webhook endpoints' signing secrets are derived from (docs/webhooks.md);
+	// event-consumers must have the same one. Development mode has a default, refused elsewhere.
+	WebhookSecretKey string `env:"WEBHOOK_SECRET_KEY"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -93,6 +97,7 @@ func Load() (Config, error) {
 		servicetoken.Gateway, servicetoken.EventConsumers); err != nil {
 		return cfg, err
 	}
+	cfg.WebhookSecretKey = webhookSecretKey(check, cfg.Development(), cfg.WebhookSecretKey)
 	var always secrets.Check
 	always.URLPassword("DATABASE_URL", cfg.DatabaseURL)
 	if !cfg.Development() {
@@ -123,6 +128,19 @@ func Load() (Config, error) {
 		return cfg, fmt.Errorf("config: LIMIT_DAILY_PAISE, LIMIT_DAILY_P2P_COUNT and LIMIT_NEW_ACCOUNT_PAISE must be 0 (off) or positive")
 	}
 	return cfg, nil
+}
+
+// webhookSecretKey is WEBHOOK_SECRET_KEY: the development default when unset in development mode;
+// elsewhere it must be set, not a default, and at least 32 characters.
+func webhookSecretKey(check *secrets.Check, development bool, key string) string {
+	if key == "" && development {
+		return webhook.DevSecretKey
+	}
+	check.Secret("WEBHOOK_SECRET_KEY", key)
+	if key == webhook.DevSecretKey || (key != "" && len(key) < 32) {
+		check.Failf("WEBHOOK_SECRET_KEY must be a secret of your own, at least 32 characters")
+	}
+	return key
 }
 
 // Limits are the payer limits as the domain takes them.
