@@ -58,7 +58,7 @@ create table webhook_deliveries (
 );
 -- one first delivery per endpoint and event, whatever the consumer repeats
 create unique index webhook_deliveries_first_idx on webhook_deliveries (endpoint_id, event_id) where not redelivery;
-create index webhook_deliveries_due_idx on webhook_deliveries (next_attempt_at) where state = 'PENDING';
+create index webhook_deliveries_due_idx on webhook_deliveries (endpoint_id, next_attempt_at) where state = 'PENDING';
 create index webhook_deliveries_queue_idx on webhook_deliveries (endpoint_id, resource_id, delivery_id) where state = 'PENDING';
 create index webhook_deliveries_log_idx on webhook_deliveries (endpoint_id, delivery_id);
 create index webhook_deliveries_event_idx on webhook_deliveries (endpoint_id, event_created_at);

@@ -4,9 +4,11 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/shared/contract/webhook"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/secrets"
@@ -40,6 +42,19 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+
+	// Webhooks (docs/webhooks.md): the consumer that queues deliveries and the sender, unless
+	// WEBHOOKS_ENABLED is false. WEBHOOK_SECRET_KEY must be the command service's.
+	WebhooksEnabled     bool          `env:"WEBHOOKS_ENABLED" envDefault:"true"`
+	WebhookSecretKey    string        `env:"WEBHOOK_SECRET_KEY"`
+	WebhookRetryBase    time.Duration `env:"WEBHOOK_RETRY_BASE" envDefault:"30s"`
+	WebhookRetryMax     time.Duration `env:"WEBHOOK_RETRY_MAX" envDefault:"1h"`
+	WebhookMaxAge       time.Duration `env:"WEBHOOK_MAX_AGE" envDefault:"72h"`
+	WebhookDisableAfter time.Duration `env:"WEBHOOK_DISABLE_AFTER" envDefault:"72h"`
+	WebhookTimeout      time.Duration `env:"WEBHOOK_TIMEOUT" envDefault:"10s"`
+	WebhookWorkers      int           `env:"WEBHOOK_WORKERS" envDefault:"64"`
+	WebhookPoll         time.Duration `env:"WEBHOOK_POLL" envDefault:"250ms"`
+	WebhookAllowPrivate bool          `env:"WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -114,6 +129,21 @@ func Load() (Config, error) {
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
+	if cfg.WebhooksEnabled {
+		if cfg.WebhookSecretKey == "" && cfg.Development() {
+			cfg.WebhookSecretKey = webhook.DevSecretKey
+		}
+		check.Secret("WEBHOOK_SECRET_KEY", cfg.WebhookSecretKey)
+		if cfg.WebhookSecretKey == webhook.DevSecretKey || (cfg.WebhookSecretKey != "" && len(cfg.WebhookSecretKey) < 32) {
+			check.Failf("WEBHOOK_SECRET_KEY must be a secret of your own, at least 32 characters")
+		}
+		if cfg.WebhookRetryBase <= 0 || cfg.WebhookRetryMax < cfg.WebhookRetryBase || cfg.WebhookMaxAge <= 0 ||
+			cfg.WebhookDisableAfter <= 0 || cfg.WebhookTimeout <= 0 || cfg.WebhookPoll <= 0 ||
+			cfg.WebhookWorkers < 1 || cfg.WebhookWorkers > 10000 {
+			return cfg, fmt.Errorf("config: WEBHOOK_RETRY_BASE, WEBHOOK_MAX_AGE, WEBHOOK_DISABLE_AFTER, WEBHOOK_TIMEOUT and " +
+				"WEBHOOK_POLL must be positive, WEBHOOK_RETRY_MAX at least WEBHOOK_RETRY_BASE, WEBHOOK_WORKERS 1..10000")
+		}
+	}
 	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {
 		return cfg, fmt.Errorf("config: RELAY_EXCHANGE must be set and RELAY_IN_FLIGHT be 1..10000")
 	}
@@ -138,5 +168,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rabbitmq_url", observability.RedactURL(c.RabbitMQURL)),
 		slog.String("relay_exchange", c.RelayExchange),
 		slog.Int("relay_in_flight", c.RelayInFlight),
+		slog.Bool("webhooks_enabled", c.WebhooksEnabled),
+		slog.String("webhook_retry_base", c.WebhookRetryBase.String()),
+		slog.String("webhook_retry_max", c.WebhookRetryMax.String()),
+		slog.String("webhook_max_age", c.WebhookMaxAge.String()),
+		slog.String("webhook_disable_after", c.WebhookDisableAfter.String()),
+		slog.String("webhook_timeout", c.WebhookTimeout.String()),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 	)
 }

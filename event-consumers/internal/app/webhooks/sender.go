@@ -1,0 +1,314 @@
+package webhooks
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"upi/shared/contract/webhook"
+)
+
+// Endpoint is an endpoint with work due, as the sender needs it.
+type Endpoint struct {
+	ID  uuid.UUID
+	URL string
+	// Secrets sign each attempt: the current one, and the previous one during a rotation's overlap.
+	SecretVersion         int
+	PreviousSecretVersion int // 0: none
+	PreviousUntil         time.Time
+	FailingSince          *time.Time
+}
+
+// Pending is a delivery due to be attempted.
+type Pending struct {
+	ID        int64
+	EventID   uuid.UUID
+	Type      string
+	Body      []byte
+	Attempts  int // made so far
+	CreatedAt time.Time
+}
+
+// Outcome is what became of an attempt.
+type Outcome struct {
+	DeliveryID int64
+	Attempt    int
+	At         time.Time
+	StatusCode int    // 0: no response
+	Error      string // why there was no response, or none
+	Latency    time.Duration
+	Excerpt    string
+	// State is the delivery's state after it: SUCCEEDED, FAILED (given up) or PENDING, due at Next.
+	State string
+	Next  time.Time
+}
+
+// Queue is where deliveries wait (adapters/postgres).
+type Queue interface {
+	// Due lists the enabled endpoints with a delivery due.
+	Due(ctx context.Context, limit int) ([]Endpoint, error)
+	// Claim lists up to limit deliveries of endpoint due now, oldest first, each the earliest pending one of
+	// its resource (so a resource's deliveries go one after the other, in log order).
+	Claim(ctx context.Context, endpoint uuid.UUID, limit int) ([]Pending, error)
+	// Record stores the attempts' outcomes and the endpoint's health: succeeded (any attempt did) or
+	// failing; an endpoint failing since before disableBefore is disabled with reason.
+	Record(ctx context.Context, endpoint uuid.UUID, outcomes []Outcome, succeeded, failed bool, disableBefore time.Time, reason string) error
+}
+
+// Request is one attempt to send.
+type Request struct {
+	URL     string
+	Body    []byte
+	Headers map[string]string
+}
+
+// Response is what the receiver answered; Status 0 with Err when it did not.
+type Response struct {
+	Status     int
+	RetryAfter time.Duration // from Retry-After, 0 when absent
+	Excerpt    string
+	Err        error
+}
+
+// Transport sends one attempt (adapters/webhookhttp): with a timeout, reading a bounded part of the answer,
+// and refusing targets the settings do not allow.
+type Transport interface {
+	Send(ctx context.Context, r Request) Response
+}
+
+// SenderConfig are the sender's settings (WEBHOOK_*).
+type SenderConfig struct {
+	SecretKey    string        // WEBHOOK_SECRET_KEY
+	RetryBase    time.Duration // the first retry's delay; each next one doubles it
+	RetryMax     time.Duration // the longest delay between two attempts
+	MaxAge       time.Duration // a delivery still failing this long after its event is given up
+	DisableAfter time.Duration // an endpoint whose every attempt has failed for this long is disabled
+	Workers      int           // endpoints served at once, at most
+	ClaimBatch   int           // deliveries claimed per round trip
+	Poll         time.Duration // how often the queue is looked at when nothing wakes the sender
+}
+
+// DefaultSenderConfig is the default schedule: 30 s, 1 m, 2 m, ... up to hourly, for 3 days.
+var DefaultSenderConfig = SenderConfig{
+	RetryBase: 30 * time.Second, RetryMax: time.Hour, MaxAge: 72 * time.Hour, DisableAfter: 72 * time.Hour,
+	Workers: 64, ClaimBatch: 100, Poll: 250 * time.Millisecond,
+}
+
+// Sender sends the queued deliveries.
+type Sender struct {
+	cfg       SenderConfig
+	queue     Queue
+	transport Transport
+	log       *slog.Logger
+	metrics   senderMetrics
+
+	mu   sync.Mutex
+	busy map[uuid.UUID]bool // endpoints with a worker
+	// leaseUntil is until when this process is the active sender (the periodic job's lock was held at its
+	// last round); wake-ups between rounds dispatch only while it holds.
+	leaseUntil atomic.Int64
+	wake       chan struct{}
+}
+
+type senderMetrics struct {
+	attempts *prometheus.CounterVec
+	latency  prometheus.Histogram
+	workers  prometheus.Gauge
+}
+
+// NewSender returns the sender.
+func NewSender(cfg SenderConfig, queue Queue, transport Transport, log *slog.Logger, reg prometheus.Registerer) *Sender {
+	m := senderMetrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "webhook_attempts_total",
+			Help: "Webhook delivery attempts, by outcome (success, failure, error: no response)."}, []string{"outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "webhook_attempt_seconds",
+			Help: "Time of a webhook delivery attempt.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
+		workers: prometheus.NewGauge(prometheus.GaugeOpts{Name: "webhook_endpoint_workers",
+			Help: "Endpoints being sent to now."}),
+	}
+	reg.MustRegister(m.attempts, m.latency, m.workers)
+	return &Sender{cfg: cfg, queue: queue, transport: transport, log: log, metrics: m,
+		busy: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// Every is the periodic job's interval.
+func (s *Sender) Every() time.Duration { return s.cfg.Poll }
+
+// Round is the periodic job (runner.Periodic, one replica at a time): it starts a worker for each endpoint
+// with work due that has none.
+func (s *Sender) Round(ctx context.Context) {
+	s.leaseUntil.Store(time.Now().Add(3 * s.cfg.Poll).UnixNano())
+	s.dispatch(ctx)
+}
+
+// Wake asks for a dispatch now (deliveries were queued); it never blocks.
+func (s *Sender) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run serves the wake-ups until ctx ends: between the periodic rounds, queued deliveries start at once.
+func (s *Sender) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+			if time.Now().UnixNano() < s.leaseUntil.Load() {
+				s.dispatch(ctx)
+			}
+		}
+	}
+}
+
+func (s *Sender) dispatch(ctx context.Context) {
+	eps, err := s.queue.Due(ctx, 1000)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("webhooks: cannot read the queue", "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ep := range eps {
+		if s.busy[ep.ID] || len(s.busy) >= s.cfg.Workers {
+			continue
+		}
+		s.busy[ep.ID] = true
+		s.metrics.workers.Inc()
+		go s.work(ctx, ep)
+	}
+}
+
+// work sends endpoint ep's due deliveries until none is due: one at a time (the per-endpoint concurrency
+// is 1, which keeps each resource's deliveries in order), each attempt bounded by the transport's timeout.
+func (s *Sender) work(ctx context.Context, ep Endpoint) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.busy, ep.ID)
+		s.mu.Unlock()
+		s.metrics.workers.Dec()
+	}()
+	secrets := []string{webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.SecretVersion)}
+	if ep.PreviousSecretVersion > 0 && time.Now().Before(ep.PreviousUntil) {
+		secrets = append(secrets, webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.PreviousSecretVersion))
+	}
+	for ctx.Err() == nil {
+		batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("webhooks: cannot claim deliveries", "endpoint", ep.ID, "err", err)
+			}
+			return
+		}
+		if len(batch) == 0 {
+			return
+		}
+		outcomes := make([]Outcome, 0, len(batch))
+		var succeeded, failed bool
+		var lastErr string
+		for _, p := range batch {
+			if ctx.Err() != nil {
+				break
+			}
+			o := s.attempt(ctx, ep, secrets, p)
+			if o.State == "SUCCEEDED" {
+				succeeded = true
+			} else {
+				failed = true
+				lastErr = describe(o)
+			}
+			outcomes = append(outcomes, o)
+		}
+		if len(outcomes) == 0 {
+			return
+		}
+		reason := ""
+		if failed {
+			since := time.Now()
+			if ep.FailingSince != nil {
+				since = *ep.FailingSince
+			}
+			reason = "disabled after every delivery failed since " + since.UTC().Format(time.RFC3339) + "; last: " + lastErr
+		}
+		// Recorded even when ctx has ended (a shutdown): what was sent should not be sent again.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err = s.queue.Record(rctx, ep.ID, outcomes, succeeded, failed && !succeeded, time.Now().Add(-s.cfg.DisableAfter), reason)
+		cancel()
+		if err != nil {
+			s.log.Warn("webhooks: cannot record attempts (they will be repeated)", "endpoint", ep.ID, "err", err)
+			return
+		}
+		if succeeded {
+			ep.FailingSince = nil
+		} else if ep.FailingSince == nil {
+			now := time.Now()
+			ep.FailingSince = &now
+		}
+	}
+}
+
+func describe(o Outcome) string {
+	if o.StatusCode == 0 {
+		return o.Error
+	}
+	return "HTTP " + strconv.Itoa(o.StatusCode)
+}
+
+// attempt sends p once and decides what follows.
+func (s *Sender) attempt(ctx context.Context, ep Endpoint, secrets []string, p Pending) Outcome {
+	n := p.Attempts + 1
+	start := time.Now()
+	resp := s.transport.Send(ctx, Request{URL: ep.URL, Body: p.Body, Headers: map[string]string{
+		webhook.HeaderEventID:   p.EventID.String(),
+		webhook.HeaderEventType: p.Type,
+		webhook.HeaderSignature: webhook.SignatureHeader(start.Unix(), p.Body, secrets...),
+		webhook.HeaderAttempt:   strconv.Itoa(n),
+	}})
+	took := time.Since(start)
+	s.metrics.latency.Observe(took.Seconds())
+	o := Outcome{DeliveryID: p.ID, Attempt: n, At: start, StatusCode: resp.Status, Latency: took, Excerpt: resp.Excerpt}
+	switch {
+	case resp.Status >= 200 && resp.Status < 300:
+		s.metrics.attempts.WithLabelValues("success").Inc()
+		o.State = "SUCCEEDED"
+		return o
+	case resp.Err != nil:
+		s.metrics.attempts.WithLabelValues("error").Inc()
+		o.Error = resp.Err.Error()
+	default:
+		s.metrics.attempts.WithLabelValues("failure").Inc()
+	}
+	next := start.Add(s.Backoff(n, resp.RetryAfter))
+	if next.Sub(p.CreatedAt) > s.cfg.MaxAge {
+		o.State = "FAILED"
+		return o
+	}
+	o.State, o.Next = "PENDING", next
+	return o
+}
+
+// Backoff is the delay after the n-th failed attempt: RetryBase doubled each time up to RetryMax, with
+// jitter (a random half of it), and never less than the receiver's Retry-After (capped at RetryMax).
+func (s *Sender) Backoff(n int, retryAfter time.Duration) time.Duration {
+	d := s.cfg.RetryBase
+	for i := 1; i < n && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	d = d/2 + rand.N(d/2+1)
+	if retryAfter > d {
+		d = min(retryAfter, s.cfg.RetryMax)
+	}
+	return d
+}
