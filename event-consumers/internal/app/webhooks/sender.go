@@ -156,6 +156,9 @@ func (s *Sender) Wake() {
 	}
 }
 
+// wakeGap is the shortest time between two dispatches made by wake-ups.
+const wakeGap = 20 * time.Millisecond
+
 // Run serves the wake-ups until ctx ends: between the periodic rounds, queued deliveries start at once.
 func (s *Sender) Run(ctx context.Context) {
 	for {
@@ -165,6 +168,13 @@ func (s *Sender) Run(ctx context.Context) {
 		case <-s.wake:
 			if time.Now().UnixNano() < s.leaseUntil.Load() {
 				s.dispatch(ctx)
+			}
+			// At most one wake-up dispatch per wakeGap: under load every batch of the log wakes the sender,
+			// and an endpoint's worker, once started, keeps claiming until its queue is empty anyway.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wakeGap):
 			}
 		}
 	}
