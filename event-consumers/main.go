@@ -177,7 +177,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		sender = webhooks.NewSender(webhooks.SenderConfig{
 			SecretKey: cfg.WebhookSecretKey, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
 			MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter, Workers: cfg.WebhookWorkers,
-			ClaimBatch: webhooks.DefaultSenderConfig.ClaimBatch, Poll: cfg.WebhookPoll,
+			Concurrency: cfg.WebhookConcurrency,
+			ClaimBatch:  webhooks.DefaultSenderConfig.ClaimBatch, Poll: cfg.WebhookPoll,
 		}, queue, webhookhttp.New(webhookhttp.Config{Timeout: cfg.WebhookTimeout, AllowHTTP: cfg.Development(),
 			AllowPrivate: cfg.WebhookAllowPrivate}), log, reg)
 		consumers = append(consumers, webhooks.NewDeliveries(queue, eventstore.New(pool), sender.Wake))

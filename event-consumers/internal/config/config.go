@@ -47,12 +47,13 @@ type Config struct {
 	// WEBHOOKS_ENABLED is false. WEBHOOK_SECRET_KEY must be the command service's.
 	WebhooksEnabled     bool          `env:"WEBHOOKS_ENABLED" envDefault:"true"`
 	WebhookSecretKey    string        `env:"WEBHOOK_SECRET_KEY"`
-	WebhookRetryBase    time.Duration `env:"WEBHOOK_RETRY_BASE" envDefault:"30s"`
+	WebhookRetryBase    time.Duration `env:"WEBHOOK_RETRY_BASE" envDefault:"5s"`
 	WebhookRetryMax     time.Duration `env:"WEBHOOK_RETRY_MAX" envDefault:"1h"`
 	WebhookMaxAge       time.Duration `env:"WEBHOOK_MAX_AGE" envDefault:"72h"`
 	WebhookDisableAfter time.Duration `env:"WEBHOOK_DISABLE_AFTER" envDefault:"72h"`
 	WebhookTimeout      time.Duration `env:"WEBHOOK_TIMEOUT" envDefault:"10s"`
 	WebhookWorkers      int           `env:"WEBHOOK_WORKERS" envDefault:"64"`
+	WebhookConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY" envDefault:"4"`
 	WebhookPoll         time.Duration `env:"WEBHOOK_POLL" envDefault:"250ms"`
 	WebhookAllowPrivate bool          `env:"WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
 
@@ -139,9 +140,10 @@ func Load() (Config, error) {
 		}
 		if cfg.WebhookRetryBase <= 0 || cfg.WebhookRetryMax < cfg.WebhookRetryBase || cfg.WebhookMaxAge <= 0 ||
 			cfg.WebhookDisableAfter <= 0 || cfg.WebhookTimeout <= 0 || cfg.WebhookPoll <= 0 ||
-			cfg.WebhookWorkers < 1 || cfg.WebhookWorkers > 10000 {
+			cfg.WebhookWorkers < 1 || cfg.WebhookWorkers > 10000 || cfg.WebhookConcurrency < 1 || cfg.WebhookConcurrency > 64 {
 			return cfg, fmt.Errorf("config: WEBHOOK_RETRY_BASE, WEBHOOK_MAX_AGE, WEBHOOK_DISABLE_AFTER, WEBHOOK_TIMEOUT and " +
-				"WEBHOOK_POLL must be positive, WEBHOOK_RETRY_MAX at least WEBHOOK_RETRY_BASE, WEBHOOK_WORKERS 1..10000")
+				"WEBHOOK_POLL must be positive, WEBHOOK_RETRY_MAX at least WEBHOOK_RETRY_BASE, WEBHOOK_WORKERS 1..10000, " +
+				"WEBHOOK_ENDPOINT_CONCURRENCY 1..64")
 		}
 	}
 	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {

@@ -68,23 +68,24 @@ func (w *Webhooks) Due(ctx context.Context, limit int) ([]webhooks.Endpoint, err
 }
 
 // Claim implements webhooks.Queue.
-func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int) ([]webhooks.Pending, error) {
+func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) ([]webhooks.Pending, error) {
 	rows, err := w.pool.Query(ctx, `
-		select d.delivery_id, d.event_id, d.event_type, d.body, d.attempts, d.event_created_at
+		select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
 		from webhook_deliveries d
 		where d.endpoint_id = $1 and d.state = 'PENDING' and d.next_attempt_at <= now()
+		  and d.resource_id <> all($3::text[])
 		  and not exists (select 1 from webhook_deliveries p
 		                  where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id
 		                    and p.state = 'PENDING' and p.delivery_id < d.delivery_id)
 		order by d.delivery_id
-		limit $2`, endpoint, limit)
+		limit $2`, endpoint, limit, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
 		var p webhooks.Pending
 		var body string
-		err := r.Scan(&p.ID, &p.EventID, &p.Type, &body, &p.Attempts, &p.CreatedAt)
+		err := r.Scan(&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
 		p.Body = []byte(body)
 		return p, err
 	})

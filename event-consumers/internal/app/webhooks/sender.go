@@ -30,6 +30,7 @@ type Endpoint struct {
 type Pending struct {
 	ID        int64
 	EventID   uuid.UUID
+	Resource  string
 	Type      string
 	Body      []byte
 	Attempts  int // made so far
@@ -55,8 +56,9 @@ type Queue interface {
 	// Due lists the enabled endpoints with a delivery due.
 	Due(ctx context.Context, limit int) ([]Endpoint, error)
 	// Claim lists up to limit deliveries of endpoint due now, oldest first, each the earliest pending one of
-	// its resource (so a resource's deliveries go one after the other, in log order).
-	Claim(ctx context.Context, endpoint uuid.UUID, limit int) ([]Pending, error)
+	// its resource (so a resource's deliveries go one after the other, in log order), leaving out the
+	// resources named in exclude (those with a delivery out).
+	Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) ([]Pending, error)
 	// Record stores the attempts' outcomes and the endpoint's health: succeeded (any attempt did) or
 	// failing; an endpoint failing since before disableBefore is disabled with reason.
 	Record(ctx context.Context, endpoint uuid.UUID, outcomes []Outcome, succeeded, failed bool, disableBefore time.Time, reason string) error
@@ -91,14 +93,15 @@ type SenderConfig struct {
 	MaxAge       time.Duration // a delivery still failing this long after its event is given up
 	DisableAfter time.Duration // an endpoint whose every attempt has failed for this long is disabled
 	Workers      int           // endpoints served at once, at most
+	Concurrency  int           // attempts in flight per endpoint, at most
 	ClaimBatch   int           // deliveries claimed per round trip
 	Poll         time.Duration // how often the queue is looked at when nothing wakes the sender
 }
 
-// DefaultSenderConfig is the default schedule: 30 s, 1 m, 2 m, ... up to hourly, for 3 days.
+// DefaultSenderConfig is the default schedule: 5 s, 10 s, 20 s, ... up to hourly, for 3 days.
 var DefaultSenderConfig = SenderConfig{
-	RetryBase: 30 * time.Second, RetryMax: time.Hour, MaxAge: 72 * time.Hour, DisableAfter: 72 * time.Hour,
-	Workers: 64, ClaimBatch: 100, Poll: 250 * time.Millisecond,
+	RetryBase: 5 * time.Second, RetryMax: time.Hour, MaxAge: 72 * time.Hour, DisableAfter: 72 * time.Hour,
+	Workers: 64, Concurrency: 4, ClaimBatch: 100, Poll: 250 * time.Millisecond,
 }
 
 // Sender sends the queued deliveries.
@@ -200,8 +203,11 @@ func (s *Sender) dispatch(ctx context.Context) {
 	}
 }
 
-// work sends endpoint ep's due deliveries until none is due: one at a time (the per-endpoint concurrency
-// is 1, which keeps each resource's deliveries in order), each attempt bounded by the transport's timeout.
+// work sends endpoint ep's due deliveries until none is due, at most Concurrency at a time, each attempt
+// bounded by the transport's timeout. A resource's deliveries stay in log order: a claim returns only the
+// earliest pending delivery of each resource, and leaves out the resources whose delivery is in flight or
+// not yet recorded, so a resource never has two deliveries out at once. A receiver that hangs holds one
+// slot until the timeout; the others go on.
 func (s *Sender) work(ctx context.Context, ep Endpoint) {
 	defer func() {
 		s.mu.Lock()
@@ -213,35 +219,34 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 	if ep.PreviousSecretVersion > 0 && time.Now().Before(ep.PreviousUntil) {
 		secrets = append(secrets, webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.PreviousSecretVersion))
 	}
-	for ctx.Err() == nil {
-		batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Warn("webhooks: cannot claim deliveries", "endpoint", ep.ID, "err", err)
-			}
-			return
+	type result struct {
+		o        Outcome
+		resource string
+	}
+	conc := max(1, s.cfg.Concurrency)
+	results := make(chan result, conc)
+	var (
+		queue    []Pending           // claimed, not started
+		busy     = map[string]bool{} // resources in flight or awaiting their record
+		done     []result            // finished, not recorded
+		inflight int
+		drained  bool // the last claim found nothing more
+	)
+	// flush records what finished; its resources' next deliveries become claimable.
+	flush := func() bool {
+		if len(done) == 0 {
+			return true
 		}
-		if len(batch) == 0 {
-			return
-		}
-		outcomes := make([]Outcome, 0, len(batch))
+		outcomes := make([]Outcome, len(done))
 		var succeeded, failed bool
 		var lastErr string
-		for _, p := range batch {
-			if ctx.Err() != nil {
-				break
-			}
-			o := s.attempt(ctx, ep, secrets, p)
-			if o.State == "SUCCEEDED" {
+		for i, r := range done {
+			outcomes[i] = r.o
+			if r.o.State == "SUCCEEDED" {
 				succeeded = true
 			} else {
-				failed = true
-				lastErr = describe(o)
+				failed, lastErr = true, describe(r.o)
 			}
-			outcomes = append(outcomes, o)
-		}
-		if len(outcomes) == 0 {
-			return
 		}
 		reason := ""
 		if failed {
@@ -253,17 +258,75 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 		}
 		// Recorded even when ctx has ended (a shutdown): what was sent should not be sent again.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err = s.queue.Record(rctx, ep.ID, outcomes, succeeded, failed && !succeeded, time.Now().Add(-s.cfg.DisableAfter), reason)
+		err := s.queue.Record(rctx, ep.ID, outcomes, succeeded, failed && !succeeded, time.Now().Add(-s.cfg.DisableAfter), reason)
 		cancel()
 		if err != nil {
 			s.log.Warn("webhooks: cannot record attempts (they will be repeated)", "endpoint", ep.ID, "err", err)
-			return
+			return false
 		}
+		for _, r := range done {
+			delete(busy, r.resource)
+		}
+		done = done[:0]
 		if succeeded {
 			ep.FailingSince = nil
 		} else if ep.FailingSince == nil {
 			now := time.Now()
 			ep.FailingSince = &now
+		}
+		return true
+	}
+	defer func() {
+		for inflight > 0 { // a shutdown: wait for the attempts out (each has its timeout) and record them
+			done = append(done, <-results)
+			inflight--
+		}
+		flush()
+	}()
+	for {
+		for inflight < conc && len(queue) > 0 && ctx.Err() == nil {
+			p := queue[0]
+			queue = queue[1:]
+			inflight++
+			go func() { results <- result{s.attempt(ctx, ep, secrets, p), p.Resource} }()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if len(queue) == 0 && !drained {
+			if !flush() {
+				return
+			}
+			exclude := make([]string, 0, len(busy))
+			for r := range busy {
+				exclude = append(exclude, r)
+			}
+			batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch, exclude)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("webhooks: cannot claim deliveries", "endpoint", ep.ID, "err", err)
+				}
+				return
+			}
+			for _, p := range batch {
+				busy[p.Resource] = true
+			}
+			queue, drained = batch, len(batch) == 0
+			if len(queue) > 0 {
+				continue
+			}
+		}
+		if inflight == 0 {
+			return // nothing claimed, nothing out: done until the next round
+		}
+		r := <-results
+		inflight--
+		done = append(done, r)
+		drained = false // what it finished may let the next delivery of its resource go
+		if len(done) >= s.cfg.ClaimBatch/2 || (len(queue) > 0 && inflight < conc && len(done) >= conc) {
+			if !flush() {
+				return
+			}
 		}
 	}
 }

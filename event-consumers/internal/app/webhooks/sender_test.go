@@ -10,7 +10,7 @@ import (
 // before a delivery is given up.
 func TestBackoff(t *testing.T) {
 	s := &Sender{cfg: DefaultSenderConfig}
-	for n, step := range []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute} {
+	for n, step := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second} {
 		for range 100 {
 			if d := s.Backoff(n+1, 0); d < step/2 || d > step {
 				t.Fatalf("attempt %d: %s, want %s to %s", n+1, d, step/2, step)
