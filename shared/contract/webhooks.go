@@ -53,7 +53,7 @@ func (r *WebhookEndpointRequest) Validate(allowHTTP bool) *problem.Problem {
 	for _, t := range r.EventTypes {
 		if !webhook.ValidFilter(t) {
 			errs = append(errs, problem.FieldError{Field: "event_types",
-				Message: "unknown event type " + quote(t) + " (a type such as payment.completed, or payment.*)"})
+				Message: "unknown event type " + quote(t) + " (a type such as payment.completed, payment.* or *)"})
 		} else if seen[t] {
 			errs = append(errs, problem.FieldError{Field: "event_types", Message: "event type " + quote(t) + " is listed twice"})
 		}

@@ -61,9 +61,12 @@ var Types = []string{
 	WithdrawalCompleted, WithdrawalFailed,
 }
 
-// ValidFilter reports whether f names event types an endpoint may subscribe to: one type, or every type of
-// a resource ("payment.*").
+// ValidFilter reports whether f names event types an endpoint may subscribe to: one type, every type of
+// a resource ("payment.*"), or every type ("*").
 func ValidFilter(f string) bool {
+	if f == "*" {
+		return true
+	}
 	for _, t := range Types {
 		if f == t || f == Resource(t)+".*" {
 			return true

@@ -43,7 +43,7 @@ func TestSignAndVerify(t *testing.T) {
 
 func TestFilters(t *testing.T) {
 	for f, want := range map[string]bool{"payment.completed": true, "payment.*": true, "refund.*": true,
-		"payment": false, "*": false, "payment.done": false, "collect_request.expired": true} {
+		"payment": false, "*": true, "**": false, "payment.done": false, "collect_request.expired": true} {
 		if ValidFilter(f) != want {
 			t.Errorf("ValidFilter(%q) = %v", f, !want)
 		}

@@ -36,7 +36,7 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 		from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
 		     with ordinality as x(event_id, event_type, resource_id, body, created_at, client_id, n)
 		join webhook_endpoints e on e.client_id = x.client_id and e.status = 'ENABLED' and e.created_at <= x.created_at
-		 and (cardinality(e.event_types) = 0 or x.event_type = any(e.event_types)
+		 and (cardinality(e.event_types) = 0 or x.event_type = any(e.event_types) or '*' = any(e.event_types)
 		      or split_part(x.event_type, '.', 1) || '.*' = any(e.event_types))
 		order by x.n, e.endpoint_id
 		on conflict (endpoint_id, event_id) where not redelivery do nothing`,
