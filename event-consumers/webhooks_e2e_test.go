@@ -135,7 +135,9 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	cons := testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL,
 		// The receivers are on loopback; the schedule is short so that the test does not wait for hours.
 		"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_BASE": "100ms", "WEBHOOK_RETRY_MAX": "1s",
-		"WEBHOOK_TIMEOUT": "500ms", "WEBHOOK_POLL": "50ms"})
+		"WEBHOOK_TIMEOUT": "500ms", "WEBHOOK_POLL": "50ms",
+		// A dead endpoint is disabled after failing for this long.
+		"WEBHOOK_DISABLE_AFTER": "3s"})
 	gw := testenv.StartService(t, "api-gateway", map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
 		"EVENT_CONSUMERS_URL": cons.URL,
@@ -172,6 +174,19 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 			t.Fatalf("read endpoint: %d %s", st, b)
 		}
 	}
+	// A second endpoint of the first client, dead: it hangs on every request until the sender's timeout.
+	// It must delay nobody's deliveries, its own client's other endpoint included, and end up disabled.
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(dead.Close)
+	st, b := clients[0].post(ctx, t, "/v1/webhook-endpoints", "dead-endpoint", map[string]any{"url": dead.URL})
+	if st != 201 {
+		t.Fatalf("register the dead endpoint: %d %s", st, b)
+	}
+	var deadEndpoint struct {
+		EndpointID string `json:"endpoint_id"`
+	}
+	_ = json.Unmarshal(b, &deadEndpoint)
+
 	// Another client's endpoint does not exist, for reads and writes alike.
 	if st, _, _ := clients[1].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+endpoints[0], "", nil); st != 404 {
 		t.Errorf("another client's endpoint: %d, want 404", st)
@@ -217,7 +232,7 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	defer pool.Close()
 	waitAllTerminal(t, ctx, pool)
 	want := expectedWebhooks(t, ctx, pool, names)
-	waitDelivered(t, ctx, pool, receivers, want)
+	waitDelivered(t, ctx, pool, deadEndpoint.EndpointID, want)
 
 	total := 0
 	for i, r := range receivers {
@@ -273,7 +288,7 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	checkDataMatchesAPI(t, ctx, clients[0], receivers[0])
 
 	// The delivery log: attempts with their status codes, readable by the endpoint's client only.
-	st, b, _ := clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+endpoints[0]+"/deliveries?limit=200", "", nil)
+	st, b, _ = clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+endpoints[0]+"/deliveries?limit=200", "", nil)
 	if st != 200 {
 		t.Fatalf("delivery log: %d %s", st, b)
 	}
@@ -298,6 +313,21 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	}
 	if st, _, _ := clients[1].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+endpoints[0]+"/deliveries", "", nil); st != 404 {
 		t.Errorf("another client's delivery log: %d, want 404", st)
+	}
+
+	// The dead endpoint was disabled, and its owner can read why and what its attempts met.
+	st, b, _ = clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+deadEndpoint.EndpointID, "", nil)
+	var deadNow struct {
+		Status         string  `json:"status"`
+		DisabledReason *string `json:"disabled_reason"`
+	}
+	if err := json.Unmarshal(b, &deadNow); err != nil || st != 200 || deadNow.Status != "DISABLED" || deadNow.DisabledReason == nil ||
+		!strings.Contains(*deadNow.DisabledReason, "timed out") {
+		t.Errorf("dead endpoint: %d %s", st, b)
+	}
+	st, b, _ = clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+deadEndpoint.EndpointID+"/deliveries?limit=1", "", nil)
+	if st != 200 || !strings.Contains(string(b), `"error":"timed out"`) || !strings.Contains(string(b), `"status_code":null`) {
+		t.Errorf("dead endpoint's delivery log: %d %s", st, b)
 	}
 
 	rotateAndRedeliver(t, ctx, clients[0], receivers[0], endpoints[0], page.Items[0].EventID)
@@ -358,13 +388,13 @@ func expectedWebhooks(t *testing.T, ctx context.Context, pool *pgxpool.Pool, cli
 
 // waitDelivered waits until every delivery is done (none pending) and each receiver has seen what it
 // should, or the deadline passes (the assertions then say what is missing).
-func waitDelivered(t *testing.T, ctx context.Context, pool *pgxpool.Pool, receivers []*receiver, want map[string][]want) {
+func waitDelivered(t *testing.T, ctx context.Context, pool *pgxpool.Pool, dead string, want map[string][]want) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var pending, queued int
-		if err := pool.QueryRow(ctx, `select count(*) filter (where state = 'PENDING'), count(*) from webhook_deliveries`).
-			Scan(&pending, &queued); err != nil {
+		if err := pool.QueryRow(ctx, `select count(*) filter (where state = 'PENDING'), count(*) from webhook_deliveries
+			where endpoint_id <> $1`, dead).Scan(&pending, &queued); err != nil {
 			t.Fatal(err)
 		}
 		wanted := 0
