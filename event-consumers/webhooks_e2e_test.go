@@ -176,7 +176,10 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	}
 	// A second endpoint of the first client, dead: it hangs on every request until the sender's timeout.
 	// It must delay nobody's deliveries, its own client's other endpoint included, and end up disabled.
-	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices the client hanging up only once the body is read
+		<-r.Context().Done()
+	}))
 	t.Cleanup(dead.Close)
 	st, b := clients[0].post(ctx, t, "/v1/webhook-endpoints", "dead-endpoint", map[string]any{"url": dead.URL})
 	if st != 201 {
@@ -325,7 +328,7 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 		!strings.Contains(*deadNow.DisabledReason, "timed out") {
 		t.Errorf("dead endpoint: %d %s", st, b)
 	}
-	st, b, _ = clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+deadEndpoint.EndpointID+"/deliveries?limit=1", "", nil)
+	st, b, _ = clients[0].do(ctx, http.MethodGet, "/v1/webhook-endpoints/"+deadEndpoint.EndpointID+"/deliveries?limit=200", "", nil)
 	if st != 200 || !strings.Contains(string(b), `"error":"timed out"`) || !strings.Contains(string(b), `"status_code":null`) {
 		t.Errorf("dead endpoint's delivery log: %d %s", st, b)
 	}
