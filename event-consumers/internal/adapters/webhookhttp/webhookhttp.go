@@ -155,9 +155,13 @@ func simplify(err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
+	var dns *net.DNSError
 	switch {
 	case errors.Is(err, ErrForbiddenTarget):
 		return err
+	case errors.As(err, &dns):
+		// Not the resolver's address: that is this installation's, not the endpoint owner's business.
+		return fmt.Errorf("cannot resolve %s: %s", dns.Name, dns.Err)
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout"):
 		return errors.New("timed out")
 	}
