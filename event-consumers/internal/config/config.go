@@ -4,6 +4,8 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -55,7 +57,10 @@ type Config struct {
 	WebhookWorkers      int           `env:"WEBHOOK_WORKERS" envDefault:"64"`
 	WebhookConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY" envDefault:"4"`
 	WebhookPoll         time.Duration `env:"WEBHOOK_POLL" envDefault:"250ms"`
-	WebhookAllowPrivate bool          `env:"WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
+	// WEBHOOK_ALLOW_PRIVATE: unset, true in development mode (a receiver on this machine) and false
+	// elsewhere; set, what it says.
+	WebhookAllowPrivateSetting string `env:"WEBHOOK_ALLOW_PRIVATE"`
+	WebhookAllowPrivate        bool   `env:"-"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -131,6 +136,16 @@ func Load() (Config, error) {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
 	if cfg.WebhooksEnabled {
+		switch v := strings.TrimSpace(cfg.WebhookAllowPrivateSetting); v {
+		case "":
+			cfg.WebhookAllowPrivate = cfg.Development()
+		default:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return cfg, fmt.Errorf("config: WEBHOOK_ALLOW_PRIVATE must be true or false, got %q", v)
+			}
+			cfg.WebhookAllowPrivate = b
+		}
 		if cfg.WebhookSecretKey == "" && cfg.Development() {
 			cfg.WebhookSecretKey = webhook.DevSecretKey
 		}
