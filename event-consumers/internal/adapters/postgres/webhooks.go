@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -67,9 +68,15 @@ func (w *Webhooks) Due(ctx context.Context, limit int) ([]webhooks.Endpoint, err
 	})
 }
 
-// Claim implements webhooks.Queue.
-func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) ([]webhooks.Pending, error) {
-	rows, err := w.pool.Query(ctx, `
+// Claim implements webhooks.Queue: the endpoint as it is now (nothing when it is no longer enabled), and
+// its deliveries due.
+func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (webhooks.Endpoint, []webhooks.Pending, error) {
+	var ep webhooks.Endpoint
+	batch := &pgx.Batch{}
+	batch.Queue(`select endpoint_id, url, secret_version, coalesce(previous_secret_version, 0),
+		       coalesce(previous_secret_expires_at, 'epoch'), failing_since
+		from webhook_endpoints where endpoint_id = $1 and status = 'ENABLED'`, endpoint)
+	batch.Queue(`
 		select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
 		from webhook_deliveries d
 		where d.endpoint_id = $1 and d.state = 'PENDING' and d.next_attempt_at <= now()
@@ -79,16 +86,30 @@ func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exc
 		                    and p.state = 'PENDING' and p.delivery_id < d.delivery_id)
 		order by d.delivery_id
 		limit $2`, endpoint, limit, exclude)
-	if err != nil {
-		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	res := w.pool.SendBatch(ctx, batch)
+	defer res.Close()
+	err := res.QueryRow().Scan(&ep.ID, &ep.URL, &ep.SecretVersion, &ep.PreviousSecretVersion, &ep.PreviousUntil, &ep.FailingSince)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ep, nil, nil // disabled or deleted since: nothing more is sent
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	rows, err := res.Query()
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
 		var p webhooks.Pending
 		var body string
 		err := r.Scan(&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
 		p.Body = []byte(body)
 		return p, err
 	})
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	return ep, pending, nil
 }
 
 // excerptMax bounds the part of a receiver's answer kept with an attempt.

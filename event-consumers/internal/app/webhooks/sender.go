@@ -55,10 +55,11 @@ type Outcome struct {
 type Queue interface {
 	// Due lists the enabled endpoints with a delivery due.
 	Due(ctx context.Context, limit int) ([]Endpoint, error)
-	// Claim lists up to limit deliveries of endpoint due now, oldest first, each the earliest pending one of
-	// its resource (so a resource's deliveries go one after the other, in log order), leaving out the
-	// resources named in exclude (those with a delivery out).
-	Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) ([]Pending, error)
+	// Claim returns the endpoint as it is now, and up to limit of its deliveries due now, oldest first,
+	// each the earliest pending one of its resource (so a resource's deliveries go one after the other, in
+	// log order), leaving out the resources named in exclude (those with a delivery out). An endpoint no
+	// longer enabled has none.
+	Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (Endpoint, []Pending, error)
 	// Record stores the attempts' outcomes and the endpoint's health: succeeded (any attempt did) or
 	// failing; an endpoint failing since before disableBefore is disabled with reason.
 	Record(ctx context.Context, endpoint uuid.UUID, outcomes []Outcome, succeeded, failed bool, disableBefore time.Time, reason string) error
@@ -215,10 +216,7 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 		s.mu.Unlock()
 		s.metrics.workers.Dec()
 	}()
-	secrets := []string{webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.SecretVersion)}
-	if ep.PreviousSecretVersion > 0 && time.Now().Before(ep.PreviousUntil) {
-		secrets = append(secrets, webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.PreviousSecretVersion))
-	}
+	secrets := s.secrets(ep)
 	type result struct {
 		o        Outcome
 		resource string
@@ -288,7 +286,7 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 			p := queue[0]
 			queue = queue[1:]
 			inflight++
-			go func() { results <- result{s.attempt(ctx, ep, secrets, p), p.Resource} }()
+			go func(ep Endpoint, secrets []string) { results <- result{s.attempt(ctx, ep, secrets, p), p.Resource} }(ep, secrets)
 		}
 		if ctx.Err() != nil {
 			return
@@ -301,12 +299,18 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 			for r := range busy {
 				exclude = append(exclude, r)
 			}
-			batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch, exclude)
+			now, batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch, exclude)
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("webhooks: cannot claim deliveries", "endpoint", ep.ID, "err", err)
 				}
 				return
+			}
+			if len(batch) > 0 {
+				// Its secrets as they are now (a rotation), its URL and failure run (recorded at every flush);
+				// the attempts out keep what they were started with.
+				ep = now
+				secrets = s.secrets(ep)
 			}
 			for _, p := range batch {
 				busy[p.Resource] = true
@@ -329,6 +333,16 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 			}
 		}
 	}
+}
+
+// secrets are the secrets that sign ep's attempts: the current one, and the previous one during a
+// rotation's overlap.
+func (s *Sender) secrets(ep Endpoint) []string {
+	out := []string{webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.SecretVersion)}
+	if ep.PreviousSecretVersion > 0 && time.Now().Before(ep.PreviousUntil) {
+		out = append(out, webhook.Secret(s.cfg.SecretKey, ep.ID.String(), ep.PreviousSecretVersion))
+	}
+	return out
 }
 
 func describe(o Outcome) string {
