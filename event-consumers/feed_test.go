@@ -177,3 +177,62 @@ func balanceDiff(t *testing.T, pool *pgxpool.Pool, totals map[string]int64) stri
 	}
 	return ""
 }
+
+// The split docker compose runs: one process with RELAY_ENABLED=false builds the projections and never
+// publishes; a second with RELAY_ONLY=true publishes the whole log, once in order, and builds nothing.
+func TestRelayOnlyProcessCarriesTheFeedAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	rabbitURL := testenv.RabbitMQ(t)
+	pool, url := testenv.PostgresPool(t)
+	ctx := context.Background()
+	exchange := relaytest.Exchange()
+	feed := relaytest.Bind(t, rabbitURL, exchange, "#")
+
+	bin := filepath.Join(t.TempDir(), "event-consumers")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	bank := workload.New(eventstore.New(pool))
+	vpas := make([]string, 8)
+	for i := range vpas {
+		vpas[i] = "split" + strconv.Itoa(i) + "@okbank"
+		if _, err := bank.Open(ctx, vpas[i], "client-"+strconv.Itoa(i%2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bank.Deposit(ctx, vpas[i], 50000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bank.Random(ctx, rand.New(rand.NewPCG(3, 3)), vpas, 60); err != nil {
+		t.Fatal(err)
+	}
+	start := func(env ...string) *exec.Cmd {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), append([]string{"DATABASE_URL=" + url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0",
+			"EVENT_CONSUMERS_OPS_ADDR=127.0.0.1:0", "UPI_ENV=development", "LOG_LEVEL=warn",
+			"COMMAND_SERVICE_URL=http://127.0.0.1:1", "RABBITMQ_URL=" + rabbitURL, "RELAY_EXCHANGE=" + exchange}, env...)...)
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+		return cmd
+	}
+
+	start("RELAY_ENABLED=false")
+	waitForLastEvent(t, pool, "accounts", "payments")
+	time.Sleep(300 * time.Millisecond)
+	if n := feed.Distinct(); n != 0 || checkpoint(t, pool, "event-feed") != (eventstore.Position{}) {
+		t.Fatalf("with RELAY_ENABLED=false the process published %d events (checkpoint %v)", n, checkpoint(t, pool, "event-feed"))
+	}
+
+	start("RELAY_ONLY=true")
+	log := feed.WaitAll(t, pool, 60*time.Second)
+	relaytest.Check(t, log, feed.Deliveries())
+	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events published by the relay-only process", len(log))
+}

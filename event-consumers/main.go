@@ -119,6 +119,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		return err
 	}
 	defer pool.Close()
+	if cfg.RelayOnly && len(args) == 0 {
+		return runRelayOnly(ctx, log, cfg, pool)
+	}
 
 	// Every projection, in the order `rebuild all` rebuilds them.
 	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
@@ -238,6 +241,35 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		g.Go(func() error { r.Periodic(gctx, "webhook-sender", sender.Every(), sender.Round); return nil })
 		g.Go(func() error { sender.Run(gctx); return nil })
 	}
+	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
+	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
+	return g.Wait()
+}
+
+// runRelayOnly is the process RELAY_ONLY=true starts: the event feed's relay alone, the one consumer
+// that needs the broker, so that only it joins the feed's network. It takes the relay's checkpoint lock
+// like any replica would; the process running everything else leaves the relay out (RELAY_ENABLED=false).
+func runRelayOnly(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpool.Pool) error {
+	reg := observability.Registry()
+	feed := relay.New(relay.Config{URL: cfg.RabbitMQURL, Exchange: cfg.RelayExchange, InFlight: cfg.RelayInFlight},
+		log, relay.NewMetrics(reg))
+	defer feed.Close()
+	checks := []observability.Check{
+		{Name: "postgres", Ping: pool.Ping},
+		{Name: "rabbitmq", Ping: feed.Ping, Optional: true},
+	}
+	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
+		Audience: servicetoken.EventConsumers, Peers: cfg.Peers, Registry: reg,
+	})
+	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
+	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
+		Operators: keyring.New(cfg.Operators)})
+	log.Info("event feed: this process runs the relay only (RELAY_ONLY=true)")
+
+	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(gctx, feed) })
+	g.Go(func() error { feed.Run(gctx); return nil })
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
 	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })
 	return g.Wait()

@@ -90,6 +90,25 @@ awk '
   }
 ' "$out"
 
+# The score against the peers measured on the same kind of machine (docs/benchmarks.md, "Peers"):
+# pgledger, where a transfer is one SQL function call, at 0.24x the baseline and about 1.3 ms of CPU.
+awk '
+  /^pgbench_tps=/ { split($0, kv, "="); tps = kv[2] }
+  /^Benchmark/ && $1 ~ /^BenchmarkPayments\/spread-16(-[0-9]+)?$/ {
+    for (i = 2; i < NF; i++) {
+      if ($(i + 1) == "completed/s") done_s = $i
+      if ($(i + 1) == "cpu-ms/payment") cpu = $i
+    }
+  }
+  END {
+    if (tps > 0 && done_s > 0) {
+      printf "\n== against pgledger (0.24x, 1.3 ms a transfer): spread-16 %.3fx (%s), %.2f ms a payment (%s)\n",
+        done_s / tps, (done_s / tps >= 0.24 ? "passes" : sprintf("%.0f%% of it", 100 * done_s / tps / 0.24)),
+        cpu, (cpu <= 1.3 ? "passes" : sprintf("%.1fx its CPU", cpu / 1.3))
+    }
+  }
+' "$out"
+
 if ((${#failed[@]})); then
   echo "benchmarks failed in: ${failed[*]}" >&2
   exit 1

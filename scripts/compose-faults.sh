@@ -7,7 +7,7 @@
 #   scripts/compose-faults.sh                   # every scenario
 #   scripts/compose-faults.sh kill-command netcut-consumers   # some
 #
-# Scenarios: kill-consumers kill-command kill-gateway restart-postgres netcut-consumers rolling-restart
+# Scenarios: networks kill-consumers kill-command kill-gateway restart-postgres netcut-consumers rolling-restart
 #            persistence replicas observability fresh
 # Each prints one line `VERDICT <scenario>: PASS|FAIL ...` with its figures; the script exits 1 if any failed.
 #   LOAD_SECONDS   payments are sent this long in each scenario (default 60)
@@ -27,7 +27,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failed=()
 
-all=(kill-consumers kill-command kill-gateway restart-postgres netcut-consumers rolling-restart persistence replicas observability fresh)
+all=(networks kill-consumers kill-command kill-gateway restart-postgres netcut-consumers rolling-restart persistence replicas observability fresh)
 scenarios=("$@")
 ((${#scenarios[@]})) || scenarios=("${all[@]}")
 
@@ -103,6 +103,42 @@ kill_scenario() { # NAME SERVICE
   ((now > restarts)) || { echo "  $svc was not restarted by its restart policy"; failed+=("$name"); }
 }
 
+# reach NETWORK HOST PORT: whether a throwaway container on one of the project's networks opens a TCP
+# connection to HOST:PORT within 2 s (the PostgreSQL image: it is in every stack and has bash).
+reach() {
+  docker run --rm --network "$(project)_$1" --entrypoint bash postgres:15 \
+    -c "timeout 2 bash -c '</dev/tcp/$2/$3'" >/dev/null 2>&1
+}
+
+# The networks of docker-compose.yml, tried from outside the stack as an intruder would be: a feed
+# subscriber reaches RabbitMQ and nothing else, even by address; backend has no route out of its network.
+scenario_networks() {
+  ensure_up
+  local bad=() target
+  reach feed rabbitmq 5672 || bad+=("feed->rabbitmq:5672 refused")
+  for target in postgres:5432 redis:6379 command-service:8081 query-service:8082 event-consumers:8083 \
+    event-consumers:8093 api-gateway:8080 api-gateway:8090 feed-relay:8083 feed-relay:8093; do
+    local svc=${target%:*} port=${target#*:} ip
+    ip=$(service_ip "$svc")
+    if reach feed "$svc" "$port" || { [[ -n $ip ]] && reach feed "$ip" "$port"; }; then
+      bad+=("feed->$target open")
+    fi
+  done
+  # Inside backend the services find each other; from it nothing outside answers (the edge network's
+  # gateway address, the host's Docker bridge).
+  reach backend postgres 5432 || bad+=("backend->postgres refused")
+  local edge_ip host_ip
+  edge_ip=$(service_ip api-gateway 1 edge)
+  host_ip=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' bridge)
+  reach backend "$edge_ip" 8080 && bad+=("backend->gateway's edge address open")
+  reach backend "$host_ip" "$PORT" && bad+=("backend->host's published port open")
+  if ((${#bad[@]})); then
+    verdict networks FAIL "${bad[*]}"
+  else
+    verdict networks PASS "feed reaches RabbitMQ only; backend reaches no address outside it"
+  fi
+}
+
 scenario_kill-consumers() { kill_scenario kill-consumers event-consumers; }
 scenario_kill-command() { kill_scenario kill-command command-service; }
 scenario_kill-gateway() { kill_scenario kill-gateway api-gateway; }
@@ -125,7 +161,7 @@ scenario_restart-postgres() {
 scenario_netcut-consumers() {
   ensure_up
   local net id
-  net="$(project)_default"
+  net="$(project)_backend"
   id=$(containers event-consumers | head -n1)
   log "netcut-consumers: load for ${LOAD_SECONDS}s; event-consumers off the network for 20 s after 10 s"
   load netcut-consumers
@@ -247,7 +283,7 @@ scenario_replicas() {
   (($(metric "${ec[1]}" 8093 'consumer_active') > $(metric "${ec[0]}" 8093 'consumer_active'))) && { holder=2; standby=1; }
   total=$(metric "${ec[$((holder - 1))]}" 8093 'consumer_active')
   local net id took_cut=never
-  net="$(project)_default"
+  net="$(project)_backend"
   id=$(containers event-consumers | sed -n "${holder}p")
   log "replicas: event-consumers #$holder (holding $total) cut off the network"
   t0=$(date +%s.%N)

@@ -59,11 +59,13 @@ up_wait() {
   fi
 }
 
-# service_ip SERVICE [N]: the address of the Nth (default first) container of SERVICE on the project's network.
+# service_ip SERVICE [N] [NETWORK]: the address of the Nth (default first) container of SERVICE on one of
+# the project's networks (default backend, where every service but the broker is).
 service_ip() {
-  local id
+  local id net
   id=$(containers "$1" | sed -n "${2:-1}p")
-  docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id" | awk '{print $1}'
+  net="$(project)_${3:-backend}"
+  docker inspect -f "{{with index .NetworkSettings.Networks \"$net\"}}{{.IPAddress}}{{end}}" "$id"
 }
 
 # main_pid SERVICE [N]: the host pid of the main process of the Nth container of SERVICE.

@@ -4,14 +4,16 @@
 # Opens two fresh accounts, funds one, pays the other, waits for the payment to complete, checks both
 # balances at the payment's position, then checks idempotent replay and key reuse; then a merchant: payee
 # lookup, a payment to it refunded in part, and a collect request the payer approves; last, money leaving:
-# a withdrawal to the bank, one past the balance, and a deposit reference reused; a webhook endpoint
-# registered before the payments, its delivery log, a secret rotation, disabling and deleting it. Each step is printed;
+# a withdrawal to the bank, one past the balance, and a deposit reference reused; then an operator
+# ($OPERATOR_KEY, default dev-operator-secret) erases a fresh account; last, a webhook endpoint registered
+# before the payments: its delivery log, a secret rotation, disabling and deleting it. Each step is printed;
 # the first deviation stops the script with a message and a non-zero exit. Needs bash, curl, sed, grep.
 set -euo pipefail
 
 BASE_URL="${1:-http://localhost:8080}"
 BASE_URL="${BASE_URL%/}"
 API_KEY="${API_KEY:-alpha-secret}"
+OPERATOR_KEY="${OPERATOR_KEY:-dev-operator-secret}"
 
 command -v curl >/dev/null || { echo "smoke: curl is required" >&2; exit 2; }
 
@@ -293,6 +295,26 @@ request POST "/v1/accounts/$payer/deposits" "{\"amount_paise\":$((deposit + 1)),
 expect_status 409 "the same reference with another amount"
 expect_field code DEPOSIT_REFERENCE_CONFLICT "the same reference with another amount"
 ok "replayed with the same amount, 409 DEPOSIT_REFERENCE_CONFLICT with another"
+
+say "an operator erases a person (crypto-shredding): the account is closed and its name reads [erased]"
+erased="smoke.erased.${run_id}@smoke"
+request POST /v1/accounts "{\"vpa\":\"$erased\",\"holder_name\":\"Smoke Erasure $run_id\"}" "smoke-open-erased-$run_id"
+expect_status 201 "open the account to erase"
+request POST /v1/ops/erasures "{\"vpa\":\"$erased\"}" "smoke-erase-by-client-$run_id"
+expect_status 403 "erasure with a client's key"
+API_KEY="$OPERATOR_KEY" request POST /v1/ops/erasures "{\"vpa\":\"$erased\"}" "smoke-erase-$run_id"
+expect_status 200 "erasure"
+expect_field status CLOSED "erasure"
+erased_at="$(field position)"
+API_KEY="$OPERATOR_KEY" request POST /v1/ops/erasures "{\"vpa\":\"$erased\"}" "smoke-erase-again-$run_id"
+expect_status 200 "erasure again"
+request GET "/v1/accounts/$erased?min_position=$erased_at"
+expect_field status CLOSED "the erased account"
+expect_field holder_name "[erased]" "the erased account"
+request GET "/v1/vpas/$erased"
+expect_status 410 "lookup of the erased vpa"
+expect_field code ACCOUNT_CLOSED "lookup of the erased vpa"
+ok "403 for a client, 200 CLOSED twice, holder_name [erased], lookup 410 ACCOUNT_CLOSED"
 
 say "the webhook endpoint's delivery log holds the payments' state changes; rotate, disable, delete"
 for _ in $(seq 1 50); do

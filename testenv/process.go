@@ -351,3 +351,12 @@ func PrivateRedis(t testing.TB) (url string, ok bool) {
 	}
 	return url, true
 }
+
+// Log is what the service wrote to its output so far (its JSON log lines).
+func (s *Service) Log() []byte {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		s.t.Errorf("read %s log: %v", s.Name, err)
+	}
+	return b
+}

@@ -194,7 +194,8 @@ func (r StepsRequest) Check() *problem.Problem {
 func failureCode(code string) bool {
 	switch code {
 	case events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError,
-		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded:
+		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded,
+		events.CodeAccountClosed:
 		return true
 	}
 	return false

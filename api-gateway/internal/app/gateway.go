@@ -113,6 +113,9 @@ func (g *Gateway) decided(rate Rate) Rate {
 // Command is a client's command, authenticated and validated.
 type Command struct {
 	Client, RequestID string
+	// Operator is the authenticated operator of a command under /v1/ops/ (Client is then empty): its
+	// rate limit and idempotency keys are the operator's, apart from every client's.
+	Operator string
 	// Method, Path and Key are the idempotency scope; Path is also where the command is forwarded.
 	Method, Path, Key string
 	// Fingerprint identifies the body (Fingerprinter); Body is the body as the client sent it.
@@ -132,8 +135,12 @@ type Answer struct {
 // rate is not allowed nothing else happened. The errors are ErrInFlight and ErrReused (the key's answers)
 // and the command service's ErrUnavailable and ErrTimeout (or ctx's error).
 func (g *Gateway) Command(ctx context.Context, cmd Command) (Rate, Answer, error) {
-	scope := Scope{Client: cmd.Client, Method: cmd.Method, Path: cmd.Path, Key: cmd.Key}
-	rate, out, err := g.cfg.Idempotency.Begin(ctx, limitKey(cmd.Client), scope, cmd.Fingerprint)
+	who := cmd.Client
+	if cmd.Operator != "" {
+		who = "operator/" + cmd.Operator
+	}
+	scope := Scope{Client: who, Method: cmd.Method, Path: cmd.Path, Key: cmd.Key}
+	rate, out, err := g.cfg.Idempotency.Begin(ctx, limitKey(who), scope, cmd.Fingerprint)
 	rate = g.decided(rate)
 	switch {
 	case !rate.Allowed:
@@ -153,7 +160,7 @@ func (g *Gateway) Command(ctx context.Context, cmd Command) (Rate, Answer, error
 	// A client that hangs up does not cancel its command: the call runs to its own deadline and its
 	// outcome is stored, so the client's retry is a cheap replay instead of an unknown.
 	resp, err := g.cfg.Commands.Call(context.WithoutCancel(ctx), Call{
-		Path: cmd.Path, Client: cmd.Client, RequestID: cmd.RequestID, Key: cmd.Key, Body: cmd.Body,
+		Path: cmd.Path, Client: cmd.Client, Operator: cmd.Operator, RequestID: cmd.RequestID, Key: cmd.Key, Body: cmd.Body,
 		Timeout: g.cfg.CommandTimeout,
 	})
 	if err != nil {

@@ -129,15 +129,19 @@ func (s *server) command(validate validator) http.HandlerFunc {
 			s.refuse(w, r, p)
 			return
 		}
-		client := clientID(ctx)
+		client, operator := clientID(ctx), operatorName(ctx)
+		who := client
+		if operator != "" {
+			who = limitKey(ctx)
+		}
 		// The path is forwarded decoded, like a read's (see query), once validated.
 		rate, answer, err := s.App.Command(ctx, app.Command{
-			Client: client, RequestID: observability.RequestID(ctx),
+			Client: client, Operator: operator, RequestID: observability.RequestID(ctx),
 			Method: r.Method, Path: r.URL.Path, Key: key,
 			Fingerprint: fp, Body: raw.Bytes(),
 		})
 		switch {
-		case !s.rated(w, rate, s.metrics.rateLimitedBy(client)):
+		case !s.rated(w, rate, s.metrics.rateLimitedBy(who)):
 		case err != nil:
 			s.fail(w, r, err)
 		case answer.Replay != nil:

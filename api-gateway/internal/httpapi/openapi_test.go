@@ -272,7 +272,8 @@ func TestFailureCodesAndNPCICodesAreDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	codes := []string{events.CodeInsufficientFunds, events.CodePayeeUnavailable, events.CodeProcessingError,
-		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded}
+		events.CodeDailyLimitExceeded, events.CodeCountLimitExceeded, events.CodeNewAccountLimitExceeded,
+		events.CodeAccountClosed}
 	var npci []string
 	for _, c := range codes {
 		n := events.NPCICode(c)

@@ -48,6 +48,8 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/collect-requests", s.command(s.requestCollect()))
 	v1.Post("/collect-requests/{collect_id}/approve", s.command(answerCollect()))
 	v1.Post("/collect-requests/{collect_id}/decline", s.command(answerCollect()))
+	// Operators only, like every route under /v1/ops/ (erasure.go).
+	v1.Post("/ops/erasures", s.command(erasure()))
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)

@@ -20,6 +20,7 @@ import (
 	"upi/shared/contract/events"
 	"upi/shared/contract/money"
 	"upi/shared/platform/eventstore"
+	"upi/shared/platform/pii"
 )
 
 // Failures of the application layer, beside the domain's.
@@ -50,6 +51,8 @@ type Service struct {
 	rrns *RRNs
 	// money is how money enters and leaves: the deposit cap and the banks' settlement shards.
 	money MoneyTerms
+	// keys are the people's data keys, which seal the personal fields of payloads (erasure.go).
+	keys *pii.Keyring
 }
 
 // MoneyTerms are the rules of money entering and leaving the system.
@@ -67,7 +70,7 @@ var DefaultMoneyTerms = MoneyTerms{DepositDailyCap: 100_000_000, SettlementShard
 func New(store *eventstore.Store, limits domain.Limits) *Service {
 	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout}),
 		limits: limits, refundWindow: DefaultRefundWindow, rrns: NewRRNs(store.Pool(), RRNOptions{}),
-		money: DefaultMoneyTerms}
+		money: DefaultMoneyTerms, keys: pii.NewKeyring(store.Pool(), 0)}
 }
 
 // WithMoneyTerms sets the deposit cap and the settlement shards (DEPOSIT_DAILY_CAP_PAISE, SETTLEMENT_SHARDS).

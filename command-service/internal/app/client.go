@@ -40,9 +40,14 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 		Type       string `json:"type,omitempty"`
 		MCC        string `json:"mcc,omitempty"`
 	}{"open_account", cmd.VPA.String(), cmd.HolderName, kind, cmd.MCC})
+	// The holder's name is sealed with the holder's key (made now), so that erasing the account erases it.
+	holder, err := s.seal(ctx, cmd.HolderName, cmd.VPA.String())
+	if err != nil {
+		return contract.Account{}, false, err
+	}
 	op := clientOp(AccountAggregate(), cmd.VPA.String(), id, clientMetadata(c, c.RequestID, fp),
 		func(a domain.Account, _ eventstore.Reads) (events.Payload, error) {
-			return a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: cmd.HolderName, Client: c.ClientID,
+			return a.Open(domain.OpenAccount{VPA: cmd.VPA, HolderName: holder, Client: c.ClientID,
 				Type: cmd.Type, MCC: cmd.MCC})
 		})
 	out, err := commitClientCommand[events.AccountOpenedV1](ctx, s, op, fp, "open account "+cmd.VPA.String())
@@ -52,7 +57,7 @@ func (s *Service) OpenAccount(ctx context.Context, c Caller, cmd contract.OpenAc
 	opened, e := out.payload, out.event
 	return contract.Account{
 		VPA:          opened.VPA,
-		HolderName:   opened.HolderName,
+		HolderName:   cmd.HolderName, // the same request's (a replay's fingerprint matched); the event's is sealed
 		Type:         opened.Kind(),
 		MCC:          opened.MCC,
 		Status:       contract.AccountStatusActive,
@@ -83,6 +88,11 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 	// whether the accounts would pass today does not matter. Accounts are never closed, so an opening
 	// found still holds when the payment commits.
 	payer, payee := cmd.Payer.String(), cmd.Payee.String()
+	// A note names both people: it is sealed for both, so erasing either erases it. No note, no crypto.
+	note, err := s.seal(ctx, cmd.Note, payer, payee)
+	if err != nil {
+		return contract.Payment{}, false, err
+	}
 	op := clientOp(PaymentAggregate(), id.String(), id, clientMetadata(c, id.String(), fp),
 		func(p domain.Payment, r eventstore.Reads) (events.Payload, error) {
 			owner, err := ownerOf(r, payer)
@@ -97,7 +107,7 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 				return nil, err
 			}
 			return p.Initiate(domain.InitiatePayment{ID: id.String(), Payer: cmd.Payer, Payee: cmd.Payee,
-				Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID, UPITxnID: ids.UPITxnID(id),
+				Amount: cmd.Amount, Note: note, Client: c.ClientID, UPITxnID: ids.UPITxnID(id),
 				PayeeType: payeeType})
 		})
 	op.Origins = []string{payer, payee}
@@ -113,7 +123,7 @@ func (s *Service) InitiatePayment(ctx context.Context, c Caller, cmd contract.In
 		PayeeVPA:    p.PayeeVPA,
 		AmountPaise: p.AmountPaise,
 		Currency:    money.Currency,
-		Note:        p.Note,
+		Note:        cmd.Note, // the request's (a replay's fingerprint matched); the event's is sealed
 		Status:      contract.PaymentPending,
 		CreatedAt:   contract.Time(e.CreatedAt),
 		UpdatedAt:   contract.Time(e.CreatedAt),

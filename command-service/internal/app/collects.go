@@ -47,6 +47,10 @@ func (s *Service) RequestCollect(ctx context.Context, c Caller, cmd contract.Req
 		ExpiresInSeconds int64  `json:"expires_in_seconds"`
 	}{"request_collect", cmd.Payee.String(), cmd.Payer.String(), int64(cmd.Amount.Paise()), cmd.Note, cmd.ExpiresIn})
 	payee, payer := cmd.Payee.String(), cmd.Payer.String()
+	note, err := s.seal(ctx, cmd.Note, payee, payer)
+	if err != nil {
+		return contract.Collect{}, false, err
+	}
 	op := clientOp(CollectAggregate(), id.String(), id, clientMetadata(c, id.String(), fp),
 		func(col domain.Collect, r eventstore.Reads) (events.Payload, error) {
 			payeeOpened, found, err := accountOpening(r, payee)
@@ -60,7 +64,7 @@ func (s *Service) RequestCollect(ctx context.Context, c Caller, cmd contract.Req
 				return nil, fmt.Errorf("payer %s: %w", payer, ErrPayerNotFound)
 			}
 			return col.Request(domain.RequestCollect{ID: id.String(), Payee: cmd.Payee, Payer: cmd.Payer,
-				PayeeType: payeeOpened.Kind(), Amount: cmd.Amount, Note: cmd.Note, Client: c.ClientID,
+				PayeeType: payeeOpened.Kind(), Amount: cmd.Amount, Note: note, Client: c.ClientID,
 				ExpiresAt: r.Now().Add(time.Duration(cmd.ExpiresIn) * time.Second)})
 		})
 	op.Origins = []string{payee, payer}
@@ -69,7 +73,9 @@ func (s *Service) RequestCollect(ctx context.Context, c Caller, cmd contract.Req
 		return contract.Collect{}, false, err
 	}
 	req := collectRequest{CollectRequestedV1: out.payload, at: out.event.CreatedAt}
-	return req.answer(out.event), out.replayed, nil
+	answer := req.answer(out.event)
+	answer.Note = cmd.Note // the request's; the event's is sealed
+	return answer, out.replayed, nil
 }
 
 // collectRequest is a collect request as its CollectRequested opened it.
@@ -215,7 +221,7 @@ func (s *Service) ApproveCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 	if out[0].Err != nil {
 		return contract.Collect{}, false, fmt.Errorf("%s and start its payment: %w", what, out[0].Err)
 	}
-	return req.ended(out[0].Result, id, events.CollectApproved, what)
+	return s.opened(ctx)(req.ended(out[0].Result, id, events.CollectApproved, what))
 }
 
 // payment is the payment an approval of the request starts, as far as the request's terms say.
@@ -255,7 +261,7 @@ func (s *Service) DeclineCollect(ctx context.Context, c Caller, id uuid.UUID) (c
 	if err != nil {
 		return contract.Collect{}, false, fmt.Errorf("%s: %w", what, err)
 	}
-	return req.ended(res, id, events.CollectDeclined, what)
+	return s.opened(ctx)(req.ended(res, id, events.CollectDeclined, what))
 }
 
 // closedBy is the refusal of a decision on a request another ending closed.
@@ -309,4 +315,15 @@ func (s *Service) ExpireCollects(ctx context.Context, c Caller, collects []uuid.
 		}
 	}
 	return out, nil
+}
+
+// opened opens the sealed note of a collect request's answer (approve, decline): the request's note, or
+// "[erased]" once one of its two people was erased.
+func (s *Service) opened(ctx context.Context) func(contract.Collect, bool, error) (contract.Collect, bool, error) {
+	return func(answer contract.Collect, replayed bool, err error) (contract.Collect, bool, error) {
+		if err == nil {
+			err = s.open(ctx, &answer.Note)
+		}
+		return answer, replayed, err
+	}
 }

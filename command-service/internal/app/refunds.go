@@ -57,6 +57,11 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 		return contract.Refund{}, false, err
 	}
 	payee := initiated.PayeeVPA
+	// The reason names the payment's two people, like its note.
+	reason, err := s.seal(ctx, cmd.Reason, initiated.PayerVPA, payee)
+	if err != nil {
+		return contract.Refund{}, false, err
+	}
 	op := clientOp(PaymentAggregate(), pid, id, clientMetadata(c, id.String(), fp),
 		func(p domain.Payment, r eventstore.Reads) (events.Payload, error) {
 			owner, err := ownerOf(r, payee)
@@ -67,7 +72,7 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 				return nil, fmt.Errorf("payment %s: the caller does not own its payee: %w", pid, domain.ErrPaymentNotFound)
 			}
 			return p.ReserveRefund(domain.RequestRefund{ID: id.String(), Amount: cmd.Amount,
-				Reason: cmd.Reason, Client: c.ClientID, UPITxnID: ids.UPITxnID(id), At: r.Now(), Window: s.refundWindow})
+				Reason: reason, Client: c.ClientID, UPITxnID: ids.UPITxnID(id), At: r.Now(), Window: s.refundWindow})
 		})
 	op.Origins = []string{payee}
 	out, err := commitClientCommand[events.RefundReservedV1](ctx, s, op, fp, "request refund of payment "+pid)
@@ -80,7 +85,7 @@ func (s *Service) RequestRefund(ctx context.Context, c Caller, cmd contract.Requ
 		PaymentID:   reserved.PaymentID,
 		UPITxnID:    reserved.UPITxnID,
 		AmountPaise: reserved.AmountPaise,
-		Reason:      reserved.Reason,
+		Reason:      cmd.Reason, // the request's; the event's is sealed
 		Status:      contract.PaymentPending,
 		CreatedAt:   contract.Time(e.CreatedAt),
 		UpdatedAt:   contract.Time(e.CreatedAt),

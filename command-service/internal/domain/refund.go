@@ -178,6 +178,10 @@ func (a Account) RefundDebit(t events.RefundTerms, nextRRN func() (string, error
 		return nil, err
 	}
 	amount := money.Paise(t.AmountPaise)
+	if a.Closed {
+		return events.RefundDebitRejectedV1{RefundTerms: t, VPA: a.VPA, Code: events.CodeAccountClosed,
+			BalancePaise: int64(a.Balance)}, nil
+	}
 	if a.Balance < amount {
 		return events.RefundDebitRejectedV1{RefundTerms: t, VPA: a.VPA, Code: events.CodeInsufficientFunds,
 			BalancePaise: int64(a.Balance)}, nil
@@ -201,6 +205,9 @@ func (a Account) RefundRejectDebit(t events.RefundTerms, code string) (events.Re
 func (a Account) RefundCredit(t events.RefundTerms) (events.RefundCreditedV1, error) {
 	if err := a.refundParty(t, t.PayerVPA); err != nil {
 		return events.RefundCreditedV1{}, err
+	}
+	if a.Closed {
+		return events.RefundCreditedV1{}, ErrAccountClosed
 	}
 	after, err := a.credited(money.Paise(t.AmountPaise))
 	if err != nil {

@@ -114,4 +114,14 @@ var knownErrors = []knownError{
 		"no RRN can be given now; retrying with the same Idempotency-Key later is safe"},
 	{domain.ErrBalanceLimit, http.StatusUnprocessableEntity, problem.CodeValidation,
 		"the amount would take the balance beyond what an account can hold"},
+	// Erasure (docs/architecture.md, "Personal data and erasure"). A credit refused as closed is a 422: the
+	// workflow reverses the payment's debit, as for any payee that refuses a credit.
+	{domain.ErrAccountClosed, http.StatusUnprocessableEntity, problem.CodeAccountClosed,
+		"the account was erased and is closed"},
+	{app.ErrSubjectErased, http.StatusUnprocessableEntity, problem.CodeAccountClosed,
+		"an account of the payment was erased and is closed"},
+	{domain.ErrAccountNotEmpty, http.StatusUnprocessableEntity, problem.CodeAccountNotEmpty,
+		"only an account with a zero balance can be erased"},
+	{domain.ErrAccountInFlight, http.StatusConflict, problem.CodeAccountInFlight,
+		"a payment or refund that debited the account has not ended; try again when it has"},
 }

@@ -45,6 +45,8 @@ func Register(r chi.Router, cfg Config) {
 		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
 		r.With(m.instrument("collect_expiries")).Post(contract.PathCollectExpiries, h.collectExpiries)
 	})
+	// Operators' commands (erasure.go): no client.
+	registerErasures(r, h, m)
 }
 
 // metrics count commands by outcome and time them.

@@ -44,6 +44,10 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+	// RELAY_ONLY runs the relay and nothing else: the process that alone sits on both the services'
+	// network and the feed's (docker-compose.yml, "feed-relay"), while another runs the rest with
+	// RELAY_ENABLED=false.
+	RelayOnly bool `env:"RELAY_ONLY" envDefault:"false"`
 
 	// Webhooks (docs/webhooks.md): the consumer that queues deliveries and the sender, unless
 	// WEBHOOKS_ENABLED is false. WEBHOOK_SECRET_KEY must be the command service's.
@@ -135,7 +139,7 @@ func Load() (Config, error) {
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
-	if cfg.WebhooksEnabled {
+	if cfg.WebhooksEnabled && !cfg.RelayOnly { // the relay-only process sends no webhook
 		switch v := strings.TrimSpace(cfg.WebhookAllowPrivateSetting); v {
 		case "":
 			cfg.WebhookAllowPrivate = cfg.Development()

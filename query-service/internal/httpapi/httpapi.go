@@ -250,6 +250,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeAccountNotFound, "no such account"))
 	case errors.Is(err, app.ErrVPANotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodeVPANotFound, "no account has this vpa"))
+	case errors.Is(err, app.ErrAccountClosed):
+		problem.Write(w, problem.New(http.StatusGone, problem.CodeAccountClosed, "the account was erased and is closed"))
 	case errors.Is(err, app.ErrPaymentNotFound):
 		problem.Write(w, problem.New(http.StatusNotFound, problem.CodePaymentNotFound, "no such payment"))
 	case errors.Is(err, app.ErrCollectNotFound):

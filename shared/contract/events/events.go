@@ -99,6 +99,8 @@ func NPCICode(code string) string {
 		return "U16"
 	case CodeProcessingError:
 		return "U30"
+	case CodeAccountClosed:
+		return NPCICodeAccountClosed
 	}
 	return ""
 }
@@ -482,6 +484,9 @@ var decoders = map[string]func(payload []byte) (Payload, error){
 	WithdrawalRejected: decodeAs[WithdrawalRejectedV1],
 	SettlementDebited:  decodeAs[SettlementDebitedV1],
 	SettlementCredited: decodeAs[SettlementCreditedV1],
+
+	// Erasure (erasure.go).
+	AccountErased: decodeAs[AccountErasedV1],
 }
 
 // Decode turns a stored payload into its typed struct, by event type. The struct is returned by value, so

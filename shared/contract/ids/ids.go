@@ -63,3 +63,9 @@ func Deposit(vpa, reference string) uuid.UUID {
 func SettlementLeg(leg uuid.UUID) uuid.UUID {
 	return uuid.NewSHA1(namespace, []byte("settlement-leg\x00"+leg.String()))
 }
+
+// Erasure is the event id of the erasure of account vpa (AccountErased): one per account, so erasing twice,
+// under any key, answers the first erasure.
+func Erasure(vpa string) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("erasure\x00"+vpa))
+}

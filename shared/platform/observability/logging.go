@@ -55,7 +55,8 @@ func NewLogger(service, level string) *slog.Logger {
 	default:
 		lvl = slog.LevelInfo
 	}
-	h := slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: lvl})
+	// VPAs and RRNs are redacted from every line unless LOG_PERSONAL_DATA is on (privacy.go).
+	h := slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: lvl, ReplaceAttr: redactAttr})
 	return slog.New(contextHandler{h}).With("service", service)
 }
 

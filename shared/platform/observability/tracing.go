@@ -69,7 +69,8 @@ func StartTracing(ctx context.Context, log *slog.Logger, service string) (stop f
 		return none, fmt.Errorf("trace resource: %w", err)
 	}
 	// No WithSampler: the SDK takes OTEL_TRACES_SAMPLER (default parentbased_always_on).
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	// URLs are redacted on the way out (privacy.go).
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(redactingExporter{exp}), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	tracing.Store(true)
 	log.Info("tracing: exporting spans over OTLP/HTTP", "service", service)

@@ -24,7 +24,13 @@ func Main[C any](name string, load func() (C, error), logLevel func(C) string,
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// LOG_PERSONAL_DATA belongs to the process around every service (its logs and spans), like the OTEL_*
+	// variables StartTracing reads, not to any one service's configuration.
+	observability.SetPersonalData(os.Getenv("LOG_PERSONAL_DATA") == "true")
 	log := observability.NewLogger(name, logLevel(cfg))
+	if observability.PersonalData() {
+		log.Warn("LOG_PERSONAL_DATA is on: logs and spans carry VPAs and RRNs; turn it off after debugging")
+	}
 	if err := start(name, log, cfg, run); err != nil {
 		log.Error("exit", "err", err)
 		os.Exit(1)

@@ -180,6 +180,10 @@ func (r *replay) apply(e eventstore.Event) {
 		r.release(r.flightOf(r.refunds, p.RefundID, e))
 	case events.RefundSettledV1:
 		r.flightOf(r.refunds, p.RefundID, e).terminal = true
+
+	case events.AccountErasedV1:
+		// An erased account is closed with nothing in it: its balance stays zero for good.
+		r.account(e, 0, 0)
 	}
 }
 

@@ -22,8 +22,9 @@ import (
 // the data, so both come from one snapshot without a transaction.
 type Reader struct{ pool *pgxpool.Pool }
 
-// NewReader returns a reader on pool.
-func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+// NewReader returns a reader on pool, whose answers show sealed personal data opened, or erased
+// (opened.go).
+func NewReader(pool *pgxpool.Pool) *OpeningReader { return &OpeningReader{Reader: &Reader{pool: pool}} }
 
 // position builds a Position from nullable columns.
 func position(tx, gp *int64) eventstore.Position {
@@ -41,14 +42,15 @@ func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, ev
 		mcc                    *string
 		balance, rowTx, rowPos *int64
 		createdAt, updatedAt   *time.Time
+		closed                 *bool
 	)
 	err := r.pool.QueryRow(ctx, `
 		select c.tx_id::text::bigint, c.global_position,
 		       a.vpa, a.owner_client_id, a.holder_name, a.type, a.mcc, a.balance_paise, a.created_at, a.updated_at,
-		       a.tx_id::text::bigint, a.global_position
+		       a.tx_id::text::bigint, a.global_position, a.closed_at is not null
 		from projection_checkpoints c left join accounts a on a.vpa = $2
 		where c.name = $1`, projection.Accounts, vpa).
-		Scan(&cpTx, &cpPos, &v, &owner, &holder, &kind, &mcc, &balance, &createdAt, &updatedAt, &rowTx, &rowPos)
+		Scan(&cpTx, &cpPos, &v, &owner, &holder, &kind, &mcc, &balance, &createdAt, &updatedAt, &rowTx, &rowPos, &closed)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
 		return app.Account{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("read account %s: %w", vpa, err))
@@ -56,8 +58,12 @@ func (r *Reader) Account(ctx context.Context, vpa string) (app.Account, bool, ev
 	if v == nil {
 		return app.Account{}, false, cp, nil
 	}
+	status := contract.AccountStatusActive
+	if *closed {
+		status = contract.AccountStatusClosed
+	}
 	return app.Account{Owner: *owner, Account: contract.Account{
-		VPA: *v, HolderName: *holder, Type: *kind, MCC: deref(mcc), Status: contract.AccountStatusActive, BalancePaise: *balance,
+		VPA: *v, HolderName: *holder, Type: *kind, MCC: deref(mcc), Status: status, BalancePaise: *balance,
 		Currency: "INR", CreatedAt: contract.Time(*createdAt), UpdatedAt: contract.Time(*updatedAt),
 		Position: position(rowTx, rowPos).Token(),
 	}}, true, cp, nil
@@ -221,16 +227,20 @@ func (r *Reader) PaymentByRRN(ctx context.Context, rrn string) (app.Payment, boo
 func (r *Reader) VPA(ctx context.Context, vpa string) (contract.VPALookup, bool, eventstore.Position, error) {
 	var cpTx, cpPos int64
 	var v, name, kind, mcc *string
+	var closed *bool
 	err := r.pool.QueryRow(ctx, `
-		select c.tx_id::text::bigint, c.global_position, a.vpa, a.holder_name, a.type, a.mcc
+		select c.tx_id::text::bigint, c.global_position, a.vpa, a.holder_name, a.type, a.mcc, a.closed_at is not null
 		from projection_checkpoints c left join accounts a on a.vpa = $2
-		where c.name = $1`, projection.Accounts, vpa).Scan(&cpTx, &cpPos, &v, &name, &kind, &mcc)
+		where c.name = $1`, projection.Accounts, vpa).Scan(&cpTx, &cpPos, &v, &name, &kind, &mcc, &closed)
 	cp := eventstore.Position{TxID: uint64(cpTx), GlobalPosition: cpPos}
 	if err != nil {
 		return contract.VPALookup{}, false, eventstore.Start, eventstore.MarkUnavailable(fmt.Errorf("look up vpa %s: %w", vpa, err))
 	}
 	if v == nil {
 		return contract.VPALookup{}, false, cp, nil
+	}
+	if *closed {
+		return contract.VPALookup{}, false, cp, app.ErrAccountClosed
 	}
 	return contract.VPALookup{VPA: *v, Name: *name, Type: *kind, MCC: deref(mcc)}, true, cp, nil
 }

@@ -120,6 +120,7 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 	var opens openingRows
 	var moves movementRows
 	var drawn withdrawalRows
+	var closed closedRows
 	changes := map[string]accountChange{}
 	var order []string
 	shards := streamChanges{changes: map[string]accountChange{}}
@@ -185,6 +186,10 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 			delta, after = 0, p.BalancePaise // no money moved: the version, and the withdrawal's outcome
 			code := p.Code
 			drawn.add(e, p.WithdrawalID, p.AmountPaise, p.Reference, p.ClientID, &code, "")
+		case events.AccountErasedV1:
+			// Erased with a zero balance, closed for good (erasure.go).
+			delta, after = 0, 0
+			closed.add(e)
 		default:
 			return applyError(e, fmt.Errorf("%s is not an account event", e.Type))
 		}
@@ -228,6 +233,9 @@ func (a Accounts) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 		}
 	}
 	if err := drawn.write(ctx, tx); err != nil {
+		return err
+	}
+	if err := closed.write(ctx, tx); err != nil {
 		return err
 	}
 	return shards.write(ctx, tx)

@@ -64,7 +64,7 @@ func (b *paymentsBatch) add(e eventstore.Event) error {
 	case events.AccountOpenedV1:
 		b.owners.add(e, p)
 	case events.FundsDepositedV1, events.FundsWithdrawnV1, events.WithdrawalRejectedV1,
-		events.SettlementDebitedV1, events.SettlementCreditedV1:
+		events.SettlementDebitedV1, events.SettlementCreditedV1, events.AccountErasedV1:
 		// no payment involved: money entering or leaving the system (the accounts projection's)
 	case events.AccountDebitedV1:
 		b.debited(e, p)
