@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/event-consumers/internal/app/webhooks"
+	"upi/shared/platform/pii"
 )
 
 // Webhooks is the webhooks' queue (webhooks.Store and webhooks.Queue): deliveries, their attempts, and the
@@ -110,6 +112,15 @@ func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exc
 		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
 	return ep, pending, nil
+}
+
+// Open implements webhooks.Queue: the keys are read in one statement, only when a body holds a sealed
+// value, and never cached, so an erasure is seen by the next send.
+func (w *Webhooks) Open(ctx context.Context, bodies []*json.RawMessage) error {
+	if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: bodies}); err != nil {
+		return fmt.Errorf("open webhook bodies: %w", err)
+	}
+	return nil
 }
 
 // excerptMax bounds the part of a receiver's answer kept with an attempt.

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -63,6 +64,9 @@ type Queue interface {
 	// Record stores the attempts' outcomes and the endpoint's health: succeeded (any attempt did) or
 	// failing; an endpoint failing since before disableBefore is disabled with reason.
 	Record(ctx context.Context, endpoint uuid.UUID, outcomes []Outcome, succeeded, failed bool, disableBefore time.Time, reason string) error
+	// Open opens, in place, the sealed personal fields of the bodies (a note, a reason), or makes them
+	// read "[erased]" when their person was erased: the queue keeps them sealed, as the log does.
+	Open(ctx context.Context, bodies []*json.RawMessage) error
 }
 
 // Request is one attempt to send.
@@ -307,6 +311,20 @@ func (s *Sender) work(ctx context.Context, ep Endpoint) {
 				return
 			}
 			if len(batch) > 0 {
+				bodies := make([]*json.RawMessage, len(batch))
+				for i := range batch {
+					raw := json.RawMessage(batch[i].Body)
+					bodies[i] = &raw
+				}
+				if err := s.queue.Open(ctx, bodies); err != nil {
+					if ctx.Err() == nil {
+						s.log.Warn("webhooks: cannot open sealed fields", "endpoint", ep.ID, "err", err)
+					}
+					return
+				}
+				for i := range batch {
+					batch[i].Body = *bodies[i]
+				}
 				// Its secrets as they are now (a rotation), its URL and failure run (recorded at every flush);
 				// the attempts out keep what they were started with.
 				ep = now
