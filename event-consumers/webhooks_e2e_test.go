@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/shared/contract/webhook"
+	"upi/shared/platform/pii"
 	"upi/testenv"
 )
 
@@ -285,6 +286,20 @@ func TestWebhooksDeliverEveryStateChangeToItsOwners(t *testing.T) {
 	}
 	if total == 0 {
 		t.Fatal("nothing was delivered")
+	}
+
+	// Personal fields arrive opened: a refund's reason as the client wrote it, nothing sealed.
+	for i, r := range receivers {
+		r.mu.Lock()
+		for id, raw := range r.data {
+			if strings.Contains(string(raw), pii.Prefix) {
+				t.Errorf("%s: %s carries a sealed value: %s", names[i], id, raw)
+			}
+			if webhook.Resource(r.types[id]) == "refund" && !strings.Contains(string(raw), `"reason":"bank test"`) {
+				t.Errorf("%s: %s %s: %s", names[i], r.types[id], id, raw)
+			}
+		}
+		r.mu.Unlock()
 	}
 
 	// What a payment.completed carries is the payment as GET /v1/payments/{id} shows it.
