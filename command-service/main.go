@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"upi/command-service/internal/adapters/postgres"
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/config"
 	"upi/command-service/internal/httpapi"
@@ -72,6 +73,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},
 		Log:      log,
 		Registry: reg,
+	})
+	// Webhook endpoints (docs/webhooks.md): a table of their own, beside the log.
+	httpapi.RegisterWebhooks(router, httpapi.WebhooksConfig{
+		Webhooks: app.NewWebhooks(postgres.NewWebhooks(pool), cfg.WebhookSecretKey, cfg.Development()),
+		Log:      log, Registry: reg,
 	})
 	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
 		Operators: keyring.New(cfg.Operators)})

@@ -137,10 +137,13 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 					values ('x', 'account', 1, 1, '{}') on conflict (aggregate_id) do update set version = 2`,
 				`select * from snapshots`, `insert into rrn_blocks values ('612101', 0) on conflict (prefix) do update set next_tail = rrn_blocks.next_tail + 1`, `select pg_notify('events', '')`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
+				`update webhook_endpoints set status = 'DISABLED'`, `select * from webhook_deliveries`,
 			},
 			denied: append([]string{
 				`select * from accounts`, `select * from payments`, `select * from projection_checkpoints`,
 				`select * from workflow_parked`, insertAccount, `select * from consumer_quarantine`,
+				// Webhooks: the command service writes endpoints and queues redeliveries, nothing more.
+				`select * from webhook_attempts`, `update webhook_deliveries set state = 'SUCCEEDED'`,
 			}, tamper...),
 		},
 		{
@@ -164,9 +167,11 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 				// What a rebuild does.
 				rebuildSwap,
+				`update webhook_deliveries set state = 'SUCCEEDED'`, `update webhook_endpoints set failing_since = now()`,
 			},
 			denied: append([]string{
 				insertEvent, `select * from snapshots`, `select * from rrn_blocks`,
+				`insert into webhook_endpoints (endpoint_id, client_id, url) values (gen_random_uuid(), 'c', 'https://x')`,
 			}, tamper...),
 		},
 		{
@@ -176,11 +181,13 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select * from payment_events`, `select * from payment_account_owners`,
 				`select * from projection_checkpoints`, `listen checkpoints`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
+				`select * from webhook_endpoints`, `select * from webhook_deliveries`, `select * from webhook_attempts`,
 			},
 			denied: append([]string{
 				`select * from events`, `select count(*) from events`, insertEvent, `select * from snapshots`,
 				insertAccount, `update projection_checkpoints set global_position = 0`,
 				`select * from workflow_parked`, `select * from rrn_blocks`, `select * from consumer_quarantine`,
+				`update webhook_endpoints set status = 'DISABLED'`, `select * from webhook_secret_rotations`,
 			}, tamper...),
 		},
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"upi/shared/contract"
+	"upi/shared/contract/webhook"
 	"upi/shared/platform/servicetoken"
 	"upi/testenv"
 )
@@ -368,6 +369,9 @@ func TestStartRefusesDefaultSecrets(t *testing.T) {
 	goodQuery := map[string]string{"DATABASE_URL": withPassword, "SERVICE_PEERS": "api-gateway=" + servicetoken.DeriveKey(gwKey, servicetoken.QueryService)}
 	goodConsumers := map[string]string{"DATABASE_URL": withPassword, "SERVICE_KEY": consKey,
 		"RABBITMQ_URL": "amqp://upi:Zq8-long-random-password@127.0.0.1:1/"}
+	// Webhook signing secrets are derived from a key the command service and the consumers share.
+	webhookKey := "a-long-random-webhook-secret-key-0123456789"
+	goodCommand["WEBHOOK_SECRET_KEY"], goodConsumers["WEBHOOK_SECRET_KEY"] = webhookKey, webhookKey
 	with := func(base map[string]string, k, v string) map[string]string {
 		out := map[string]string{}
 		for a, b := range base {
@@ -403,6 +407,9 @@ func TestStartRefusesDefaultSecrets(t *testing.T) {
 		{"event-consumers", "RabbitMQ's guest", with(goodConsumers, "RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/"), "RABBITMQ_URL"},
 		{"event-consumers", "no service key", with(goodConsumers, "SERVICE_KEY", "-"), "SERVICE_KEY"},
 		{"event-consumers", "an empty database password", with(goodConsumers, "DATABASE_URL", "postgres://upi:@127.0.0.1:1/upi"), "DATABASE_URL"},
+		{"command-service", "no webhook secret key", with(goodCommand, "WEBHOOK_SECRET_KEY", "-"), "WEBHOOK_SECRET_KEY"},
+		{"event-consumers", "the development webhook secret key", with(goodConsumers, "WEBHOOK_SECRET_KEY", webhook.DevSecretKey), "WEBHOOK_SECRET_KEY"},
+		{"event-consumers", "a short webhook secret key", with(goodConsumers, "WEBHOOK_SECRET_KEY", "short"), "WEBHOOK_SECRET_KEY"},
 	} {
 		t.Run(tc.service+"/"+tc.name, func(t *testing.T) {
 			code, out := runProduction(t, tc.service, tc.env, 10*time.Second)
@@ -431,7 +438,8 @@ func runProduction(t *testing.T, service string, env map[string]string, timeout 
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "UPI_ENV", "API_KEYS", "OPERATOR_KEYS", "SERVICE_KEY", "SERVICE_PEERS", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL":
+		case "UPI_ENV", "API_KEYS", "OPERATOR_KEYS", "SERVICE_KEY", "SERVICE_PEERS", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL",
+			"WEBHOOK_SECRET_KEY":
 		default:
 			cmd.Env = append(cmd.Env, kv)
 		}

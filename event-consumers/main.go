@@ -26,15 +26,18 @@ import (
 	"upi/event-consumers/internal/adapters/postgres"
 	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/adapters/rabbitmq/relay"
+	"upi/event-consumers/internal/adapters/webhookhttp"
 	"upi/event-consumers/internal/app"
 	"upi/event-consumers/internal/app/expiry"
 	"upi/event-consumers/internal/app/ledger"
 	"upi/event-consumers/internal/app/mandates"
+	"upi/event-consumers/internal/app/webhooks"
 	"upi/event-consumers/internal/app/workflow"
 	"upi/event-consumers/internal/config"
 	"upi/event-consumers/internal/httpapi"
 	"upi/event-consumers/internal/operator"
 	"upi/event-consumers/internal/runner"
+	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
@@ -148,7 +151,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 			}
 			return rebuilds.Run(ctx, args[1])
 		}
-		names := []string{workflow.Name, relay.Name}
+		names := []string{workflow.Name, relay.Name, webhooks.Name}
 		for _, p := range projs {
 			names = append(names, p.Name())
 		}
@@ -169,6 +172,21 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 		consumers = append(consumers, p)
 	}
 	consumers = append(consumers, flow)
+
+	// Webhooks (docs/webhooks.md): the log's state changes queued as deliveries to the clients' endpoints,
+	// and the sender, a periodic job (one replica at a time) with a worker per endpoint.
+	var sender *webhooks.Sender
+	if cfg.WebhooksEnabled {
+		queue := postgres.NewWebhooks(pool)
+		sender = webhooks.NewSender(webhooks.SenderConfig{
+			SecretKey: cfg.WebhookSecretKey, RetryBase: cfg.WebhookRetryBase, RetryMax: cfg.WebhookRetryMax,
+			MaxAge: cfg.WebhookMaxAge, DisableAfter: cfg.WebhookDisableAfter, Workers: cfg.WebhookWorkers,
+			Concurrency: cfg.WebhookConcurrency,
+			ClaimBatch:  webhooks.DefaultSenderConfig.ClaimBatch, Poll: cfg.WebhookPoll,
+		}, queue, webhookhttp.New(webhookhttp.Config{Timeout: cfg.WebhookTimeout, AllowHTTP: cfg.Development(),
+			AllowPrivate: cfg.WebhookAllowPrivate}), log, reg)
+		consumers = append(consumers, webhooks.NewDeliveries(queue, eventstore.New(pool), sender.Wake))
+	}
 
 	health := &http.Client{Timeout: 2 * time.Second}
 	checks := []observability.Check{
@@ -223,6 +241,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g.Go(func() error { r.Periodic(gctx, "mandate-timer", mandateTimer.Every(), mandateTimer.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
+	}
+	if sender != nil {
+		g.Go(func() error { r.Periodic(gctx, "webhook-sender", sender.Every(), sender.Round); return nil })
+		g.Go(func() error { sender.Run(gctx); return nil })
 	}
 	g.Go(func() error { return httpserver.Serve(gctx, log, cfg.Addr, router, nil) })
 	g.Go(func() error { return httpserver.Serve(gctx, log.With("server", "ops"), cfg.OpsAddr, ops.Router, nil) })

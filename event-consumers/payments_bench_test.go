@@ -50,6 +50,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,6 +203,8 @@ type paymentStack struct {
 	pool *pgxpool.Pool
 	// pprof is each service's profile listener, by service name, when PAYBENCH_PROFILE asks for profiles.
 	pprof map[string]string
+	// webhooks counts the deliveries received, when PAYBENCH_WEBHOOKS=1 (webhooks_bench_test.go).
+	webhooks *atomic.Int64
 }
 
 // metricName names each service in the cpu-ms-NAME/payment metrics.
@@ -241,6 +244,7 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 		consEnv["RELAY_ENABLED"], consEnv["RABBITMQ_URL"] = "true", testenv.RabbitMQ(b)
 		consEnv["RELAY_EXCHANGE"] = bindFeedQueue(b, consEnv["RABBITMQ_URL"])
 	}
+	webhookEnv(consEnv)
 	cons := testenv.StartService(b, "event-consumers", quiet("event-consumers", consEnv))
 	gw := testenv.StartService(b, "api-gateway", quiet("api-gateway", map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
@@ -253,13 +257,17 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 			pprof[s.Name] = s.OpsURL
 		}
 	}
-	return &paymentStack{
+	s := &paymentStack{
 		services: []*testenv.Service{gw, cmd, qry, cons},
 		client:   &bankClient{base: gw.URL, key: benchKey, http: hc},
 		redisURL: redisURL,
 		pool:     pool,
 		pprof:    pprof,
 	}
+	if benchWebhooks() {
+		s.webhooks = startBenchReceiver(b, s.client)
+	}
+	return s
 }
 
 // profile takes a CPU profile of every service with a profile listener over the next load (less a second
@@ -592,6 +600,7 @@ func (s *paymentStack) drain(ctx context.Context, b *testing.B, want int) {
 		}
 		if ended >= want {
 			s.waitConsumersIdle(ctx, b)
+			s.waitWebhooksSent(ctx, b)
 			return
 		}
 		select {

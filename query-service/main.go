@@ -47,6 +47,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	})
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
 	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log)
+	// Webhook endpoints and deliveries (docs/webhooks.md).
+	httpapi.WebhookRoutes(router, app.NewWebhooks(postgres.NewWebhooks(pool)), log)
 	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
 		Operators: keyring.New(cfg.Operators)})
 	g, gctx := errgroup.WithContext(ctx)

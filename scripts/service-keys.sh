@@ -6,6 +6,8 @@
 #   service_peers_command_service SERVICE_PEERS_FILE of command-service: api-gateway=...,event-consumers=...
 #   service_peers_query_service   SERVICE_PEERS_FILE of query-service: api-gateway=...
 #   service_peers_event_consumers SERVICE_PEERS_FILE of event-consumers: api-gateway=... (optional)
+#   webhook_secret_key            WEBHOOK_SECRET_KEY_FILE of command-service and event-consumers (the same
+#                                 file): webhook signing secrets are derived from it (docs/webhooks.md)
 # A peer key is hex(HMAC-SHA256(root, "upi-service-token/v1 " + audience)): each service holds only the
 # keys made for it, so none can make another's tokens to a third (servicetoken.DeriveKey).
 # Existing root secrets are kept (run it again after adding a service); delete a file to rotate it, then
@@ -27,4 +29,6 @@ printf 'api-gateway=%s,event-consumers=%s' "$(derive "$gw" command-service)" "$(
   >"$dir/service_peers_command_service"
 printf 'api-gateway=%s' "$(derive "$gw" query-service)" >"$dir/service_peers_query_service"
 printf 'api-gateway=%s' "$(derive "$gw" event-consumers)" >"$dir/service_peers_event_consumers"
-echo "service keys in $dir: $(cd "$dir" && ls service_* | tr '\n' ' ')"
+# Kept once made: changing it changes every webhook endpoint's signing secret at once.
+[[ -s "$dir/webhook_secret_key" ]] || openssl rand -hex 32 | tr -d '\n' >"$dir/webhook_secret_key"
+echo "service keys in $dir: $(cd "$dir" && ls service_* webhook_* | tr '\n' ' ')"

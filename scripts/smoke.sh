@@ -5,8 +5,9 @@
 # balances at the payment's position, then checks idempotent replay and key reuse; then a merchant: payee
 # lookup, a payment to it refunded in part, and a collect request the payer approves; last, money leaving:
 # a withdrawal to the bank, one past the balance, and a deposit reference reused; an operator
-# ($OPERATOR_KEY, default dev-operator-secret) erases a fresh account; then a dynamic QR paid by intent,
-# and a mandate requested, approved and debited by itself. Each step is printed;
+# ($OPERATOR_KEY, default dev-operator-secret) erases a fresh account; a dynamic QR paid by intent, and a
+# mandate requested, approved and debited by itself; last, a webhook endpoint registered before the
+# payments: its delivery log, a secret rotation, disabling and deleting it. Each step is printed;
 # the first deviation stops the script with a message and a non-zero exit. Needs bash, curl, sed, grep.
 set -euo pipefail
 
@@ -123,6 +124,18 @@ ok "balance $deposit"
 
 pay_key="smoke-pay-$run_id"
 pay_body="{\"payer_vpa\":\"$payer\",\"payee_vpa\":\"$payee\",\"amount_paise\":$amount,\"note\":\"smoke $run_id\"}"
+
+# --- webhooks (docs/webhooks.md): an endpoint registered before the payments; checked at the end ---
+say "register a webhook endpoint (its secret is shown once)"
+request POST /v1/webhook-endpoints "{\"url\":\"https://smoke-$run_id.webhook.invalid/hook\",\"event_types\":[\"payment.*\"]}" "smoke-webhook-$run_id"
+expect_status 201 "webhook endpoint"
+endpoint_id="$(field endpoint_id)"
+[[ "$(field secret)" =~ ^whsec_[0-9a-f]{64}$ ]] || fail "webhook endpoint: secret '$(field secret)' is not whsec_ and 64 hex digits"
+expect_field status ENABLED "webhook endpoint"
+request GET "/v1/webhook-endpoints/$endpoint_id"
+expect_status 200 "get webhook endpoint"
+[[ -z "$(field secret)" ]] || fail "get webhook endpoint: the secret is shown again"
+ok "endpoint $endpoint_id, ENABLED"
 
 say "pay $amount paise from payer to payee"
 request POST /v1/payments "$pay_body" "$pay_key"
@@ -375,5 +388,28 @@ else
   [[ "$body" == *MandateDebitSucceeded* ]] || fail "the mandate's audit trail lacks its debit"
   ok "mandate ACTIVE, debit executed at $execute_at: payment $mandate_payment COMPLETED with mandate_id"
 fi
+
+say "the webhook endpoint's delivery log holds the payments' state changes; rotate, disable, delete"
+for _ in $(seq 1 50); do
+  request GET "/v1/webhook-endpoints/$endpoint_id/deliveries?limit=200"
+  [[ "$body" == *'"event_type":"payment.completed"'* ]] && break
+  sleep 0.2
+done
+expect_status 200 "webhook deliveries"
+[[ "$body" == *'"event_type":"payment.created"'* && "$body" == *'"event_type":"payment.completed"'* ]] ||
+  fail "webhook deliveries: no payment.created and payment.completed"
+request POST "/v1/webhook-endpoints/$endpoint_id/rotate-secret" '{"overlap_seconds":60}' "smoke-webhook-rotate-$run_id"
+expect_status 200 "rotate webhook secret"
+[[ "$(field secret)" =~ ^whsec_ ]] || fail "rotate webhook secret: no new secret"
+[[ -n "$(field previous_secret_expires_at)" ]] || fail "rotate webhook secret: no overlap"
+request POST "/v1/webhook-endpoints/$endpoint_id/disable" "" "smoke-webhook-disable-$run_id"
+expect_status 200 "disable webhook endpoint"
+expect_field status DISABLED "disable webhook endpoint"
+request DELETE "/v1/webhook-endpoints/$endpoint_id"
+expect_status 204 "delete webhook endpoint"
+request GET "/v1/webhook-endpoints/$endpoint_id"
+expect_status 404 "deleted webhook endpoint"
+expect_field code WEBHOOK_ENDPOINT_NOT_FOUND "deleted webhook endpoint"
+ok "deliveries logged; rotated with an overlap, disabled, deleted"
 
 echo "smoke test passed ($step steps)"

@@ -200,8 +200,10 @@ func TestE2EMandates(t *testing.T) {
 	m = s.mandateUntil(alphaKey, poor.MandateID, 30*time.Second, "retried", func(m contract.Mandate) bool {
 		return debitIn(m, retried.NotificationID).Status == "SUCCEEDED"
 	})
-	if d := debitIn(m, retried.NotificationID); d.Attempt != 2 {
-		t.Fatalf("retried debit %+v, want success on attempt 2", d)
+	// Attempt 2 when the deposit lands within the retry interval; 3 on a machine slow enough that the
+	// second attempt ran before it. Either way a retry, within 1 + MANDATE_RETRIES attempts.
+	if d := debitIn(m, retried.NotificationID); d.Attempt < 2 || d.Attempt > 3 {
+		t.Fatalf("retried debit %+v, want success on a retry (attempt 2 or 3)", d)
 	}
 	// Its retries run out: 1 + MANDATE_RETRIES attempts, then FAILED with the payer's funds' code.
 	broke := debitOf(t, notify(poor.MandateID, "n-poor-2", 1000, time.Now().Add(2500*time.Millisecond)), http.StatusCreated)

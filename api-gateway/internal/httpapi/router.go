@@ -70,6 +70,8 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/ops/ledger-check", s.ledgerCheck)
 		r.Get("/ops/settlement-accounts", s.settlementAccounts)
 	})
+	// Webhook endpoints (docs/webhooks.md).
+	s.webhookRoutes(v1)
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's
 	// rate limit like any other request.

@@ -11,6 +11,7 @@ import (
 	"upi/command-service/internal/app"
 	"upi/command-service/internal/domain"
 	"upi/shared/contract/money"
+	"upi/shared/contract/webhook"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/secrets"
@@ -62,6 +63,9 @@ type Config struct {
 	// ServicePeers are the keys of the services that may call this one (servicetoken): the gateway's
 	// and the consumers' keys for the command service, service=key pairs.
 	ServicePeers string `env:"SERVICE_PEERS"`
+	// WebhookSecretKey is the key webhook endpoints' signing secrets are derived from (docs/webhooks.md);
+	// event-consumers must have the same one. Development mode has a default, refused elsewhere.
+	WebhookSecretKey string `env:"WEBHOOK_SECRET_KEY"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -103,6 +107,7 @@ func Load() (Config, error) {
 		servicetoken.Gateway, servicetoken.EventConsumers); err != nil {
 		return cfg, err
 	}
+	cfg.WebhookSecretKey = webhookSecretKey(check, cfg.Development(), cfg.WebhookSecretKey)
 	var always secrets.Check
 	always.URLPassword("DATABASE_URL", cfg.DatabaseURL)
 	if !cfg.Development() {
@@ -148,6 +153,19 @@ func (c Config) Mandates() app.MandateSettings {
 	return app.MandateSettings{RequestExpiry: c.MandateRequestExpiry, Rules: domain.MandateRules{
 		Notice: c.MandateNotice, NoAuthLimitPaise: c.MandateNoAuthLimit, Retries: c.MandateRetries,
 		RetryInterval: c.MandateRetryInterval, ApprovalWait: c.MandateApprovalWait, Peak: c.mandatePeak}}
+}
+
+// webhookSecretKey is WEBHOOK_SECRET_KEY: the development default when unset in development mode;
+// elsewhere it must be set, not a default, and at least 32 characters.
+func webhookSecretKey(check *secrets.Check, development bool, key string) string {
+	if key == "" && development {
+		return webhook.DevSecretKey
+	}
+	check.Secret("WEBHOOK_SECRET_KEY", key)
+	if key == webhook.DevSecretKey || (key != "" && len(key) < 32) {
+		check.Failf("WEBHOOK_SECRET_KEY must be a secret of your own, at least 32 characters")
+	}
+	return key
 }
 
 // Limits are the payer limits as the domain takes them.

@@ -4,10 +4,13 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/shared/contract/webhook"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/secrets"
@@ -47,6 +50,23 @@ type Config struct {
 	RelayOnly bool `env:"RELAY_ONLY" envDefault:"false"`
 	// MandateTimerEvery is how often the mandates' timer looks for due steps (its precision).
 	MandateTimerEvery time.Duration `env:"MANDATE_TIMER_EVERY" envDefault:"1s"`
+
+	// Webhooks (docs/webhooks.md): the consumer that queues deliveries and the sender, unless
+	// WEBHOOKS_ENABLED is false. WEBHOOK_SECRET_KEY must be the command service's.
+	WebhooksEnabled     bool          `env:"WEBHOOKS_ENABLED" envDefault:"true"`
+	WebhookSecretKey    string        `env:"WEBHOOK_SECRET_KEY"`
+	WebhookRetryBase    time.Duration `env:"WEBHOOK_RETRY_BASE" envDefault:"5s"`
+	WebhookRetryMax     time.Duration `env:"WEBHOOK_RETRY_MAX" envDefault:"1h"`
+	WebhookMaxAge       time.Duration `env:"WEBHOOK_MAX_AGE" envDefault:"72h"`
+	WebhookDisableAfter time.Duration `env:"WEBHOOK_DISABLE_AFTER" envDefault:"72h"`
+	WebhookTimeout      time.Duration `env:"WEBHOOK_TIMEOUT" envDefault:"10s"`
+	WebhookWorkers      int           `env:"WEBHOOK_WORKERS" envDefault:"64"`
+	WebhookConcurrency  int           `env:"WEBHOOK_ENDPOINT_CONCURRENCY" envDefault:"4"`
+	WebhookPoll         time.Duration `env:"WEBHOOK_POLL" envDefault:"250ms"`
+	// WEBHOOK_ALLOW_PRIVATE: unset, true in development mode (a receiver on this machine) and false
+	// elsewhere; set, what it says.
+	WebhookAllowPrivateSetting string `env:"WEBHOOK_ALLOW_PRIVATE"`
+	WebhookAllowPrivate        bool   `env:"-"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -121,6 +141,32 @@ func Load() (Config, error) {
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
+	if cfg.WebhooksEnabled && !cfg.RelayOnly { // the relay-only process sends no webhook
+		switch v := strings.TrimSpace(cfg.WebhookAllowPrivateSetting); v {
+		case "":
+			cfg.WebhookAllowPrivate = cfg.Development()
+		default:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return cfg, fmt.Errorf("config: WEBHOOK_ALLOW_PRIVATE must be true or false, got %q", v)
+			}
+			cfg.WebhookAllowPrivate = b
+		}
+		if cfg.WebhookSecretKey == "" && cfg.Development() {
+			cfg.WebhookSecretKey = webhook.DevSecretKey
+		}
+		check.Secret("WEBHOOK_SECRET_KEY", cfg.WebhookSecretKey)
+		if cfg.WebhookSecretKey == webhook.DevSecretKey || (cfg.WebhookSecretKey != "" && len(cfg.WebhookSecretKey) < 32) {
+			check.Failf("WEBHOOK_SECRET_KEY must be a secret of your own, at least 32 characters")
+		}
+		if cfg.WebhookRetryBase <= 0 || cfg.WebhookRetryMax < cfg.WebhookRetryBase || cfg.WebhookMaxAge <= 0 ||
+			cfg.WebhookDisableAfter <= 0 || cfg.WebhookTimeout <= 0 || cfg.WebhookPoll <= 0 ||
+			cfg.WebhookWorkers < 1 || cfg.WebhookWorkers > 10000 || cfg.WebhookConcurrency < 1 || cfg.WebhookConcurrency > 64 {
+			return cfg, fmt.Errorf("config: WEBHOOK_RETRY_BASE, WEBHOOK_MAX_AGE, WEBHOOK_DISABLE_AFTER, WEBHOOK_TIMEOUT and " +
+				"WEBHOOK_POLL must be positive, WEBHOOK_RETRY_MAX at least WEBHOOK_RETRY_BASE, WEBHOOK_WORKERS 1..10000, " +
+				"WEBHOOK_ENDPOINT_CONCURRENCY 1..64")
+		}
+	}
 	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {
 		return cfg, fmt.Errorf("config: RELAY_EXCHANGE must be set and RELAY_IN_FLIGHT be 1..10000")
 	}
@@ -145,5 +191,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rabbitmq_url", observability.RedactURL(c.RabbitMQURL)),
 		slog.String("relay_exchange", c.RelayExchange),
 		slog.Int("relay_in_flight", c.RelayInFlight),
+		slog.Bool("webhooks_enabled", c.WebhooksEnabled),
+		slog.String("webhook_retry_base", c.WebhookRetryBase.String()),
+		slog.String("webhook_retry_max", c.WebhookRetryMax.String()),
+		slog.String("webhook_max_age", c.WebhookMaxAge.String()),
+		slog.String("webhook_disable_after", c.WebhookDisableAfter.String()),
+		slog.String("webhook_timeout", c.WebhookTimeout.String()),
+		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
 	)
 }

@@ -78,6 +78,8 @@ const (
 	CodeDebitNotFound        = "DEBIT_NOT_FOUND"
 	CodeDebitNoApproval      = "DEBIT_APPROVAL_NOT_NEEDED"
 	CodeDebitApprovalClosed  = "DEBIT_APPROVAL_CLOSED"
+	// Webhooks (docs/webhooks.md).
+	CodeWebhookEndpointNotFound = "WEBHOOK_ENDPOINT_NOT_FOUND"
 )
 
 // FieldError names one invalid field of a request.

@@ -24,7 +24,8 @@ const (
 
 // FileVars are the variables that may be read from a file instead (NAME_FILE): every secret of the
 // services. Other *_FILE variables of the environment are not the services' and are left alone.
-var FileVars = []string{"API_KEYS", "OPERATOR_KEYS", "SERVICE_KEY", "SERVICE_PEERS", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL"}
+var FileVars = []string{"API_KEYS", "OPERATOR_KEYS", "SERVICE_KEY", "SERVICE_PEERS", "DATABASE_URL", "REDIS_URL", "RABBITMQ_URL",
+	"WEBHOOK_SECRET_KEY"}
 
 // Environ is the process environment as a map, with NAME_FILE read into NAME for every NAME of FileVars
 // (the file's content, one trailing newline removed), the convention of Docker secrets. NAME and

@@ -1,0 +1,190 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"upi/event-consumers/internal/app/webhooks"
+	"upi/shared/platform/pii"
+)
+
+// Webhooks is the webhooks' queue (webhooks.Store and webhooks.Queue): deliveries, their attempts, and the
+// endpoints' health (docs/webhooks.md).
+type Webhooks struct{ pool *pgxpool.Pool }
+
+// NewWebhooks returns the queue.
+func NewWebhooks(pool *pgxpool.Pool) *Webhooks { return &Webhooks{pool: pool} }
+
+// Queue implements webhooks.Store: one statement for the whole batch, joining the deliveries to their
+// clients' endpoints, so that nothing is cached that could go stale. The rows are inserted in the order
+// given (log order), so delivery ids follow the log.
+func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, error) {
+	n := len(ds)
+	eventIDs, types, resources, bodies, clients := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	at := make([]time.Time, n)
+	for i, d := range ds {
+		eventIDs[i], types[i], resources[i], bodies[i], clients[i], at[i] = d.EventID, d.Type, d.ResourceID, string(d.Body), d.Client, d.CreatedAt
+	}
+	tag, err := w.pool.Exec(ctx, `
+		insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at)
+		select e.endpoint_id, x.event_id, x.event_type, x.resource_id, x.body, x.created_at
+		from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+		     with ordinality as x(event_id, event_type, resource_id, body, created_at, client_id, n)
+		join webhook_endpoints e on e.client_id = x.client_id and e.status = 'ENABLED' and e.created_at <= x.created_at
+		 and (cardinality(e.event_types) = 0 or x.event_type = any(e.event_types) or '*' = any(e.event_types)
+		      or split_part(x.event_type, '.', 1) || '.*' = any(e.event_types))
+		order by x.n, e.endpoint_id
+		on conflict (endpoint_id, event_id) where not redelivery do nothing`,
+		eventIDs, types, resources, bodies, at, clients)
+	if err != nil {
+		return 0, fmt.Errorf("queue webhook deliveries: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Due implements webhooks.Queue.
+func (w *Webhooks) Due(ctx context.Context, limit int) ([]webhooks.Endpoint, error) {
+	rows, err := w.pool.Query(ctx, `
+		select e.endpoint_id, e.url, e.secret_version, coalesce(e.previous_secret_version, 0),
+		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since
+		from webhook_endpoints e
+		where e.status = 'ENABLED'
+		  and exists (select 1 from webhook_deliveries d
+		              where d.endpoint_id = e.endpoint_id and d.state = 'PENDING' and d.next_attempt_at <= now())
+		limit $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("webhook endpoints due: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Endpoint, error) {
+		var e webhooks.Endpoint
+		err := r.Scan(&e.ID, &e.URL, &e.SecretVersion, &e.PreviousSecretVersion, &e.PreviousUntil, &e.FailingSince)
+		return e, err
+	})
+}
+
+// Claim implements webhooks.Queue: the endpoint as it is now (nothing when it is no longer enabled), and
+// its deliveries due.
+func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (webhooks.Endpoint, []webhooks.Pending, error) {
+	var ep webhooks.Endpoint
+	batch := &pgx.Batch{}
+	batch.Queue(`select endpoint_id, url, secret_version, coalesce(previous_secret_version, 0),
+		       coalesce(previous_secret_expires_at, 'epoch'), failing_since
+		from webhook_endpoints where endpoint_id = $1 and status = 'ENABLED'`, endpoint)
+	batch.Queue(`
+		select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
+		from webhook_deliveries d
+		where d.endpoint_id = $1 and d.state = 'PENDING' and d.next_attempt_at <= now()
+		  and d.resource_id <> all($3::text[])
+		  and not exists (select 1 from webhook_deliveries p
+		                  where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id
+		                    and p.state = 'PENDING' and p.delivery_id < d.delivery_id)
+		order by d.delivery_id
+		limit $2`, endpoint, limit, exclude)
+	res := w.pool.SendBatch(ctx, batch)
+	defer res.Close()
+	err := res.QueryRow().Scan(&ep.ID, &ep.URL, &ep.SecretVersion, &ep.PreviousSecretVersion, &ep.PreviousUntil, &ep.FailingSince)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ep, nil, nil // disabled or deleted since: nothing more is sent
+	}
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	rows, err := res.Query()
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
+		var p webhooks.Pending
+		var body string
+		err := r.Scan(&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
+		p.Body = []byte(body)
+		return p, err
+	})
+	if err != nil {
+		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+	}
+	return ep, pending, nil
+}
+
+// Open implements webhooks.Queue: the keys are read in one statement, only when a body holds a sealed
+// value, and never cached, so an erasure is seen by the next send.
+func (w *Webhooks) Open(ctx context.Context, bodies []*json.RawMessage) error {
+	if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: bodies}); err != nil {
+		return fmt.Errorf("open webhook bodies: %w", err)
+	}
+	return nil
+}
+
+// excerptMax bounds the part of a receiver's answer kept with an attempt.
+const excerptMax = 512
+
+func excerpt(s string) string {
+	if len(s) > excerptMax {
+		s = s[:excerptMax]
+	}
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// Record implements webhooks.Queue: the attempts and the deliveries' new states in one statement, the
+// endpoint's health in another, in one transaction.
+func (w *Webhooks) Record(ctx context.Context, endpoint uuid.UUID, os []webhooks.Outcome, succeeded, failing bool,
+	disableBefore time.Time, reason string) error {
+	n := len(os)
+	ids, attempts, codes, latency := make([]int64, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	at, next := make([]time.Time, n), make([]time.Time, n)
+	errs, excerpts, states := make([]string, n), make([]string, n), make([]string, n)
+	for i, o := range os {
+		ids[i], attempts[i], codes[i], latency[i] = o.DeliveryID, int32(o.Attempt), int32(o.StatusCode), int32(o.Latency.Milliseconds())
+		at[i], next[i], errs[i], excerpts[i], states[i] = o.At, o.Next, excerpt(o.Error), excerpt(o.Excerpt), o.State
+		if o.Next.IsZero() {
+			next[i] = o.At
+		}
+	}
+	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			with r as (
+				select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
+				                     $7::text[], $8::text[], $9::timestamptz[])
+				       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
+			), attempts as (
+				insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
+				select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
+				on conflict do nothing
+			)
+			update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
+				completed_at = case when r.state = 'PENDING' then null else r.at end
+			from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
+			ids, attempts, at, codes, errs, latency, excerpts, states, next); err != nil {
+			return fmt.Errorf("record webhook attempts: %w", err)
+		}
+		if !succeeded && !failing {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `
+			update webhook_endpoints set
+				failing_since = case when $2 then null else coalesce(failing_since, now()) end,
+				status = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
+				              then 'DISABLED' else status end,
+				disabled_reason = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
+				                       then $4 else disabled_reason end,
+				updated_at = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
+				                  then now() else updated_at end
+			where endpoint_id = $1 and (not $2 or failing_since is not null)`,
+			endpoint, succeeded, disableBefore, reason)
+		if err != nil {
+			return fmt.Errorf("record webhook endpoint health: %w", err)
+		}
+		return nil
+	})
+}
