@@ -250,7 +250,7 @@ func paymentOpened(e eventstore.Event, p events.PaymentInitiatedV1) *contract.Pa
 	}
 	return &contract.Payment{PaymentID: p.PaymentID, UPITxnID: txn, PayerVPA: p.PayerVPA, PayeeVPA: p.PayeeVPA,
 		AmountPaise: p.AmountPaise, Currency: "INR", Note: p.Note, Status: contract.PaymentPending,
-		CreatedAt: contract.Time(e.CreatedAt)}
+		MerchantReference: p.MerchantReference, MandateID: p.MandateID, CreatedAt: contract.Time(e.CreatedAt)}
 }
 
 func paymentChange(typ string, pay *contract.Payment, e eventstore.Event) *change {
