@@ -118,7 +118,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	defer pool.Close()
 
 	// Every projection, in the order `rebuild all` rebuilds them.
-	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{},
+		projections.Settlement{Schedule: cfg.Settlement, Grace: cfg.SettlementCloseGrace}}
 	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
 
 	reg := observability.Registry()
@@ -213,6 +214,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// Periodic jobs run on one replica at a time, each under a lock of its own.
 	g.Go(func() error { r.Periodic(gctx, "retry-parked", flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
 	g.Go(func() error { r.Periodic(gctx, "collect-expiry", watcher.Every(), watcher.Round); return nil })
+	// Settlement cycles whose close time passed while the log was idle are closed by this job.
+	closer := postgres.NewSettlementCloser(pool, log)
+	g.Go(func() error { r.Periodic(gctx, "settlement-closer", time.Second, closer.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}

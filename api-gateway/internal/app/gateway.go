@@ -39,6 +39,8 @@ type Config struct {
 	Queries     Service
 	// Ledger is the service that checks the books (event-consumers) for the operators.
 	Ledger Service
+	// Reconciler is the query service's POST endpoint: the check of a bank's reconciliation file.
+	Reconciler Service
 	// QueryWaitMax is the query service's cap on min_position waits (QUERY_WAIT_MAX).
 	QueryWaitMax time.Duration
 	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
@@ -118,6 +120,12 @@ type Command struct {
 	// Fingerprint identifies the body (Fingerprinter); Body is the body as the client sent it.
 	Fingerprint string
 	Body        []byte
+	// Operator, for a POST under /v1/ops/, is the operator it is made for (Client is then ""): its key's
+	// scope and rate limit are the operator's. ContentType is the body's type when it is not JSON.
+	Operator, ContentType string
+	// Reconcile sends the command to the query service's reconciliation check instead of the command
+	// service (Config.Reconciler).
+	Reconcile bool
 }
 
 // Answer is a command's answer: the command service's, or the one stored for an earlier request with
@@ -132,8 +140,12 @@ type Answer struct {
 // rate is not allowed nothing else happened. The errors are ErrInFlight and ErrReused (the key's answers)
 // and the command service's ErrUnavailable and ErrTimeout (or ctx's error).
 func (g *Gateway) Command(ctx context.Context, cmd Command) (Rate, Answer, error) {
-	scope := Scope{Client: cmd.Client, Method: cmd.Method, Path: cmd.Path, Key: cmd.Key}
-	rate, out, err := g.cfg.Idempotency.Begin(ctx, limitKey(cmd.Client), scope, cmd.Fingerprint)
+	who := cmd.Client
+	if cmd.Operator != "" {
+		who = "operator/" + cmd.Operator
+	}
+	scope := Scope{Client: who, Method: cmd.Method, Path: cmd.Path, Key: cmd.Key}
+	rate, out, err := g.cfg.Idempotency.Begin(ctx, limitKey(who), scope, cmd.Fingerprint)
 	rate = g.decided(rate)
 	switch {
 	case !rate.Allowed:
@@ -152,9 +164,16 @@ func (g *Gateway) Command(ctx context.Context, cmd Command) (Rate, Answer, error
 	}
 	// A client that hangs up does not cancel its command: the call runs to its own deadline and its
 	// outcome is stored, so the client's retry is a cheap replay instead of an unknown.
-	resp, err := g.cfg.Commands.Call(context.WithoutCancel(ctx), Call{
-		Path: cmd.Path, Client: cmd.Client, RequestID: cmd.RequestID, Key: cmd.Key, Body: cmd.Body,
-		Timeout: g.cfg.CommandTimeout,
+	target := g.cfg.Commands
+	if cmd.Reconcile {
+		if target = g.cfg.Reconciler; target == nil {
+			g.release(ctx, out.Claim)
+			return rate, Answer{}, fmt.Errorf("reconciliation: %w", ErrUnavailable)
+		}
+	}
+	resp, err := target.Call(context.WithoutCancel(ctx), Call{
+		Path: cmd.Path, Client: cmd.Client, Operator: cmd.Operator, RequestID: cmd.RequestID, Key: cmd.Key,
+		Body: cmd.Body, ContentType: cmd.ContentType, Timeout: g.cfg.CommandTimeout,
 	})
 	if err != nil {
 		g.release(ctx, out.Claim)
@@ -265,3 +284,4 @@ func (g *Gateway) Query(ctx context.Context, q Query) (*Response, error) {
 	}
 	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, Operator: q.Operator, RequestID: q.RequestID, Timeout: timeout})
 }
+

@@ -64,6 +64,11 @@ func NewRouter(cfg Config) chi.Router {
 		// Operators only (the guard refuses a client's key under /v1/ops/).
 		r.Get("/ops/ledger-check", s.ledgerCheck)
 		r.Get("/ops/settlement-accounts", s.settlementAccounts)
+		// Settlement cycles and reconciliation (settlement.go).
+		r.Get("/ops/settlement/cycles", s.settlementRead)
+		r.Get("/ops/settlement/cycles/{cycle}", s.settlementRead)
+		r.Get("/ops/settlement/cycles/{cycle}/banks/{bank}/file", s.settlementFile)
+		r.Post("/ops/settlement/cycles/{cycle}/banks/{bank}/reconciliation", s.reconcile)
 	})
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's

@@ -4,9 +4,11 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/event-consumers/internal/app/settlement"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
 	"upi/shared/platform/secrets"
@@ -40,6 +42,15 @@ type Config struct {
 	RabbitMQURL   string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	RelayExchange string `env:"RELAY_EXCHANGE" envDefault:"upi.events"`
 	RelayInFlight int    `env:"RELAY_IN_FLIGHT" envDefault:"256"`
+
+	// Settlement cycles (docs/architecture.md, "Settlement cycles and reconciliation"): NPCI's ten daily
+	// cut-offs in IST, or cycles of SETTLEMENT_CYCLE_LENGTH (tests, drills). A cycle closes
+	// SETTLEMENT_CLOSE_GRACE after its end (default 10s, at most half a cycle of SETTLEMENT_CYCLE_LENGTH),
+	// which must outlast any write transaction. Changing them changes the projection: rebuild it.
+	SettlementCycles      string              `env:"SETTLEMENT_CYCLES" envDefault:"00:00,05:00,07:00,09:00,11:00,13:00,15:00,17:00,19:00,21:00"`
+	SettlementCycleLength time.Duration       `env:"SETTLEMENT_CYCLE_LENGTH" envDefault:"0s"`
+	SettlementCloseGrace  time.Duration       `env:"SETTLEMENT_CLOSE_GRACE"`
+	Settlement            settlement.Schedule `env:"-"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -117,6 +128,18 @@ func Load() (Config, error) {
 	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {
 		return cfg, fmt.Errorf("config: RELAY_EXCHANGE must be set and RELAY_IN_FLIGHT be 1..10000")
 	}
+	if cfg.Settlement, err = settlement.ParseSchedule(cfg.SettlementCycles, cfg.SettlementCycleLength); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.SettlementCloseGrace == 0 {
+		cfg.SettlementCloseGrace = 10 * time.Second
+		if l := cfg.SettlementCycleLength; l > 0 && l/2 < cfg.SettlementCloseGrace {
+			cfg.SettlementCloseGrace = l / 2
+		}
+	}
+	if cfg.SettlementCloseGrace < 0 {
+		return cfg, fmt.Errorf("config: SETTLEMENT_CLOSE_GRACE must not be negative")
+	}
 	return cfg, nil
 }
 
@@ -138,5 +161,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rabbitmq_url", observability.RedactURL(c.RabbitMQURL)),
 		slog.String("relay_exchange", c.RelayExchange),
 		slog.Int("relay_in_flight", c.RelayInFlight),
+		slog.String("settlement_cycles", c.Settlement.String()),
+		slog.Duration("settlement_close_grace", c.SettlementCloseGrace),
 	)
 }

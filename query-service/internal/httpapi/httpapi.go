@@ -30,8 +30,8 @@ type Handler struct {
 	log *slog.Logger
 }
 
-// Routes mounts the routes on r.
-func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
+// Routes mounts the routes on r; ops mounts more operators' reads under /ops (SettlementRoutes).
+func Routes(r chi.Router, q *app.Queries, log *slog.Logger, ops ...func(chi.Router)) {
 	h := &Handler{q: q, log: log}
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireClient)
@@ -52,6 +52,9 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 	r.Route("/ops", func(r chi.Router) {
 		r.Use(requireOperator)
 		r.Get("/settlement-accounts", h.settlementAccounts)
+		for _, mount := range ops {
+			mount(r)
+		}
 	})
 }
 

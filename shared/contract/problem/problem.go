@@ -54,6 +54,12 @@ const (
 	CodeInternal                 = "INTERNAL"
 )
 
+// Codes of the back office: settlement cycles and reconciliation files (operators), complaints.
+const (
+	CodeCycleNotFound = "CYCLE_NOT_FOUND" // no settlement cycle has this id
+	CodeCycleOpen     = "CYCLE_OPEN"      // a reconciliation file is made once its cycle has closed
+)
+
 // FieldError names one invalid field of a request.
 type FieldError struct {
 	Field   string `json:"field"`

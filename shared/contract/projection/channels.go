@@ -14,6 +14,8 @@ import (
 const (
 	Accounts = "accounts"
 	Payments = "payments"
+	// Settlement files completed money movements under their settlement cycle and bank.
+	Settlement = "settlement"
 )
 
 // CheckpointChannel carries "NAME:TOKEN" each time a consumer's checkpoint moves (sent inside the batch
