@@ -284,4 +284,3 @@ func (g *Gateway) Query(ctx context.Context, q Query) (*Response, error) {
 	}
 	return g.cfg.Queries.Call(ctx, Call{Path: q.Path, Client: q.Client, Operator: q.Operator, RequestID: q.RequestID, Timeout: timeout})
 }
-
