@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -137,7 +136,7 @@ func TestSettlementCyclesAndReconciliationFiles(t *testing.T) {
 			Position  string `json:"position"`
 		}
 		_ = json.Unmarshal(mustPost(a, "/v1/payments", key, map[string]any{"payer_vpa": "alice@okbank", "payee_vpa": payee, "amount_paise": amount}, 202), &p)
-		st, body, _ := a.do(ctx, http.MethodGet, "/v1/payments/"+p.PaymentID+"?wait=10s&min_position="+url.QueryEscape(p.Position), "", nil)
+		st, body := awaitPayment(ctx, a, p.PaymentID, p.Position)
 		if st != 200 || !strings.Contains(string(body), `"status":"COMPLETED"`) && !strings.Contains(string(body), `"status":"FAILED"`) {
 			t.Fatalf("payment %s: %d %s", p.PaymentID, st, body)
 		}

@@ -10,6 +10,7 @@ import (
 	"upi/db"
 	"upi/query-service/internal/adapters/postgres"
 	"upi/query-service/internal/app"
+	"upi/query-service/internal/app/complaints"
 	"upi/query-service/internal/app/settlement"
 	"upi/query-service/internal/config"
 	"upi/query-service/internal/httpapi"
@@ -48,7 +49,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	})
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
 	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log,
-		httpapi.SettlementRoutes(settlement.New(postgres.NewSettlement(pool)), log))
+		httpapi.SettlementRoutes(settlement.New(postgres.NewSettlement(pool)), log),
+		httpapi.ComplaintRoutes(complaints.New(postgres.NewComplaintReader(pool)), log))
 	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,
 		Operators: keyring.New(cfg.Operators)})
 	g, gctx := errgroup.WithContext(ctx)

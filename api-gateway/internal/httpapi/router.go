@@ -48,6 +48,7 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/collect-requests", s.command(s.requestCollect()))
 	v1.Post("/collect-requests/{collect_id}/approve", s.command(answerCollect()))
 	v1.Post("/collect-requests/{collect_id}/decline", s.command(answerCollect()))
+	v1.Post("/payments/{payment_id}/complaints", s.command(s.complain()))
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -69,6 +70,9 @@ func NewRouter(cfg Config) chi.Router {
 		r.Get("/ops/settlement/cycles/{cycle}", s.settlementRead)
 		r.Get("/ops/settlement/cycles/{cycle}/banks/{bank}/file", s.settlementFile)
 		r.Post("/ops/settlement/cycles/{cycle}/banks/{bank}/reconciliation", s.reconcile)
+		// Complaints (complaints.go).
+		r.Get("/complaints/{complaint_id}", s.getComplaint)
+		r.Get("/ops/complaints", s.complaintQueue)
 	})
 	r.Mount("/v1", v1)
 	// Mounting gave v1 the router's problem+json 404 and 405; under /v1 they count against the client's

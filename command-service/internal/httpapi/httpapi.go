@@ -44,6 +44,9 @@ func Register(r chi.Router, cfg Config) {
 		r.With(m.instrument("decline_collect")).Post(app.PathCollects+"/{collect_id}/decline", h.answerCollect(false))
 		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
 		r.With(m.instrument("collect_expiries")).Post(contract.PathCollectExpiries, h.collectExpiries)
+		// Complaints (complaints.go).
+		r.With(m.instrument("raise_complaint")).Post(app.PathPayments+"/{payment_id}/complaints", h.raiseComplaint())
+		r.With(m.instrument("complaint_resolutions")).Post(contract.PathComplaintResolutions, h.complaintResolutions)
 	})
 }
 

@@ -30,14 +30,14 @@ type settlementHandler struct {
 
 // SettlementRoutes returns the mount of the operators' settlement routes under /ops: the cycles, a
 // cycle's positions, a bank's reconciliation file and the check of a submitted file.
-func SettlementRoutes(q *settlement.Queries, log *slog.Logger) func(chi.Router) {
+func SettlementRoutes(q *settlement.Queries, log *slog.Logger) Mount {
 	h := &settlementHandler{q: q, log: log}
-	return func(r chi.Router) {
+	return Mount{Ops: func(r chi.Router) {
 		r.Get("/settlement/cycles", h.cycles)
 		r.Get("/settlement/cycles/{cycle}", h.cycle)
 		r.Get("/settlement/cycles/{cycle}/banks/{bank}/file", h.file)
 		r.Post("/settlement/cycles/{cycle}/banks/{bank}/reconciliation", h.reconcile)
-	}
+	}}
 }
 
 func (h *settlementHandler) cycles(w http.ResponseWriter, r *http.Request) {

@@ -58,6 +58,10 @@ const (
 const (
 	CodeCycleNotFound = "CYCLE_NOT_FOUND" // no settlement cycle has this id
 	CodeCycleOpen     = "CYCLE_OPEN"      // a reconciliation file is made once its cycle has closed
+
+	CodeComplaintExists       = "COMPLAINT_EXISTS"        // the payment has an open complaint
+	CodeComplaintNotFound     = "COMPLAINT_NOT_FOUND"     // no such complaint, or not the caller's
+	CodeComplaintWindowClosed = "COMPLAINT_WINDOW_CLOSED" // the payment is older than COMPLAINT_WINDOW
 )
 
 // FieldError names one invalid field of a request.
