@@ -57,6 +57,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 		Idempotency:  redisadapter.NewStore(rdb, limiter, idempotencyLockTTL, cfg.IdempotencyTTL),
 		Commands:     services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost),
 		Queries:      services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodGet),
+		Reconciler:   services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodPost),
 		Ledger:       services.Endpoint(downstream.Service{Name: "event-consumers", BaseURL: cfg.EventConsumersURL}, http.MethodGet),
 		QueryWaitMax: cfg.QueryWaitMax,
 		// Commands beyond this many under way are shed at once (503 OVERLOADED).

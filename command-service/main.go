@@ -67,7 +67,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	})
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
 	httpapi.Register(router, httpapi.Config{
-		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).WithCommitter(eventstore.CommitterOptions{
+		Service: app.New(store, cfg.Limits()).WithRefundWindow(cfg.RefundWindow).
+			WithComplaintTerms(app.ComplaintTerms{Window: cfg.ComplaintWindow, TAT: cfg.ComplaintTAT}).WithCommitter(eventstore.CommitterOptions{
 			Concurrency: cfg.CommitGroups, MaxQueue: cfg.CommitQueueMax, MaxWait: cfg.CommitWaitMax, Registry: reg}).
 			WithMoneyTerms(cfg.MoneyTerms()).WithMandates(cfg.Mandates()),
 		Limits:   contract.Limits{PaymentMaxPaise: money.Paise(cfg.PaymentMaxPaise), DepositMaxPaise: money.Paise(cfg.DepositMaxPaise)},

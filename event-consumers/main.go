@@ -28,6 +28,7 @@ import (
 	"upi/event-consumers/internal/adapters/rabbitmq/relay"
 	"upi/event-consumers/internal/adapters/webhookhttp"
 	"upi/event-consumers/internal/app"
+	"upi/event-consumers/internal/app/complaints"
 	"upi/event-consumers/internal/app/expiry"
 	"upi/event-consumers/internal/app/ledger"
 	"upi/event-consumers/internal/app/mandates"
@@ -125,7 +126,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	}
 
 	// Every projection, in the order `rebuild all` rebuilds them.
-	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, projections.Merchant{}}
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, projections.Merchant{},
+		projections.Settlement{Schedule: cfg.Settlement, Grace: cfg.SettlementCloseGrace}, projections.Complaints{}}
 	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
 
 	reg := observability.Registry()
@@ -239,6 +241,12 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	g.Go(func() error { r.Periodic(gctx, "retry-parked", flowCfg.RetryParkedEvery, flow.RetryParked); return nil })
 	g.Go(func() error { r.Periodic(gctx, "collect-expiry", watcher.Every(), watcher.Round); return nil })
 	g.Go(func() error { r.Periodic(gctx, "mandate-timer", mandateTimer.Every(), mandateTimer.Round); return nil })
+	// Settlement cycles whose close time passed while the log was idle are closed by this job.
+	closer := postgres.NewSettlementCloser(pool, log)
+	g.Go(func() error { r.Periodic(gctx, "settlement-closer", time.Second, closer.Round); return nil })
+	// Complaints the log answers are resolved once their payment has ended.
+	resolver := complaints.New(postgres.NewComplaints(pool), expiries, log, time.Second)
+	g.Go(func() error { r.Periodic(gctx, "complaint-resolver", resolver.Every(), resolver.Round); return nil })
 	if feed != nil {
 		g.Go(func() error { feed.Run(gctx); return nil })
 	}

@@ -10,6 +10,8 @@ import (
 	"upi/db"
 	"upi/query-service/internal/adapters/postgres"
 	"upi/query-service/internal/app"
+	"upi/query-service/internal/app/complaints"
+	"upi/query-service/internal/app/settlement"
 	"upi/query-service/internal/config"
 	"upi/query-service/internal/httpapi"
 	"upi/shared/platform/httpserver"
@@ -46,7 +48,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 			{Prefix: "/ops/", Callers: []string{servicetoken.Gateway}}},
 	})
 	router := observability.NewRouter(observability.RouterConfig{Log: log, Registry: reg, Checks: checks, Guard: verifier.Middleware})
-	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log)
+	httpapi.Routes(router, app.New(postgres.NewReader(pool), watch, cfg.QueryWaitMax), log,
+		httpapi.SettlementRoutes(settlement.New(postgres.NewSettlement(pool)), log),
+		httpapi.ComplaintRoutes(complaints.New(postgres.NewComplaintReader(pool)), log))
 	// Webhook endpoints and deliveries (docs/webhooks.md).
 	httpapi.WebhookRoutes(router, app.NewWebhooks(postgres.NewWebhooks(pool)), log)
 	ops := observability.NewOpsRouter(observability.OpsConfig{Log: log, Registry: reg, Checks: checks,

@@ -411,5 +411,47 @@ request GET "/v1/webhook-endpoints/$endpoint_id"
 expect_status 404 "deleted webhook endpoint"
 expect_field code WEBHOOK_ENDPOINT_NOT_FOUND "deleted webhook endpoint"
 ok "deliveries logged; rotated with an overlap, disabled, deleted"
+# --- back office: complaints, settlement cycles and reconciliation files ---
+
+say "the payer complains that the merchant was not credited (U010): answered at once from the log"
+request POST "/v1/payments/$shop_payment/complaints" '{"reason_code":"U010","description":"smoke"}' "smoke-complaint-$run_id"
+expect_status 201 "complaint"
+expect_field status RESOLVED "complaint U010 on a completed payment"
+expect_field resolution_code 107 "complaint U010 on a completed payment"
+complaint_id="$(field complaint_id)"
+ok "RESOLVED 107 (credited), complaint $complaint_id"
+
+say "a dispute with the merchant (U008) waits for its answer; a second complaint on the payment is refused"
+request POST "/v1/payments/$shop_payment/complaints" '{"reason_code":"U008"}' "smoke-dispute-$run_id"
+expect_status 201 "dispute"
+expect_field status RAISED "dispute"
+[[ -n "$(field due_at)" ]] || fail "dispute: no due_at"
+request POST "/v1/payments/$shop_payment/complaints" '{"reason_code":"U023"}' "smoke-dispute-again-$run_id"
+expect_status 409 "a second open complaint"
+expect_field code COMPLAINT_EXISTS "a second open complaint"
+ok "RAISED with a due date; a second one 409 COMPLAINT_EXISTS"
+
+# ops_get PATH: a GET with the operator key.
+ops_get() {
+  local saved="$API_KEY"
+  API_KEY="$OPERATOR_KEY"
+  request GET "$1"
+  API_KEY="$saved"
+}
+
+say "operators read the complaint queue and the settlement cycles; a client's key may not"
+request GET /v1/ops/settlement/cycles
+expect_status 403 "a client's key on the settlement cycles"
+ops_get "/v1/ops/complaints?status=RAISED"
+expect_status 200 "complaint queue"
+[[ "$body" == *"$shop_payment"* ]] || fail "the raised queue does not hold the dispute: $body"
+ops_get /v1/ops/settlement/cycles
+expect_status 200 "settlement cycles"
+cycle="$(field cycle_id)"
+[[ -n "$cycle" ]] || fail "no settlement cycle holds the smoke's movements: $body"
+ops_get "/v1/ops/settlement/cycles/$cycle"
+expect_status 200 "settlement cycle $cycle"
+expect_field net_sum_paise 0 "settlement cycle $cycle"
+ok "queue holds the dispute; cycle $cycle ($(field status)), nets sum to 0"
 
 echo "smoke test passed ($step steps)"

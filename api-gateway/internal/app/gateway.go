@@ -39,6 +39,8 @@ type Config struct {
 	Queries     Service
 	// Ledger is the service that checks the books (event-consumers) for the operators.
 	Ledger Service
+	// Reconciler is the query service's POST endpoint: the check of a bank's reconciliation file.
+	Reconciler Service
 	// QueryWaitMax is the query service's cap on min_position waits (QUERY_WAIT_MAX).
 	QueryWaitMax time.Duration
 	// CommandTimeout and QueryTimeout are the deadlines of a downstream call (defaults above); a read's
@@ -113,14 +115,17 @@ func (g *Gateway) decided(rate Rate) Rate {
 // Command is a client's command, authenticated and validated.
 type Command struct {
 	Client, RequestID string
-	// Operator is the authenticated operator of a command under /v1/ops/ (Client is then empty): its
-	// rate limit and idempotency keys are the operator's, apart from every client's.
-	Operator string
 	// Method, Path and Key are the idempotency scope; Path is also where the command is forwarded.
 	Method, Path, Key string
 	// Fingerprint identifies the body (Fingerprinter); Body is the body as the client sent it.
 	Fingerprint string
 	Body        []byte
+	// Operator, for a POST under /v1/ops/, is the operator it is made for (Client is then ""): its key's
+	// scope and rate limit are the operator's. ContentType is the body's type when it is not JSON.
+	Operator, ContentType string
+	// Reconcile sends the command to the query service's reconciliation check instead of the command
+	// service (Config.Reconciler).
+	Reconcile bool
 }
 
 // Answer is a command's answer: the command service's, or the one stored for an earlier request with
@@ -159,9 +164,16 @@ func (g *Gateway) Command(ctx context.Context, cmd Command) (Rate, Answer, error
 	}
 	// A client that hangs up does not cancel its command: the call runs to its own deadline and its
 	// outcome is stored, so the client's retry is a cheap replay instead of an unknown.
-	resp, err := g.cfg.Commands.Call(context.WithoutCancel(ctx), Call{
-		Path: cmd.Path, Client: cmd.Client, Operator: cmd.Operator, RequestID: cmd.RequestID, Key: cmd.Key, Body: cmd.Body,
-		Timeout: g.cfg.CommandTimeout,
+	target := g.cfg.Commands
+	if cmd.Reconcile {
+		if target = g.cfg.Reconciler; target == nil {
+			g.release(ctx, out.Claim)
+			return rate, Answer{}, fmt.Errorf("reconciliation: %w", ErrUnavailable)
+		}
+	}
+	resp, err := target.Call(context.WithoutCancel(ctx), Call{
+		Path: cmd.Path, Client: cmd.Client, Operator: cmd.Operator, RequestID: cmd.RequestID, Key: cmd.Key,
+		Body: cmd.Body, ContentType: cmd.ContentType, Timeout: g.cfg.CommandTimeout,
 	})
 	if err != nil {
 		g.release(ctx, out.Claim)

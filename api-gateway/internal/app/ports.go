@@ -92,6 +92,8 @@ type Call struct {
 	// Key is a command's idempotency key ("" for a read), and Body its body as the client sent it.
 	Key  string
 	Body []byte
+	// ContentType is the body's type when it is not a command's JSON (a reconciliation file).
+	ContentType string
 	// Timeout is the call's deadline.
 	Timeout time.Duration
 }

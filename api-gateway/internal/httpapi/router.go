@@ -52,6 +52,7 @@ func NewRouter(cfg Config) chi.Router {
 	v1.Post("/ops/erasures", s.command(erasure()))
 	// QR codes and mandates (merchant.go).
 	s.merchantCommands(v1)
+	v1.Post("/payments/{payment_id}/complaints", s.command(s.complain()))
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)
@@ -69,6 +70,14 @@ func NewRouter(cfg Config) chi.Router {
 		// Operators only (the guard refuses a client's key under /v1/ops/).
 		r.Get("/ops/ledger-check", s.ledgerCheck)
 		r.Get("/ops/settlement-accounts", s.settlementAccounts)
+		// Settlement cycles and reconciliation (settlement.go).
+		r.Get("/ops/settlement/cycles", s.settlementRead)
+		r.Get("/ops/settlement/cycles/{cycle}", s.settlementRead)
+		r.Get("/ops/settlement/cycles/{cycle}/banks/{bank}/file", s.settlementFile)
+		r.Post("/ops/settlement/cycles/{cycle}/banks/{bank}/reconciliation", s.reconcile)
+		// Complaints (complaints.go).
+		r.Get("/complaints/{complaint_id}", s.getComplaint)
+		r.Get("/ops/complaints", s.complaintQueue)
 	})
 	// Webhook endpoints (docs/webhooks.md).
 	s.webhookRoutes(v1)

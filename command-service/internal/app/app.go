@@ -55,6 +55,8 @@ type Service struct {
 	keys *pii.Keyring
 	// mandates are the rules of mandates' debits (nil: domain.DefaultMandateRules; see mandates.go).
 	mandates *MandateSettings
+	// complaints are the complaint window and the merchants' time to answer (complaints.go).
+	complaints ComplaintTerms
 }
 
 // MoneyTerms are the rules of money entering and leaving the system.
@@ -71,7 +73,7 @@ var DefaultMoneyTerms = MoneyTerms{DepositDailyCap: 100_000_000, SettlementShard
 // New returns the service on an event store, debiting payers under limits.
 func New(store *eventstore.Store, limits domain.Limits) *Service {
 	return &Service{store: store, commit: eventstore.NewCommitter(store, eventstore.CommitterOptions{Timeout: commandTimeout}),
-		limits: limits, refundWindow: DefaultRefundWindow, rrns: NewRRNs(store.Pool(), RRNOptions{}),
+		limits: limits, refundWindow: DefaultRefundWindow, complaints: DefaultComplaintTerms, rrns: NewRRNs(store.Pool(), RRNOptions{}),
 		money: DefaultMoneyTerms, keys: pii.NewKeyring(store.Pool(), 0)}
 }
 

@@ -56,6 +56,10 @@ type Config struct {
 	MandateRequestExpiry time.Duration `env:"MANDATE_REQUEST_EXPIRY" envDefault:"24h"`
 	mandatePeak          domain.PeakWindows
 
+	// Complaints: how long after a payment it may be complained about (NPCI: 45 days), and how long a
+	// merchant has to answer a dispute (T+1: one day).
+	ComplaintWindow time.Duration `env:"COMPLAINT_WINDOW" envDefault:"1080h"`
+	ComplaintTAT    time.Duration `env:"COMPLAINT_TAT" envDefault:"24h"`
 	// OpsAddr is the operations listener: /metrics, the detailed /readyz, profiles (never published).
 	OpsAddr string `env:"COMMAND_SERVICE_OPS_ADDR" envDefault:":8091"`
 	// OperatorKeys open the operations listener's admin routes (name=key pairs).
@@ -130,6 +134,9 @@ func Load() (Config, error) {
 	if cfg.CommitQueueMax <= 0 || cfg.CommitWaitMax <= 0 {
 		return Config{}, fmt.Errorf("COMMIT_QUEUE_MAX and COMMIT_WAIT_MAX must be positive, got %d and %s",
 			cfg.CommitQueueMax, cfg.CommitWaitMax)
+	}
+	if cfg.ComplaintWindow <= 0 || cfg.ComplaintTAT <= 0 {
+		return Config{}, fmt.Errorf("COMPLAINT_WINDOW and COMPLAINT_TAT must be positive")
 	}
 	if cfg.RefundWindow <= 0 {
 		return Config{}, fmt.Errorf("REFUND_WINDOW must be positive, got %s", cfg.RefundWindow)

@@ -96,6 +96,11 @@ var knownErrors = []knownError{
 	{domain.ErrCollectNotDue, http.StatusConflict, problem.CodeStepPrecondition, ""},
 	// Only the workflow calls steps; the detail tells its operator which step is missing.
 	{app.ErrStepPrecondition, http.StatusConflict, problem.CodeStepPrecondition, ""},
+	// Complaints (complaints.go).
+	{domain.ErrComplaintExists, http.StatusConflict, problem.CodeComplaintExists, "the payment has an open complaint"},
+	{domain.ErrComplaintNotFound, http.StatusNotFound, problem.CodeComplaintNotFound, "no such complaint"},
+	{domain.ErrComplaintWindowClosed, http.StatusUnprocessableEntity, problem.CodeComplaintWindowClosed,
+		"the payment is older than the complaint window"},
 	{domain.ErrPaymentTerminal, http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed"},
 	{domain.ErrInvalidAccount, http.StatusBadRequest, problem.CodeValidation, ""},
 	// A payment from an account to itself, a zero amount, or a step naming an account that is not the

@@ -46,6 +46,9 @@ func Register(r chi.Router, cfg Config) {
 		registerMerchant(r, h, m)
 		r.With(m.instrument("steps")).Post(contract.PathSteps, h.steps)
 		r.With(m.instrument("collect_expiries")).Post(contract.PathCollectExpiries, h.collectExpiries)
+		// Complaints (complaints.go).
+		r.With(m.instrument("raise_complaint")).Post(app.PathPayments+"/{payment_id}/complaints", h.raiseComplaint())
+		r.With(m.instrument("complaint_resolutions")).Post(contract.PathComplaintResolutions, h.complaintResolutions)
 	})
 	// Operators' commands (erasure.go): no client.
 	registerErasures(r, h, m)

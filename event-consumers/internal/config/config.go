@@ -10,6 +10,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"upi/event-consumers/internal/app/settlement"
 	"upi/shared/contract/webhook"
 	"upi/shared/platform/keyring"
 	"upi/shared/platform/observability"
@@ -67,6 +68,15 @@ type Config struct {
 	// elsewhere; set, what it says.
 	WebhookAllowPrivateSetting string `env:"WEBHOOK_ALLOW_PRIVATE"`
 	WebhookAllowPrivate        bool   `env:"-"`
+
+	// Settlement cycles (docs/architecture.md, "Settlement cycles and reconciliation"): NPCI's ten daily
+	// cut-offs in IST, or cycles of SETTLEMENT_CYCLE_LENGTH (tests, drills). A cycle closes
+	// SETTLEMENT_CLOSE_GRACE after its end (default 10s, at most half a cycle of SETTLEMENT_CYCLE_LENGTH),
+	// which must outlast any write transaction. Changing them changes the projection: rebuild it.
+	SettlementCycles      string              `env:"SETTLEMENT_CYCLES" envDefault:"00:00,05:00,07:00,09:00,11:00,13:00,15:00,17:00,19:00,21:00"`
+	SettlementCycleLength time.Duration       `env:"SETTLEMENT_CYCLE_LENGTH" envDefault:"0s"`
+	SettlementCloseGrace  time.Duration       `env:"SETTLEMENT_CLOSE_GRACE"`
+	Settlement            settlement.Schedule `env:"-"`
 
 	serving   secrets.Check     `env:"-"`
 	Mode      string            `env:"-"` // UPI_ENV
@@ -170,6 +180,18 @@ func Load() (Config, error) {
 	if cfg.RelayEnabled && (cfg.RelayExchange == "" || cfg.RelayInFlight < 1 || cfg.RelayInFlight > 10000) {
 		return cfg, fmt.Errorf("config: RELAY_EXCHANGE must be set and RELAY_IN_FLIGHT be 1..10000")
 	}
+	if cfg.Settlement, err = settlement.ParseSchedule(cfg.SettlementCycles, cfg.SettlementCycleLength); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if cfg.SettlementCloseGrace == 0 {
+		cfg.SettlementCloseGrace = 10 * time.Second
+		if l := cfg.SettlementCycleLength; l > 0 && l/2 < cfg.SettlementCloseGrace {
+			cfg.SettlementCloseGrace = l / 2
+		}
+	}
+	if cfg.SettlementCloseGrace < 0 {
+		return cfg, fmt.Errorf("config: SETTLEMENT_CLOSE_GRACE must not be negative")
+	}
 	return cfg, nil
 }
 
@@ -198,5 +220,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("webhook_disable_after", c.WebhookDisableAfter.String()),
 		slog.String("webhook_timeout", c.WebhookTimeout.String()),
 		slog.Bool("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.String("settlement_cycles", c.Settlement.String()),
+		slog.Duration("settlement_close_grace", c.SettlementCloseGrace),
 	)
 }

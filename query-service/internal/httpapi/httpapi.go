@@ -30,8 +30,13 @@ type Handler struct {
 	log *slog.Logger
 }
 
-// Routes mounts the routes on r.
-func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
+// Mount adds routes of another package's reads: V1 under /v1 (clients'), Ops under /ops (operators').
+type Mount struct {
+	V1, Ops func(chi.Router)
+}
+
+// Routes mounts the routes on r, and the mounts' (SettlementRoutes, ComplaintRoutes).
+func Routes(r chi.Router, q *app.Queries, log *slog.Logger, mounts ...Mount) {
 	h := &Handler{q: q, log: log}
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireClient)
@@ -48,12 +53,22 @@ func Routes(r chi.Router, q *app.Queries, log *slog.Logger) {
 		r.Get("/withdrawals/{id}", h.withdrawal)
 		// QR codes and mandates (merchant.go).
 		merchantRoutes(r, h)
+		for _, m := range mounts {
+			if m.V1 != nil {
+				m.V1(r)
+			}
+		}
 	})
 	// Operators' reads: no client, as they belong to no client's accounts. The gateway serves them under
 	// /v1/ops/ to operator keys only (OPERATOR_KEYS) and forwards them here.
 	r.Route("/ops", func(r chi.Router) {
 		r.Use(requireOperator)
 		r.Get("/settlement-accounts", h.settlementAccounts)
+		for _, m := range mounts {
+			if m.Ops != nil {
+				m.Ops(r)
+			}
+		}
 	})
 }
 

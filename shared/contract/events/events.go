@@ -20,6 +20,9 @@ const (
 	// and withdrawal of the accounts on its handle (aggregate id: SettlementStream). A bank's balance is
 	// the sum of its shards; it may go negative (it is what the bank owes its account holders).
 	AggregateSettlement = "settlement"
+	// AggregateComplaint is the complaints about one payment (aggregate id: ComplaintStream of the payment
+	// id): its lock makes "one open complaint per payment" exact under concurrency.
+	AggregateComplaint = "complaint"
 )
 
 // Event types, stored in events.event_type.
@@ -62,6 +65,11 @@ const (
 	WithdrawalRejected = "WithdrawalRejected" // account stream; event id = withdrawal id; no money moved
 	SettlementDebited  = "SettlementDebited"  // settlement stream: a deposit's money leaves the bank's side
 	SettlementCredited = "SettlementCredited" // settlement stream: a withdrawal's money returns to it
+
+	// Complaints (UDIR-like): raised by the payer's owner on a payment, resolved once (event id
+	// ids.StepEvent(complaint, "close")), at once from the payment's history when the log knows the answer.
+	ComplaintRaised   = "ComplaintRaised"   // complaint stream; event id = complaint id
+	ComplaintResolved = "ComplaintResolved" // complaint stream
 )
 
 // NPCI codes of a collect request's endings.
@@ -440,6 +448,100 @@ func Collect(p Payload) (CollectTerms, bool) {
 // keep.
 func (t CollectTerms) collectTerms() CollectTerms { return t }
 
+// ComplaintStream is the aggregate id of the complaints about payment paymentID: "complaint:" and the
+// payment id (a name no VPA or UUID stream can take).
+func ComplaintStream(paymentID string) string { return "complaint:" + paymentID }
+
+// Complaint reason codes (NPCI UDIR). The first four are answered from the payment's history; the others
+// are disputes with the merchant (the owner of the payee).
+const (
+	ReasonP2PNotReversed     = "U005" // P2P: failed, not reversed
+	ReasonP2MNotReversed     = "U009" // P2M: failed, not reversed
+	ReasonNotCredited        = "U010" // beneficiary not credited
+	ReasonMerchantNotConfirm = "U022" // debited, merchant did not confirm
+	ReasonGoodsNotProvided   = "U008" // goods or services not provided
+	ReasonRefundNotProcessed = "U021" // refund not processed
+	ReasonDuplicatePayment   = "U023" // duplicate payment
+)
+
+// ReasonFromLog reports whether a reason code is answered from the payment's history (the others go to
+// the merchant), and ValidReason whether it is a reason code at all.
+func ReasonFromLog(code string) bool {
+	switch code {
+	case ReasonP2PNotReversed, ReasonP2MNotReversed, ReasonNotCredited, ReasonMerchantNotConfirm:
+		return true
+	}
+	return false
+}
+
+// ValidReason reports whether code is one of the reason codes above.
+func ValidReason(code string) bool {
+	switch code {
+	case ReasonGoodsNotProvided, ReasonRefundNotProcessed, ReasonDuplicatePayment:
+		return true
+	}
+	return ReasonFromLog(code)
+}
+
+// Complaint statuses and resolution codes: a complaint answered from the log is RESOLVED with 102 (the
+// debit was reversed), 107 (the payee was credited) or 144 (the payer was never debited).
+const (
+	ComplaintStatusRaised   = "RAISED"
+	ComplaintStatusResolved = "RESOLVED"
+	ComplaintStatusRejected = "REJECTED"
+
+	ResolutionReversed    = "102"
+	ResolutionCredited    = "107"
+	ResolutionNotDebited  = "144"
+	ResolutionByMerchant  = "MERCHANT"
+	ResolutionNoMerchant  = "NOT_A_MERCHANT_PAYMENT"
+	ResolutionNotComplete = "PAYMENT_NOT_COMPLETED"
+)
+
+// ComplaintTerms are what every complaint event repeats about its complaint.
+type ComplaintTerms struct {
+	ComplaintID string `json:"complaint_id"`
+	PaymentID   string `json:"payment_id"`
+	PayerVPA    string `json:"payer_vpa"`
+	PayeeVPA    string `json:"payee_vpa"`
+	AmountPaise int64  `json:"amount_paise"`
+	Reason      string `json:"reason_code"`
+}
+
+// ComplaintRaisedV1 opens a complaint on a payment (POST /v1/payments/{id}/complaints by the payer's
+// owner). A dispute with the merchant (U008, U021, U023 on a completed payment to an ENTITY) is due by
+// DueAt (COMPLAINT_TAT).
+type ComplaintRaisedV1 struct {
+	ComplaintTerms
+	Description string `json:"description,omitempty"`
+	ClientID    string `json:"client_id"`
+	UPITxnID    string `json:"upi_txn_id"`
+	DueAt       string `json:"due_at,omitempty"`
+}
+
+// ComplaintResolvedV1 closes a complaint: Status RESOLVED or REJECTED, with its resolution code. By is
+// SYSTEM (from the log) or MERCHANT.
+type ComplaintResolvedV1 struct {
+	ComplaintTerms
+	Status     string `json:"status"`
+	Resolution string `json:"resolution_code"`
+	By         string `json:"by"`
+	Note       string `json:"note,omitempty"`
+}
+
+func (ComplaintRaisedV1) EventType() string   { return ComplaintRaised }
+func (ComplaintResolvedV1) EventType() string { return ComplaintResolved }
+
+// Complaint returns the terms every complaint event carries, and whether p is a complaint event.
+func Complaint(p Payload) (ComplaintTerms, bool) {
+	if c, ok := p.(interface{ complaintTerms() ComplaintTerms }); ok {
+		return c.complaintTerms(), true
+	}
+	return ComplaintTerms{}, false
+}
+
+func (t ComplaintTerms) complaintTerms() ComplaintTerms { return t }
+
 // Metadata travels with every event: who caused it and why, for tracing and for idempotency checks.
 type Metadata struct {
 	SchemaVersion int    `json:"schema_version"`
@@ -492,7 +594,9 @@ var decoders = map[string]func(payload []byte) (Payload, error){
 	SettlementCredited: decodeAs[SettlementCreditedV1],
 
 	// Erasure (erasure.go).
-	AccountErased: decodeAs[AccountErasedV1],
+	AccountErased:     decodeAs[AccountErasedV1],
+	ComplaintRaised:   decodeAs[ComplaintRaisedV1],
+	ComplaintResolved: decodeAs[ComplaintResolvedV1],
 }
 
 // Decode turns a stored payload into its typed struct, by event type. The struct is returned by value, so

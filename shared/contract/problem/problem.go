@@ -82,6 +82,16 @@ const (
 	CodeWebhookEndpointNotFound = "WEBHOOK_ENDPOINT_NOT_FOUND"
 )
 
+// Codes of the back office: settlement cycles and reconciliation files (operators), complaints.
+const (
+	CodeCycleNotFound = "CYCLE_NOT_FOUND" // no settlement cycle has this id
+	CodeCycleOpen     = "CYCLE_OPEN"      // a reconciliation file is made once its cycle has closed
+
+	CodeComplaintExists       = "COMPLAINT_EXISTS"        // the payment has an open complaint
+	CodeComplaintNotFound     = "COMPLAINT_NOT_FOUND"     // no such complaint, or not the caller's
+	CodeComplaintWindowClosed = "COMPLAINT_WINDOW_CLOSED" // the payment is older than COMPLAINT_WINDOW
+)
+
 // FieldError names one invalid field of a request.
 type FieldError struct {
 	Field   string `json:"field"`

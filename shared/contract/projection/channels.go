@@ -14,6 +14,10 @@ import (
 const (
 	Accounts = "accounts"
 	Payments = "payments"
+	// Settlement files completed money movements under their settlement cycle and bank.
+	Settlement = "settlement"
+	// Complaints are the payers' complaints about payments.
+	Complaints = "complaints"
 )
 
 // CheckpointChannel carries "NAME:TOKEN" each time a consumer's checkpoint moves (sent inside the batch

@@ -169,6 +169,9 @@ func header(c app.Call) http.Header {
 		h[headerContentType] = []string{"application/json"}
 		h[headerIdempotencyKey] = []string{c.Key}
 	}
+	if c.ContentType != "" {
+		h[headerContentType] = []string{c.ContentType}
+	}
 	return h
 }
 

@@ -177,3 +177,26 @@ func (c *Client) AdvanceMandates(ctx context.Context, items []contract.MandateTi
 	}
 	return out.Results, nil
 }
+
+// ResolveComplaints implements complaints.Resolver: it asks the command service to resolve, from the log,
+// the complaints whose payment may have ended, in one call.
+func (c *Client) ResolveComplaints(ctx context.Context, refs []contract.ComplaintRef) ([]contract.ComplaintResolutionResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := c.request(ctx, contract.PathComplaintResolutions, contract.ComplaintResolutionsRequest{Complaints: refs})
+	if err != nil {
+		return nil, err
+	}
+	status, raw, err := c.do(req, 8<<20)
+	if err != nil {
+		return nil, fmt.Errorf("resolve complaints: %w", err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("resolve complaints: %d: %s", status, raw)
+	}
+	var out contract.ComplaintResolutionsResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("resolve complaints: undecodable answer: %w", err)
+	}
+	return out.Results, nil
+}
