@@ -38,21 +38,8 @@ func TestFeedSurvivesKillsAndSubscriberMatchesProjection(t *testing.T) {
 	feed := relaytest.Bind(t, rabbitURL, exchange, "#")
 	followWithExample(t, pool, rabbitURL, exchange)
 
-	bin := filepath.Join(t.TempDir(), "event-consumers")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	bank := workload.New(eventstore.New(pool))
-	vpas := make([]string, 20)
-	for i := range vpas {
-		vpas[i] = "feed" + strconv.Itoa(i) + "@okbank"
-		if _, err := bank.Open(ctx, vpas[i], "client-"+strconv.Itoa(i%4)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bank.Deposit(ctx, vpas[i], 50000); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := buildConsumers(t)
+	bank, vpas := fundedBank(t, pool, "feed", 20, 4)
 	rng := rand.New(rand.NewPCG(7, 7))
 	if err := bank.Random(ctx, rng, vpas, 150); err != nil {
 		t.Fatal(err)
@@ -190,21 +177,8 @@ func TestRelayOnlyProcessCarriesTheFeedAlone(t *testing.T) {
 	exchange := relaytest.Exchange()
 	feed := relaytest.Bind(t, rabbitURL, exchange, "#")
 
-	bin := filepath.Join(t.TempDir(), "event-consumers")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	bank := workload.New(eventstore.New(pool))
-	vpas := make([]string, 8)
-	for i := range vpas {
-		vpas[i] = "split" + strconv.Itoa(i) + "@okbank"
-		if _, err := bank.Open(ctx, vpas[i], "client-"+strconv.Itoa(i%2)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bank.Deposit(ctx, vpas[i], 50000); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bin := buildConsumers(t)
+	bank, vpas := fundedBank(t, pool, "split", 8, 2)
 	if err := bank.Random(ctx, rand.New(rand.NewPCG(3, 3)), vpas, 60); err != nil {
 		t.Fatal(err)
 	}
@@ -235,4 +209,33 @@ func TestRelayOnlyProcessCarriesTheFeedAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d events published by the relay-only process", len(log))
+}
+
+// buildConsumers builds this module's binary into the test's temporary directory.
+func buildConsumers(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "event-consumers")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// fundedBank opens n accounts named prefix0@okbank.. (owned by clients client-0..client-(owners-1) in turn)
+// straight into the log, each with 50,000 paise deposited.
+func fundedBank(t *testing.T, pool *pgxpool.Pool, prefix string, n, owners int) (*workload.Bank, []string) {
+	t.Helper()
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := make([]string, n)
+	for i := range vpas {
+		vpas[i] = prefix + strconv.Itoa(i) + "@okbank"
+		if _, err := bank.Open(ctx, vpas[i], "client-"+strconv.Itoa(i%owners)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bank.Deposit(ctx, vpas[i], 50000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bank, vpas
 }
