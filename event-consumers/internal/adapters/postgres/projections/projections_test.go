@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,11 +17,11 @@ import (
 	"upi/testenv"
 )
 
-// gp hands out log positions to the events the cases are built from (sequentially, before they run).
-var gp int64
+// gp hands out log positions to the events the cases are built from; parallel tests build theirs at once.
+var gp atomic.Int64
 
 func event(aggregate string, version int, payload events.Payload) eventstore.Event {
-	gp++
+	gp := gp.Add(1)
 	raw, _ := json.Marshal(payload)
 	typ := events.AggregateAccount
 	if strings.HasPrefix(payload.EventType(), "Payment") {
