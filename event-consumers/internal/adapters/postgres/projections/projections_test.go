@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"upi/event-consumers/internal/adapters/postgres/projections"
+	schedule "upi/event-consumers/internal/app/settlement"
 	"upi/event-consumers/internal/runner"
 	"upi/shared/contract/events"
 	"upi/shared/platform/eventstore"
@@ -64,6 +65,7 @@ func TestProjectionsRefuseEventsThatDoNotFollowTheirStream(t *testing.T) {
 	pid := uuid.NewString()
 	initiated := event(pid, 1, events.PaymentInitiatedV1{PaymentID: pid, PayerVPA: "a@x", PayeeVPA: "b@x", AmountPaise: 5, ClientID: "c"})
 	completed := event(pid, 2, events.PaymentCompletedV1{PaymentID: pid})
+	sched := projections.Settlement{Schedule: schedule.Default(), Grace: time.Minute}
 	cases := []struct {
 		name    string
 		p       runner.Projection
@@ -88,6 +90,22 @@ func TestProjectionsRefuseEventsThatDoNotFollowTheirStream(t *testing.T) {
 			[][]eventstore.Event{{initiated}, {completed}}, ""},
 		{"a payment closed twice", projections.Payments{},
 			[][]eventstore.Event{{initiated}, {completed}, {event(pid, 3, events.PaymentFailedV1{PaymentID: pid, Code: "X"})}}, "ordering violation"},
+		{"a payment initiated and closed in one batch", projections.Payments{},
+			[][]eventstore.Event{{initiated, completed}}, ""},
+		{"a payment closed twice in its initiation's batch", projections.Payments{},
+			[][]eventstore.Event{{initiated, completed, event(pid, 3, events.PaymentFailedV1{PaymentID: pid, Code: "X"})}}, "ordering violation"},
+		{"a payment closed at a version skipped in its initiation's batch", projections.Payments{},
+			[][]eventstore.Event{{initiated, event(pid, 3, events.PaymentCompletedV1{PaymentID: pid})}}, "ordering violation"},
+		{"a payment closed at a version skipped in a later batch", projections.Payments{},
+			[][]eventstore.Event{{initiated}, {event(pid, 3, events.PaymentCompletedV1{PaymentID: pid})}}, "ordering violation"},
+		{"a movement completed that was never begun", sched,
+			[][]eventstore.Event{{completed}}, "not begun"},
+		{"a movement begun twice in a batch", sched,
+			[][]eventstore.Event{{initiated, initiated}}, "already pending"},
+		{"a movement begun twice over batches", sched,
+			[][]eventstore.Event{{initiated}, {initiated}}, "settlement_pending_pkey"},
+		{"a movement completed twice over batches", sched,
+			[][]eventstore.Event{{initiated}, {completed}, {completed}}, "not begun"},
 		{"a payment closed before it was initiated", projections.Payments{},
 			[][]eventstore.Event{{completed}}, "not initiated"},
 	}

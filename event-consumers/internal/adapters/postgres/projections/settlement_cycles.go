@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -73,82 +74,177 @@ type line struct {
 	amount                                                  int64
 }
 
-// Apply implements runner.Projection.
+// Apply implements runner.Projection. The batch is folded in memory, event by event in log order, and
+// written in two round trips whatever its size: first the clock and the pending movements the batch
+// continues (taken out of settlement_pending), then one statement per table. A movement begun and
+// completed within the batch never touches settlement_pending.
 func (s Settlement) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
-	var seen, floor time.Time
-	// The clock row is locked for the batch: the Closer closes cycles under the same lock.
-	err := tx.QueryRow(ctx, `
-		select coalesce((select seen_at from settlement_clock where id = 1 for update), 'epoch'::timestamptz),
-			coalesce((select max(ends_at) from settlement_cycles where closed), 'epoch'::timestamptz)`).
-		Scan(&seen, &floor)
-	if err != nil {
-		return fmt.Errorf("read the settlement clock: %w", err)
+	if !slices.ContainsFunc(batch, s.Uses) {
+		return nil
 	}
-	used := false
+	b := settlementBatch{s: s, pending: map[string]*pendingMovement{}}
+	if err := b.load(ctx, tx, batch); err != nil {
+		return err
+	}
 	for _, e := range batch {
 		if !settlementTypes[e.Type] {
 			continue
 		}
-		used = true
-		if e.CreatedAt.After(seen) {
-			seen = e.CreatedAt
+		if err := b.add(e); err != nil {
+			return applyError(e, err)
+		}
+	}
+	return b.write(ctx, tx)
+}
+
+// settlementBatch is what a batch does to the settlement tables, gathered event by event.
+type settlementBatch struct {
+	s Settlement
+	// seen is the clock, moved by every event the projection uses; floor is the end of the latest closed
+	// cycle when the batch began.
+	seen, floor time.Time
+	// pending are the movements the batch begins or continues, by id; a completed or forgotten one is
+	// nil. Those the batch continues were taken out of settlement_pending by load; the ones left at the
+	// end go (back) in.
+	pending map[string]*pendingMovement
+	order   []string // the ids of pending, first seen first
+	cycles  cycleRows
+	lines   lineRows
+}
+
+// pendingMovement is a row of settlement_pending.
+type pendingMovement struct {
+	typ, txn, payer, payee string
+	amount                 int64
+	rrn                    *string
+}
+
+// movementOf is the id of the movement that e begins, references, completes or forgets, and whether e
+// begins it ("" for a deposit or a withdrawal, which is whole in its one event).
+func movementOf(p events.Payload) (id string, begins bool) {
+	switch p := p.(type) {
+	case events.PaymentInitiatedV1:
+		return p.PaymentID, true
+	case events.RefundInitiatedV1:
+		return p.RefundID, true
+	case events.AccountDebitedV1:
+		return p.PaymentID, false
+	case events.PaymentCompletedV1:
+		return p.PaymentID, false
+	case events.PaymentFailedV1:
+		return p.PaymentID, false
+	case events.DebitReversedV1:
+		return p.PaymentID, false
+	case events.RefundDebitedV1:
+		return p.RefundID, false
+	case events.RefundCompletedV1:
+		return p.RefundID, false
+	case events.RefundFailedV1:
+		return p.RefundID, false
+	case events.RefundDebitReversedV1:
+		return p.RefundID, false
+	}
+	return "", false
+}
+
+// load reads the clock (locking it for the batch: the Closer closes cycles under the same lock) and takes
+// out of settlement_pending the movements that the batch continues without beginning them, in one round
+// trip.
+func (b *settlementBatch) load(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
+	var continued []string
+	begun := map[string]bool{}
+	for _, e := range batch {
+		if !settlementTypes[e.Type] {
+			continue
 		}
 		p, err := eventstore.PayloadOf(e, events.Decode)
 		if err != nil {
 			return applyError(e, err)
 		}
-		lines, err := s.movement(ctx, tx, e, p)
+		switch id, begins := movementOf(p); {
+		case id == "":
+		case begins:
+			begun[id] = true
+		case !begun[id]:
+			begun[id] = true // once is enough
+			continued = append(continued, id)
+		}
+	}
+	q := &pgx.Batch{}
+	q.Queue(`
+		select coalesce((select seen_at from settlement_clock where id = 1 for update), 'epoch'::timestamptz),
+			coalesce((select max(ends_at) from settlement_cycles where closed), 'epoch'::timestamptz)`)
+	if len(continued) > 0 {
+		q.Queue(`
+			delete from settlement_pending where movement_id = any($1)
+			returning movement_id, type, upi_txn_id, payer_vpa, payee_vpa, amount_paise, rrn`, continued)
+	}
+	r := tx.SendBatch(ctx, q)
+	defer r.Close()
+	if err := r.QueryRow().Scan(&b.seen, &b.floor); err != nil {
+		return fmt.Errorf("read the settlement clock: %w", err)
+	}
+	if len(continued) > 0 {
+		rows, err := r.Query()
 		if err != nil {
-			return applyError(e, err)
+			return fmt.Errorf("take the pending movements the batch continues: %w", err)
 		}
-		if len(lines) == 0 {
-			continue
-		}
-		// The cycle of the completing event's append, unless that one is closed: then the first open one.
-		at := e.CreatedAt
-		if open := seen.Add(-s.Grace); open.After(at) {
-			at = open
-		}
-		if floor.After(at) {
-			at = floor
-		}
-		c := s.Schedule.CycleOf(at)
-		if _, err := tx.Exec(ctx, `
-			insert into settlement_cycles (cycle_id, starts_at, ends_at, closes_at) values ($1, $2, $3, $4)
-			on conflict (cycle_id) do nothing`, c.ID, c.Start, c.End, c.End.Add(s.Grace)); err != nil {
-			return applyError(e, fmt.Errorf("record cycle %s: %w", c.ID, err))
-		}
-		for _, l := range lines {
-			if _, err := tx.Exec(ctx, `
-				insert into settlement_lines (movement_id, side, cycle_id, bank, type, upi_txn_id, rrn, payer_vpa,
-					payee_vpa, amount_paise, npci_code, at, tx_id, global_position)
-				values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::bigint::text::xid8, $14)`,
-				l.movement, l.side, c.ID, l.bank, l.typ, l.txn, l.rrn, l.payer, l.payee, l.amount, l.npci,
-				e.CreatedAt, txID(e), e.Position.GlobalPosition); err != nil {
-				return applyError(e, fmt.Errorf("file %s %s of movement %s: %w", l.typ, l.side, l.movement, err))
+		for rows.Next() {
+			var id string
+			m := &pendingMovement{}
+			if err := rows.Scan(&id, &m.typ, &m.txn, &m.payer, &m.payee, &m.amount, &m.rrn); err != nil {
+				rows.Close()
+				return fmt.Errorf("take the pending movements the batch continues: %w", err)
 			}
+			b.keep(id, m)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("take the pending movements the batch continues: %w", err)
 		}
 	}
-	if !used {
-		return nil
+	return r.Close()
+}
+
+// keep records movement id as pending.
+func (b *settlementBatch) keep(id string, m *pendingMovement) {
+	if _, ok := b.pending[id]; !ok {
+		b.order = append(b.order, id)
 	}
-	if _, err := tx.Exec(ctx, `
-		insert into settlement_clock (id, seen_at) values (1, $1)
-		on conflict (id) do update set seen_at = greatest(settlement_clock.seen_at, excluded.seen_at)`, seen); err != nil {
-		return fmt.Errorf("move the settlement clock: %w", err)
+	b.pending[id] = m
+}
+
+// add applies one event the projection uses: the clock moves, a movement begins, gets its reference,
+// ends with no money moved, or completes and is filed.
+func (b *settlementBatch) add(e eventstore.Event) error {
+	if e.CreatedAt.After(b.seen) {
+		b.seen = e.CreatedAt
 	}
-	if _, err := tx.Exec(ctx, `
-		update settlement_cycles set closed = true, closed_at = $1 where not closed and closes_at <= $1`, seen); err != nil {
-		return fmt.Errorf("close settlement cycles: %w", err)
+	p, err := eventstore.PayloadOf(e, events.Decode)
+	if err != nil {
+		return err
+	}
+	lines, err := b.movement(e, p)
+	if err != nil || len(lines) == 0 {
+		return err
+	}
+	// The cycle of the completing event's append, unless that one is closed: then the first open one.
+	at := e.CreatedAt
+	if open := b.seen.Add(-b.s.Grace); open.After(at) {
+		at = open
+	}
+	if b.floor.After(at) {
+		at = b.floor
+	}
+	c := b.s.Schedule.CycleOf(at)
+	b.cycles.add(c, b.s.Grace)
+	for _, l := range lines {
+		b.lines.add(l, c.ID, e)
 	}
 	return nil
 }
 
-// errNotBegun: a movement's completing event without its beginning.
-var errNotBegun = errors.New("ordering violation: the movement was not begun")
-
 // movement records what e begins or completes; for a completing event it returns the movement's lines.
-func (s Settlement) movement(ctx context.Context, tx pgx.Tx, e eventstore.Event, p events.Payload) ([]line, error) {
+func (b *settlementBatch) movement(e eventstore.Event, p events.Payload) ([]line, error) {
 	switch p := p.(type) {
 	case events.PaymentInitiatedV1:
 		typ := MovementP2P
@@ -161,26 +257,26 @@ func (s Settlement) movement(ctx context.Context, tx pgx.Tx, e eventstore.Event,
 				txn = ids.UPITxnID(id)
 			}
 		}
-		return nil, s.begin(ctx, tx, p.PaymentID, typ, txn, p.PayerVPA, p.PayeeVPA, p.AmountPaise)
+		return nil, b.begin(p.PaymentID, typ, txn, p.PayerVPA, p.PayeeVPA, p.AmountPaise)
 	case events.AccountDebitedV1:
-		return nil, s.reference(ctx, tx, p.PaymentID, p.RRN)
+		return nil, b.reference(p.PaymentID, p.RRN)
 	case events.PaymentCompletedV1:
-		return s.complete(ctx, tx, p.PaymentID, "", npciApproved)
+		return b.complete(p.PaymentID, "", npciApproved)
 	case events.PaymentFailedV1:
-		return nil, s.forget(ctx, tx, p.PaymentID)
+		b.forget(p.PaymentID)
 	case events.DebitReversedV1:
-		return s.complete(ctx, tx, p.PaymentID, MovementReversal, events.NPCICode(p.Code))
+		return b.complete(p.PaymentID, MovementReversal, events.NPCICode(p.Code))
 	case events.RefundInitiatedV1:
 		// The merchant (the payment's payee) pays the customer (its payer) back.
-		return nil, s.begin(ctx, tx, p.RefundID, MovementRefund, p.UPITxnID, p.PayeeVPA, p.PayerVPA, p.AmountPaise)
+		return nil, b.begin(p.RefundID, MovementRefund, p.UPITxnID, p.PayeeVPA, p.PayerVPA, p.AmountPaise)
 	case events.RefundDebitedV1:
-		return nil, s.reference(ctx, tx, p.RefundID, p.RRN)
+		return nil, b.reference(p.RefundID, p.RRN)
 	case events.RefundCompletedV1:
-		return s.complete(ctx, tx, p.RefundID, "", npciApproved)
+		return b.complete(p.RefundID, "", npciApproved)
 	case events.RefundFailedV1:
-		return nil, s.forget(ctx, tx, p.RefundID)
+		b.forget(p.RefundID)
 	case events.RefundDebitReversedV1:
-		return s.complete(ctx, tx, p.RefundID, MovementReversal, events.NPCICode(p.Code))
+		return b.complete(p.RefundID, MovementReversal, events.NPCICode(p.Code))
 	case events.FundsDepositedV1:
 		bankSide := p.Settlement
 		if bankSide == "" {
@@ -214,58 +310,150 @@ func bankOf(party string) string {
 	return events.BankOf(party)
 }
 
-func (Settlement) begin(ctx context.Context, tx pgx.Tx, id, typ, txn, payer, payee string, amount int64) error {
-	if _, err := tx.Exec(ctx, `
-		insert into settlement_pending (movement_id, type, upi_txn_id, payer_vpa, payee_vpa, amount_paise)
-		values ($1, $2, $3, $4, $5, $6)`, id, typ, txn, payer, payee, amount); err != nil {
-		return fmt.Errorf("begin movement %s: %w", id, err)
+// errNotBegun: a movement's completing event without its beginning.
+var errNotBegun = errors.New("ordering violation: the movement was not begun")
+
+// errBegunTwice: a movement begun while it is pending.
+var errBegunTwice = errors.New("ordering violation: the movement is already pending")
+
+func (b *settlementBatch) begin(id, typ, txn, payer, payee string, amount int64) error {
+	if b.pending[id] != nil {
+		return errBegunTwice
 	}
+	b.keep(id, &pendingMovement{typ: typ, txn: txn, payer: payer, payee: payee, amount: amount})
 	return nil
 }
 
-func (Settlement) reference(ctx context.Context, tx pgx.Tx, id, rrn string) error {
-	tag, err := tx.Exec(ctx, `update settlement_pending set rrn = $2 where movement_id = $1`, id, rrn)
-	if err != nil {
-		return fmt.Errorf("reference movement %s: %w", id, err)
-	}
-	if tag.RowsAffected() != 1 {
+func (b *settlementBatch) reference(id, rrn string) error {
+	m := b.pending[id]
+	if m == nil {
 		return errNotBegun
 	}
+	m.rrn = &rrn
 	return nil
 }
 
 // forget drops a movement that ended with no money moved (a payment or refund whose debit was refused).
-func (Settlement) forget(ctx context.Context, tx pgx.Tx, id string) error {
-	if _, err := tx.Exec(ctx, `delete from settlement_pending where movement_id = $1`, id); err != nil {
-		return fmt.Errorf("forget movement %s: %w", id, err)
+func (b *settlementBatch) forget(id string) {
+	if _, ok := b.pending[id]; ok {
+		b.pending[id] = nil
 	}
-	return nil
 }
 
 // complete ends a pending movement and returns its lines: of its own type, or a reversal (typ), which
 // gives the payer back its debit (both lines at the payer's bank).
-func (Settlement) complete(ctx context.Context, tx pgx.Tx, id, typ, npci string) ([]line, error) {
-	var own, txn, payer, payee string
-	var rrn *string
-	var amount int64
-	err := tx.QueryRow(ctx, `
-		delete from settlement_pending where movement_id = $1
-		returning type, upi_txn_id, payer_vpa, payee_vpa, amount_paise, rrn`, id).
-		Scan(&own, &txn, &payer, &payee, &amount, &rrn)
-	if errors.Is(err, pgx.ErrNoRows) {
+func (b *settlementBatch) complete(id, typ, npci string) ([]line, error) {
+	m := b.pending[id]
+	if m == nil {
 		return nil, errNotBegun
 	}
-	if err != nil {
-		return nil, fmt.Errorf("complete movement %s: %w", id, err)
-	}
+	b.pending[id] = nil
 	r := ""
-	if rrn != nil {
-		r = *rrn
+	if m.rrn != nil {
+		r = *m.rrn
 	}
 	if typ == "" {
-		return pair(id, own, txn, r, payer, payee, amount, npci), nil
+		return pair(id, m.typ, m.txn, r, m.payer, m.payee, m.amount, npci), nil
 	}
-	lines := pair(id, typ, txn, r, payer, payee, amount, npci)
+	lines := pair(id, typ, m.txn, r, m.payer, m.payee, m.amount, npci)
 	lines[1].bank = lines[0].bank // the money goes back where it came from
 	return lines, nil
+}
+
+// write writes what the batch did, one statement per table, in one round trip: the movements still
+// pending, the cycles and lines filed, the clock, and the cycles it closes.
+func (b *settlementBatch) write(ctx context.Context, tx pgx.Tx) error {
+	q := &pgx.Batch{}
+	var what []string
+	var pend pendingRows
+	for _, id := range b.order {
+		if m := b.pending[id]; m != nil {
+			pend.add(id, m)
+		}
+	}
+	if len(pend.id) > 0 {
+		q.Queue(`
+			insert into settlement_pending (movement_id, type, upi_txn_id, payer_vpa, payee_vpa, amount_paise, rrn)
+			select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[])`,
+			pend.id, pend.typ, pend.txn, pend.payer, pend.payee, pend.amount, pend.rrn)
+		what = append(what, "record pending movements")
+	}
+	if c := b.cycles; len(c.id) > 0 {
+		q.Queue(`
+			insert into settlement_cycles (cycle_id, starts_at, ends_at, closes_at)
+			select * from unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])
+			on conflict (cycle_id) do nothing`, c.id, c.start, c.end, c.closes)
+		what = append(what, "record cycles")
+	}
+	if l := b.lines; len(l.movement) > 0 {
+		q.Queue(`
+			insert into settlement_lines (movement_id, side, cycle_id, bank, type, upi_txn_id, rrn, payer_vpa,
+				payee_vpa, amount_paise, npci_code, at, tx_id, global_position)
+			select movement, side, cycle, bank, typ, txn, rrn, payer, payee, amount, npci, at, txid::text::xid8, gp
+			from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+				$8::text[], $9::text[], $10::bigint[], $11::text[], $12::timestamptz[], $13::bigint[], $14::bigint[])
+				as u(movement, side, cycle, bank, typ, txn, rrn, payer, payee, amount, npci, at, txid, gp)`,
+			l.movement, l.side, l.cycle, l.bank, l.typ, l.txn, l.rrn, l.payer, l.payee, l.amount, l.npci,
+			l.at, l.tx, l.gp)
+		what = append(what, "file settlement lines")
+	}
+	q.Queue(`
+		insert into settlement_clock (id, seen_at) values (1, $1)
+		on conflict (id) do update set seen_at = greatest(settlement_clock.seen_at, excluded.seen_at)`, b.seen)
+	q.Queue(`update settlement_cycles set closed = true, closed_at = $1 where not closed and closes_at <= $1`, b.seen)
+	what = append(what, "move the settlement clock", "close settlement cycles")
+	return execBatch(ctx, tx, q, what)
+}
+
+// execBatch sends q's statements in one round trip and names the first that failed (what[i] says what
+// the i-th does).
+func execBatch(ctx context.Context, tx pgx.Tx, q *pgx.Batch, what []string) error {
+	r := tx.SendBatch(ctx, q)
+	defer r.Close()
+	for _, w := range what {
+		if _, err := r.Exec(); err != nil {
+			return fmt.Errorf("%s: %w", w, err)
+		}
+	}
+	return r.Close()
+}
+
+// pendingRows are movements left pending by a batch, column by column for unnest.
+type pendingRows struct {
+	id, typ, txn, payer, payee []string
+	amount                     []int64
+	rrn                        []*string
+}
+
+func (r *pendingRows) add(id string, m *pendingMovement) {
+	r.id, r.typ, r.txn = append(r.id, id), append(r.typ, m.typ), append(r.txn, m.txn)
+	r.payer, r.payee, r.amount, r.rrn = append(r.payer, m.payer), append(r.payee, m.payee), append(r.amount, m.amount), append(r.rrn, m.rrn)
+}
+
+// cycleRows are the cycles a batch files lines under, each once.
+type cycleRows struct {
+	id                 []string
+	start, end, closes []time.Time
+}
+
+func (r *cycleRows) add(c settlement.Cycle, grace time.Duration) {
+	if slices.Contains(r.id, c.ID) {
+		return
+	}
+	r.id, r.start, r.end, r.closes = append(r.id, c.ID), append(r.start, c.Start), append(r.end, c.End), append(r.closes, c.End.Add(grace))
+}
+
+// lineRows are the lines a batch files, column by column for unnest.
+type lineRows struct {
+	movement, side, cycle, bank, typ, txn, rrn, payer, payee []string
+	amount                                                   []int64
+	npci                                                     []string
+	stamps
+}
+
+func (r *lineRows) add(l line, cycle string, e eventstore.Event) {
+	r.movement, r.side, r.cycle, r.bank = append(r.movement, l.movement), append(r.side, l.side), append(r.cycle, cycle), append(r.bank, l.bank)
+	r.typ, r.txn, r.rrn = append(r.typ, l.typ), append(r.txn, l.txn), append(r.rrn, l.rrn)
+	r.payer, r.payee, r.amount, r.npci = append(r.payer, l.payer), append(r.payee, l.payee), append(r.amount, l.amount), append(r.npci, l.npci)
+	r.stamps.add(e)
 }
