@@ -110,11 +110,17 @@ func (b *paymentsBatch) add(e eventstore.Event) error {
 }
 
 // debited gives the payment the debit's RRN.
+// A payment initiated in the same batch gets it in its new row.
 func (b *paymentsBatch) debited(e eventstore.Event, p events.AccountDebitedV1) {
 	b.trail.add(e, p.PaymentID)
-	if p.RRN != "" {
-		b.debits.payment, b.debits.rrn = append(b.debits.payment, p.PaymentID), append(b.debits.rrn, p.RRN)
+	if p.RRN == "" {
+		return
 	}
+	if i, ok := b.initiated.row[p.PaymentID]; ok {
+		b.initiated.rrn[i] = &p.RRN
+		return
+	}
+	b.debits.payment, b.debits.rrn = append(b.debits.payment, p.PaymentID), append(b.debits.rrn, p.RRN)
 }
 
 // paymentInitiated opens a payment's row; its event must open its stream.
@@ -128,11 +134,19 @@ func (b *paymentsBatch) paymentInitiated(e eventstore.Event, p events.PaymentIni
 }
 
 // paymentClosed completes or fails a payment (code is nil for a completion); a payment closes once.
+// A payment initiated in the same batch is closed in its new row, which is then written once.
 func (b *paymentsBatch) paymentClosed(e eventstore.Event, status string, code *string) error {
-	b.closed.add(e, status, code)
 	b.trail.add(e, e.AggregateID)
 	if prev, dup := b.closing[e.AggregateID]; dup {
 		return applyError(e, fmt.Errorf("ordering violation: payment already closed by %s", prev.ID))
+	}
+	if i, ok := b.initiated.row[e.AggregateID]; ok {
+		if e.Version != 2 {
+			return applyError(e, fmt.Errorf("ordering violation: the payment is %s at version %d", contract.PaymentPending, 1))
+		}
+		b.initiated.close(i, e, status, code)
+	} else {
+		b.closed.add(e, status, code)
 	}
 	b.closing[e.AggregateID] = e
 	b.settled = append(b.settled, e.AggregateID)
@@ -166,7 +180,8 @@ func (b *paymentsBatch) write(ctx context.Context, tx pgx.Tx) error {
 	return notifySettled(ctx, tx, b.settled)
 }
 
-// writeClosed closes the payments, each guarded by its version and pending status.
+// writeClosed closes the payments initiated before the batch, each guarded by its version and pending
+// status.
 func (b *paymentsBatch) writeClosed(ctx context.Context, tx pgx.Tx) error {
 	closed := b.closed
 	if len(closed.id) == 0 {
@@ -184,7 +199,11 @@ func (b *paymentsBatch) writeClosed(ctx context.Context, tx pgx.Tx) error {
 		return fmt.Errorf("close payments: %w", err)
 	}
 	if int(tag.RowsAffected()) != len(closed.id) {
-		return closeViolation(ctx, tx, b.closing)
+		updated := make(map[string]eventstore.Event, len(closed.id))
+		for _, id := range closed.id {
+			updated[id] = b.closing[id]
+		}
+		return closeViolation(ctx, tx, updated)
 	}
 	return nil
 }
@@ -217,14 +236,30 @@ func (r *ownerRows) write(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// initiationRows are the payments a batch initiates.
+// initiationRows are the payments a batch initiates, each as the batch leaves it: pending, or given its
+// RRN and closed by later events of the same batch.
 type initiationRows struct {
 	id, payer, payee []string
 	amount           []int64
 	note, client     []string
 	upi              []string
 	ref, mandate     []string // merchant_reference and mandate_id ("" for none)
-	stamps
+	stamps                    // of the initiation: created_at
+	// The row as the batch leaves it: status, failure code, RRN, version, and the stamps of its last
+	// change (updated_at, tx_id, global_position).
+	status  []string
+	code    []*string
+	rrn     []*string
+	version []int32
+	last    stamps
+	// row is the index of each payment's row.
+	row map[string]int
+}
+
+// close closes the payment of row i with e.
+func (r *initiationRows) close(i int, e eventstore.Event, status string, code *string) {
+	r.status[i], r.code[i], r.version[i] = status, code, int32(e.Version)
+	r.last.at[i], r.last.tx[i], r.last.gp[i] = e.CreatedAt, txID(e), e.Position.GlobalPosition
 }
 
 func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
@@ -239,6 +274,13 @@ func (r *initiationRows) add(e eventstore.Event, p events.PaymentInitiatedV1) {
 	r.ref, r.mandate = append(r.ref, p.MerchantReference), append(r.mandate, p.MandateID)
 	r.amount, r.note, r.client = append(r.amount, p.AmountPaise), append(r.note, p.Note), append(r.client, p.ClientID)
 	r.stamps.add(e)
+	if r.row == nil {
+		r.row = map[string]int{}
+	}
+	r.row[e.AggregateID] = len(r.id) - 1
+	r.status, r.code, r.rrn = append(r.status, contract.PaymentPending), append(r.code, nil), append(r.rrn, nil)
+	r.version = append(r.version, 1)
+	r.last.add(e)
 }
 
 // write inserts the payments, with their parties' owners as the projection knows them.
@@ -248,16 +290,20 @@ func (r *initiationRows) write(ctx context.Context, tx pgx.Tx) error {
 	}
 	if _, err := tx.Exec(ctx, `
 		insert into payments (payment_id, payer_vpa, payee_vpa, amount_paise, note, client_id, payer_owner,
-			payee_owner, status, created_at, updated_at, version, tx_id, global_position, upi_txn_id,
-			merchant_reference, mandate_id)
+			payee_owner, status, failure_code, rrn, created_at, updated_at, version, tx_id, global_position,
+			upi_txn_id, merchant_reference, mandate_id)
 		select id::uuid, payer, payee, amount, note, client, po.owner_client_id, pe.owner_client_id,
-			'PENDING', at, at, 1, txid::text::xid8, gp, upi, nullif(ref, ''), nullif(mandate, '')::uuid
+			status, code, rrn, created, updated, version, txid::text::xid8, gp, upi, nullif(ref, ''),
+			nullif(mandate, '')::uuid
 		from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[],
-			$7::timestamptz[], $8::bigint[], $9::bigint[], $10::text[], $11::text[], $12::text[])
-			as u(id, payer, payee, amount, note, client, at, txid, gp, upi, ref, mandate)
+			$7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[],
+			$14::text[], $15::text[], $16::text[], $17::int[])
+			as u(id, payer, payee, amount, note, client, created, updated, txid, gp, upi, ref, mandate, status, code,
+				rrn, version)
 		left join payment_account_owners po on po.vpa = u.payer
 		left join payment_account_owners pe on pe.vpa = u.payee`,
-		r.id, r.payer, r.payee, r.amount, r.note, r.client, r.at, r.tx, r.gp, r.upi, r.ref, r.mandate); err != nil {
+		r.id, r.payer, r.payee, r.amount, r.note, r.client, r.at, r.last.at, r.last.tx, r.last.gp, r.upi, r.ref,
+		r.mandate, r.status, r.code, r.rrn, r.version); err != nil {
 		return fmt.Errorf("record initiated payments: %w", err)
 	}
 	return nil
