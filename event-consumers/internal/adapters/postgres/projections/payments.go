@@ -120,7 +120,7 @@ func (b *paymentsBatch) debited(e eventstore.Event, p events.AccountDebitedV1) {
 		b.initiated.rrn[i] = &p.RRN
 		return
 	}
-	b.debits.payment, b.debits.rrn = append(b.debits.payment, p.PaymentID), append(b.debits.rrn, p.RRN)
+	b.debits.add(p.PaymentID, p.RRN)
 }
 
 // paymentInitiated opens a payment's row; its event must open its stream.
@@ -146,7 +146,7 @@ func (b *paymentsBatch) paymentClosed(e eventstore.Event, status string, code *s
 		}
 		b.initiated.close(i, e, status, code)
 	} else {
-		b.closed.add(e, status, code)
+		b.closed.add(e, status, code, b.debits.take(e.AggregateID))
 	}
 	b.closing[e.AggregateID] = e
 	b.settled = append(b.settled, e.AggregateID)
@@ -181,7 +181,7 @@ func (b *paymentsBatch) write(ctx context.Context, tx pgx.Tx) error {
 }
 
 // writeClosed closes the payments initiated before the batch, each guarded by its version and pending
-// status.
+// status, and gives those debited in the batch their RRN.
 func (b *paymentsBatch) writeClosed(ctx context.Context, tx pgx.Tx) error {
 	closed := b.closed
 	if len(closed.id) == 0 {
@@ -190,11 +190,11 @@ func (b *paymentsBatch) writeClosed(ctx context.Context, tx pgx.Tx) error {
 	tag, err := tx.Exec(ctx, `
 		update payments p
 		set status = u.status, failure_code = u.code, updated_at = u.at, version = u.version,
-		    tx_id = u.txid::text::xid8, global_position = u.gp
-		from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bigint[])
-			as u(id, version, status, code, at, txid, gp)
+		    tx_id = u.txid::text::xid8, global_position = u.gp, rrn = coalesce(u.rrn, p.rrn)
+		from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[], $7::bigint[],
+			$8::text[]) as u(id, version, status, code, at, txid, gp, rrn)
 		where p.payment_id = u.id::uuid and p.version = u.version - 1 and p.status = 'PENDING'`,
-		closed.id, closed.version, closed.status, closed.code, closed.at, closed.tx, closed.gp)
+		closed.id, closed.version, closed.status, closed.code, closed.at, closed.tx, closed.gp, closed.rrn)
 	if err != nil {
 		return fmt.Errorf("close payments: %w", err)
 	}
@@ -309,39 +309,70 @@ func (r *initiationRows) write(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// debitRows are the RRNs a batch's debits give their payments.
-type debitRows struct{ payment, rrn []string }
+// debitRows are the RRNs a batch's debits give their payments initiated before it, by payment, in order;
+// a payment closed later in the batch takes its RRN into its close (take).
+type debitRows struct {
+	order []string
+	rrn   map[string]string
+}
+
+func (r *debitRows) add(payment, rrn string) {
+	if r.rrn == nil {
+		r.rrn = map[string]string{}
+	}
+	r.order, r.rrn[payment] = append(r.order, payment), rrn
+}
+
+// take removes payment's RRN from the rows and returns it (nil when the batch gave it none).
+func (r *debitRows) take(payment string) *string {
+	rrn, ok := r.rrn[payment]
+	if !ok {
+		return nil
+	}
+	delete(r.rrn, payment)
+	return &rrn
+}
 
 // write gives each debited payment its RRN. A debit follows its payment's initiation in the log (the
 // workflow debits only an initiated payment), so the row is there, in this batch or an earlier one.
 func (r *debitRows) write(ctx context.Context, tx pgx.Tx) error {
-	if len(r.payment) == 0 {
+	payment := make([]string, 0, len(r.rrn))
+	rrn := make([]string, 0, len(r.rrn))
+	for _, id := range r.order {
+		if v, ok := r.rrn[id]; ok {
+			payment, rrn = append(payment, id), append(rrn, v)
+		}
+	}
+	if len(payment) == 0 {
 		return nil
 	}
 	tag, err := tx.Exec(ctx, `
 		update payments p set rrn = u.rrn
 		from unnest($1::text[], $2::text[]) as u(id, rrn)
-		where p.payment_id = u.id::uuid`, r.payment, r.rrn)
+		where p.payment_id = u.id::uuid`, payment, rrn)
 	if err != nil {
 		return fmt.Errorf("record rrns: %w", err)
 	}
-	if int(tag.RowsAffected()) != len(r.payment) {
-		return fmt.Errorf("record rrns: %d of %d debited payments found", tag.RowsAffected(), len(r.payment))
+	if int(tag.RowsAffected()) != len(payment) {
+		return fmt.Errorf("record rrns: %d of %d debited payments found", tag.RowsAffected(), len(payment))
 	}
 	return nil
 }
 
-// closingRows are the payments a batch completes or fails; code is nil for a completion.
+// closingRows are the payments a batch completes or fails; code is nil for a completion, rrn for a
+// payment not debited in the batch.
 type closingRows struct {
 	id      []string
 	version []int32
 	status  []string
 	code    []*string
+	rrn     []*string
 	stamps
 }
 
-func (r *closingRows) add(e eventstore.Event, status string, code *string) {
+func (r *closingRows) add(e eventstore.Event, status string, code, rrn *string) {
 	r.id, r.version, r.status, r.code = append(r.id, e.AggregateID), append(r.version, int32(e.Version)), append(r.status, status), append(r.code, code)
+	r.rrn = append(r.rrn, rrn)
 	r.stamps.add(e)
 }
 

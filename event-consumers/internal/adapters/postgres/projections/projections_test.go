@@ -100,6 +100,8 @@ func TestProjectionsRefuseEventsThatDoNotFollowTheirStream(t *testing.T) {
 			[][]eventstore.Event{{initiated}, {event(pid, 3, events.PaymentCompletedV1{PaymentID: pid})}}, "ordering violation"},
 		{"a movement completed that was never begun", sched,
 			[][]eventstore.Event{{completed}}, "not begun"},
+		{"a movement referenced that was never begun", sched,
+			[][]eventstore.Event{{event("a@x", 2, events.AccountDebitedV1{VPA: "a@x", PaymentID: pid, AmountPaise: 5, RRN: "R1"})}}, "not begun"},
 		{"a movement begun twice in a batch", sched,
 			[][]eventstore.Event{{initiated, initiated}}, "already pending"},
 		{"a movement begun twice over batches", sched,

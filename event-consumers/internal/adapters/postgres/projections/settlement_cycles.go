@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"upi/event-consumers/internal/app/settlement"
 	"upi/shared/contract/events"
@@ -104,8 +105,8 @@ type settlementBatch struct {
 	// cycle when the batch began.
 	seen, floor time.Time
 	// pending are the movements the batch begins or continues, by id; a completed or forgotten one is
-	// nil. Those the batch continues were taken out of settlement_pending by load; the ones left at the
-	// end go (back) in.
+	// nil. Those the batch continues and ends were taken out of settlement_pending by load; those it only
+	// gives their reference stay there (remote) and are updated; the new ones left at the end go in.
 	pending map[string]*pendingMovement
 	order   []string // the ids of pending, first seen first
 	cycles  cycleRows
@@ -117,41 +118,51 @@ type pendingMovement struct {
 	typ, txn, payer, payee string
 	amount                 int64
 	rrn                    *string
+	remote                 bool // left in settlement_pending: only its rrn is known here
 }
 
-// movementOf is the id of the movement that e begins, references, completes or forgets, and whether e
-// begins it ("" for a deposit or a withdrawal, which is whole in its one event).
-func movementOf(p events.Payload) (id string, begins bool) {
+// Steps of a movement (movementOf).
+const (
+	stepBegin = iota + 1
+	stepReference
+	stepEnd // completed or forgotten
+)
+
+// movementOf is the id of the movement that e begins, references, completes or forgets, and which of
+// those it does (id "" for a deposit or a withdrawal, which is whole in its one event).
+func movementOf(p events.Payload) (id string, step int) {
 	switch p := p.(type) {
 	case events.PaymentInitiatedV1:
-		return p.PaymentID, true
+		return p.PaymentID, stepBegin
 	case events.RefundInitiatedV1:
-		return p.RefundID, true
+		return p.RefundID, stepBegin
 	case events.AccountDebitedV1:
-		return p.PaymentID, false
-	case events.PaymentCompletedV1:
-		return p.PaymentID, false
-	case events.PaymentFailedV1:
-		return p.PaymentID, false
-	case events.DebitReversedV1:
-		return p.PaymentID, false
+		return p.PaymentID, stepReference
 	case events.RefundDebitedV1:
-		return p.RefundID, false
+		return p.RefundID, stepReference
+	case events.PaymentCompletedV1:
+		return p.PaymentID, stepEnd
+	case events.PaymentFailedV1:
+		return p.PaymentID, stepEnd
+	case events.DebitReversedV1:
+		return p.PaymentID, stepEnd
 	case events.RefundCompletedV1:
-		return p.RefundID, false
+		return p.RefundID, stepEnd
 	case events.RefundFailedV1:
-		return p.RefundID, false
+		return p.RefundID, stepEnd
 	case events.RefundDebitReversedV1:
-		return p.RefundID, false
+		return p.RefundID, stepEnd
 	}
-	return "", false
+	return "", 0
 }
 
 // load reads the clock (locking it for the batch: the Closer closes cycles under the same lock) and takes
-// out of settlement_pending the movements that the batch continues without beginning them, in one round
+// out of settlement_pending the movements that the batch ends without having begun them, in one round
 // trip.
 func (b *settlementBatch) load(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
-	var continued []string
+	// continued: the movements begun before the batch, by id: whether the batch ends them.
+	continued := map[string]bool{}
+	var ids, ended []string
 	begun := map[string]bool{}
 	for _, e := range batch {
 		if !settlementTypes[e.Type] {
@@ -161,45 +172,55 @@ func (b *settlementBatch) load(ctx context.Context, tx pgx.Tx, batch []eventstor
 		if err != nil {
 			return applyError(e, err)
 		}
-		switch id, begins := movementOf(p); {
-		case id == "":
-		case begins:
+		id, step := movementOf(p)
+		switch {
+		case id == "" || begun[id]:
+		case step == stepBegin:
 			begun[id] = true
-		case !begun[id]:
-			begun[id] = true // once is enough
-			continued = append(continued, id)
+		default:
+			if _, ok := continued[id]; !ok {
+				ids = append(ids, id)
+			}
+			continued[id] = continued[id] || step == stepEnd
+		}
+	}
+	for _, id := range ids {
+		if continued[id] {
+			ended = append(ended, id)
+		} else {
+			b.keep(id, &pendingMovement{remote: true})
 		}
 	}
 	q := &pgx.Batch{}
 	q.Queue(`
 		select coalesce((select seen_at from settlement_clock where id = 1 for update), 'epoch'::timestamptz),
 			coalesce((select max(ends_at) from settlement_cycles where closed), 'epoch'::timestamptz)`)
-	if len(continued) > 0 {
+	if len(ended) > 0 {
 		q.Queue(`
 			delete from settlement_pending where movement_id = any($1)
-			returning movement_id, type, upi_txn_id, payer_vpa, payee_vpa, amount_paise, rrn`, continued)
+			returning movement_id, type, upi_txn_id, payer_vpa, payee_vpa, amount_paise, rrn`, ended)
 	}
 	r := tx.SendBatch(ctx, q)
 	defer r.Close()
 	if err := r.QueryRow().Scan(&b.seen, &b.floor); err != nil {
 		return fmt.Errorf("read the settlement clock: %w", err)
 	}
-	if len(continued) > 0 {
+	if len(ended) > 0 {
 		rows, err := r.Query()
 		if err != nil {
-			return fmt.Errorf("take the pending movements the batch continues: %w", err)
+			return fmt.Errorf("take the pending movements the batch ends: %w", err)
 		}
 		for rows.Next() {
 			var id string
 			m := &pendingMovement{}
 			if err := rows.Scan(&id, &m.typ, &m.txn, &m.payer, &m.payee, &m.amount, &m.rrn); err != nil {
 				rows.Close()
-				return fmt.Errorf("take the pending movements the batch continues: %w", err)
+				return fmt.Errorf("take the pending movements the batch ends: %w", err)
 			}
 			b.keep(id, m)
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("take the pending movements the batch continues: %w", err)
+			return fmt.Errorf("take the pending movements the batch ends: %w", err)
 		}
 	}
 	return r.Close()
@@ -366,10 +387,21 @@ func (b *settlementBatch) write(ctx context.Context, tx pgx.Tx) error {
 	q := &pgx.Batch{}
 	var what []string
 	var pend pendingRows
+	var refID, refRRN []string
 	for _, id := range b.order {
-		if m := b.pending[id]; m != nil {
+		switch m := b.pending[id]; {
+		case m == nil:
+		case m.remote:
+			refID, refRRN = append(refID, id), append(refRRN, *m.rrn)
+		default:
 			pend.add(id, m)
 		}
+	}
+	if len(refID) > 0 {
+		q.Queue(`
+			update settlement_pending p set rrn = u.rrn from unnest($1::text[], $2::text[]) as u(id, rrn)
+			where p.movement_id = u.id`, refID, refRRN)
+		what = append(what, "reference pending movements")
 	}
 	if len(pend.id) > 0 {
 		q.Queue(`
@@ -402,17 +434,28 @@ func (b *settlementBatch) write(ctx context.Context, tx pgx.Tx) error {
 		on conflict (id) do update set seen_at = greatest(settlement_clock.seen_at, excluded.seen_at)`, b.seen)
 	q.Queue(`update settlement_cycles set closed = true, closed_at = $1 where not closed and closes_at <= $1`, b.seen)
 	what = append(what, "move the settlement clock", "close settlement cycles")
-	return execBatch(ctx, tx, q, what)
+	return execBatch(ctx, tx, q, what, func(i int, tag pgconn.CommandTag) error {
+		if i == 0 && len(refID) > 0 && int(tag.RowsAffected()) != len(refID) {
+			return fmt.Errorf("reference pending movements: %d of %d found: %w", tag.RowsAffected(), len(refID), errNotBegun)
+		}
+		return nil
+	})
 }
 
 // execBatch sends q's statements in one round trip and names the first that failed (what[i] says what
-// the i-th does).
-func execBatch(ctx context.Context, tx pgx.Tx, q *pgx.Batch, what []string) error {
+// the i-th does); check, when not nil, checks each one's command tag.
+func execBatch(ctx context.Context, tx pgx.Tx, q *pgx.Batch, what []string, check func(i int, tag pgconn.CommandTag) error) error {
 	r := tx.SendBatch(ctx, q)
 	defer r.Close()
-	for _, w := range what {
-		if _, err := r.Exec(); err != nil {
+	for i, w := range what {
+		tag, err := r.Exec()
+		if err != nil {
 			return fmt.Errorf("%s: %w", w, err)
+		}
+		if check != nil {
+			if err := check(i, tag); err != nil {
+				return err
+			}
 		}
 	}
 	return r.Close()
