@@ -25,6 +25,11 @@ import (
 // hint has arrived since that read began (Hinted), a read that reaches the run's end ends there. Ending
 // early is always safe (a consumer that gets fewer events than there are polls again); a hinted append is
 // never missed, as the hint invalidates the finding before any consumer is woken by it.
+//
+// For the same reason, a read that must ask the database waits for a read of the database already under
+// way from the same position, when no hint has arrived since that one began, and takes its answer: that
+// read sees everything this one would (the consumers woken by one hint ask the database once, not once
+// each).
 type LogCache struct {
 	q      Querier
 	size   int
@@ -37,6 +42,20 @@ type LogCache struct {
 	// hints counts Hinted calls; ended is the last finding that the log ended at a position.
 	hints uint64
 	ended logEnd
+	// reading is the latest read of the database under way, if any.
+	reading *logRead
+}
+
+// logRead is a read of the database after from, begun after hints hints; done closes when it has ended,
+// its events added to the run. ended tells that it found nothing after endAt (it returned fewer events
+// than it asked for); err that it failed.
+type logRead struct {
+	from  Position
+	hints uint64
+	done  chan struct{}
+	err   error
+	ended bool
+	endAt Position
 }
 
 // logEnd is a finding that the database held nothing after at (below the horizon) for a read that began
@@ -66,22 +85,67 @@ func (c *LogCache) Hinted() {
 
 // ReadLog is ReadLog: up to limit events after after, in log order, below the horizon.
 func (c *LogCache) ReadLog(ctx context.Context, after Position, limit int) ([]Event, error) {
-	out, ended := c.cached(after, limit)
-	if len(out) == limit || ended {
-		return out, nil
+	for {
+		out, ended := c.cached(after, limit)
+		if len(out) == limit || ended {
+			return out, nil
+		}
+		from := after
+		if len(out) > 0 {
+			from = out[len(out)-1].Position
+		}
+		c.mu.Lock()
+		if r := c.reading; r != nil && r.from == from && r.hints == c.hints {
+			c.mu.Unlock()
+			select {
+			case <-r.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			// Its events are in the run now (when from was the run's end): served from there, and when it
+			// found the log's end there, that is this read's answer too.
+			out, ended = c.cached(after, limit)
+			last := from
+			if len(out) > 0 {
+				last = out[len(out)-1].Position
+			}
+			if len(out) == limit || ended || r.err == nil && r.ended && r.endAt == last {
+				return out, nil
+			}
+			continue // not enough: ask the database (or join a later read)
+		}
+		r := &logRead{from: from, hints: c.hints, done: make(chan struct{})}
+		c.reading = r
+		began := logEnd{since: time.Now(), hints: c.hints}
+		c.mu.Unlock()
+		more, err := c.read(ctx, from, limit-len(out), began)
+		c.mu.Lock()
+		if c.reading == r {
+			c.reading = nil
+		}
+		r.err = err
+		if err == nil && len(more) < limit-len(out) {
+			r.ended, r.endAt = true, from
+			if len(more) > 0 {
+				r.endAt = more[len(more)-1].Position
+			}
+		}
+		c.mu.Unlock()
+		close(r.done)
+		if err != nil {
+			return nil, err
+		}
+		return append(out, more...), nil
 	}
-	from := after
-	if len(out) > 0 {
-		from = out[len(out)-1].Position
-	}
-	c.mu.Lock()
-	began := logEnd{since: time.Now(), hints: c.hints}
-	c.mu.Unlock()
-	more, err := ReadLog(ctx, c.q, from, limit-len(out))
+}
+
+// read reads up to limit events after from from the database, decodes them and adds them to the run.
+func (c *LogCache) read(ctx context.Context, from Position, limit int, began logEnd) ([]Event, error) {
+	more, err := ReadLog(ctx, c.q, from, limit)
 	if err != nil {
 		return nil, err
 	}
-	if len(more) < limit-len(out) {
+	if len(more) < limit {
 		began.at, began.valid = from, true
 		if len(more) > 0 {
 			began.at = more[len(more)-1].Position
@@ -96,7 +160,7 @@ func (c *LogCache) ReadLog(ctx context.Context, after Position, limit int) ([]Ev
 		}
 	}
 	c.add(from, more, began)
-	return append(out, more...), nil
+	return more, nil
 }
 
 // cached is a copy of up to limit events of the run after after, when after is in the run; ended reports

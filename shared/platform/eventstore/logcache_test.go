@@ -210,3 +210,94 @@ func TestLogCacheConcurrentReadersAndWriters(t *testing.T) {
 		}
 	}
 }
+
+// gatedQuerier counts the queries that reach the database and holds each until gate is closed.
+type gatedQuerier struct {
+	eventstore.Querier
+	n    atomic.Int32
+	gate chan struct{}
+}
+
+func (q *gatedQuerier) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	q.n.Add(1)
+	<-q.gate
+	return q.Querier.Query(ctx, sql, args...)
+}
+
+// Readers that must ask the database from the same place while a read from there is under way, with no
+// hint since it began, wait for it and get its answer: the database is asked once. A reader that comes
+// after a hint asks it again, and sees what was appended.
+func TestLogCacheReadersShareAReadUnderWay(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	s := eventstore.New(pool)
+	mustExecuteAll(t, s, op("shared@bank", [16]byte{}, deposit([16]byte{}, 1)))
+	// The log as far as it goes now (below the horizon, which other tests may hold back).
+	direct := readAll(t, func(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.Event, error) {
+		return eventstore.ReadLog(ctx, pool, after, limit)
+	}, 1000, 1)
+	end := direct[len(direct)-1].Position
+	mustExecuteAll(t, s, op("shared@bank", [16]byte{}, deposit([16]byte{}, 2)))
+	var appended eventstore.Position
+	for deadline := time.Now().Add(10 * time.Second); appended == (eventstore.Position{}); {
+		evs, err := eventstore.ReadLog(context.Background(), pool, end, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.AggregateID == "shared@bank" && e.Version == 2 {
+				appended = e.Position
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second deposit never came below the horizon")
+		}
+	}
+
+	q := &gatedQuerier{Querier: pool, gate: make(chan struct{})}
+	c := eventstore.NewLogCache(q, 1000, nil, 0)
+	const readers = 6
+	got := make([][]eventstore.Event, readers)
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	wg.Go(func() { got[0], errs[0] = c.ReadLog(context.Background(), end, 1000) })
+	for q.n.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i < readers; i++ {
+		wg.Go(func() { got[i], errs[i] = c.ReadLog(context.Background(), end, 1000) })
+	}
+	time.Sleep(50 * time.Millisecond) // the others reach the read under way and wait for it
+	close(q.gate)
+	wg.Wait()
+	if n := q.n.Load(); n != 1 {
+		t.Fatalf("%d readers from one place asked the database %d times, want once", readers, n)
+	}
+	for i := range readers {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if len(got[i]) == 0 || got[i][len(got[i])-1].Position.Less(appended) || len(got[i]) != len(got[0]) {
+			t.Fatalf("reader %d got %d events, reader 0 %d, up to the deposit at %v", i, len(got[i]), len(got[0]), appended)
+		}
+	}
+
+	// After a hint, a reader does not take the answer of a read that began before it.
+	from := got[0][len(got[0])-1].Position
+	q.gate = make(chan struct{})
+	asked := q.n.Load()
+	wg.Go(func() { _, _ = c.ReadLog(context.Background(), from, 1000) })
+	for q.n.Load() == asked {
+		time.Sleep(time.Millisecond)
+	}
+	c.Hinted()
+	wg.Go(func() { _, _ = c.ReadLog(context.Background(), from, 1000) })
+	for q.n.Load() == asked+1 {
+		time.Sleep(time.Millisecond)
+	}
+	close(q.gate)
+	wg.Wait()
+	if n := q.n.Load() - asked; n != 2 {
+		t.Fatalf("a reader after a hint asked the database %d times with the first read, want 2", n)
+	}
+}
