@@ -262,3 +262,36 @@ func TestProjectionsFoldTheSameWhateverTheBatches(t *testing.T) {
 		})
 	}
 }
+
+// A selective projection says which events it uses (runner.Selective): the runner skips its transaction
+// for a batch of none of them, so the events it does not use must change nothing of its tables.
+func TestSelectiveProjectionsChangeNothingForEventsTheyDoNotUse(t *testing.T) {
+	t.Parallel()
+	log := movementsLog(t)
+	for _, p := range []runner.Projection{
+		projections.Settlement{Schedule: schedule.Schedule{Length: time.Second}, Grace: 500 * time.Millisecond},
+		projections.Merchant{}, projections.Complaints{}, projections.Accounts{},
+	} {
+		t.Run(p.Name(), func(t *testing.T) {
+			t.Parallel()
+			sel, ok := p.(runner.Selective)
+			if !ok {
+				t.Fatalf("%s is not selective", p.Name())
+			}
+			var unused []eventstore.Event
+			for _, e := range log {
+				if !sel.Uses(e) {
+					unused = append(unused, e)
+				}
+			}
+			if len(unused) == 0 || len(unused) == len(log) && p.Name() != "merchant" {
+				t.Fatalf("%s uses %d of the log's %d events", p.Name(), len(log)-len(unused), len(log))
+			}
+			for table, rows := range foldTables(t, p, unused, func(int) bool { return false }) {
+				if rows != "" {
+					t.Errorf("%s: events it does not use wrote to %s:\n%s", p.Name(), table, rows)
+				}
+			}
+		})
+	}
+}

@@ -26,11 +26,22 @@ func (Merchant) Tables() []string {
 	return []string{"qr_codes", "mandates", "mandate_debits", "mandate_events"}
 }
 
+// Uses implements runner.Selective: QR codes' and mandates' events, and payments' endings (a mandate's
+// debit follows its payment to its end). A batch without any is not a transaction of this projection.
+func (Merchant) Uses(e eventstore.Event) bool {
+	return paymentEnded(e) || e.AggregateType == events.AggregateQR || e.AggregateType == events.AggregateMandate
+}
+
+// paymentEnded reports whether e ends a payment.
+func paymentEnded(e eventstore.Event) bool {
+	return e.AggregateType == events.AggregatePayment && (e.Type == events.PaymentCompleted || e.Type == events.PaymentFailed)
+}
+
 // Apply implements runner.Projection.
 func (Merchant) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
 	var ended, status []string
 	for _, e := range batch {
-		if e.AggregateType == events.AggregatePayment && (e.Type == events.PaymentCompleted || e.Type == events.PaymentFailed) {
+		if paymentEnded(e) {
 			ended, status = append(ended, e.AggregateID), append(status, map[string]string{
 				events.PaymentCompleted: "COMPLETED", events.PaymentFailed: "FAILED"}[e.Type])
 			continue
