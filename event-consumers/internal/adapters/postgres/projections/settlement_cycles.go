@@ -77,8 +77,8 @@ type line struct {
 
 // Apply implements runner.Projection. The batch is folded in memory, event by event in log order, and
 // written in two round trips whatever its size: first the clock and the pending movements the batch
-// continues (taken out of settlement_pending), then one statement per table. A movement begun and
-// completed within the batch never touches settlement_pending.
+// ends (taken out of settlement_pending), then one statement per table. A movement begun and completed
+// within the batch never touches settlement_pending.
 func (s Settlement) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
 	if !slices.ContainsFunc(batch, s.Uses) {
 		return nil
