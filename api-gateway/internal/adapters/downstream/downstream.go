@@ -84,6 +84,8 @@ type Endpoint struct {
 	byStatus [600]atomic.Pointer[observer] // indexed by HTTP status
 	timeout  outcome
 	unavail  outcome
+	// maxResponse bounds an answer's body (maxResponseBytes unless set).
+	maxResponse int
 }
 
 type observer struct{ prometheus.Observer }
@@ -101,7 +103,7 @@ func (c *Client) Endpoint(svc Service, method string) *Endpoint {
 		return outcome{sentinel: sentinel,
 			duration: c.duration.WithLabelValues(svc.Name, method, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
 	}
-	return &Endpoint{client: c, svc: svc, method: method,
+	return &Endpoint{client: c, svc: svc, method: method, maxResponse: maxResponseBytes,
 		timeout: failed("timeout", app.ErrTimeout), unavail: failed("unavailable", app.ErrUnavailable)}
 }
 
@@ -127,9 +129,9 @@ func (e *Endpoint) Call(ctx context.Context, c app.Call) (*app.Response, error) 
 	if err == nil {
 		defer resp.Body.Close()
 		var b []byte
-		b, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-		if err == nil && len(b) > maxResponseBytes {
-			err = fmt.Errorf("response larger than %d bytes", maxResponseBytes)
+		b, err = io.ReadAll(io.LimitReader(resp.Body, int64(e.maxResponse)+1))
+		if err == nil && len(b) > e.maxResponse {
+			err = fmt.Errorf("response larger than %d bytes", e.maxResponse)
 		}
 		if err == nil && resp.StatusCode >= 400 && !isProblem(resp.Header) {
 			// Every service answers errors as problem+json; anything else came from below the service
