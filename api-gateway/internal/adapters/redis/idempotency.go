@@ -142,9 +142,8 @@ func (c *claim) Complete(ctx context.Context, resp app.StoredResponse) (bool, er
 		return false, fmt.Errorf("encode idempotency record: %w", err)
 	}
 	// The client may have gone away; the outcome must be stored anyway.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	n, err := completeScript.Run(ctx, c.store.rdb, []string{c.key}, c.value, final, c.store.ttl.Milliseconds()).Int()
+	n, err := c.store.limiter.pipe.run(context.WithoutCancel(ctx), opTimeout, completeScript, []string{c.key},
+		c.value, final, c.store.ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("store idempotent response: %w", err)
 	}
@@ -153,9 +152,7 @@ func (c *claim) Complete(ctx context.Context, resp app.StoredResponse) (bool, er
 
 // Release gives the key up, if the claim is still this request's.
 func (c *claim) Release(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	if err := releaseScript.Run(ctx, c.store.rdb, []string{c.key}, c.value).Err(); err != nil {
+	if err := c.store.limiter.pipe.run(context.WithoutCancel(ctx), opTimeout, releaseScript, []string{c.key}, c.value).Err(); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil
