@@ -61,21 +61,18 @@ func (p *pipeline) run(ctx context.Context, timeout time.Duration, script *gored
 	p.queue = append(p.queue, c)
 	p.mu.Unlock()
 
-	// The call waits at most its timeout for its turn; once sent, its pipeline's deadline bounds it.
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	var err error
+	// Its turn comes when the round trip ahead of it returns, within that one's timeout, and its own
+	// pipeline has its timeout: a slow Redis costs it at most twice its timeout. Its own timeout is not
+	// spent waiting, which would fail a script for the others' sake (an answer not stored leaves its key
+	// in flight until the claim expires).
 	select {
 	case <-c.done:
 		return c.cmd
-	case <-timer.C:
-		err = context.DeadlineExceeded
 	case <-ctx.Done():
-		err = ctx.Err()
 	}
 	if p.withdraw(c) {
 		cmd := goredis.NewCmd(ctx)
-		cmd.SetErr(err)
+		cmd.SetErr(ctx.Err())
 		return cmd
 	}
 	<-c.done
