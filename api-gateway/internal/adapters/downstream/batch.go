@@ -60,7 +60,8 @@ func (c *Client) NewBatcher(single *Endpoint, concurrency int, reg prometheus.Re
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 	})
 	reg.MustRegister(size)
-	batch := c.Endpoint(single.svc, http.MethodPost)
+	// Its calls are timed apart from single commands': method "POST batch".
+	batch := c.endpoint(single.svc, http.MethodPost, "POST batch")
 	batch.maxResponse = maxBatchResponseBytes
 	return &Batcher{single: single, batch: batch, concurrency: max(1, concurrency), size: size}
 }

@@ -80,6 +80,7 @@ type Endpoint struct {
 	client *Client
 	svc    Service
 	method string
+	label  string // the method label of its metrics
 
 	byStatus [600]atomic.Pointer[observer] // indexed by HTTP status
 	timeout  outcome
@@ -99,11 +100,16 @@ type outcome struct {
 
 // Endpoint returns the endpoint for calls of method to svc. Make them when routes are registered.
 func (c *Client) Endpoint(svc Service, method string) *Endpoint {
+	return c.endpoint(svc, method, method)
+}
+
+// endpoint is Endpoint with label as its metrics' method label.
+func (c *Client) endpoint(svc Service, method, label string) *Endpoint {
 	failed := func(kind string, sentinel error) outcome {
 		return outcome{sentinel: sentinel,
-			duration: c.duration.WithLabelValues(svc.Name, method, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
+			duration: c.duration.WithLabelValues(svc.Name, label, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
 	}
-	return &Endpoint{client: c, svc: svc, method: method, maxResponse: maxResponseBytes,
+	return &Endpoint{client: c, svc: svc, method: method, label: label, maxResponse: maxResponseBytes,
 		timeout: failed("timeout", app.ErrTimeout), unavail: failed("unavailable", app.ErrUnavailable)}
 }
 
@@ -190,12 +196,12 @@ var (
 // status is the duration observer of answers with status code, resolved on its first use.
 func (e *Endpoint) status(code int) prometheus.Observer {
 	if code < 0 || code >= len(e.byStatus) {
-		return e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))
+		return e.client.duration.WithLabelValues(e.svc.Name, e.label, strconv.Itoa(code))
 	}
 	if o := e.byStatus[code].Load(); o != nil {
 		return o.Observer
 	}
-	o := &observer{e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))}
+	o := &observer{e.client.duration.WithLabelValues(e.svc.Name, e.label, strconv.Itoa(code))}
 	e.byStatus[code].Store(o)
 	return o.Observer
 }
