@@ -53,7 +53,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	commandService := services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost)
 	var commands app.Service = commandService
 	if cfg.CommandBatchConcurrency > 0 {
-		// Commands that arrive while the command service is busy go together (docs/internal-api.md).
+		// Commands that arrive while the command service is busy go together (docs/internal-api.md);
+		// off by default (docs/benchmarks.md).
 		commands = services.NewBatcher(commandService, cfg.CommandBatchConcurrency, reg)
 	}
 	gateway := app.New(app.Config{

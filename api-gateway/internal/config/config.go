@@ -45,10 +45,11 @@ type Config struct {
 	QueryWaitMax      time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	// MaxCommandsInFlight bounds the commands under way at once; one more is answered 503 OVERLOADED.
 	MaxCommandsInFlight int `env:"GATEWAY_MAX_IN_FLIGHT" envDefault:"64"`
-	// CommandBatchConcurrency is how many requests the gateway has under way to the command service at
-	// once before the commands that arrive meanwhile wait and go together, as one batch, when one returns
-	// (0: no batches, every command its own request, as many at once as arrive).
-	CommandBatchConcurrency int    `env:"COMMAND_BATCH_CONCURRENCY" envDefault:"2"`
+	// CommandBatchConcurrency, when set, is how many requests the gateway has under way to the command
+	// service at once before the commands that arrive meanwhile wait and go together, as one batch, when
+	// one returns; 0 (the default: batches did not save CPU measurably, docs/benchmarks.md) sends every
+	// command as its own request, as many at once as arrive.
+	CommandBatchConcurrency int    `env:"COMMAND_BATCH_CONCURRENCY" envDefault:"0"`
 	LogLevel                string `env:"LOG_LEVEL" envDefault:"info"`
 
 	// Mode is UPI_ENV: production unless development.

@@ -57,7 +57,8 @@ type options struct {
 	queryTimeout time.Duration
 	// maxInFlight is the gateway's MaxCommandsInFlight (0: its default).
 	maxInFlight int
-	// batch is the gateway's COMMAND_BATCH_CONCURRENCY (0: its default, 2; -1: no batches).
+	// batch is the gateway's COMMAND_BATCH_CONCURRENCY (0: 2 here, so that every end-to-end test runs
+	// through the batches, which the gateway's default leaves off; -1: no batches).
 	batch int
 }
 
