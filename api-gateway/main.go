@@ -50,12 +50,19 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, _ []string) e
 	// Every call to a service carries the gateway's token, made for that service and that request.
 	signer := servicetoken.NewSigner(servicetoken.Gateway, cfg.ServiceKey)
 	services := downstream.NewClient(reg, func(rt http.RoundTripper) http.RoundTripper { return signer.Transport("", rt) })
+	commandService := services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost)
+	var commands app.Service = commandService
+	if cfg.CommandBatchConcurrency > 0 {
+		// Commands that arrive while the command service is busy go together (docs/internal-api.md);
+		// off by default (docs/benchmarks.md).
+		commands = services.NewBatcher(commandService, cfg.CommandBatchConcurrency, reg)
+	}
 	gateway := app.New(app.Config{
 		Log:          log,
 		Registry:     reg,
 		Limiter:      limiter,
 		Idempotency:  redisadapter.NewStore(rdb, limiter, idempotencyLockTTL, cfg.IdempotencyTTL),
-		Commands:     services.Endpoint(downstream.Service{Name: "command-service", BaseURL: cfg.CommandServiceURL}, http.MethodPost),
+		Commands:     commands,
 		Queries:      services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodGet),
 		Reconciler:   services.Endpoint(downstream.Service{Name: "query-service", BaseURL: cfg.QueryServiceURL}, http.MethodPost),
 		Ledger:       services.Endpoint(downstream.Service{Name: "event-consumers", BaseURL: cfg.EventConsumersURL}, http.MethodGet),

@@ -61,6 +61,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	verifier := servicetoken.NewVerifier(servicetoken.VerifierConfig{
 		Audience: servicetoken.CommandService, Peers: cfg.Peers, Registry: reg,
 		Rules: []servicetoken.Rule{
+			{Prefix: contract.PathCommandBatch, Callers: []string{servicetoken.Gateway}},
 			{Prefix: "/internal/", Callers: []string{servicetoken.EventConsumers}},
 			{Prefix: "/v1/", Callers: []string{servicetoken.Gateway}},
 		},

@@ -44,8 +44,13 @@ type Config struct {
 	EventConsumersURL string        `env:"EVENT_CONSUMERS_URL" envDefault:"http://127.0.0.1:8083"`
 	QueryWaitMax      time.Duration `env:"QUERY_WAIT_MAX" envDefault:"2s"`
 	// MaxCommandsInFlight bounds the commands under way at once; one more is answered 503 OVERLOADED.
-	MaxCommandsInFlight int    `env:"GATEWAY_MAX_IN_FLIGHT" envDefault:"64"`
-	LogLevel            string `env:"LOG_LEVEL" envDefault:"info"`
+	MaxCommandsInFlight int `env:"GATEWAY_MAX_IN_FLIGHT" envDefault:"64"`
+	// CommandBatchConcurrency, when set, is how many requests the gateway has under way to the command
+	// service at once before the commands that arrive meanwhile wait and go together, as one batch, when
+	// one returns; 0 (the default: batches did not save CPU measurably, docs/benchmarks.md) sends every
+	// command as its own request, as many at once as arrive.
+	CommandBatchConcurrency int    `env:"COMMAND_BATCH_CONCURRENCY" envDefault:"0"`
+	LogLevel                string `env:"LOG_LEVEL" envDefault:"info"`
 
 	// Mode is UPI_ENV: production unless development.
 	Mode string `env:"-"`
@@ -100,6 +105,9 @@ func Load() (Config, error) {
 	if cfg.MaxCommandsInFlight <= 0 {
 		return cfg, fmt.Errorf("config: GATEWAY_MAX_IN_FLIGHT must be positive")
 	}
+	if cfg.CommandBatchConcurrency < 0 {
+		return cfg, fmt.Errorf("config: COMMAND_BATCH_CONCURRENCY must be 0 (no batches) or more")
+	}
 	return cfg, nil
 }
 
@@ -136,6 +144,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("deposit_max_paise", c.DepositMaxPaise),
 		slog.Duration("query_wait_max", c.QueryWaitMax),
 		slog.Int("max_in_flight", c.MaxCommandsInFlight),
+		slog.Int("command_batch_concurrency", c.CommandBatchConcurrency),
 		slog.String("log_level", c.LogLevel),
 	)
 }

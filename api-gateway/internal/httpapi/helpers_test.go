@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -56,6 +57,9 @@ type options struct {
 	queryTimeout time.Duration
 	// maxInFlight is the gateway's MaxCommandsInFlight (0: its default).
 	maxInFlight int
+	// batch is the gateway's COMMAND_BATCH_CONCURRENCY (0: 2 here, so that every end-to-end test runs
+	// through the batches, which the gateway's default leaves off; -1: no batches).
+	batch int
 }
 
 // gateway is the real router served over HTTP, with a real Redis.
@@ -116,6 +120,11 @@ func newGateway(t testing.TB, o options) *gateway {
 	// The services started by tests run in development mode: they trust the gateway's development key.
 	signer := servicetoken.NewSigner(servicetoken.Gateway, servicetoken.DevRoot(servicetoken.Gateway))
 	services := downstream.NewClient(reg, func(rt http.RoundTripper) http.RoundTripper { return signer.Transport("", rt) })
+	commandService := services.Endpoint(downstream.Service{Name: "command-service", BaseURL: o.commandURL}, http.MethodPost)
+	var commands app.Service = commandService
+	if o.batch >= 0 {
+		commands = services.NewBatcher(commandService, cmp.Or(o.batch, 2), reg)
+	}
 	router := httpapi.NewRouter(httpapi.Config{
 		Log:      log,
 		Registry: reg,
@@ -130,7 +139,7 @@ func newGateway(t testing.TB, o options) *gateway {
 			Registry:       reg,
 			Limiter:        limiter,
 			Idempotency:    redisadapter.NewStore(rdb, limiter, 30*time.Second, 24*time.Hour),
-			Commands:       services.Endpoint(downstream.Service{Name: "command-service", BaseURL: o.commandURL}, http.MethodPost),
+			Commands:       commands,
 			Queries:        services.Endpoint(downstream.Service{Name: "query-service", BaseURL: o.queryURL}, http.MethodGet),
 			QueryWaitMax:   2 * time.Second,
 			CommandTimeout: o.commandTimeout,

@@ -52,6 +52,8 @@ func Register(r chi.Router, cfg Config) {
 	})
 	// Operators' commands (erasure.go): no client.
 	registerErasures(r, h, m)
+	// The gateway's batches of client commands (batch.go).
+	registerBatch(r, cfg.Log, cfg.Registry)
 }
 
 // metrics count commands by outcome and time them.

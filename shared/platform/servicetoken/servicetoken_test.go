@@ -223,3 +223,31 @@ func BenchmarkSignAndVerify(b *testing.B) {
 		}
 	}
 }
+
+// A request the service makes to itself for a caller an enclosing request was authenticated for (Vouch)
+// passes without a token, as that caller's: its client set from the caller whatever the header said, and
+// only on the routes the caller may call. The same request from outside, without the vouching context,
+// needs its own token.
+func TestVouchedRequestPassesAsItsCaller(t *testing.T) {
+	f := newFixture(t)
+	h := f.verifier.Middleware(echo)
+	serve := func(vouched bool, path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{}`))
+		r.Header.Set(contract.HeaderClientID, "someone-else")
+		if vouched {
+			r = r.WithContext(Vouch(r.Context(), Caller{Service: Gateway, Client: "psp-alpha"}))
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if w := serve(true, "/v1/payments"); w.Code != http.StatusOK || w.Header().Get("X-Seen-Client") != "psp-alpha" {
+		t.Fatalf("vouched = %d, client %q; want 200 as psp-alpha", w.Code, w.Header().Get("X-Seen-Client"))
+	}
+	if w := serve(true, "/internal/steps"); w.Code != http.StatusForbidden {
+		t.Fatalf("vouched gateway on a workflow route = %d, want 403", w.Code)
+	}
+	if w := serve(false, "/v1/payments"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("not vouched, no token = %d, want 401", w.Code)
+	}
+}

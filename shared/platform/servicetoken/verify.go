@@ -114,9 +114,25 @@ func CallerOf(ctx context.Context) (Caller, bool) {
 // Middleware refuses every request but a valid, fresh, unused token of an allowed caller made for this
 // very request, and passes the others on with X-Client-ID and X-Operator-ID set from the token (removed
 // when it names none): a header the caller set outside its token is never believed.
+//
+// A request made inside the service for a caller an enclosing request was authenticated for (Vouch: an item
+// of the gateway's command batch) carries no token of its own: it passes with that caller if the caller may
+// call its route.
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, reason, p := v.verify(r)
+		var (
+			c      Caller
+			reason string
+			p      *problem.Problem
+		)
+		if vouched, ok := r.Context().Value(vouchedKey{}).(Caller); ok {
+			c = vouched
+			if !v.allowed(c.Service, r.URL.Path) {
+				reason, p = ReasonForbidden, problem.New(http.StatusForbidden, problem.CodeForbidden, c.Service+" may not call this route")
+			}
+		} else {
+			c, reason, p = v.verify(r)
+		}
 		if p != nil {
 			v.refused.WithLabelValues(reason).Inc()
 			problem.Write(w, p)
@@ -126,6 +142,16 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		setOrDelete(r.Header, HeaderOperatorID, c.Operator)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
+}
+
+type vouchedKey struct{}
+
+// Vouch returns ctx for a request the service makes to itself for caller, on the strength of the enclosing
+// request the Verifier authenticated (each item of a batch whose token bound the batch's body, and so each
+// item's client): the Middleware lets it through as caller's, as far as the rules let caller call its route.
+// Only code in the service can make such a context; nothing a peer sends can.
+func Vouch(ctx context.Context, caller Caller) context.Context {
+	return context.WithValue(ctx, vouchedKey{}, caller)
 }
 
 func setOrDelete(h http.Header, name, value string) {

@@ -80,10 +80,13 @@ type Endpoint struct {
 	client *Client
 	svc    Service
 	method string
+	label  string // the method label of its metrics
 
 	byStatus [600]atomic.Pointer[observer] // indexed by HTTP status
 	timeout  outcome
 	unavail  outcome
+	// maxResponse bounds an answer's body (maxResponseBytes unless set).
+	maxResponse int
 }
 
 type observer struct{ prometheus.Observer }
@@ -97,11 +100,16 @@ type outcome struct {
 
 // Endpoint returns the endpoint for calls of method to svc. Make them when routes are registered.
 func (c *Client) Endpoint(svc Service, method string) *Endpoint {
+	return c.endpoint(svc, method, method)
+}
+
+// endpoint is Endpoint with label as its metrics' method label.
+func (c *Client) endpoint(svc Service, method, label string) *Endpoint {
 	failed := func(kind string, sentinel error) outcome {
 		return outcome{sentinel: sentinel,
-			duration: c.duration.WithLabelValues(svc.Name, method, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
+			duration: c.duration.WithLabelValues(svc.Name, label, kind), errors: c.errors.WithLabelValues(svc.Name, kind)}
 	}
-	return &Endpoint{client: c, svc: svc, method: method,
+	return &Endpoint{client: c, svc: svc, method: method, label: label, maxResponse: maxResponseBytes,
 		timeout: failed("timeout", app.ErrTimeout), unavail: failed("unavailable", app.ErrUnavailable)}
 }
 
@@ -127,9 +135,9 @@ func (e *Endpoint) Call(ctx context.Context, c app.Call) (*app.Response, error) 
 	if err == nil {
 		defer resp.Body.Close()
 		var b []byte
-		b, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-		if err == nil && len(b) > maxResponseBytes {
-			err = fmt.Errorf("response larger than %d bytes", maxResponseBytes)
+		b, err = io.ReadAll(io.LimitReader(resp.Body, int64(e.maxResponse)+1))
+		if err == nil && len(b) > e.maxResponse {
+			err = fmt.Errorf("response larger than %d bytes", e.maxResponse)
 		}
 		if err == nil && resp.StatusCode >= 400 && !isProblem(resp.Header) {
 			// Every service answers errors as problem+json; anything else came from below the service
@@ -188,12 +196,12 @@ var (
 // status is the duration observer of answers with status code, resolved on its first use.
 func (e *Endpoint) status(code int) prometheus.Observer {
 	if code < 0 || code >= len(e.byStatus) {
-		return e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))
+		return e.client.duration.WithLabelValues(e.svc.Name, e.label, strconv.Itoa(code))
 	}
 	if o := e.byStatus[code].Load(); o != nil {
 		return o.Observer
 	}
-	o := &observer{e.client.duration.WithLabelValues(e.svc.Name, e.method, strconv.Itoa(code))}
+	o := &observer{e.client.duration.WithLabelValues(e.svc.Name, e.label, strconv.Itoa(code))}
 	e.byStatus[code].Store(o)
 	return o.Observer
 }

@@ -50,8 +50,10 @@ type record struct {
 // method, path, key), made in the round trip that checks the client's rate limit, the request's
 // fingerprint, and the stored final response, written in one more round trip.
 type Store struct {
-	rdb     *goredis.Client
 	limiter *Limiter
+	// pipe runs its scripts: the limiter's, so that claims and stored answers share pipelines, when both
+	// use the same client.
+	pipe    *pipeline
 	lockTTL time.Duration
 	ttl     time.Duration
 }
@@ -60,7 +62,11 @@ type Store struct {
 // claims expire after lockTTL (longer than the longest downstream call, so a live request never loses its
 // claim; short enough that a crashed gateway's claim frees itself) and whose responses are kept for ttl.
 func NewStore(rdb *goredis.Client, limiter *Limiter, lockTTL, ttl time.Duration) *Store {
-	return &Store{rdb: rdb, limiter: limiter, lockTTL: lockTTL, ttl: ttl}
+	pipe := limiter.pipe
+	if pipe.rdb != rdb {
+		pipe = newPipeline(rdb, pipelineConcurrency)
+	}
+	return &Store{limiter: limiter, pipe: pipe, lockTTL: lockTTL, ttl: ttl}
 }
 
 // claim is the right to execute a request and store its outcome (app.Claim).
@@ -142,9 +148,8 @@ func (c *claim) Complete(ctx context.Context, resp app.StoredResponse) (bool, er
 		return false, fmt.Errorf("encode idempotency record: %w", err)
 	}
 	// The client may have gone away; the outcome must be stored anyway.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	n, err := completeScript.Run(ctx, c.store.rdb, []string{c.key}, c.value, final, c.store.ttl.Milliseconds()).Int()
+	n, err := c.store.pipe.run(context.WithoutCancel(ctx), opTimeout, completeScript, []string{c.key},
+		c.value, final, c.store.ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("store idempotent response: %w", err)
 	}
@@ -153,9 +158,7 @@ func (c *claim) Complete(ctx context.Context, resp app.StoredResponse) (bool, er
 
 // Release gives the key up, if the claim is still this request's.
 func (c *claim) Release(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
-	defer cancel()
-	if err := releaseScript.Run(ctx, c.store.rdb, []string{c.key}, c.value).Err(); err != nil {
+	if err := c.store.pipe.run(context.WithoutCancel(ctx), opTimeout, releaseScript, []string{c.key}, c.value).Err(); err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)
 	}
 	return nil
