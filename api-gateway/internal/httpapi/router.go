@@ -53,6 +53,8 @@ func NewRouter(cfg Config) chi.Router {
 	// QR codes and mandates (merchant.go).
 	s.merchantCommands(v1)
 	v1.Post("/payments/{payment_id}/complaints", s.command(s.complain()))
+	v1.Post("/complaints/{complaint_id}/accept", s.command(acceptComplaint()))
+	v1.Post("/complaints/{complaint_id}/reject", s.command(rejectComplaint()))
 	v1.Group(func(r chi.Router) {
 		r.Use(s.limit)
 		r.Get("/accounts/{vpa}", s.getAccount)

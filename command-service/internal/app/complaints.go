@@ -11,6 +11,7 @@ import (
 	"upi/shared/contract"
 	"upi/shared/contract/events"
 	"upi/shared/contract/ids"
+	"upi/shared/contract/money"
 	"upi/shared/platform/eventstore"
 )
 
@@ -28,6 +29,9 @@ func (s *Service) WithComplaintTerms(t ComplaintTerms) *Service {
 	s.complaints = t
 	return s
 }
+
+// PathComplaints is the path of the complaints, whose merchants answer them under it.
+const PathComplaints = "/v1/complaints"
 
 // ComplaintsPath is the path of a complaint about a payment: with the client and the key, it scopes the
 // complaint id.
@@ -223,4 +227,357 @@ func (s *Service) ResolveComplaints(ctx context.Context, c Caller, refs []contra
 		}
 	}
 	return out, nil
+}
+
+// complaintSettle is the event id of a dispute's settlement: the merchant's accept or the chargeback,
+// whichever comes first.
+func complaintSettle(id uuid.UUID) uuid.UUID { return ids.StepEvent(id, ids.StepSettle) }
+
+// raisedComplaint is the ComplaintRaised of complaint id (ErrComplaintNotFound if there is none).
+func (s *Service) raisedComplaint(ctx context.Context, id uuid.UUID) (events.ComplaintRaisedV1, eventstore.Event, error) {
+	found, err := s.store.EventsByID(ctx, id)
+	if err != nil {
+		return events.ComplaintRaisedV1{}, eventstore.Event{}, fmt.Errorf("look up complaint %s: %w", id, err)
+	}
+	if len(found) == 0 || found[0].Type != events.ComplaintRaised {
+		return events.ComplaintRaisedV1{}, eventstore.Event{}, fmt.Errorf("complaint %s: %w", id, domain.ErrComplaintNotFound)
+	}
+	raised, err := decode[events.ComplaintRaisedV1](found[0])
+	return raised, found[0], err
+}
+
+// disputeRefund is the op that reserves, on the payment's stream, the refund (id rid) of a dispute's
+// settlement: the payment's amount less what was refunded or is being refunded, nothing if that is zero.
+// It is deduplicated on the refund id, so a second settlement (an accept racing a chargeback, or a
+// repeat) replays the first instead of refunding again. The refund's client is the merchant (the payee's
+// owner); check refuses the refund, or says whether it is a chargeback's.
+func disputeRefund(pid, rid uuid.UUID, complaint string, meta events.Metadata,
+	check func(p domain.Payment, r eventstore.Reads) (chargeback bool, err error)) *eventstore.Op {
+	op := eventstore.NewOp(PaymentAggregate(), pid.String(), func(p domain.Payment, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+		chargeback, err := check(p, r)
+		if err != nil {
+			return nil, err
+		}
+		amount := p.DisputedAmount()
+		if amount <= 0 {
+			return nil, nil // refunded in full already: nothing to return
+		}
+		owner, err := ownerOf(r, p.Payee)
+		if err != nil {
+			return nil, err
+		}
+		due, err := money.NewAmount(amount, money.Paise(amount))
+		if err != nil {
+			return nil, err
+		}
+		reserved, err := p.ReserveRefund(domain.RequestRefund{ID: rid.String(), Amount: due, Client: owner, UPITxnID: ids.UPITxnID(rid), At: r.Now(), ComplaintID: complaint, Chargeback: chargeback})
+		if err != nil {
+			return nil, err
+		}
+		return newEvent(rid, reserved, meta), nil
+	})
+	op.Dedupe = rid
+	return op
+}
+
+// refunding is the refund that op's group reserved with id rid, if it did.
+func refunding(r eventstore.Reads, rid uuid.UUID) (domain.Refunding, error) {
+	e, ok := r.Event(rid)
+	if !ok {
+		return domain.Refunding{}, nil
+	}
+	reserved, err := decode[events.RefundReservedV1](e)
+	if err != nil {
+		return domain.Refunding{}, err
+	}
+	return domain.Refunding{ID: reserved.RefundID, Amount: reserved.AmountPaise}, nil
+}
+
+// complaintEvents turns a complaint decision into its events: a settlement at the settle slot, a
+// resolution at the close slot, a retry at its own id.
+func complaintEvents(cid uuid.UUID, out []events.Payload, meta events.Metadata) []eventstore.NewEvent {
+	var evs []eventstore.NewEvent
+	for _, p := range out {
+		id := complaintClose(cid)
+		switch p := p.(type) {
+		case events.ComplaintAcceptedV1, events.ChargebackRaisedV1:
+			id = complaintSettle(cid)
+		case events.ComplaintRefundRetriedV1:
+			id = ids.ComplaintRetry(cid, p.Attempt)
+		}
+		evs = append(evs, newEvent(id, p, meta)...)
+	}
+	return evs
+}
+
+// AnswerComplaint records the merchant's answer to a dispute, by the owner of the payment's payee,
+// before its due_at. An accept reserves the refund of the disputed amount on the payment's stream (the
+// refund process then moves the money) and records ComplaintAccepted and the resolution RET, all in one
+// commit; the refund's id is the one a chargeback would take, so an accept racing the chargeback refunds
+// the payer once. A rejection records the resolution MERCHANT_REJECTED with the reason. Answering again
+// as before answers the complaint as it is.
+func (s *Service) AnswerComplaint(ctx context.Context, c Caller, cmd contract.AnswerComplaint) (contract.Complaint, bool, error) {
+	ctx, cancel := commandContext(ctx)
+	defer cancel()
+	cid := cmd.ComplaintID
+	raised, opening, err := s.raisedComplaint(ctx, cid)
+	if err != nil {
+		return contract.Complaint{}, false, err
+	}
+	pid, err := uuid.Parse(raised.PaymentID)
+	if err != nil {
+		return contract.Complaint{}, false, fmt.Errorf("complaint %s: payment id %q: %w", cid, raised.PaymentID, err)
+	}
+	meta := callerMetadata(c, pid.String())
+	meta.CausationID = cid.String()
+	rid := ids.ComplaintRefund(cid, 1)
+	answer := eventstore.NewOp(ComplaintAggregate(), events.ComplaintStream(pid.String()),
+		func(state domain.Complaints, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+			owner, err := ownerOf(r, raised.PayeeVPA)
+			if err != nil {
+				return nil, err
+			}
+			if owner != c.ClientID {
+				return nil, fmt.Errorf("complaint %s: the caller does not own its payee: %w", cid, domain.ErrComplaintNotFound)
+			}
+			refund, err := refunding(r, rid)
+			if err != nil {
+				return nil, err
+			}
+			out, err := state.Answer(domain.MerchantAnswer{ID: cid.String(), Client: c.ClientID, Note: cmd.Note,
+				Reject: cmd.Reject, At: r.Now()}, refund)
+			if err != nil {
+				return nil, err
+			}
+			return complaintEvents(cid, out, meta), nil
+		})
+	answer.Origins = []string{raised.PayeeVPA}
+	op := answer
+	if !cmd.Reject {
+		// The refund is decided first, under the payment's lock (its amount is the payment's to say); the
+		// answer joins it and reads it.
+		op = disputeRefund(pid, rid, cid.String(), meta, func(domain.Payment, eventstore.Reads) (bool, error) { return false, nil })
+		op.Origins = []string{raised.PayeeVPA}
+		op.With = []*eventstore.Op{answer}
+	}
+	what := "answer complaint " + cid.String()
+	out, err := s.store.ExecuteAll(ctx, []*eventstore.Op{op})
+	if err != nil {
+		return contract.Complaint{}, false, fmt.Errorf("%s: %w", what, err)
+	}
+	if out[0].Err != nil {
+		return contract.Complaint{}, false, fmt.Errorf("%s: %w", what, out[0].Err)
+	}
+	res := out[0].Result
+	replayed := res.Replayed || len(res.Events) == 0
+	view, settledBy, err := s.complaintView(ctx, raised, opening)
+	if err != nil {
+		return contract.Complaint{}, false, fmt.Errorf("%s: %w", what, err)
+	}
+	if res.Replayed && settledBy == events.ChargebackRaised {
+		// The refund's reservation was the chargeback's: the merchant's time had passed.
+		return contract.Complaint{}, false, fmt.Errorf("%s: %w", what, domain.ErrComplaintTATPassed)
+	}
+	if res.Replayed && !cmd.Reject {
+		// Replayed on the refund's id: the answer joined to it was not decided, so check it here.
+		if view.ResolvedBy == nil || *view.ResolvedBy != events.ResolutionByMerchant || view.Status != events.ComplaintStatusResolved {
+			return contract.Complaint{}, false, fmt.Errorf("%s: %w", what, domain.ErrComplaintClosed)
+		}
+	}
+	return view, replayed, nil
+}
+
+// complaintView is a complaint as the log says it is now: raised, settled, resolved; and the type of its
+// settlement's event ("" if none).
+func (s *Service) complaintView(ctx context.Context, raised events.ComplaintRaisedV1, opening eventstore.Event) (contract.Complaint, string, error) {
+	cid, err := uuid.Parse(raised.ComplaintID)
+	if err != nil {
+		return contract.Complaint{}, "", fmt.Errorf("complaint id %q: %w", raised.ComplaintID, err)
+	}
+	found, err := s.store.EventsByID(ctx, complaintSettle(cid), complaintClose(cid))
+	if err != nil {
+		return contract.Complaint{}, "", fmt.Errorf("read complaint %s: %w", cid, err)
+	}
+	out := complaintAnswer(raised, opening)
+	var settledBy string
+	for _, e := range found {
+		p, err := eventstore.PayloadOf(e, events.Decode)
+		if err != nil {
+			return contract.Complaint{}, "", fmt.Errorf("event %s: %w", e.ID, err)
+		}
+		switch p := p.(type) {
+		case events.ComplaintAcceptedV1:
+			settledBy = e.Type
+			settledAnswer(&out, p.ComplaintSettlementV1, false)
+		case events.ChargebackRaisedV1:
+			settledBy = e.Type
+			settledAnswer(&out, p.ComplaintSettlementV1, true)
+		case events.ComplaintResolvedV1:
+			resolvedAnswer(&out, p, e)
+			out.Note = p.Note
+		}
+	}
+	return out, settledBy, nil
+}
+
+// settledAnswer gives a complaint its settlement's refund, pending as far as the command knows.
+func settledAnswer(out *contract.Complaint, p events.ComplaintSettlementV1, chargeback bool) {
+	out.Chargeback = chargeback
+	if p.RefundID != "" {
+		rid, status := p.RefundID, contract.ComplaintRefundPending
+		out.RefundID, out.RefundStatus = &rid, &status
+	}
+}
+
+// ChargebackComplaints charges back each dispute unanswered past its due_at (event-consumers' complaints
+// process asks, at least once): the refund of the disputed amount is reserved on the payment's stream
+// with the id an accept would take, and ChargebackRaised and the resolution CHARGEBACK are recorded, in
+// one commit. A dispute the merchant answered first answers its settlement's event, or fails with
+// ErrComplaintClosed; one not yet due fails with ErrComplaintNotDue.
+func (s *Service) ChargebackComplaints(ctx context.Context, c Caller, refs []contract.ComplaintRef) ([]ResolutionOutcome, error) {
+	ctx, cancel := commandContext(ctx)
+	defer cancel()
+	ops := make([]*eventstore.Op, len(refs))
+	for i, ref := range refs {
+		cid, pid := ref.ComplaintID, ref.PaymentID
+		meta := callerMetadata(c, pid.String())
+		meta.CausationID = cid.String()
+		rid := ids.ComplaintRefund(cid, 1)
+		charge := eventstore.NewOp(ComplaintAggregate(), events.ComplaintStream(pid.String()),
+			func(state domain.Complaints, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+				refund, err := refunding(r, rid)
+				if err != nil {
+					return nil, err
+				}
+				out, err := state.Chargeback(cid.String(), r.Now(), refund)
+				if err != nil {
+					return nil, fmt.Errorf("complaint %s: %w", cid, err)
+				}
+				return complaintEvents(cid, out, meta), nil
+			})
+		op := disputeRefund(pid, rid, cid.String(), meta, func(domain.Payment, eventstore.Reads) (bool, error) { return true, nil })
+		op.With = []*eventstore.Op{charge}
+		ops[i] = op
+	}
+	return s.complaintOutcomes(ctx, "charge back complaints", refs, ops)
+}
+
+// complaintOutcomes runs one op per complaint in one group and says what each did: the settlement's
+// event type (the one recorded before, for a replay), or its error (a nil op: its payment was not found).
+func (s *Service) complaintOutcomes(ctx context.Context, what string, refs []contract.ComplaintRef, ops []*eventstore.Op) ([]ResolutionOutcome, error) {
+	var run []*eventstore.Op
+	for _, op := range ops {
+		if op != nil {
+			run = append(run, op)
+		}
+	}
+	ran, err := s.store.ExecuteAll(ctx, run)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	out := make([]ResolutionOutcome, len(refs))
+	for i := range refs {
+		if ops[i] == nil {
+			out[i].Err = fmt.Errorf("complaint %s: payment %s: %w", refs[i].ComplaintID, refs[i].PaymentID, domain.ErrPaymentNotFound)
+			continue
+		}
+		r := ran[0]
+		ran = ran[1:]
+		switch {
+		case r.Err != nil:
+			out[i].Err = fmt.Errorf("complaint %s: %w", refs[i].ComplaintID, r.Err)
+		case len(r.Result.Events) > 0 && !r.Result.Replayed:
+			out[i].EventType = r.Result.Events[len(r.Result.Events)-1].Type
+		default:
+			found, err := s.store.EventsByID(ctx, complaintSettle(refs[i].ComplaintID))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", what, err)
+			}
+			if len(found) == 1 {
+				out[i].EventType = found[0].Type
+			}
+		}
+	}
+	return out, nil
+}
+
+// RetryComplaintRefunds tries again the refund of each settled dispute whose latest attempt failed
+// (event-consumers' complaints process asks when the merchant's balance seems to cover it): a new refund,
+// with the next attempt's id, is reserved on the payment's stream, with ComplaintRefundRetried on the
+// complaint's, in one commit, provided the failed attempt is released on the payment and the merchant's
+// account, read under its lock, is open and covers the amount (else ErrStepPrecondition: asked again
+// later). A retry asked twice replays on the new attempt's id.
+func (s *Service) RetryComplaintRefunds(ctx context.Context, c Caller, retries []contract.ComplaintRetry) ([]ResolutionOutcome, error) {
+	ctx, cancel := commandContext(ctx)
+	defer cancel()
+	streams := make([]string, len(retries))
+	for i, x := range retries {
+		streams[i] = x.PaymentID.String()
+	}
+	// The merchant (the payment's payee) is known from the payment's opening, which never changes.
+	origins, err := s.store.Origins(ctx, streams...)
+	if err != nil {
+		return nil, fmt.Errorf("look up the payments of complaint refunds: %w", err)
+	}
+	ops := make([]*eventstore.Op, len(retries))
+	refs := make([]contract.ComplaintRef, len(retries))
+	for i, x := range retries {
+		cid, pid, failed := x.ComplaintID, x.PaymentID, x.RefundID
+		refs[i] = contract.ComplaintRef{ComplaintID: cid, PaymentID: pid}
+		opening, found := origins[pid.String()]
+		if !found || opening.Type != events.PaymentInitiated {
+			ops[i] = nil // fails alone, below
+			continue
+		}
+		initiated, err := decode[events.PaymentInitiatedV1](opening)
+		if err != nil {
+			return nil, err
+		}
+		meta := callerMetadata(c, pid.String())
+		meta.CausationID = cid.String()
+		rid := ids.ComplaintRefund(cid, x.Attempt+1)
+		failedClose, settle := ids.StepEvent(failed, ids.StepClose), complaintSettle(cid)
+		retry := eventstore.NewOp(ComplaintAggregate(), events.ComplaintStream(pid.String()),
+			func(state domain.Complaints, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+				refund, err := refunding(r, rid)
+				if err != nil {
+					return nil, err
+				}
+				p, err := state.Retry(cid.String(), failed.String(), refund)
+				if err != nil {
+					return nil, fmt.Errorf("complaint %s: %w", cid, err)
+				}
+				if p.Attempt != x.Attempt+1 {
+					return nil, fmt.Errorf("%w: complaint %s is at attempt %d", ErrStepPrecondition, cid, p.Attempt-1)
+				}
+				return complaintEvents(cid, []events.Payload{p}, meta), nil
+			})
+		// The merchant's balance, read under its account's lock, must cover the refund, so that a retry
+		// is not spent on a debit bound to fail. It appends nothing.
+		covered := eventstore.NewOp(AccountAggregate(), initiated.PayeeVPA,
+			func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
+				refund, err := refunding(r, rid)
+				if err != nil {
+					return nil, err
+				}
+				if a.Closed || int64(a.Balance) < refund.Amount {
+					return nil, fmt.Errorf("%w: complaint %s: the merchant's balance does not cover the refund", ErrStepPrecondition, cid)
+				}
+				return nil, nil
+			})
+		op := disputeRefund(pid, rid, cid.String(), meta, func(p domain.Payment, r eventstore.Reads) (bool, error) {
+			if _, pending := p.PendingRefunds[failed.String()]; pending {
+				return false, fmt.Errorf("%w: complaint %s: refund %s is still pending", ErrStepPrecondition, cid, failed)
+			}
+			if recorded(r, failedClose) != events.RefundFailed {
+				return false, fmt.Errorf("%w: complaint %s: refund %s did not fail (%s)", domain.ErrComplaintClosed, cid, failed, recorded(r, failedClose))
+			}
+			return recorded(r, settle) == events.ChargebackRaised, nil
+		})
+		op.Needs = []uuid.UUID{failedClose, settle}
+		op.Origins = []string{initiated.PayeeVPA}
+		op.With = []*eventstore.Op{retry, covered}
+		ops[i] = op
+	}
+	return s.complaintOutcomes(ctx, "retry complaint refunds", refs, ops)
 }

@@ -21,6 +21,9 @@ type RequestRefund struct {
 	UPITxnID string
 	At       time.Time
 	Window   time.Duration
+	// ComplaintID names the dispute the refund settles; Chargeback marks a chargeback's refund.
+	ComplaintID string
+	Chargeback  bool
 }
 
 // ReserveRefund reserves the refund's amount on the payment. It is decided under the payment's lock, so
@@ -46,7 +49,8 @@ func (p Payment) ReserveRefund(cmd RequestRefund) (events.RefundReservedV1, erro
 	}
 	return events.RefundReservedV1{RefundTerms: events.RefundTerms{RefundID: cmd.ID, PaymentID: p.ID,
 		PayerVPA: p.Payer, PayeeVPA: p.Payee, AmountPaise: int64(cmd.Amount.Paise())},
-		Reason: cmd.Reason, ClientID: cmd.Client, UPITxnID: cmd.UPITxnID}, nil
+		Reason: cmd.Reason, ClientID: cmd.Client, UPITxnID: cmd.UPITxnID, ComplaintID: cmd.ComplaintID,
+		Chargeback: cmd.Chargeback}, nil
 }
 
 // SettleRefund records a refund's outcome on the payment: completed, it counts as refunded; failed, its
@@ -141,7 +145,7 @@ func (r Refund) Open(res events.RefundReservedV1) (events.RefundInitiatedV1, err
 		return events.RefundInitiatedV1{}, fmt.Errorf("%w: refund %s already open", ErrCorruptStream, res.RefundID)
 	}
 	return events.RefundInitiatedV1{RefundTerms: res.RefundTerms, Reason: res.Reason, ClientID: res.ClientID,
-		UPITxnID: res.UPITxnID}, nil
+		UPITxnID: res.UPITxnID, ComplaintID: res.ComplaintID, Chargeback: res.Chargeback}, nil
 }
 
 // Complete ends a refund whose payer was credited.

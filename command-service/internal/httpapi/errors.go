@@ -101,6 +101,13 @@ var knownErrors = []knownError{
 	{domain.ErrComplaintNotFound, http.StatusNotFound, problem.CodeComplaintNotFound, "no such complaint"},
 	{domain.ErrComplaintWindowClosed, http.StatusUnprocessableEntity, problem.CodeComplaintWindowClosed,
 		"the payment is older than the complaint window"},
+	{domain.ErrComplaintClosed, http.StatusConflict, problem.CodeComplaintClosed, "the complaint was answered already"},
+	{domain.ErrComplaintTATPassed, http.StatusConflict, problem.CodeComplaintTATPassed,
+		"the merchant's time to answer the complaint has passed"},
+	{domain.ErrComplaintNotDispute, http.StatusConflict, problem.CodeComplaintNotDispute,
+		"the complaint is answered from the log, not by the merchant"},
+	// Only the complaints process asks; it tries again later.
+	{domain.ErrComplaintNotDue, http.StatusConflict, problem.CodeStepPrecondition, ""},
 	{domain.ErrPaymentTerminal, http.StatusConflict, problem.CodePaymentTerminal, "the payment is already completed or failed"},
 	{domain.ErrInvalidAccount, http.StatusBadRequest, problem.CodeValidation, ""},
 	// A payment from an account to itself, a zero amount, or a step naming an account that is not the

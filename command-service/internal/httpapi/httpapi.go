@@ -49,6 +49,10 @@ func Register(r chi.Router, cfg Config) {
 		// Complaints (complaints.go).
 		r.With(m.instrument("raise_complaint")).Post(app.PathPayments+"/{payment_id}/complaints", h.raiseComplaint())
 		r.With(m.instrument("complaint_resolutions")).Post(contract.PathComplaintResolutions, h.complaintResolutions)
+		r.With(m.instrument("accept_complaint")).Post(app.PathComplaints+"/{complaint_id}/accept", h.acceptComplaint())
+		r.With(m.instrument("reject_complaint")).Post(app.PathComplaints+"/{complaint_id}/reject", h.rejectComplaint())
+		r.With(m.instrument("complaint_chargebacks")).Post(contract.PathComplaintChargebacks, h.complaintChargebacks)
+		r.With(m.instrument("complaint_refund_retries")).Post(contract.PathComplaintRefundRetries, h.complaintRefundRetries)
 	})
 	// Operators' commands (erasure.go): no client.
 	registerErasures(r, h, m)

@@ -70,6 +70,13 @@ const (
 	// ids.StepEvent(complaint, "close")), at once from the payment's history when the log knows the answer.
 	ComplaintRaised   = "ComplaintRaised"   // complaint stream; event id = complaint id
 	ComplaintResolved = "ComplaintResolved" // complaint stream
+	// A dispute's settlement: the merchant's accept, or the chargeback once COMPLAINT_TAT has passed, share
+	// one event id (ids.StepEvent(complaint, "settle")) and one refund id (ComplaintRefundID), so exactly
+	// one of them is recorded and the payer is refunded once. A refund that failed for want of the
+	// merchant's funds is tried again (ComplaintRefundRetried, a new refund id per attempt).
+	ComplaintAccepted      = "ComplaintAccepted"      // complaint stream; event id = ids.StepEvent(complaint, "settle")
+	ChargebackRaised       = "ChargebackRaised"       // complaint stream; event id = ids.StepEvent(complaint, "settle")
+	ComplaintRefundRetried = "ComplaintRefundRetried" // complaint stream; event id = the attempt's refund id's step
 )
 
 // NPCI codes of a collect request's endings.
@@ -305,14 +312,20 @@ type RefundReservedV1 struct {
 	Reason   string `json:"reason"`
 	ClientID string `json:"client_id"`
 	UPITxnID string `json:"upi_txn_id"`
+	// ComplaintID names the dispute a refund settles (its accept or its chargeback); Chargeback marks the
+	// refund of a chargeback, which settlement files type CHARGEBACK. Both absent on a merchant's own refund.
+	ComplaintID string `json:"complaint_id,omitempty"`
+	Chargeback  bool   `json:"chargeback,omitempty"`
 }
 
 // RefundInitiatedV1 opens the refund's own stream, from its reservation.
 type RefundInitiatedV1 struct {
 	RefundTerms
-	Reason   string `json:"reason"`
-	ClientID string `json:"client_id"`
-	UPITxnID string `json:"upi_txn_id"`
+	Reason      string `json:"reason"`
+	ClientID    string `json:"client_id"`
+	UPITxnID    string `json:"upi_txn_id"`
+	ComplaintID string `json:"complaint_id,omitempty"` // as reserved
+	Chargeback  bool   `json:"chargeback,omitempty"`   // as reserved
 }
 
 // RefundDebitedV1 takes the refund's amount from the payment's payee. Refunds are not subject to the
@@ -496,6 +509,13 @@ const (
 	ResolutionByMerchant  = "MERCHANT"
 	ResolutionNoMerchant  = "NOT_A_MERCHANT_PAYMENT"
 	ResolutionNotComplete = "PAYMENT_NOT_COMPLETED"
+
+	// A dispute's answers: RET (the merchant accepted; the disputed amount is returned to the payer),
+	// CHARGEBACK (COMPLAINT_TAT passed unanswered: deemed accepted, the payer is refunded from the
+	// merchant), MERCHANT_REJECTED (the merchant rejected it, with a reason).
+	ResolutionReturned         = "RET"
+	ResolutionChargeback       = "CHARGEBACK"
+	ResolutionMerchantRejected = "MERCHANT_REJECTED"
 )
 
 // ComplaintTerms are what every complaint event repeats about its complaint.
@@ -529,8 +549,42 @@ type ComplaintResolvedV1 struct {
 	Note       string `json:"note,omitempty"`
 }
 
-func (ComplaintRaisedV1) EventType() string   { return ComplaintRaised }
-func (ComplaintResolvedV1) EventType() string { return ComplaintResolved }
+// ComplaintSettlementV1 is what a dispute's settlement records: the refund that returns the disputed amount
+// (the payment's amount less what was refunded before; RefundID is "" when nothing was left to refund) and
+// the refund attempt (1 for the first).
+type ComplaintSettlementV1 struct {
+	ComplaintTerms
+	RefundID          string `json:"refund_id,omitempty"`
+	RefundAmountPaise int64  `json:"refund_amount_paise"`
+	Attempt           int    `json:"attempt"`
+}
+
+// ComplaintAcceptedV1 is the merchant's accept of a dispute (POST /v1/complaints/{id}/accept by the owner of
+// the payee), in one commit with its refund's reservation and the complaint's resolution (RET).
+type ComplaintAcceptedV1 struct {
+	ComplaintSettlementV1
+	ClientID string `json:"client_id"`
+	Note     string `json:"note,omitempty"`
+}
+
+// ChargebackRaisedV1 is the automatic chargeback of a dispute the merchant left unanswered past its DueAt,
+// in one commit with its refund's reservation and the complaint's resolution (CHARGEBACK).
+type ChargebackRaisedV1 struct {
+	ComplaintSettlementV1
+}
+
+// ComplaintRefundRetriedV1 is a new attempt at a settlement's refund whose previous attempt failed (the
+// merchant's balance did not cover it and now does), in one commit with the new refund's reservation.
+type ComplaintRefundRetriedV1 struct {
+	ComplaintSettlementV1
+	Chargeback bool `json:"chargeback,omitempty"`
+}
+
+func (ComplaintRaisedV1) EventType() string        { return ComplaintRaised }
+func (ComplaintResolvedV1) EventType() string      { return ComplaintResolved }
+func (ComplaintAcceptedV1) EventType() string      { return ComplaintAccepted }
+func (ChargebackRaisedV1) EventType() string       { return ChargebackRaised }
+func (ComplaintRefundRetriedV1) EventType() string { return ComplaintRefundRetried }
 
 // Complaint returns the terms every complaint event carries, and whether p is a complaint event.
 func Complaint(p Payload) (ComplaintTerms, bool) {
@@ -597,6 +651,10 @@ var decoders = map[string]func(payload []byte) (Payload, error){
 	AccountErased:     decodeAs[AccountErasedV1],
 	ComplaintRaised:   decodeAs[ComplaintRaisedV1],
 	ComplaintResolved: decodeAs[ComplaintResolvedV1],
+
+	ComplaintAccepted:      decodeAs[ComplaintAcceptedV1],
+	ChargebackRaised:       decodeAs[ChargebackRaisedV1],
+	ComplaintRefundRetried: decodeAs[ComplaintRefundRetriedV1],
 }
 
 // Decode turns a stored payload into its typed struct, by event type. The struct is returned by value, so

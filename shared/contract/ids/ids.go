@@ -87,3 +87,15 @@ func MandatePayment(mandate, notification uuid.UUID, attempt int) uuid.UUID {
 func UMN(mandate uuid.UUID, handle string) string {
 	return hex.EncodeToString(mandate[:]) + "@" + handle
 }
+
+// ComplaintRefund is the refund id of attempt n (from 1) of a dispute's settlement: the merchant's accept
+// and the chargeback take the same first one, so only one of them can reserve it on the payment; a retry
+// after a failed attempt takes the next.
+func ComplaintRefund(complaintID uuid.UUID, attempt int) uuid.UUID {
+	return uuid.NewSHA1(namespace, []byte("complaint-refund\x00"+complaintID.String()+"\x00"+strconv.Itoa(attempt)))
+}
+
+// ComplaintRetry is the event id of the ComplaintRefundRetried that starts attempt n (from 2).
+func ComplaintRetry(complaintID uuid.UUID, attempt int) uuid.UUID {
+	return StepEvent(complaintID, "refund-"+strconv.Itoa(attempt))
+}

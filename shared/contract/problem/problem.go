@@ -90,6 +90,9 @@ const (
 	CodeComplaintExists       = "COMPLAINT_EXISTS"        // the payment has an open complaint
 	CodeComplaintNotFound     = "COMPLAINT_NOT_FOUND"     // no such complaint, or not the caller's
 	CodeComplaintWindowClosed = "COMPLAINT_WINDOW_CLOSED" // the payment is older than COMPLAINT_WINDOW
+	CodeComplaintClosed       = "COMPLAINT_CLOSED"        // the complaint was answered already
+	CodeComplaintTATPassed    = "COMPLAINT_TAT_PASSED"    // the merchant's time to answer (COMPLAINT_TAT) has passed
+	CodeComplaintNotDispute   = "COMPLAINT_NOT_DISPUTE"   // the complaint is answered from the log, not by the merchant
 )
 
 // FieldError names one invalid field of a request.

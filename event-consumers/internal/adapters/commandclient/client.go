@@ -200,3 +200,36 @@ func (c *Client) ResolveComplaints(ctx context.Context, refs []contract.Complain
 	}
 	return out.Results, nil
 }
+
+// ChargebackComplaints implements complaints.Resolver: it asks the command service to charge back the
+// disputes past their due_at, in one call.
+func (c *Client) ChargebackComplaints(ctx context.Context, refs []contract.ComplaintRef) ([]contract.ComplaintResolutionResult, error) {
+	return c.complaintBatch(ctx, "charge back complaints", contract.PathComplaintChargebacks, contract.ComplaintResolutionsRequest{Complaints: refs})
+}
+
+// RetryComplaintRefunds implements complaints.Resolver: it asks the command service to try again the
+// failed refunds of settled disputes, in one call.
+func (c *Client) RetryComplaintRefunds(ctx context.Context, retries []contract.ComplaintRetry) ([]contract.ComplaintResolutionResult, error) {
+	return c.complaintBatch(ctx, "retry complaint refunds", contract.PathComplaintRefundRetries, contract.ComplaintRetriesRequest{Retries: retries})
+}
+
+func (c *Client) complaintBatch(ctx context.Context, what, path string, body any) ([]contract.ComplaintResolutionResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	req, err := c.request(ctx, path, body)
+	if err != nil {
+		return nil, err
+	}
+	status, raw, err := c.do(req, 8<<20)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s: %d: %s", what, status, raw)
+	}
+	var out contract.ComplaintResolutionsResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("%s: undecodable answer: %w", what, err)
+	}
+	return out.Results, nil
+}

@@ -23,7 +23,7 @@ func NewComplaintReader(pool *pgxpool.Pool) *ComplaintReader { return &Complaint
 
 const complaintColumns = `complaint_id::text, payment_id::text, upi_txn_id, payer_vpa, payee_vpa, coalesce(payer_owner, ''),
 	coalesce(payee_owner, ''), amount_paise, reason_code, description, status, resolution_code, resolved_by, due_at,
-	created_at, updated_at, tx_id::text::bigint, global_position`
+	created_at, updated_at, tx_id::text::bigint, global_position, coalesce(note, ''), chargeback, refund_id::text, refund_status`
 
 func scanComplaint(row pgx.Row) (complaints.Complaint, error) {
 	var c complaints.Complaint
@@ -31,7 +31,8 @@ func scanComplaint(row pgx.Row) (complaints.Complaint, error) {
 	var created, updated time.Time
 	var tx, gp int64
 	err := row.Scan(&c.ComplaintID, &c.PaymentID, &c.UPITxnID, &c.PayerVPA, &c.PayeeVPA, &c.PayerOwner, &c.PayeeOwner,
-		&c.AmountPaise, &c.ReasonCode, &c.Description, &c.Status, &c.ResolutionCode, &c.ResolvedBy, &due, &created, &updated, &tx, &gp)
+		&c.AmountPaise, &c.ReasonCode, &c.Description, &c.Status, &c.ResolutionCode, &c.ResolvedBy, &due, &created, &updated, &tx, &gp,
+		&c.Note, &c.Chargeback, &c.RefundID, &c.RefundStatus)
 	if err != nil {
 		return c, err
 	}

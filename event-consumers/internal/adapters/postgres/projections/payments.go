@@ -101,7 +101,8 @@ func (b *paymentsBatch) add(e eventstore.Event) error {
 		b.refundSettled(e, p)
 	case events.CollectRequestedV1, events.CollectApprovedV1, events.CollectDeclinedV1, events.CollectExpiredV1:
 		b.collects = append(b.collects, collectChange{e: e, p: p})
-	case events.ComplaintRaisedV1, events.ComplaintResolvedV1:
+	case events.ComplaintRaisedV1, events.ComplaintResolvedV1, events.ComplaintAcceptedV1, events.ChargebackRaisedV1,
+		events.ComplaintRefundRetriedV1:
 		// the complaints projection's
 	default:
 		return applyError(e, fmt.Errorf("unhandled event type %s", e.Type))

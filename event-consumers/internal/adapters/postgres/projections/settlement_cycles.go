@@ -288,8 +288,13 @@ func (b *settlementBatch) movement(e eventstore.Event, p events.Payload) ([]line
 	case events.DebitReversedV1:
 		return b.complete(p.PaymentID, MovementReversal, events.NPCICode(p.Code))
 	case events.RefundInitiatedV1:
-		// The merchant (the payment's payee) pays the customer (its payer) back.
-		return nil, b.begin(p.RefundID, MovementRefund, p.UPITxnID, p.PayeeVPA, p.PayerVPA, p.AmountPaise)
+		// The merchant (the payment's payee) pays the customer (its payer) back: of its own will, or as
+		// a dispute's chargeback.
+		typ := MovementRefund
+		if p.Chargeback {
+			typ = MovementChargeback
+		}
+		return nil, b.begin(p.RefundID, typ, p.UPITxnID, p.PayeeVPA, p.PayerVPA, p.AmountPaise)
 	case events.RefundDebitedV1:
 		return nil, b.reference(p.RefundID, p.RRN)
 	case events.RefundCompletedV1:
