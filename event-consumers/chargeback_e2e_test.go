@@ -285,8 +285,8 @@ func TestDisputesAcceptedRejectedAndChargedBack(t *testing.T) {
 	}
 	time.Sleep(time.Until(due.Add(-150 * time.Millisecond)))
 	var (
-		wg              sync.WaitGroup
-		mu              sync.Mutex
+		wg               sync.WaitGroup
+		mu               sync.Mutex
 		accepts, tooLate int
 	)
 	// The complaints process's own calls, signed as event-consumers signs them.
