@@ -21,9 +21,11 @@ export GOMAXPROCS="${SERVICE_GOMAXPROCS:-1}"
 export UPI_ENV="${UPI_ENV:-development}"
 # Mandates in development: a debit may be notified seconds before it and runs at any hour, so that a
 # mandate's execution is seen at once (scripts/smoke.sh); the NPCI defaults (24h, peak windows) apply
-# everywhere else and whenever these are set.
+# everywhere else and whenever these are set. Likewise a merchant has 30 seconds, not a day (T+1), to answer
+# a dispute before the automatic chargeback (COMPLAINT_TAT).
 if [[ "$UPI_ENV" == development ]]; then
   export MANDATE_NOTICE="${MANDATE_NOTICE:-2s}" MANDATE_PEAK_WINDOWS="${MANDATE_PEAK_WINDOWS:-none}"
+  export COMPLAINT_TAT="${COMPLAINT_TAT:-30s}"
 fi
 declare -A db_url=(
   [command-service]="${COMMAND_DATABASE_URL:-${DATABASE_URL:-}}"
