@@ -283,7 +283,7 @@ func TestDisputesAcceptedRejectedAndChargedBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(due.Add(-150 * time.Millisecond)))
+	time.Sleep(time.Until(due.Add(-20 * time.Millisecond)))
 	var (
 		wg               sync.WaitGroup
 		mu               sync.Mutex
@@ -298,7 +298,7 @@ func TestDisputesAcceptedRejectedAndChargedBack(t *testing.T) {
 		wg.Add(2)
 		go func(i int) {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 15 * time.Millisecond)
+			time.Sleep(time.Duration(i) * 2 * time.Millisecond)
 			st, v, body := answer(b, d5.ComplaintID, "accept", fmt.Sprintf("race-%d", i), nil)
 			mu.Lock()
 			defer mu.Unlock()
@@ -313,7 +313,7 @@ func TestDisputesAcceptedRejectedAndChargedBack(t *testing.T) {
 		}(i)
 		go func(i int) {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 15 * time.Millisecond)
+			time.Sleep(time.Duration(i) * 2 * time.Millisecond)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, cmd.URL+contract.PathComplaintChargebacks, bytes.NewReader(chargeback))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set(contract.HeaderClientID, "event-consumers")
