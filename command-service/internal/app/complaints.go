@@ -437,9 +437,21 @@ func settledAnswer(out *contract.Complaint, p events.ComplaintSettlementV1, char
 func (s *Service) ChargebackComplaints(ctx context.Context, c Caller, refs []contract.ComplaintRef) ([]ResolutionOutcome, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
+	pids := make([]uuid.UUID, len(refs))
+	for i, ref := range refs {
+		pids[i] = ref.PaymentID
+	}
+	payees, err := s.payees(ctx, pids)
+	if err != nil {
+		return nil, fmt.Errorf("charge back complaints: %w", err)
+	}
 	ops := make([]*eventstore.Op, len(refs))
 	for i, ref := range refs {
 		cid, pid := ref.ComplaintID, ref.PaymentID
+		payee, found := payees[pid]
+		if !found {
+			continue // fails alone (a nil op)
+		}
 		meta := callerMetadata(c, pid.String())
 		meta.CausationID = cid.String()
 		rid := ids.ComplaintRefund(cid, 1)
@@ -456,6 +468,7 @@ func (s *Service) ChargebackComplaints(ctx context.Context, c Caller, refs []con
 				return complaintEvents(cid, out, meta), nil
 			})
 		op := disputeRefund(pid, rid, cid.String(), meta, func(domain.Payment, eventstore.Reads) (bool, error) { return true, nil })
+		op.Origins = []string{payee} // the merchant's owner is the refund's client
 		op.With = []*eventstore.Op{charge}
 		ops[i] = op
 	}
@@ -501,6 +514,32 @@ func (s *Service) complaintOutcomes(ctx context.Context, what string, refs []con
 	return out, nil
 }
 
+// payees are the payees (the merchants) of the payments, from their openings, which never change; a
+// payment without one is missing from the map.
+func (s *Service) payees(ctx context.Context, pids []uuid.UUID) (map[uuid.UUID]string, error) {
+	streams := make([]string, len(pids))
+	for i, pid := range pids {
+		streams[i] = pid.String()
+	}
+	origins, err := s.store.Origins(ctx, streams...)
+	if err != nil {
+		return nil, fmt.Errorf("look up payments: %w", err)
+	}
+	out := make(map[uuid.UUID]string, len(pids))
+	for _, pid := range pids {
+		opening, found := origins[pid.String()]
+		if !found || opening.Type != events.PaymentInitiated {
+			continue
+		}
+		initiated, err := decode[events.PaymentInitiatedV1](opening)
+		if err != nil {
+			return nil, err
+		}
+		out[pid] = initiated.PayeeVPA
+	}
+	return out, nil
+}
+
 // RetryComplaintRefunds tries again the refund of each settled dispute whose latest attempt failed
 // (event-consumers' complaints process asks when the merchant's balance seems to cover it): a new refund,
 // with the next attempt's id, is reserved on the payment's stream, with ComplaintRefundRetried on the
@@ -510,28 +549,23 @@ func (s *Service) complaintOutcomes(ctx context.Context, what string, refs []con
 func (s *Service) RetryComplaintRefunds(ctx context.Context, c Caller, retries []contract.ComplaintRetry) ([]ResolutionOutcome, error) {
 	ctx, cancel := commandContext(ctx)
 	defer cancel()
-	streams := make([]string, len(retries))
+	pids := make([]uuid.UUID, len(retries))
 	for i, x := range retries {
-		streams[i] = x.PaymentID.String()
+		pids[i] = x.PaymentID
 	}
-	// The merchant (the payment's payee) is known from the payment's opening, which never changes.
-	origins, err := s.store.Origins(ctx, streams...)
+	payees, err := s.payees(ctx, pids)
 	if err != nil {
-		return nil, fmt.Errorf("look up the payments of complaint refunds: %w", err)
+		return nil, fmt.Errorf("retry complaint refunds: %w", err)
 	}
 	ops := make([]*eventstore.Op, len(retries))
 	refs := make([]contract.ComplaintRef, len(retries))
 	for i, x := range retries {
 		cid, pid, failed := x.ComplaintID, x.PaymentID, x.RefundID
 		refs[i] = contract.ComplaintRef{ComplaintID: cid, PaymentID: pid}
-		opening, found := origins[pid.String()]
-		if !found || opening.Type != events.PaymentInitiated {
+		payee, found := payees[pid]
+		if !found {
 			ops[i] = nil // fails alone, below
 			continue
-		}
-		initiated, err := decode[events.PaymentInitiatedV1](opening)
-		if err != nil {
-			return nil, err
 		}
 		meta := callerMetadata(c, pid.String())
 		meta.CausationID = cid.String()
@@ -554,7 +588,7 @@ func (s *Service) RetryComplaintRefunds(ctx context.Context, c Caller, retries [
 			})
 		// The merchant's balance, read under its account's lock, must cover the refund, so that a retry
 		// is not spent on a debit bound to fail. It appends nothing.
-		covered := eventstore.NewOp(AccountAggregate(), initiated.PayeeVPA,
+		covered := eventstore.NewOp(AccountAggregate(), payee,
 			func(a domain.Account, _ int, r eventstore.Reads) ([]eventstore.NewEvent, error) {
 				refund, err := refunding(r, rid)
 				if err != nil {
@@ -575,7 +609,7 @@ func (s *Service) RetryComplaintRefunds(ctx context.Context, c Caller, retries [
 			return recorded(r, settle) == events.ChargebackRaised, nil
 		})
 		op.Needs = []uuid.UUID{failedClose, settle}
-		op.Origins = []string{initiated.PayeeVPA}
+		op.Origins = []string{payee}
 		op.With = []*eventstore.Op{retry, covered}
 		ops[i] = op
 	}
