@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -50,71 +49,62 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 	return int(tag.RowsAffected()), nil
 }
 
-// Due implements webhooks.Queue.
-func (w *Webhooks) Due(ctx context.Context, limit int) ([]webhooks.Endpoint, error) {
-	rows, err := w.pool.Query(ctx, `
-		select e.endpoint_id, e.url, e.secret_version, coalesce(e.previous_secret_version, 0),
-		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since
-		from webhook_endpoints e
-		where e.status = 'ENABLED'
-		  and exists (select 1 from webhook_deliveries d
-		              where d.endpoint_id = e.endpoint_id and d.state = 'PENDING' and d.next_attempt_at <= now())
-		limit $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("webhook endpoints due: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Endpoint, error) {
-		var e webhooks.Endpoint
-		err := r.Scan(&e.ID, &e.URL, &e.SecretVersion, &e.PreviousSecretVersion, &e.PreviousUntil, &e.FailingSince)
-		return e, err
-	})
-}
-
-// Claim implements webhooks.Queue: the endpoint as it is now (nothing when it is no longer enabled), and
+// Claim implements webhooks.Queue, in one statement: for each enabled endpoint (each read as it is now),
 // its deliveries due, each the earliest pending one of its resource. That test is written in the order of
 // webhook_deliveries_queue_idx, so that the planner takes that index even on a table without statistics
 // (a fresh or fast-growing queue): the anti-join it chose there instead read every pending delivery for
-// each one claimed, a cost quadratic in the backlog.
-func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (webhooks.Endpoint, []webhooks.Pending, error) {
-	var ep webhooks.Endpoint
-	batch := &pgx.Batch{}
-	batch.Queue(`select endpoint_id, url, secret_version, coalesce(previous_secret_version, 0),
-		       coalesce(previous_secret_expires_at, 'epoch'), failing_since
-		from webhook_endpoints where endpoint_id = $1 and status = 'ENABLED'`, endpoint)
-	batch.Queue(`
-		select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
-		from webhook_deliveries d
-		where d.endpoint_id = $1 and d.state = 'PENDING' and d.next_attempt_at <= now()
-		  and d.resource_id <> all($3::text[])
-		  and d.delivery_id = (select p.delivery_id from webhook_deliveries p
-		                       where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id and p.state = 'PENDING'
-		                       order by p.endpoint_id, p.resource_id, p.delivery_id limit 1)
-		order by d.delivery_id
-		limit $2`, endpoint, limit, exclude)
-	res := w.pool.SendBatch(ctx, batch)
-	defer res.Close()
-	err := res.QueryRow().Scan(&ep.ID, &ep.URL, &ep.SecretVersion, &ep.PreviousSecretVersion, &ep.PreviousUntil, &ep.FailingSince)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ep, nil, nil // disabled or deleted since: nothing more is sent
+// each one claimed, a cost quadratic in the backlog. An endpoint without pending deliveries costs one
+// probe of webhook_deliveries_pending_idx.
+func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uuid.UUID, busy []webhooks.Key) ([]webhooks.Endpoint, []webhooks.Pending, error) {
+	busyEndpoints, busyResources := make([]uuid.UUID, len(busy)), make([]string, len(busy))
+	for i, k := range busy {
+		busyEndpoints[i], busyResources[i] = k.Endpoint, k.Resource
 	}
+	if skip == nil {
+		skip = []uuid.UUID{}
+	}
+	rows, err := w.pool.Query(ctx, `
+		select e.endpoint_id, e.url, e.secret_version, coalesce(e.previous_secret_version, 0),
+		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since,
+		       c.delivery_id, c.event_id, c.resource_id, c.event_type, c.body, c.attempts, c.event_created_at
+		from webhook_endpoints e
+		cross join lateral (select array(select b.resource_id from unnest($4::uuid[], $5::text[]) as b(endpoint_id, resource_id)
+		                                  where b.endpoint_id = e.endpoint_id) as busy) x
+		cross join lateral (
+			select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
+			from webhook_deliveries d
+			where d.endpoint_id = e.endpoint_id and d.state = 'PENDING' and d.next_attempt_at <= now()
+			  and d.resource_id <> all(x.busy)
+			  and d.delivery_id = (select p.delivery_id from webhook_deliveries p
+			                       where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id and p.state = 'PENDING'
+			                       order by p.endpoint_id, p.resource_id, p.delivery_id limit 1)
+			order by d.delivery_id
+			limit $2) c
+		where e.status = 'ENABLED' and e.endpoint_id <> all($3::uuid[])
+		order by c.delivery_id
+		limit $1`, limit, perEndpoint, skip, busyEndpoints, busyResources)
 	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+		return nil, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
-	rows, err := res.Query()
-	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
-	}
+	var endpoints []webhooks.Endpoint
+	seen := map[uuid.UUID]bool{}
 	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
+		var e webhooks.Endpoint
 		var p webhooks.Pending
 		var body string
-		err := r.Scan(&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
-		p.Body = []byte(body)
+		err := r.Scan(&e.ID, &e.URL, &e.SecretVersion, &e.PreviousSecretVersion, &e.PreviousUntil, &e.FailingSince,
+			&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
+		p.Endpoint, p.Body = e.ID, []byte(body)
+		if err == nil && !seen[e.ID] {
+			seen[e.ID] = true
+			endpoints = append(endpoints, e)
+		}
 		return p, err
 	})
 	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+		return nil, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
-	return ep, pending, nil
+	return endpoints, pending, nil
 }
 
 // Open implements webhooks.Queue: the keys are read in one statement, only when a body holds a sealed
@@ -139,10 +129,9 @@ func excerpt(s string) string {
 	return s
 }
 
-// Record implements webhooks.Queue: the attempts and the deliveries' new states in one statement, the
-// endpoint's health in another, in one transaction.
-func (w *Webhooks) Record(ctx context.Context, endpoint uuid.UUID, os []webhooks.Outcome, succeeded, failing bool,
-	disableBefore time.Time, reason string) error {
+// Record implements webhooks.Queue: the attempts, the deliveries' new states and the endpoints' health,
+// in one statement.
+func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []webhooks.Health) error {
 	n := len(os)
 	ids, attempts, codes, latency := make([]int64, n), make([]int32, n), make([]int32, n), make([]int32, n)
 	at, next := make([]time.Time, n), make([]time.Time, n)
@@ -154,40 +143,39 @@ func (w *Webhooks) Record(ctx context.Context, endpoint uuid.UUID, os []webhooks
 			next[i] = o.At
 		}
 	}
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			with r as (
-				select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
-				                     $7::text[], $8::text[], $9::timestamptz[])
-				       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
-			), attempts as (
-				insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
-				select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
-				on conflict do nothing
-			)
-			update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
-				completed_at = case when r.state = 'PENDING' then null else r.at end
-			from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
-			ids, attempts, at, codes, errs, latency, excerpts, states, next); err != nil {
-			return fmt.Errorf("record webhook attempts: %w", err)
-		}
-		if !succeeded && !failing {
-			return nil
-		}
-		_, err := tx.Exec(ctx, `
-			update webhook_endpoints set
-				failing_since = case when $2 then null else coalesce(failing_since, now()) end,
-				status = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				              then 'DISABLED' else status end,
-				disabled_reason = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				                       then $4 else disabled_reason end,
-				updated_at = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				                  then now() else updated_at end
-			where endpoint_id = $1 and (not $2 or failing_since is not null)`,
-			endpoint, succeeded, disableBefore, reason)
-		if err != nil {
-			return fmt.Errorf("record webhook endpoint health: %w", err)
-		}
-		return nil
-	})
+	m := len(health)
+	endpoints, ok, disableBefore, reasons := make([]uuid.UUID, m), make([]bool, m), make([]time.Time, m), make([]string, m)
+	for i, h := range health {
+		endpoints[i], ok[i], disableBefore[i], reasons[i] = h.Endpoint, h.Succeeded, h.DisableBefore, h.Reason
+	}
+	if _, err := w.pool.Exec(ctx, `
+		with r as (
+			select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
+			                     $7::text[], $8::text[], $9::timestamptz[])
+			       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
+		), attempts as (
+			insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
+			select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
+			on conflict do nothing
+		), h as (
+			select * from unnest($10::uuid[], $11::bool[], $12::timestamptz[], $13::text[])
+			       as h(endpoint_id, ok, disable_before, reason)
+		), health as (
+			update webhook_endpoints e set
+				failing_since = case when h.ok then null else coalesce(e.failing_since, now()) end,
+				status = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				              then 'DISABLED' else e.status end,
+				disabled_reason = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				                       then h.reason else e.disabled_reason end,
+				updated_at = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				                  then now() else e.updated_at end
+			from h where e.endpoint_id = h.endpoint_id and (not h.ok or e.failing_since is not null)
+		)
+		update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
+			completed_at = case when r.state = 'PENDING' then null else r.at end
+		from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
+		ids, attempts, at, codes, errs, latency, excerpts, states, next, endpoints, ok, disableBefore, reasons); err != nil {
+		return fmt.Errorf("record webhook attempts: %w", err)
+	}
+	return nil
 }
