@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -53,8 +54,8 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 // its deliveries due, each the earliest pending one of its resource. That test is written in the order of
 // webhook_deliveries_queue_idx, so that the planner takes that index even on a table without statistics
 // (a fresh or fast-growing queue): the anti-join it chose there instead read every pending delivery for
-// each one claimed, a cost quadratic in the backlog. An endpoint without pending deliveries costs one
-// probe of webhook_deliveries_pending_idx.
+// each one claimed, a cost quadratic in the backlog. An endpoint with nothing due (none pending, or all
+// waiting for their retry) costs one probe of webhook_deliveries_due_idx.
 func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uuid.UUID, busy []webhooks.Key) ([]webhooks.Endpoint, []webhooks.Pending, error) {
 	busyEndpoints, busyResources := make([]uuid.UUID, len(busy)), make([]string, len(busy))
 	for i, k := range busy {
@@ -81,6 +82,8 @@ func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uui
 			order by d.delivery_id
 			limit $2) c
 		where e.status = 'ENABLED' and e.endpoint_id <> all($3::uuid[])
+		  and exists (select 1 from webhook_deliveries due
+		              where due.endpoint_id = e.endpoint_id and due.state = 'PENDING' and due.next_attempt_at <= now())
 		order by c.delivery_id
 		limit $1`, limit, perEndpoint, skip, busyEndpoints, busyResources)
 	if err != nil {
@@ -108,12 +111,104 @@ func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uui
 }
 
 // Open implements webhooks.Queue: the keys are read in one statement, only when a body holds a sealed
-// value, and never cached, so an erasure is seen by the next send.
+// value, and never cached, so an erasure is seen by the next send. A sealed value is a JSON string of
+// characters that need no escaping (pii.Prefix, base64url, ',' and ':'), so it is found and replaced where
+// it stands, without decoding the body; a body where that does not hold is opened the general way.
 func (w *Webhooks) Open(ctx context.Context, bodies []*json.RawMessage) error {
-	if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: bodies}); err != nil {
+	type found struct {
+		body       int
+		start, end int // the sealed value's bytes, quotes excluded
+	}
+	var (
+		spots    []found
+		general  []*json.RawMessage
+		subjects = map[string]bool{}
+	)
+	for i, b := range bodies {
+		if b == nil {
+			continue
+		}
+		raw, from, ok := *b, 0, true
+		var mine []found
+		for ok {
+			j := bytes.Index(raw[from:], sealedStart)
+			if j < 0 {
+				break
+			}
+			start := from + j + 1
+			end := bytes.IndexByte(raw[start:], '"')
+			if end < 0 || (start > 1 && raw[start-2] == '\\') {
+				ok = false
+				break
+			}
+			end += start
+			v := raw[start:end]
+			if !sealedAlphabet(v) {
+				ok = false
+				break
+			}
+			subs, err := pii.Subjects(string(v))
+			if err != nil {
+				ok = false
+				break
+			}
+			for _, s := range subs {
+				subjects[s] = true
+			}
+			mine = append(mine, found{i, start, end})
+			from = end + 1
+		}
+		if !ok {
+			general = append(general, b)
+			continue
+		}
+		spots = append(spots, mine...)
+	}
+	if len(general) > 0 {
+		if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: general}); err != nil {
+			return fmt.Errorf("open webhook bodies: %w", err)
+		}
+	}
+	if len(spots) == 0 {
+		return nil
+	}
+	list := make([]string, 0, len(subjects))
+	for s := range subjects {
+		list = append(list, s)
+	}
+	keys, err := pii.Keys(ctx, w.pool, list...)
+	if err != nil {
 		return fmt.Errorf("open webhook bodies: %w", err)
 	}
+	// Each body rebuilt once, its sealed values replaced by their JSON-encoded plaintext (or "[erased]").
+	for k := 0; k < len(spots); {
+		i, raw := spots[k].body, *bodies[spots[k].body]
+		out := make([]byte, 0, len(raw))
+		last := 0
+		for ; k < len(spots) && spots[k].body == i; k++ {
+			plain, err := json.Marshal(pii.OpenOrErased(string(raw[spots[k].start:spots[k].end]), keys))
+			if err != nil {
+				return fmt.Errorf("open webhook bodies: %w", err)
+			}
+			out = append(append(out, raw[last:spots[k].start-1]...), plain...)
+			last = spots[k].end + 1
+		}
+		*bodies[i] = append(out, raw[last:]...)
+	}
 	return nil
+}
+
+// sealedStart is how a sealed JSON string begins.
+var sealedStart = []byte(`"` + pii.Prefix)
+
+// sealedAlphabet reports whether v holds only the characters of a sealed value.
+func sealedAlphabet(v []byte) bool {
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == ',') {
+			return false
+		}
+	}
+	return true
 }
 
 // excerptMax bounds the part of a receiver's answer kept with an attempt.
