@@ -148,7 +148,7 @@ func TestSenderBatchesAndIsolatesEndpoints(t *testing.T) {
 			}
 		}
 	}
-	add(slow, 6)
+	add(slow, 1) // fewer than its slots: the sender claims again while its delivery hangs
 	add(fast, 200)
 	tr := &memTransport{hang: "https://slow.example/hook", release: make(chan struct{}),
 		inflight: map[string]int{}, most: map[string]int{}, sent: map[string][]string{}}
@@ -169,8 +169,8 @@ func TestSenderBatchesAndIsolatesEndpoints(t *testing.T) {
 		s.Round(ctx)
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := q.pending(slow); n != 12 {
-		t.Errorf("slow endpoint: %d pending while it hangs, want all 12", n)
+	if n := q.pending(slow); n != 2 {
+		t.Errorf("slow endpoint: %d pending while it hangs, want both", n)
 	}
 	close(tr.release)
 	for q.pending(slow) > 0 {
@@ -193,8 +193,8 @@ func TestSenderBatchesAndIsolatesEndpoints(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if len(keys) != 206 {
-		t.Errorf("%d resources sent, want 206", len(keys))
+	if len(keys) != 201 {
+		t.Errorf("%d resources sent, want 201", len(keys))
 	}
 	for _, k := range keys {
 		if got := tr.sent[k]; len(got) != 2 || got[0] != "payment.created" || got[1] != "payment.completed" {
@@ -203,10 +203,10 @@ func TestSenderBatchesAndIsolatesEndpoints(t *testing.T) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.outcomes != 412 {
-		t.Errorf("%d outcomes recorded, want 412", q.outcomes)
+	if q.outcomes != 402 {
+		t.Errorf("%d outcomes recorded, want 402", q.outcomes)
 	}
-	if q.records > 412/4 || q.claims > 412/4 {
-		t.Errorf("%d records and %d claims for 412 deliveries: not batched", q.records, q.claims)
+	if q.records > 402/4 || q.claims > 402/4 {
+		t.Errorf("%d records and %d claims for 402 deliveries: not batched", q.records, q.claims)
 	}
 }
