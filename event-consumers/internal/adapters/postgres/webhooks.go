@@ -1,9 +1,9 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -50,80 +50,169 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 	return int(tag.RowsAffected()), nil
 }
 
-// Due implements webhooks.Queue.
-func (w *Webhooks) Due(ctx context.Context, limit int) ([]webhooks.Endpoint, error) {
+// Claim implements webhooks.Queue, in one statement: for each enabled endpoint (each read as it is now),
+// its deliveries due, each the earliest pending one of its resource. That test must walk
+// webhook_deliveries_queue_idx: on a table without statistics (a fresh or fast-growing queue) the planner
+// otherwise walks the endpoint's pending deliveries in delivery order and filters them by resource, reading
+// every pending delivery for each one claimed, a cost quadratic in the backlog (3.2 s for a claim of 100
+// with 4,000 pending). Written as an equality, the resource drops out of the sort order and both indexes
+// look alike to it; written as a range, only the queue index gives the order without a sort (24 ms). An
+// endpoint with nothing due (none pending, or all waiting for their retry) costs one probe of
+// webhook_deliveries_due_idx.
+func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uuid.UUID, busy []webhooks.Key) ([]webhooks.Endpoint, []webhooks.Pending, error) {
+	busyEndpoints, busyResources := make([]uuid.UUID, len(busy)), make([]string, len(busy))
+	for i, k := range busy {
+		busyEndpoints[i], busyResources[i] = k.Endpoint, k.Resource
+	}
+	if skip == nil {
+		skip = []uuid.UUID{}
+	}
 	rows, err := w.pool.Query(ctx, `
 		select e.endpoint_id, e.url, e.secret_version, coalesce(e.previous_secret_version, 0),
-		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since
+		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since,
+		       c.delivery_id, c.event_id, c.resource_id, c.event_type, c.body, c.attempts, c.event_created_at
 		from webhook_endpoints e
-		where e.status = 'ENABLED'
-		  and exists (select 1 from webhook_deliveries d
-		              where d.endpoint_id = e.endpoint_id and d.state = 'PENDING' and d.next_attempt_at <= now())
-		limit $1`, limit)
+		cross join lateral (select array(select b.resource_id from unnest($4::uuid[], $5::text[]) as b(endpoint_id, resource_id)
+		                                  where b.endpoint_id = e.endpoint_id) as busy) x
+		cross join lateral (
+			select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
+			from webhook_deliveries d
+			where d.endpoint_id = e.endpoint_id and d.state = 'PENDING' and d.next_attempt_at <= now()
+			  and d.resource_id <> all(x.busy)
+			  and d.delivery_id = (select p.delivery_id from webhook_deliveries p
+			                       where p.endpoint_id = d.endpoint_id and p.state = 'PENDING'
+			                         and p.resource_id >= d.resource_id and p.resource_id <= d.resource_id
+			                       order by p.endpoint_id, p.resource_id, p.delivery_id limit 1)
+			order by d.delivery_id
+			limit $2) c
+		where e.status = 'ENABLED' and e.endpoint_id <> all($3::uuid[])
+		  and exists (select 1 from webhook_deliveries due
+		              where due.endpoint_id = e.endpoint_id and due.state = 'PENDING' and due.next_attempt_at <= now())
+		order by c.delivery_id
+		limit $1`, limit, perEndpoint, skip, busyEndpoints, busyResources)
 	if err != nil {
-		return nil, fmt.Errorf("webhook endpoints due: %w", err)
+		return nil, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Endpoint, error) {
-		var e webhooks.Endpoint
-		err := r.Scan(&e.ID, &e.URL, &e.SecretVersion, &e.PreviousSecretVersion, &e.PreviousUntil, &e.FailingSince)
-		return e, err
-	})
-}
-
-// Claim implements webhooks.Queue: the endpoint as it is now (nothing when it is no longer enabled), and
-// its deliveries due, each the earliest pending one of its resource. That test is written in the order of
-// webhook_deliveries_queue_idx, so that the planner takes that index even on a table without statistics
-// (a fresh or fast-growing queue): the anti-join it chose there instead read every pending delivery for
-// each one claimed, a cost quadratic in the backlog.
-func (w *Webhooks) Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (webhooks.Endpoint, []webhooks.Pending, error) {
-	var ep webhooks.Endpoint
-	batch := &pgx.Batch{}
-	batch.Queue(`select endpoint_id, url, secret_version, coalesce(previous_secret_version, 0),
-		       coalesce(previous_secret_expires_at, 'epoch'), failing_since
-		from webhook_endpoints where endpoint_id = $1 and status = 'ENABLED'`, endpoint)
-	batch.Queue(`
-		select d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
-		from webhook_deliveries d
-		where d.endpoint_id = $1 and d.state = 'PENDING' and d.next_attempt_at <= now()
-		  and d.resource_id <> all($3::text[])
-		  and d.delivery_id = (select p.delivery_id from webhook_deliveries p
-		                       where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id and p.state = 'PENDING'
-		                       order by p.endpoint_id, p.resource_id, p.delivery_id limit 1)
-		order by d.delivery_id
-		limit $2`, endpoint, limit, exclude)
-	res := w.pool.SendBatch(ctx, batch)
-	defer res.Close()
-	err := res.QueryRow().Scan(&ep.ID, &ep.URL, &ep.SecretVersion, &ep.PreviousSecretVersion, &ep.PreviousUntil, &ep.FailingSince)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ep, nil, nil // disabled or deleted since: nothing more is sent
-	}
-	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
-	}
-	rows, err := res.Query()
-	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
-	}
+	var endpoints []webhooks.Endpoint
+	seen := map[uuid.UUID]bool{}
 	pending, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.Pending, error) {
+		var e webhooks.Endpoint
 		var p webhooks.Pending
 		var body string
-		err := r.Scan(&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
-		p.Body = []byte(body)
+		err := r.Scan(&e.ID, &e.URL, &e.SecretVersion, &e.PreviousSecretVersion, &e.PreviousUntil, &e.FailingSince,
+			&p.ID, &p.EventID, &p.Resource, &p.Type, &body, &p.Attempts, &p.CreatedAt)
+		p.Endpoint, p.Body = e.ID, []byte(body)
+		if err == nil && !seen[e.ID] {
+			seen[e.ID] = true
+			endpoints = append(endpoints, e)
+		}
 		return p, err
 	})
 	if err != nil {
-		return ep, nil, fmt.Errorf("claim webhook deliveries: %w", err)
+		return nil, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
-	return ep, pending, nil
+	return endpoints, pending, nil
 }
 
 // Open implements webhooks.Queue: the keys are read in one statement, only when a body holds a sealed
-// value, and never cached, so an erasure is seen by the next send.
+// value, and never cached, so an erasure is seen by the next send. A sealed value is a JSON string of
+// characters that need no escaping (pii.Prefix, base64url, ',' and ':'), so it is found and replaced where
+// it stands, without decoding the body; a body where that does not hold is opened the general way.
 func (w *Webhooks) Open(ctx context.Context, bodies []*json.RawMessage) error {
-	if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: bodies}); err != nil {
+	type found struct {
+		body       int
+		start, end int // the sealed value's bytes, quotes excluded
+	}
+	var (
+		spots    []found
+		general  []*json.RawMessage
+		subjects = map[string]bool{}
+	)
+	for i, b := range bodies {
+		if b == nil {
+			continue
+		}
+		raw, from, ok := *b, 0, true
+		var mine []found
+		for ok {
+			j := bytes.Index(raw[from:], sealedStart)
+			if j < 0 {
+				break
+			}
+			start := from + j + 1
+			end := bytes.IndexByte(raw[start:], '"')
+			if end < 0 || (start > 1 && raw[start-2] == '\\') {
+				ok = false
+				break
+			}
+			end += start
+			v := raw[start:end]
+			if !sealedAlphabet(v) {
+				ok = false
+				break
+			}
+			subs, err := pii.Subjects(string(v))
+			if err != nil {
+				ok = false
+				break
+			}
+			for _, s := range subs {
+				subjects[s] = true
+			}
+			mine = append(mine, found{i, start, end})
+			from = end + 1
+		}
+		if !ok {
+			general = append(general, b)
+			continue
+		}
+		spots = append(spots, mine...)
+	}
+	if len(general) > 0 {
+		if err := pii.OpenFields(ctx, w.pool, pii.Fields{JSON: general}); err != nil {
+			return fmt.Errorf("open webhook bodies: %w", err)
+		}
+	}
+	if len(spots) == 0 {
+		return nil
+	}
+	list := make([]string, 0, len(subjects))
+	for s := range subjects {
+		list = append(list, s)
+	}
+	keys, err := pii.Keys(ctx, w.pool, list...)
+	if err != nil {
 		return fmt.Errorf("open webhook bodies: %w", err)
 	}
+	// Each body rebuilt once, its sealed values replaced by their JSON-encoded plaintext (or "[erased]").
+	for k := 0; k < len(spots); {
+		i, raw := spots[k].body, *bodies[spots[k].body]
+		out := make([]byte, 0, len(raw))
+		last := 0
+		for ; k < len(spots) && spots[k].body == i; k++ {
+			plain, err := json.Marshal(pii.OpenOrErased(string(raw[spots[k].start:spots[k].end]), keys))
+			if err != nil {
+				return fmt.Errorf("open webhook bodies: %w", err)
+			}
+			out = append(append(out, raw[last:spots[k].start-1]...), plain...)
+			last = spots[k].end + 1
+		}
+		*bodies[i] = append(out, raw[last:]...)
+	}
 	return nil
+}
+
+// sealedStart is how a sealed JSON string begins.
+var sealedStart = []byte(`"` + pii.Prefix)
+
+// sealedAlphabet reports whether v holds only the characters of a sealed value.
+func sealedAlphabet(v []byte) bool {
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == ',') {
+			return false
+		}
+	}
+	return true
 }
 
 // excerptMax bounds the part of a receiver's answer kept with an attempt.
@@ -139,10 +228,9 @@ func excerpt(s string) string {
 	return s
 }
 
-// Record implements webhooks.Queue: the attempts and the deliveries' new states in one statement, the
-// endpoint's health in another, in one transaction.
-func (w *Webhooks) Record(ctx context.Context, endpoint uuid.UUID, os []webhooks.Outcome, succeeded, failing bool,
-	disableBefore time.Time, reason string) error {
+// Record implements webhooks.Queue: the attempts, the deliveries' new states and the endpoints' health,
+// in one statement.
+func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []webhooks.Health) error {
 	n := len(os)
 	ids, attempts, codes, latency := make([]int64, n), make([]int32, n), make([]int32, n), make([]int32, n)
 	at, next := make([]time.Time, n), make([]time.Time, n)
@@ -154,40 +242,39 @@ func (w *Webhooks) Record(ctx context.Context, endpoint uuid.UUID, os []webhooks
 			next[i] = o.At
 		}
 	}
-	return pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `
-			with r as (
-				select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
-				                     $7::text[], $8::text[], $9::timestamptz[])
-				       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
-			), attempts as (
-				insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
-				select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
-				on conflict do nothing
-			)
-			update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
-				completed_at = case when r.state = 'PENDING' then null else r.at end
-			from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
-			ids, attempts, at, codes, errs, latency, excerpts, states, next); err != nil {
-			return fmt.Errorf("record webhook attempts: %w", err)
-		}
-		if !succeeded && !failing {
-			return nil
-		}
-		_, err := tx.Exec(ctx, `
-			update webhook_endpoints set
-				failing_since = case when $2 then null else coalesce(failing_since, now()) end,
-				status = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				              then 'DISABLED' else status end,
-				disabled_reason = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				                       then $4 else disabled_reason end,
-				updated_at = case when not $2 and coalesce(failing_since, now()) < $3 and status = 'ENABLED'
-				                  then now() else updated_at end
-			where endpoint_id = $1 and (not $2 or failing_since is not null)`,
-			endpoint, succeeded, disableBefore, reason)
-		if err != nil {
-			return fmt.Errorf("record webhook endpoint health: %w", err)
-		}
-		return nil
-	})
+	m := len(health)
+	endpoints, ok, disableBefore, reasons := make([]uuid.UUID, m), make([]bool, m), make([]time.Time, m), make([]string, m)
+	for i, h := range health {
+		endpoints[i], ok[i], disableBefore[i], reasons[i] = h.Endpoint, h.Succeeded, h.DisableBefore, h.Reason
+	}
+	if _, err := w.pool.Exec(ctx, `
+		with r as (
+			select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
+			                     $7::text[], $8::text[], $9::timestamptz[])
+			       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
+		), attempts as (
+			insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
+			select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
+			on conflict do nothing
+		), h as (
+			select * from unnest($10::uuid[], $11::bool[], $12::timestamptz[], $13::text[])
+			       as h(endpoint_id, ok, disable_before, reason)
+		), health as (
+			update webhook_endpoints e set
+				failing_since = case when h.ok then null else coalesce(e.failing_since, now()) end,
+				status = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				              then 'DISABLED' else e.status end,
+				disabled_reason = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				                       then h.reason else e.disabled_reason end,
+				updated_at = case when not h.ok and coalesce(e.failing_since, now()) < h.disable_before and e.status = 'ENABLED'
+				                  then now() else e.updated_at end
+			from h where e.endpoint_id = h.endpoint_id and (not h.ok or e.failing_since is not null)
+		)
+		update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
+			completed_at = case when r.state = 'PENDING' then null else r.at end
+		from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
+		ids, attempts, at, codes, errs, latency, excerpts, states, next, endpoints, ok, disableBefore, reasons); err != nil {
+		return fmt.Errorf("record webhook attempts: %w", err)
+	}
+	return nil
 }

@@ -30,12 +30,19 @@ type Endpoint struct {
 // Pending is a delivery due to be attempted.
 type Pending struct {
 	ID        int64
+	Endpoint  uuid.UUID
 	EventID   uuid.UUID
 	Resource  string
 	Type      string
 	Body      []byte
 	Attempts  int // made so far
 	CreatedAt time.Time
+}
+
+// Key is a resource at an endpoint: what has at most one delivery out at a time.
+type Key struct {
+	Endpoint uuid.UUID
+	Resource string
 }
 
 // Outcome is what became of an attempt.
@@ -52,18 +59,26 @@ type Outcome struct {
 	Next  time.Time
 }
 
+// Health is what a record tells of an endpoint: some attempt succeeded (it is failing no more), or every
+// one failed (it is failing since now, if it was not already; and disabled with Reason when it has been
+// failing since before DisableBefore).
+type Health struct {
+	Endpoint      uuid.UUID
+	Succeeded     bool
+	DisableBefore time.Time
+	Reason        string
+}
+
 // Queue is where deliveries wait (adapters/postgres).
 type Queue interface {
-	// Due lists the enabled endpoints with a delivery due.
-	Due(ctx context.Context, limit int) ([]Endpoint, error)
-	// Claim returns the endpoint as it is now, and up to limit of its deliveries due now, oldest first,
-	// each the earliest pending one of its resource (so a resource's deliveries go one after the other, in
-	// log order), leaving out the resources named in exclude (those with a delivery out). An endpoint no
-	// longer enabled has none.
-	Claim(ctx context.Context, endpoint uuid.UUID, limit int, exclude []string) (Endpoint, []Pending, error)
-	// Record stores the attempts' outcomes and the endpoint's health: succeeded (any attempt did) or
-	// failing; an endpoint failing since before disableBefore is disabled with reason.
-	Record(ctx context.Context, endpoint uuid.UUID, outcomes []Outcome, succeeded, failed bool, disableBefore time.Time, reason string) error
+	// Claim returns up to limit deliveries due now, oldest first, across the enabled endpoints, at most
+	// perEndpoint of any one, each the earliest pending delivery of its resource at its endpoint (so a
+	// resource's deliveries go one after the other, in log order); it leaves out the endpoints in skip and
+	// the resources in busy (those with a delivery out). It returns the endpoints of the deliveries as they
+	// are now.
+	Claim(ctx context.Context, limit, perEndpoint int, skip []uuid.UUID, busy []Key) ([]Endpoint, []Pending, error)
+	// Record stores the attempts' outcomes and the endpoints' health, in one transaction.
+	Record(ctx context.Context, outcomes []Outcome, health []Health) error
 	// Open opens, in place, the sealed personal fields of the bodies (a note, a reason), or makes them
 	// read "[erased]" when their person was erased: the queue keeps them sealed, as the log does.
 	Open(ctx context.Context, bodies []*json.RawMessage) error
@@ -99,7 +114,7 @@ type SenderConfig struct {
 	DisableAfter time.Duration // an endpoint whose every attempt has failed for this long is disabled
 	Workers      int           // endpoints served at once, at most
 	Concurrency  int           // attempts in flight per endpoint, at most
-	ClaimBatch   int           // deliveries claimed per round trip
+	ClaimBatch   int           // deliveries claimed per round trip (and at most this many of one endpoint)
 	Poll         time.Duration // how often the queue is looked at when nothing wakes the sender
 }
 
@@ -109,7 +124,10 @@ var DefaultSenderConfig = SenderConfig{
 	Workers: 64, Concurrency: 4, ClaimBatch: 100, Poll: 250 * time.Millisecond,
 }
 
-// Sender sends the queued deliveries.
+// Sender sends the queued deliveries. One loop (the pump) claims the due deliveries of every endpoint in
+// one statement, sends them concurrently (each endpoint at most Concurrency at a time, at most Workers
+// endpoints at once), and records the outcomes of many attempts, of any endpoints, in one statement. It runs
+// while there is work, and is started again by the periodic round or a wake-up.
 type Sender struct {
 	cfg       SenderConfig
 	queue     Queue
@@ -117,8 +135,9 @@ type Sender struct {
 	log       *slog.Logger
 	metrics   senderMetrics
 
-	mu   sync.Mutex
-	busy map[uuid.UUID]bool // endpoints with a worker
+	mu      sync.Mutex
+	running bool          // the pump is running
+	kick    chan struct{} // tells the running pump that work may be due
 	// leaseUntil is until when this process is the active sender (the periodic job's lock was held at its
 	// last round); wake-ups between rounds dispatch only while it holds.
 	leaseUntil atomic.Int64
@@ -142,30 +161,28 @@ func NewSender(cfg SenderConfig, queue Queue, transport Transport, log *slog.Log
 			Help: "Endpoints being sent to now."}),
 	}
 	reg.MustRegister(m.attempts, m.latency, m.workers)
+	cfg.Workers, cfg.Concurrency, cfg.ClaimBatch = max(1, cfg.Workers), max(1, cfg.Concurrency), max(1, cfg.ClaimBatch)
 	return &Sender{cfg: cfg, queue: queue, transport: transport, log: log, metrics: m,
-		busy: map[uuid.UUID]bool{}, wake: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 }
 
 // Every is the periodic job's interval.
 func (s *Sender) Every() time.Duration { return s.cfg.Poll }
 
-// Round is the periodic job (runner.Periodic, one replica at a time): it starts a worker for each endpoint
-// with work due that has none.
+// Round is the periodic job (runner.Periodic, one replica at a time): retries come due with time, so it
+// has the pump look at the queue.
 func (s *Sender) Round(ctx context.Context) {
 	s.leaseUntil.Store(time.Now().Add(3 * s.cfg.Poll).UnixNano())
 	s.dispatch(ctx)
 }
 
-// Wake asks for a dispatch now (deliveries were queued); it never blocks.
+// Wake asks for a look at the queue now (deliveries were queued); it never blocks.
 func (s *Sender) Wake() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 }
-
-// wakeGap is the shortest time between two dispatches made by wake-ups.
-const wakeGap = 20 * time.Millisecond
 
 // Run serves the wake-ups until ctx ends: between the periodic rounds, queued deliveries start at once.
 func (s *Sender) Run(ctx context.Context) {
@@ -177,180 +194,282 @@ func (s *Sender) Run(ctx context.Context) {
 			if time.Now().UnixNano() < s.leaseUntil.Load() {
 				s.dispatch(ctx)
 			}
-			// At most one wake-up dispatch per wakeGap: under load every batch of the log wakes the sender,
-			// and an endpoint's worker, once started, keeps claiming until its queue is empty anyway.
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wakeGap):
-			}
 		}
 	}
 }
 
+// dispatch starts the pump, or tells the running one to claim again.
 func (s *Sender) dispatch(ctx context.Context) {
-	eps, err := s.queue.Due(ctx, 1000)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("webhooks: cannot read the queue", "err", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		select {
+		case s.kick <- struct{}{}:
+		default:
 		}
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ep := range eps {
-		if s.busy[ep.ID] || len(s.busy) >= s.cfg.Workers {
-			continue
-		}
-		s.busy[ep.ID] = true
-		s.metrics.workers.Inc()
-		go s.work(ctx, ep)
-	}
+	s.running = true
+	go s.pump(ctx)
 }
 
-// work sends endpoint ep's due deliveries until none is due, at most Concurrency at a time, each attempt
-// bounded by the transport's timeout. A resource's deliveries stay in log order: a claim returns only the
-// earliest pending delivery of each resource, and leaves out the resources whose delivery is in flight or
-// not yet recorded, so a resource never has two deliveries out at once. A receiver that hangs holds one
-// slot until the timeout; the others go on.
-func (s *Sender) work(ctx context.Context, ep Endpoint) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.busy, ep.ID)
-		s.mu.Unlock()
-		s.metrics.workers.Dec()
-	}()
-	secrets := s.secrets(ep)
-	type result struct {
-		o        Outcome
-		resource string
-	}
-	conc := max(1, s.cfg.Concurrency)
-	results := make(chan result, conc)
+// claimGap is the shortest time between two claims, unless the last one was full: under load every batch
+// of the log wakes the sender, and a claim (and a record) for each would cost more than the sends.
+const claimGap = 20 * time.Millisecond
+
+// endpointState is what the pump knows of an endpoint it has deliveries of.
+type endpointState struct {
+	ep       Endpoint
+	secrets  []string
+	queue    []Pending // claimed, not started
+	inflight int
+	// since the last record: how many attempts finished, whether any succeeded, the last failure
+	done      int
+	succeeded bool
+	lastErr   string
+}
+
+type result struct {
+	o   Outcome
+	key Key
+}
+
+// pump sends the due deliveries until none is due and nothing is out. A resource's deliveries stay in log
+// order: a claim returns only the earliest pending delivery of each resource at each endpoint, and leaves
+// out the resources whose delivery is in flight or not yet recorded, so a resource never has two
+// deliveries out at once. A receiver that hangs holds one of its endpoint's slots until the timeout; its
+// endpoint's other deliveries, and every other endpoint's, go on: outcomes are recorded and claims made
+// while it hangs.
+func (s *Sender) pump(ctx context.Context) {
+	results := make(chan result, s.cfg.Workers*s.cfg.Concurrency)
 	var (
-		queue    []Pending           // claimed, not started
-		busy     = map[string]bool{} // resources in flight or awaiting their record
-		done     []result            // finished, not recorded
-		inflight int
-		drained  bool // the last claim found nothing more
+		eps       = map[uuid.UUID]*endpointState{}
+		busy      = map[Key]bool{} // resources claimed and not yet recorded
+		done      []result         // finished, not recorded
+		firstDone time.Time        // when the oldest of done finished
+		inflight  int
+		active    int    // endpoints with attempts out
+		claim     = true // work may be due that is not claimed
+		lastClaim time.Time
+		stopped   bool // running was reset on the way out
+		timer     = time.NewTimer(time.Hour)
 	)
-	// flush records what finished; its resources' next deliveries become claimable.
-	flush := func() bool {
+	defer timer.Stop()
+	finished := func(r result) {
+		inflight--
+		st := eps[r.key.Endpoint]
+		st.inflight--
+		if st.inflight == 0 {
+			active--
+		}
+		if len(done) == 0 {
+			firstDone = time.Now()
+		}
+		done = append(done, r)
+		st.done++
+		if r.o.State == "SUCCEEDED" {
+			st.succeeded = true
+		} else {
+			st.lastErr = describe(r.o)
+		}
+	}
+	// record stores what finished; its resources' next deliveries become claimable.
+	record := func() bool {
 		if len(done) == 0 {
 			return true
 		}
 		outcomes := make([]Outcome, len(done))
-		var succeeded, failed bool
-		var lastErr string
 		for i, r := range done {
 			outcomes[i] = r.o
-			if r.o.State == "SUCCEEDED" {
-				succeeded = true
-			} else {
-				failed, lastErr = true, describe(r.o)
-			}
 		}
-		reason := ""
-		if failed {
-			since := time.Now()
-			if ep.FailingSince != nil {
-				since = *ep.FailingSince
+		var health []Health
+		now := time.Now()
+		for _, st := range eps {
+			switch {
+			case st.done == 0:
+			case st.succeeded && st.ep.FailingSince != nil: // it recovered
+				health = append(health, Health{Endpoint: st.ep.ID, Succeeded: true})
+			case !st.succeeded:
+				since := now
+				if st.ep.FailingSince != nil {
+					since = *st.ep.FailingSince
+				}
+				health = append(health, Health{Endpoint: st.ep.ID, DisableBefore: now.Add(-s.cfg.DisableAfter),
+					Reason: "disabled after every delivery failed since " + since.UTC().Format(time.RFC3339) + "; last: " + st.lastErr})
 			}
-			reason = "disabled after every delivery failed since " + since.UTC().Format(time.RFC3339) + "; last: " + lastErr
 		}
 		// Recorded even when ctx has ended (a shutdown): what was sent should not be sent again.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := s.queue.Record(rctx, ep.ID, outcomes, succeeded, failed && !succeeded, time.Now().Add(-s.cfg.DisableAfter), reason)
+		err := s.queue.Record(rctx, outcomes, health)
 		cancel()
 		if err != nil {
-			s.log.Warn("webhooks: cannot record attempts (they will be repeated)", "endpoint", ep.ID, "err", err)
+			s.log.Warn("webhooks: cannot record attempts (they will be repeated)", "err", err)
 			return false
 		}
 		for _, r := range done {
-			delete(busy, r.resource)
+			delete(busy, r.key)
 		}
 		done = done[:0]
-		if succeeded {
-			ep.FailingSince = nil
-		} else if ep.FailingSince == nil {
-			now := time.Now()
-			ep.FailingSince = &now
+		for id, st := range eps {
+			if st.done > 0 {
+				if st.succeeded {
+					st.ep.FailingSince = nil
+				} else if st.ep.FailingSince == nil {
+					st.ep.FailingSince = &now
+				}
+			}
+			st.done, st.succeeded, st.lastErr = 0, false, ""
+			if st.inflight == 0 && len(st.queue) == 0 {
+				delete(eps, id)
+			}
 		}
 		return true
 	}
 	defer func() {
-		for inflight > 0 { // a shutdown: wait for the attempts out (each has its timeout) and record them
-			done = append(done, <-results)
-			inflight--
+		for inflight > 0 { // a shutdown or a failure: wait for the attempts out (each has its timeout) and record them
+			finished(<-results)
 		}
-		flush()
+		record()
+		s.metrics.workers.Set(0)
+		if !stopped {
+			s.mu.Lock()
+			s.running = false
+			s.mu.Unlock()
+		}
 	}()
 	for {
-		for inflight < conc && len(queue) > 0 && ctx.Err() == nil {
-			p := queue[0]
-			queue = queue[1:]
-			inflight++
-			go func(ep Endpoint, secrets []string) { results <- result{s.attempt(ctx, ep, secrets, p), p.Resource} }(ep, secrets)
+		// Start what the slots allow.
+		for _, st := range eps {
+			for st.inflight < s.cfg.Concurrency && len(st.queue) > 0 && ctx.Err() == nil {
+				if st.inflight == 0 {
+					if active >= s.cfg.Workers {
+						break
+					}
+					active++
+				}
+				p := st.queue[0]
+				st.queue = st.queue[1:]
+				st.inflight++
+				inflight++
+				go func(ep Endpoint, secrets []string) {
+					results <- result{s.attempt(ctx, ep, secrets, p), Key{p.Endpoint, p.Resource}}
+				}(st.ep, st.secrets)
+			}
 		}
+		s.metrics.workers.Set(float64(active))
 		if ctx.Err() != nil {
 			return
 		}
-		if len(queue) == 0 && !drained {
-			if !flush() {
+		// Record when nothing is out, or enough has finished, or the oldest finished a while ago.
+		if len(done) > 0 && (inflight == 0 || len(done) >= s.cfg.ClaimBatch/2 || time.Since(firstDone) >= claimGap) {
+			if !record() {
 				return
 			}
-			exclude := make([]string, 0, len(busy))
-			for r := range busy {
-				exclude = append(exclude, r)
+			claim = true // the recorded resources' next deliveries may go
+		}
+		// Claim when something may be due and the last claim is not too recent. The endpoints with claimed
+		// deliveries waiting for a slot are left out: they have enough to do.
+		if claim && len(done) == 0 && time.Since(lastClaim) >= claimGap {
+			skip := make([]uuid.UUID, 0, len(eps))
+			for id, st := range eps {
+				if len(st.queue) > 0 {
+					skip = append(skip, id)
+				}
 			}
-			now, batch, err := s.queue.Claim(ctx, ep.ID, s.cfg.ClaimBatch, exclude)
+			keys := make([]Key, 0, len(busy))
+			for k := range busy {
+				keys = append(keys, k)
+			}
+			lastClaim = time.Now()
+			endpoints, batch, err := s.queue.Claim(ctx, s.cfg.ClaimBatch, s.cfg.ClaimBatch, skip, keys)
+			if err == nil {
+				err = s.open(ctx, batch)
+			}
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("webhooks: cannot claim deliveries", "endpoint", ep.ID, "err", err)
+					s.log.Warn("webhooks: cannot claim deliveries", "err", err)
 				}
 				return
 			}
-			if len(batch) > 0 {
-				bodies := make([]*json.RawMessage, len(batch))
-				for i := range batch {
-					raw := json.RawMessage(batch[i].Body)
-					bodies[i] = &raw
+			// Each endpoint's secrets as they are now (a rotation), its URL and failure run; the attempts out
+			// keep what they were started with.
+			for _, ep := range endpoints {
+				st := eps[ep.ID]
+				if st == nil {
+					st = &endpointState{}
+					eps[ep.ID] = st
 				}
-				if err := s.queue.Open(ctx, bodies); err != nil {
-					if ctx.Err() == nil {
-						s.log.Warn("webhooks: cannot open sealed fields", "endpoint", ep.ID, "err", err)
-					}
-					return
-				}
-				for i := range batch {
-					batch[i].Body = *bodies[i]
-				}
-				// Its secrets as they are now (a rotation), its URL and failure run (recorded at every flush);
-				// the attempts out keep what they were started with.
-				ep = now
-				secrets = s.secrets(ep)
+				st.ep, st.secrets = ep, s.secrets(ep)
 			}
 			for _, p := range batch {
-				busy[p.Resource] = true
+				busy[Key{p.Endpoint, p.Resource}] = true
+				eps[p.Endpoint].queue = append(eps[p.Endpoint].queue, p)
 			}
-			queue, drained = batch, len(batch) == 0
-			if len(queue) > 0 {
+			// A full claim may have left some due; otherwise more is due when a wake-up, a round or a
+			// record says so.
+			claim = len(batch) >= s.cfg.ClaimBatch
+			if len(batch) > 0 {
 				continue
 			}
 		}
-		if inflight == 0 {
-			return // nothing claimed, nothing out: done until the next round
+		if inflight == 0 && len(done) == 0 && !claim {
+			// Nothing due, nothing out: done until the next wake-up or round (unless one came just now).
+			s.mu.Lock()
+			select {
+			case <-s.kick:
+				s.mu.Unlock()
+				claim = true
+				continue
+			default:
+			}
+			s.running, stopped = false, true
+			s.mu.Unlock()
+			return
 		}
-		r := <-results
-		inflight--
-		done = append(done, r)
-		drained = false // what it finished may let the next delivery of its resource go
-		if len(done) >= s.cfg.ClaimBatch/2 || (len(queue) > 0 && inflight < conc && len(done) >= conc) {
-			if !flush() {
-				return
+		// Wait for an attempt, a wake-up, or the time to record or claim.
+		var tick <-chan time.Time
+		switch {
+		case len(done) > 0:
+			timer.Reset(max(0, claimGap-time.Since(firstDone)))
+			tick = timer.C
+		case claim:
+			timer.Reset(max(0, claimGap-time.Since(lastClaim)))
+			tick = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case r := <-results:
+			finished(r)
+		case <-s.kick:
+			claim = true
+		case <-tick:
+		}
+		if tick != nil && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
 			}
 		}
 	}
+}
+
+// open opens the sealed fields of the claimed bodies.
+func (s *Sender) open(ctx context.Context, batch []Pending) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	bodies := make([]*json.RawMessage, len(batch))
+	for i := range batch {
+		raw := json.RawMessage(batch[i].Body)
+		bodies[i] = &raw
+	}
+	if err := s.queue.Open(ctx, bodies); err != nil {
+		return err
+	}
+	for i := range batch {
+		batch[i].Body = *bodies[i]
+	}
+	return nil
 }
 
 // secrets are the secrets that sign ep's attempts: the current one, and the previous one during a
