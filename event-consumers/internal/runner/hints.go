@@ -16,22 +16,23 @@ import (
 // shortens a worker's wait: workers poll anyway, so a lost connection costs latency, never events.
 type Hints struct {
 	listener eventstore.Listener
-	// first runs on every hint before any subscriber is woken (nil: nothing).
-	first func()
+	// first runs on every hint, with the transaction id it announces (0: none), before any subscriber is
+	// woken (nil: nothing).
+	first func(tx uint64)
 
 	mu   sync.Mutex
 	subs []chan struct{}
 }
 
 // NewHints returns a listener on a connection made with pool's settings.
-func NewHints(pool *pgxpool.Pool, log *slog.Logger, first func()) *Hints {
+func NewHints(pool *pgxpool.Pool, log *slog.Logger, first func(tx uint64)) *Hints {
 	h := &Hints{first: first}
 	h.listener = eventstore.Listener{Pool: pool, Channels: []string{eventstore.HintChannel}, Log: log,
 		What: "event hint listener",
 		// Whatever was appended while there was no connection was not hinted: wake everyone once.
-		Listening: func(context.Context, *pgx.Conn) error { h.broadcast(); return nil },
-		Notified:  func(*pgconn.Notification) { h.broadcast() },
-		Lost:      h.broadcast,
+		Listening: func(context.Context, *pgx.Conn) error { h.broadcast(0); return nil },
+		Notified:  func(n *pgconn.Notification) { h.broadcast(eventstore.ParseHint(n.Payload)) },
+		Lost:      func() { h.broadcast(0) },
 	}
 	return h
 }
@@ -48,9 +49,9 @@ func (h *Hints) Subscribe() <-chan struct{} {
 // Run listens until ctx ends, reconnecting with back-off.
 func (h *Hints) Run(ctx context.Context) { h.listener.Run(ctx) }
 
-func (h *Hints) broadcast() {
+func (h *Hints) broadcast(tx uint64) {
 	if h.first != nil {
-		h.first()
+		h.first(tx)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

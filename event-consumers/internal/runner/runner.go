@@ -107,7 +107,7 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		workers = append(workers, w)
 	}
 	// Each hint first makes the log cache ask the database again, then wakes the consumers.
-	hints := NewHints(r.pool, r.log, r.logs.Hinted)
+	hints := NewHints(r.pool, r.log, r.logs.Appended)
 	var wg sync.WaitGroup
 	wg.Go(func() { hints.Run(ctx) })
 	wg.Go(func() { Every(ctx, r.opts.MonitorEvery, r.measureHorizon) })
@@ -267,6 +267,7 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 	var cp eventstore.Position
 	loaded := false
 	idle := opts.MinPoll
+	soon := pendingPoll // the wait while announced events are held back by the horizon
 	failures := 0
 	for {
 		var err error
@@ -308,7 +309,7 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 				failures, idle = 0, opts.MinPoll
 				continue // more is waiting
 			case err == nil && n > 0:
-				failures, idle = 0, opts.MinPoll
+				failures, idle, soon = 0, opts.MinPoll, pendingPoll
 			}
 		}
 		if ctx.Err() != nil {
@@ -326,7 +327,17 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 			}
 			continue
 		}
-		ok, woken := sleep(ctx, idle, wake)
+		wait := idle
+		if w.r.logs.Pending(cp) {
+			// A hint announced events this consumer has not read: committed, but held back by the horizon
+			// until the transactions begun before theirs end, usually within a few milliseconds (the other
+			// consumers' batches). Look again soon, backing off only up to MinPoll, rather than wait for a
+			// hint that may not come (docs/architecture.md, "Reading the log").
+			wait, soon = soon, min(soon*2, opts.MinPoll)
+		} else {
+			soon = pendingPoll
+		}
+		ok, woken := sleep(ctx, wait, wake)
 		if !ok {
 			return nil
 		}
@@ -368,6 +379,10 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
 	return len(batch), nil
 }
+
+// pendingPoll is the first wait before a consumer reads again when events it was told of are not below
+// the horizon yet (LogCache.Pending).
+const pendingPoll = time.Millisecond
 
 // sleep waits d, or less if wake fires; ok is false when ctx ended, woken true when wake fired.
 func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) (ok, woken bool) {

@@ -203,7 +203,7 @@ func (s *Store) runGroup(ctx context.Context, ops []*Op, known map[uuid.UUID]boo
 		return nil, err
 	}
 	if len(g.produced) > 0 {
-		s.hint()
+		s.hint(g.produced[0].Event.Position.TxID) // one transaction: every event of the group has its id
 	}
 	for id, st := range g.streams {
 		if st.err == nil {

@@ -42,6 +42,9 @@ type LogCache struct {
 	// hints counts Hinted calls; ended is the last finding that the log ended at a position.
 	hints uint64
 	ended logEnd
+	// appended is the highest transaction id hinted (Appended): its events are committed, though perhaps
+	// not below the horizon yet.
+	appended uint64
 	// reading is the latest read of the database under way, if any.
 	reading *logRead
 }
@@ -81,6 +84,27 @@ func (c *LogCache) Hinted() {
 	c.mu.Lock()
 	c.hints++
 	c.mu.Unlock()
+}
+
+// Appended records a hint that announced the events of transactions up to tx (ParseHint; 0 announces
+// none), then does what Hinted does. Call it, rather than Hinted, before waking the consumers the hint is
+// for.
+func (c *LogCache) Appended(tx uint64) {
+	c.mu.Lock()
+	c.hints++
+	c.appended = max(c.appended, tx)
+	c.mu.Unlock()
+}
+
+// Pending reports whether a consumer that has read up to p has more to read that is committed and
+// announced by a hint: events of a transaction after p's, which the horizon may still hold back for the
+// few milliseconds that transactions begun before it take to end. Such a consumer should poll again soon
+// rather than back off. A read that ends at such a p is never answered from the finding that the log ends
+// there.
+func (c *LogCache) Pending(p Position) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return p.TxID < c.appended
 }
 
 // ReadLog is ReadLog: up to limit events after after, in log order, below the horizon.
@@ -194,7 +218,7 @@ func (c *LogCache) cached(after Position, limit int) (evs []Event, ended bool) {
 // that found it began. c.mu is held.
 func (c *LogCache) endsAt(p Position) bool {
 	e := c.ended
-	return e.valid && e.at == p && e.hints == c.hints && time.Since(e.since) < c.fresh
+	return e.valid && e.at == p && e.hints == c.hints && p.TxID >= c.appended && time.Since(e.since) < c.fresh
 }
 
 // add records evs, read from the database after from: they extend the run when from is its end, start a

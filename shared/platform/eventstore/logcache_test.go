@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -299,5 +300,87 @@ func TestLogCacheReadersShareAReadUnderWay(t *testing.T) {
 	wg.Wait()
 	if n := q.n.Load() - asked; n != 2 {
 		t.Fatalf("a reader after a hint asked the database %d times with the first read, want 2", n)
+	}
+}
+
+// A hint names the transaction whose events it announces. While a transaction begun earlier holds the
+// horizon back, those events are committed but cannot be read: the cache says they are pending to a reader
+// that has not passed them, and answers its reads from the database, not from the finding that the log
+// ends there; once the horizon moves, the read returns them and nothing is pending.
+func TestLogCacheKnowsAnnouncedEventsTheHorizonHoldsBack(t *testing.T) {
+	t.Parallel()
+	pool, url := testenv.PostgresPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := eventstore.New(pool)
+	go s.RunHints(ctx, slog.New(slog.DiscardHandler), time.Millisecond)
+	listener, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	if _, err := listener.Exec(ctx, "listen "+eventstore.HintChannel); err != nil {
+		t.Fatal(err)
+	}
+
+	q := &countingQuerier{Querier: pool}
+	c := eventstore.NewLogCache(q, 1000, nil, time.Hour)
+	end := eventstore.Start
+	for batch, _ := c.ReadLog(ctx, end, 1000); len(batch) > 0; batch, _ = c.ReadLog(ctx, end, 1000) {
+		end = batch[len(batch)-1].Position
+	}
+
+	// A transaction with an id, left open: everything committed after it waits behind it.
+	holder, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background()) //nolint:errcheck // committed below
+	if _, err := holder.Exec(ctx, `select pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	out := mustExecuteAll(t, s, op("held@bank", [16]byte{}, deposit([16]byte{}, 1)))
+	appended := out[0].Result.Events[0].Position
+
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tx := eventstore.ParseHint(n.Payload); tx != appended.TxID {
+		t.Fatalf("the hint announced transaction %d (payload %q), want the append's %d", tx, n.Payload, appended.TxID)
+	}
+	if c.Pending(end) {
+		t.Fatal("pending before any hint was recorded")
+	}
+	c.Appended(eventstore.ParseHint(n.Payload))
+	if !c.Pending(end) {
+		t.Fatal("an announced append behind the horizon is not pending")
+	}
+	for range 3 {
+		asked := q.n.Load()
+		if got, err := c.ReadLog(ctx, end, 1000); err != nil || len(got) != 0 {
+			t.Fatalf("read behind an open transaction: %d events, %v; want none", len(got), err)
+		}
+		if q.n.Load() == asked {
+			t.Fatal("a read of pending events was answered from the finding that the log ends, not the database")
+		}
+	}
+
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Other tests' transactions (transaction ids are the cluster's) may hold the horizon a little longer.
+	var got []eventstore.Event
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+		if got, err = c.ReadLog(ctx, end, 1000); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(got) == 0 || got[len(got)-1].Position != appended {
+		t.Fatalf("after the horizon moved: %d events; want them up to %v", len(got), appended)
+	}
+	if c.Pending(appended) {
+		t.Fatal("still pending after reading the announced events")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -94,9 +95,11 @@ func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // Store reads and appends events.
 type Store struct {
-	pool   *pgxpool.Pool
-	hints  chan struct{}
-	states *lru.Cache[string, cachedState]
+	pool  *pgxpool.Pool
+	hints chan struct{}
+	// hintedTx is the highest transaction id whose events were appended, for the next hint's payload.
+	hintedTx atomic.Uint64
+	states   *lru.Cache[string, cachedState]
 	// origins are streams' first events, and committed the events groups read by id or appended: neither
 	// ever changes once committed (see Reads.Origin and Reads.Event).
 	origins   *lru.Cache[string, Event]
@@ -170,7 +173,9 @@ func (s *Store) Append(ctx context.Context, aggregateType, aggregateID string, e
 	if err != nil {
 		return nil, MarkUnavailable(s.explainDuplicate(ctx, err, aggregateID, evs))
 	}
-	s.hint()
+	if len(out) > 0 {
+		s.hint(out[len(out)-1].Position.TxID)
+	}
 	return out, nil
 }
 
