@@ -44,8 +44,8 @@ bench: ## Run the benchmarks, each beside the pgbench baseline (see docs/benchma
 	@scripts/bench.sh
 
 .PHONY: bench-payments
-bench-payments: ## Only the payment figures (throughput, latency, CPU per payment) beside the baseline, in a few minutes
-	@BENCH_MODULES=event-consumers BENCH=BenchmarkPayments scripts/bench.sh
+bench-payments: ## Only the payment figures (throughput, latency, CPU per payment) beside the baseline, with webhooks on, in a few minutes
+	@PAYBENCH_WEBHOOKS=$${PAYBENCH_WEBHOOKS:-1} BENCH_MODULES=event-consumers BENCH=BenchmarkPayments scripts/bench.sh
 
 .PHONY: lint
 lint: ## go vet and staticcheck over every module, and gofmt
