@@ -60,6 +60,8 @@ type Runner struct {
 	// logs is the log as the consumers read it: the consumers of this process follow it at about the same
 	// place, so each run of it is read from the database and decoded once for all of them.
 	logs *eventstore.LogCache
+	// moves are the checkpoint moves of batches with nothing else to write, several to a statement.
+	moves *checkpointMoves
 }
 
 // New returns a runner on pool, registering its metrics on reg.
@@ -71,10 +73,11 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 		connect: func(ctx context.Context) (*pgx.Conn, error) {
 			return pgx.ConnectConfig(ctx, cfg.Copy())
 		},
-		log:  log,
-		m:    newMetrics(reg),
-		opts: opts,
-		logs: eventstore.NewLogCache(pool, 4*opts.BatchSize, eventstore.DecodeWith(events.Decode), opts.MinPoll),
+		log:   log,
+		m:     newMetrics(reg),
+		opts:  opts,
+		logs:  eventstore.NewLogCache(pool, 4*opts.BatchSize, eventstore.DecodeWith(events.Decode), opts.MinPoll),
+		moves: &checkpointMoves{pool: pool},
 	}
 }
 
@@ -129,8 +132,9 @@ func (r *Runner) projectionStep(p Projection) stepFunc {
 	sel, _ := p.(Selective)
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(hold) == 0 && (len(batch) == 0 || sel != nil && !slices.ContainsFunc(batch, sel.Uses)) {
-			// Nothing to write: the compare-and-set alone, which waits for a rebuild just the same.
-			return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
+			// Nothing to write: the compare-and-set alone, with the other consumers' that have nothing to
+			// write either (checkpointMoves), which waits for a rebuild just the same.
+			return r.moves.advance(ctx, p.Name(), from, to)
 		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
@@ -167,7 +171,7 @@ func (r *Runner) processorStep(p Processor) stepFunc {
 		if len(hold) > 0 {
 			return commitHeld(ctx, r, p.Name(), from, to, hold)
 		}
-		return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
+		return r.moves.advance(ctx, p.Name(), from, to)
 	}
 }
 
