@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,9 @@ type Options struct {
 	RetryMax     time.Duration // cap of the back-off between retries of a failing batch (default 30s)
 	MonitorEvery time.Duration // how often lag and horizon metrics are refreshed (default 5s)
 	StallAfter   time.Duration // a consumer behind and not advancing for this long is logged (default 30s)
+	// Partitions is how many workers each Partitioned consumer is split into (default 1: one worker, as
+	// an unpartitioned consumer; partition.go).
+	Partitions int
 }
 
 func (o Options) withDefaults() Options {
@@ -40,6 +44,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	if o.Partitions <= 0 {
+		o.Partitions = 1
 	}
 	def(&o.MinPoll, 5*time.Millisecond)
 	def(&o.MaxPoll, 500*time.Millisecond)
@@ -78,33 +85,51 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 	}
 }
 
-// Run runs every consumer until ctx ends, each with its own checkpoint, lock and loop, sharing one hint
-// listener. It returns nil when ctx ends; a consumer never gives up on its own (it retries and reports).
+// Partitions is how many workers the runner splits c into: Options.Partitions if c is Partitioned, else 1.
+func (r *Runner) Partitions(c Consumer) int {
+	if _, ok := c.(Partitioned); ok {
+		return r.opts.Partitions
+	}
+	return 1
+}
+
+// Run runs every consumer until ctx ends, each with its own checkpoint, lock and loop (a Partitioned
+// consumer one per partition, Options.Partitions), sharing one hint listener. It returns nil when ctx
+// ends; a consumer never gives up on its own (it retries and reports).
 func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 	workers := make([]*worker, 0, len(consumers))
 	seen := map[string]bool{}
 	for _, c := range consumers {
-		if seen[c.Name()] {
-			return fmt.Errorf("two consumers named %q", c.Name())
+		if seen[c.Name()] || strings.Contains(c.Name(), "#") {
+			return fmt.Errorf("two consumers named %q, or a name with a '#'", c.Name())
 		}
 		seen[c.Name()] = true
-		w := &worker{r: r, name: c.Name(), log: r.log.With("consumer", c.Name())}
-		switch c := c.(type) {
-		case Projection:
-			w.proj = c
-			w.apply = r.projectionStep(c)
-			w.isolate = r.projectionIsolate(w, c)
-		case Processor:
-			w.proc = c
-			w.apply = r.processorStep(c)
-			w.isolate = r.processorIsolate(w, c)
-		default:
-			return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
+		n := r.Partitions(c)
+		for k := range n {
+			_, splittable := c.(Partitioned)
+			w := &worker{r: r, name: c.Name(), base: c.Name(), splittable: splittable}
+			if n > 1 {
+				w.part = newPartition(c.Name(), k, n, c.(Partitioned).PartitionKey)
+				w.name = PartitionName(c.Name(), k, n)
+			}
+			w.log = r.log.With("consumer", w.name)
+			switch c := c.(type) {
+			case Projection:
+				w.proj = c
+				w.apply = r.projectionStep(w, c)
+				w.isolate = r.projectionIsolate(w, c)
+			case Processor:
+				w.proc = c
+				w.apply = r.processorStep(w, c)
+				w.isolate = r.processorIsolate(w, c)
+			default:
+				return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
+			}
+			if _, own := c.(SelfTraced); !own {
+				w.apply = traced(w.name, w.apply)
+			}
+			workers = append(workers, w)
 		}
-		if _, own := c.(SelfTraced); !own {
-			w.apply = traced(c.Name(), w.apply)
-		}
-		workers = append(workers, w)
 	}
 	// Each hint first makes the log cache ask the database again, then wakes the consumers.
 	hints := NewHints(r.pool, r.log, r.logs.Hinted)
@@ -125,28 +150,37 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 // holding it makes this wait and then fail the compare-and-set. The transaction begins with custom plans
 // (customPlans) in the same round trip: below saturation most batches hold an event or two, and each
 // round trip is a wake-up of the backend.
-func (r *Runner) projectionStep(p Projection) stepFunc {
+//
+// A partition's step moves NAME after its own row (partition.syncName), in the same transaction when
+// there is one.
+func (r *Runner) projectionStep(w *worker, p Projection) stepFunc {
 	sel, _ := p.(Selective)
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(hold) == 0 && (len(batch) == 0 || sel != nil && !slices.ContainsFunc(batch, sel.Uses)) {
 			// Nothing to write: the compare-and-set alone, which waits for a rebuild just the same.
-			return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
+			if err := advanceCheckpoint(ctx, r.pool, w.name, from, to); err != nil {
+				return err
+			}
+			return w.syncName(ctx, r.pool)
 		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-		if err := advanceCheckpoint(ctx, tx, p.Name(), from, to); err != nil {
+		if err := advanceCheckpoint(ctx, tx, w.name, from, to); err != nil {
 			return err
 		}
-		if err := holdEvents(ctx, tx, p.Name(), hold); err != nil {
+		if err := holdEvents(ctx, tx, w.name, hold); err != nil {
 			return err
 		}
 		if len(batch) > 0 {
 			if err := p.Apply(ctx, tx, batch); err != nil {
 				return err
 			}
+		}
+		if err := w.syncName(ctx, tx); err != nil {
+			return err
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("commit batch: %w", err)
@@ -156,8 +190,8 @@ func (r *Runner) projectionStep(p Projection) stepFunc {
 }
 
 // processorStep handles a batch outside any transaction, then moves the checkpoint (with the events it
-// sets aside, hold, when there are any).
-func (r *Runner) processorStep(p Processor) stepFunc {
+// sets aside, hold, when there are any). A partition then moves NAME (partition.syncName).
+func (r *Runner) processorStep(w *worker, p Processor) stepFunc {
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(batch) > 0 {
 			if err := p.Handle(ctx, batch); err != nil {
@@ -165,9 +199,12 @@ func (r *Runner) processorStep(p Processor) stepFunc {
 			}
 		}
 		if len(hold) > 0 {
-			return commitHeld(ctx, r, p.Name(), from, to, hold)
+			return commitHeld(ctx, r, w, from, to, hold)
 		}
-		return advanceCheckpoint(ctx, r.pool, p.Name(), from, to)
+		if err := advanceCheckpoint(ctx, r.pool, w.name, from, to); err != nil {
+			return err
+		}
+		return w.syncName(ctx, r.pool)
 	}
 }
 
@@ -205,11 +242,17 @@ func traced(name string, step stepFunc) stepFunc {
 	}
 }
 
-// worker is the loop of one consumer in this process.
+// worker is the loop of one consumer, or of one partition of a consumer, in this process.
 type worker struct {
-	r    *Runner
-	name string
-	log  *slog.Logger
+	r *Runner
+	// name is the worker's checkpoint row, lock and metrics label: the consumer's name, or its
+	// partition's (NAME#K/N); base is the consumer's name.
+	name, base string
+	// part is the worker's partition; nil for an unpartitioned consumer. splittable is set when the
+	// consumer is Partitioned, partitions or not (it may have rows of another layout).
+	part       *partition
+	splittable bool
+	log        *slog.Logger
 	// proj or proc is the consumer.
 	proj    Projection
 	proc    Processor
@@ -276,7 +319,7 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 		}
 		if !loaded {
 			w.position.Store(nil)
-			if cp, err = LoadCheckpoint(ctx, w.r.pool, w.name); err == nil {
+			if cp, err = w.loadCheckpoint(ctx); err == nil {
 				err = w.loadHeld(ctx)
 				loaded = err == nil
 			}
@@ -350,6 +393,8 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	start := time.Now()
 	to := batch[len(batch)-1].Position
+	read := len(batch)
+	batch = w.mine(batch)
 	live, hold := w.split(batch)
 	if err := w.apply(ctx, *cp, to, live, hold); err != nil {
 		if !w.lasting(ctx, err) {
@@ -366,7 +411,7 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
-	return len(batch), nil
+	return read, nil
 }
 
 // sleep waits d, or less if wake fires; ok is false when ctx ended, woken true when wake fired.

@@ -1,0 +1,336 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"upi/shared/contract/projection"
+	"upi/shared/platform/eventstore"
+)
+
+// Partitions: a consumer that implements Partitioned can be split into N workers (Options.Partitions),
+// each with the checkpoint row, lock, quarantine rows and metrics label NAME#K/N (K = 0..N-1). Every
+// worker reads the whole log, through the process's one LogCache, and applies only the events whose
+// partition key hashes to K (partitionOf); its checkpoint moves over the whole batch it read. Workers take
+// their locks like any consumer, so N partitions spread over the replicas that run the consumer.
+//
+// The row NAME stays the consumer's checkpoint as the rest of the system reads it: it is kept at the
+// minimum of the partitions' rows, so that "NAME reached P" still means that every event up to P is
+// applied (syncName). Locks on checkpoint rows are always taken in one order: the partitions' rows in K
+// order, then NAME. A partition worker's batch holds its own row, then NAME; a rebuild's swap or a
+// checkpoint reset holds every partition's row, then NAME; nothing takes a partition's row while holding
+// NAME, so no two of them can wait on each other in a cycle.
+
+// AllPartitions is the partition key of an event that every partition must apply: one whose row is read
+// by events of every key and written by it alone, idempotently (the payments projection's account
+// owners). No aggregate id is "*".
+const AllPartitions = "*"
+
+// partitionOf is the partition, of n, that owns key: FNV-1a (64 bits) of the key's bytes, modulo n. It
+// must never change: every process, of every version, must agree on which partition owns an event, or
+// two of them would apply it (or none would).
+func partitionOf(key string, n int) int {
+	h := fnv.New64a()
+	h.Write([]byte(key)) //nolint:errcheck // a hash never fails
+	return int(h.Sum64() % uint64(n))
+}
+
+// PartitionName is the name of partition k of n of the consumer name: its checkpoint row, its lock
+// (consumer:NAME#K/N), its quarantine rows and its metrics label.
+func PartitionName(name string, k, n int) string {
+	return name + "#" + strconv.Itoa(k) + "/" + strconv.Itoa(n)
+}
+
+// PartitionNames are the names of the n partitions of name, in K order (none when n < 2).
+func PartitionNames(name string, n int) []string {
+	if n < 2 {
+		return nil
+	}
+	names := make([]string, n)
+	for k := range names {
+		names[k] = PartitionName(name, k, n)
+	}
+	return names
+}
+
+// parsePartition splits a checkpoint row's name into the consumer's name and its layout: ok is false for
+// a row that is no partition's.
+func parsePartition(row string) (name string, k, n int, ok bool) {
+	name, rest, found := strings.Cut(row, "#")
+	if !found {
+		return row, 0, 0, false
+	}
+	ks, ns, found := strings.Cut(rest, "/")
+	if !found {
+		return row, 0, 0, false
+	}
+	k, err1 := strconv.Atoi(ks)
+	n, err2 := strconv.Atoi(ns)
+	if err1 != nil || err2 != nil || n < 2 || k < 0 || k >= n {
+		return row, 0, 0, false
+	}
+	return name, k, n, true
+}
+
+// partition is what a partition worker knows of its place: which consumer, which layout, which part.
+type partition struct {
+	base string // NAME
+	k, n int
+	key  func(eventstore.Event) string
+	// names are the layout's rows, in K order.
+	names []string
+	// sync is the statement that moves NAME to the minimum of names (syncNameSQL).
+	sync string
+}
+
+func newPartition(base string, k, n int, key func(eventstore.Event) string) *partition {
+	names := PartitionNames(base, n)
+	return &partition{base: base, k: k, n: n, key: key, names: names, sync: syncNameSQL(base, names)}
+}
+
+// owns reports whether e is this partition's to apply.
+func (p *partition) owns(e eventstore.Event) bool {
+	key := p.key(e)
+	return key == AllPartitions || partitionOf(key, p.n) == p.k
+}
+
+// syncNameSQL is the statement that keeps NAME at the minimum of the partitions' rows, notifying
+// projection.CheckpointChannel as an unpartitioned consumer's advance does, only when NAME moved. It is
+// two statements sent together in the simple protocol (so, outside a transaction, in one implicit
+// transaction): the first locks NAME; the second, which under READ COMMITTED takes a new snapshot after
+// the lock was granted, reads the partitions' rows. Whoever updated NAME before committed before the lock
+// was granted, so its partition's row is seen; whoever updates it after sees this partition's row. The
+// last to take the lock therefore sets NAME to the true minimum, and NAME never lags behind the
+// partitions once they stop. NAME only moves forward here (a reset or a rebuild sets it outright), and
+// only when every partition's row exists (they are created together, loadPartition). The names are
+// consumer names, quoted as literals.
+func syncNameSQL(base string, names []string) string {
+	lits := make([]string, len(names))
+	for i, n := range names {
+		lits[i] = quoteLiteral(n)
+	}
+	name := quoteLiteral(base)
+	in := strings.Join(lits, ", ")
+	return `select 1 from projection_checkpoints where name = ` + name + ` for update;
+		update projection_checkpoints c set tx_id = m.tx_id, global_position = m.global_position, updated_at = now()
+		from (select tx_id, global_position, count(*) over () as rows from projection_checkpoints
+			where name in (` + in + `) order by tx_id, global_position limit 1) m
+		where c.name = ` + name + ` and m.rows = ` + strconv.Itoa(len(names)) + `
+		  and (c.tx_id, c.global_position) < (m.tx_id, m.global_position)
+		returning pg_notify(` + quoteLiteral(projection.CheckpointChannel) + `, ` + name + ` || ':' || ` +
+		positionToken("m.tx_id", "m.global_position") + `)`
+}
+
+// positionToken is the SQL of eventstore.Position.Token: the two numbers' 16 big-endian bytes in
+// unpadded URL-safe base64.
+func positionToken(tx, gp string) string {
+	return `translate(rtrim(encode(int8send(` + tx + `::text::bigint) || int8send(` + gp + `), 'base64'), '='), '+/', '-_')`
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// syncName moves NAME to the minimum of the partitions' rows (syncNameSQL), in tx when q is one (after
+// the partition's own row: the lock order).
+func (p *partition) syncName(ctx context.Context, q execQuerier) error {
+	if _, err := q.Exec(ctx, p.sync); err != nil {
+		return fmt.Errorf("move %s to its partitions' minimum: %w", p.base, err)
+	}
+	return nil
+}
+
+// createRows creates the layout's rows that do not exist yet at NAME's position (NAME created at the
+// start of the log if it is new).
+func (p *partition) createRows(ctx context.Context, q execQuerier) error {
+	if _, err := LoadCheckpoint(ctx, q, p.base); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `insert into projection_checkpoints (name, tx_id, global_position)
+		select k, c.tx_id, c.global_position from projection_checkpoints c, unnest($2::text[]) k
+		where c.name = $1 on conflict do nothing`, p.base, p.names); err != nil {
+		return fmt.Errorf("create the partitions of %s: %w", p.base, err)
+	}
+	return nil
+}
+
+// layoutRow is a checkpoint row of one of a consumer's layouts.
+type layoutRow struct {
+	name string
+	k, n int
+	pos  eventstore.Position
+}
+
+// layoutRows reads every partition row of the consumer base, of any layout.
+func layoutRows(ctx context.Context, q querier, base string) ([]layoutRow, error) {
+	rows, err := q.Query(ctx, `select name, tx_id::text::bigint, global_position from projection_checkpoints
+		where left(name, length($1) + 1) = $1 || '#'`, base)
+	if err != nil {
+		return nil, fmt.Errorf("read the partitions of %s: %w", base, err)
+	}
+	defer rows.Close()
+	var out []layoutRow
+	for rows.Next() {
+		var r layoutRow
+		if err := rows.Scan(&r.name, &r.pos.TxID, &r.pos.GlobalPosition); err != nil {
+			return nil, fmt.Errorf("read the partitions of %s: %w", base, err)
+		}
+		var name string
+		var ok bool
+		if name, r.k, r.n, ok = parsePartition(r.name); ok && name == base {
+			out = append(out, r)
+		}
+	}
+	return out, rows.Err()
+}
+
+// lockLayout locks, in tx, every partition row of base (of every layout, by layout and then K) and then
+// NAME, creating NAME if it is new.
+// It returns NAME's position and the partitions' rows. The order is the one every writer of checkpoint
+// rows keeps (see above).
+func lockLayout(ctx context.Context, tx pgx.Tx, base string) (eventstore.Position, []layoutRow, error) {
+	if _, err := LoadCheckpoint(ctx, tx, base); err != nil {
+		return eventstore.Start, nil, err
+	}
+	rows, err := layoutRows(ctx, tx, base)
+	if err != nil {
+		return eventstore.Start, nil, err
+	}
+	sortLayout(rows)
+	for i, r := range rows {
+		if err := tx.QueryRow(ctx, `select tx_id::text::bigint, global_position from projection_checkpoints
+			where name = $1 for update`, r.name).Scan(&rows[i].pos.TxID, &rows[i].pos.GlobalPosition); err != nil {
+			return eventstore.Start, nil, fmt.Errorf("lock checkpoint %s: %w", r.name, err)
+		}
+	}
+	live, err := lockCheckpoint(ctx, tx, base)
+	return live, rows, err
+}
+
+// sortLayout orders rows by layout, then K: the lock order.
+func sortLayout(rows []layoutRow) {
+	for i := 1; i < len(rows); i++ {
+		for j := i; j > 0 && (rows[j].n < rows[j-1].n || rows[j].n == rows[j-1].n && rows[j].k < rows[j-1].k); j-- {
+			rows[j], rows[j-1] = rows[j-1], rows[j]
+		}
+	}
+}
+
+// setLayout sets, in tx (which holds their locks, lockLayout), NAME and the rows of the layout of n
+// partitions to `to`, creating them if needed, and deletes the rows of every other layout: what a rebuild
+// or a reset leaves, a consumer whose every event up to `to` is applied, in any layout. A row moved
+// notifies NAME's readers as an advance does.
+func setLayout(ctx context.Context, tx pgx.Tx, base string, n int, to eventstore.Position) error {
+	names := append(PartitionNames(base, n), base)
+	if _, err := tx.Exec(ctx, `delete from projection_checkpoints where left(name, length($1) + 1) = $1 || '#' and name <> all($2)`,
+		base, names); err != nil {
+		return fmt.Errorf("delete the other layouts of %s: %w", base, err)
+	}
+	if _, err := tx.Exec(ctx, `insert into projection_checkpoints (name, tx_id, global_position)
+		select k, $2::text::xid8, $3 from unnest($1::text[]) k
+		on conflict (name) do update set tx_id = excluded.tx_id, global_position = excluded.global_position,
+			updated_at = now()`,
+		names, strconv.FormatUint(to.TxID, 10), to.GlobalPosition); err != nil {
+		return fmt.Errorf("set the checkpoints of %s: %w", base, err)
+	}
+	if _, err := tx.Exec(ctx, `select pg_notify($1, $2)`, projection.CheckpointChannel,
+		projection.CheckpointPayload(base, to)); err != nil {
+		return fmt.Errorf("notify checkpoint of %s: %w", base, err)
+	}
+	return nil
+}
+
+// mine is the part of batch this worker applies: all of it, unless the worker is a partition.
+func (w *worker) mine(batch []eventstore.Event) []eventstore.Event {
+	if w.part == nil {
+		return batch
+	}
+	out := batch[:0:0]
+	for _, e := range batch {
+		if w.part.owns(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// syncName moves NAME after a partition's row moved; nothing for an unpartitioned worker.
+func (w *worker) syncName(ctx context.Context, q execQuerier) error {
+	if w.part == nil {
+		return nil
+	}
+	return w.part.syncName(ctx, q)
+}
+
+// loadCheckpoint returns the worker's checkpoint, creating it if it is new: a partition's rows are created
+// at NAME's position. A consumer whose rows of another layout are ahead of NAME does not start
+// (errLayoutAhead): starting from NAME would apply again what they applied.
+func (w *worker) loadCheckpoint(ctx context.Context) (eventstore.Position, error) {
+	if w.part != nil {
+		if err := w.part.createRows(ctx, w.r.pool); err != nil {
+			return eventstore.Start, err
+		}
+	}
+	if err := w.checkLayouts(ctx); err != nil {
+		return eventstore.Start, err
+	}
+	return LoadCheckpoint(ctx, w.r.pool, w.name)
+}
+
+// checkLayouts looks, before a Partitioned consumer's worker starts, for checkpoint rows of another
+// layout than the one it runs (CONSUMER_PARTITIONS changed). Rows that NAME has passed are done with and
+// deleted. A projection with rows ahead of NAME does not start: see errLayoutAhead. A processor starts
+// from its checkpoint anyway: it handles events at least once, so what it handles again is no harm.
+func (w *worker) checkLayouts(ctx context.Context) error {
+	if !w.splittable {
+		return nil
+	}
+	n := 1
+	if w.part != nil {
+		n = w.part.n
+	}
+	rows, err := layoutRows(ctx, w.r.pool, w.base)
+	if err != nil {
+		return err
+	}
+	name, err := LoadCheckpoint(ctx, w.r.pool, w.base)
+	if err != nil {
+		return err
+	}
+	var done, ahead []string
+	for _, r := range rows {
+		switch {
+		case r.n == n:
+		case name.Less(r.pos):
+			ahead = append(ahead, r.name)
+		default:
+			done = append(done, r.name)
+		}
+	}
+	if len(ahead) > 0 && w.proj != nil {
+		return fmt.Errorf("%w: %s ahead of %s at %s", errLayoutAhead, strings.Join(ahead, ", "), w.base, name.Token())
+	}
+	if len(done)+len(ahead) > 0 {
+		if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints where name = any($1)`,
+			append(done, ahead...)); err != nil {
+			return fmt.Errorf("delete the checkpoints of %s's other layout: %w", w.base, err)
+		}
+		w.log.Info("checkpoints of another layout deleted", "rows", strings.Join(append(done, ahead...), ", "))
+	}
+	return nil
+}
+
+// errLayoutAhead means a projection's partitions of another layout (another CONSUMER_PARTITIONS) applied
+// events after NAME: starting from NAME would apply them again. Change CONSUMER_PARTITIONS only after the
+// consumers caught up with the log and stopped (their rows then all stand where NAME does), or rebuild
+// the projection (which sets the new layout's rows).
+var errLayoutAhead = errors.New("checkpoints of another partition layout are ahead of the consumer's: " +
+	"change CONSUMER_PARTITIONS only after the consumers caught up and stopped, or rebuild the projection")
+
+// ofConsumer is the SQL condition, on a column named consumer and the parameter $1, that selects the rows
+// of the consumer $1 and of its partitions, of any layout.
+const ofConsumer = `(consumer = $1 or left(consumer, length($1) + 1) = $1 || '#')`

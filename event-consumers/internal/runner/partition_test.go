@@ -1,0 +1,193 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"upi/event-consumers/internal/runner"
+	"upi/shared/platform/eventstore"
+	"upi/testenv"
+)
+
+// recording is a partitioned projection that records every event it applies, in the batch's own
+// transaction, with a sequence number: an event applied twice shows up as two rows, one skipped as none,
+// and the sequence numbers of a key's rows give the order its events were applied in.
+type recording struct{ name string }
+
+func (r recording) Name() string                           { return r.name }
+func (r recording) Tables() []string                       { return []string{"recorded"} }
+func (r recording) PartitionKey(e eventstore.Event) string { return e.AggregateID }
+func (r recording) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
+	ids, keys := make([]uuid.UUID, len(batch)), make([]string, len(batch))
+	txs, gps, vs := make([]int64, len(batch)), make([]int64, len(batch)), make([]int32, len(batch))
+	for i, e := range batch {
+		ids[i], keys[i] = e.ID, e.AggregateID
+		txs[i], gps[i], vs[i] = int64(e.Position.TxID), e.Position.GlobalPosition, int32(e.Version)
+	}
+	_, err := tx.Exec(ctx, `insert into recorded (event_id, key, tx, gp, version)
+		select id, key, tx, gp, v from unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::int[]) with ordinality
+			as u(id, key, tx, gp, v, o) order by o`, ids, keys, txs, gps, vs)
+	return err
+}
+
+var _ runner.Partitioned = recording{}
+
+// appendTick appends one synthetic event to stream key at its next version, or appends and rolls back.
+func appendTick(ctx context.Context, pool *pgxpool.Pool, key string, rollback bool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `select pg_advisory_xact_lock(hashtextextended($1, 0))`, key); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `insert into events (event_id, aggregate_id, aggregate_type, event_type, version, payload)
+			select $1, $2::text, 'test', 'Tick', coalesce(max(version), 0) + 1, '{}' from events where aggregate_id = $2::text`,
+			uuid.New(), key); err != nil {
+			return err
+		}
+		if rollback {
+			return errRolledBack
+		}
+		return nil
+	})
+}
+
+var errRolledBack = fmt.Errorf("rolled back on purpose")
+
+// writeTicks runs writers concurrent writers, each appending n events over keys streams, one in five
+// rolled back, with random pauses.
+func writeTicks(t *testing.T, ctx context.Context, pool *pgxpool.Pool, writers, n, keys int, seed uint64) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			for range n {
+				key := "stream-" + strconv.Itoa(rng.IntN(keys))
+				err := appendTick(ctx, pool, key, rng.IntN(5) == 0)
+				if err != nil && err != errRolledBack {
+					t.Error(err)
+					return
+				}
+				if rng.IntN(4) == 0 {
+					time.Sleep(time.Duration(rng.IntN(3)) * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// checkRecorded fails unless every event of the log was recorded exactly once, each stream's in version
+// order.
+func checkRecorded(t *testing.T, ctx context.Context, pool *pgxpool.Pool) {
+	t.Helper()
+	var logSize, rows, distinct, disordered int
+	if err := pool.QueryRow(ctx, `select (select count(*) from events), count(*), count(distinct event_id),
+			(select count(*) from (select key, array_agg(version order by seq) as applied,
+				array_agg(version order by version) as logged from recorded group by key) k where applied <> logged)
+		from recorded`).Scan(&logSize, &rows, &distinct, &disordered); err != nil {
+		t.Fatal(err)
+	}
+	if rows != logSize || distinct != logSize || disordered != 0 {
+		t.Fatalf("the log holds %d events; %d recorded (%d distinct); %d streams applied out of order",
+			logSize, rows, distinct, disordered)
+	}
+}
+
+// watchName checks, until ctx ends, that NAME never claims an event that is not applied: every event up
+// to NAME is recorded (once), in one snapshot. It returns how many looks it took.
+func watchName(t *testing.T, ctx context.Context, pool *pgxpool.Pool, name string) (looks *atomic.Int64, wait func()) {
+	looks = &atomic.Int64{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var logged, recorded int
+			err := pool.QueryRow(ctx, `with n as (select tx_id, global_position from projection_checkpoints where name = $1)
+				select (select count(*) from events e, n where (e.tx_id, e.global_position) <= (n.tx_id, n.global_position)),
+				       (select count(*) from recorded r, n where (r.tx, r.gp) <= (n.tx_id::text::bigint, n.global_position))`,
+				name).Scan(&logged, &recorded)
+			if err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+			if logged != recorded {
+				t.Errorf("%s claims %d events applied; %d are recorded", name, logged, recorded)
+				return
+			}
+			looks.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return looks, func() { <-done }
+}
+
+// checkNameIsMinimum fails unless NAME is the least of the layout's partitions' rows.
+func checkNameIsMinimum(t *testing.T, ctx context.Context, pool *pgxpool.Pool, name string, n int) {
+	t.Helper()
+	var ok bool
+	var rows int
+	if err := pool.QueryRow(ctx, `select (select (tx_id, global_position) from projection_checkpoints where name = $1) =
+			(select (tx_id, global_position) from projection_checkpoints where name = any($2)
+			 order by tx_id, global_position limit 1),
+			(select count(*) from projection_checkpoints where name = any($2))`,
+		name, runner.PartitionNames(name, n)).Scan(&ok, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if !ok || rows != n {
+		t.Fatalf("%s is not the minimum of its %d partitions (%d rows)", name, n, rows)
+	}
+}
+
+func createRecorded(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), `create table recorded (seq bigserial, event_id uuid, key text,
+		tx bigint, gp bigint, version int)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// N partition workers in each of two runners (two replicas) follow concurrent writers whose transactions
+// sometimes roll back; one runner is stopped half-way and the other takes its partitions over. Every event
+// is applied exactly once, each stream in order, and NAME never runs ahead of what is applied and ends at
+// the minimum of the partitions.
+func TestPartitionsApplyEveryEventOnceInStreamOrder(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{2, 3} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			pool, _ := testenv.PostgresPool(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			createRecorded(t, pool)
+			opts := fastOpts()
+			opts.Partitions = n
+			c := recording{name: "recording"}
+			stopA := start(t, pool, opts, c)
+			start(t, pool, opts, c)
+			looks, watched := watchName(t, ctx, pool, c.name)
+
+			writeTicks(t, ctx, pool, 4, 60, 12, uint64(n))
+			stopA() // whichever partitions it ran, the other runner must take them over
+			writeTicks(t, ctx, pool, 4, 60, 12, uint64(n)+100)
+			names := append(runner.PartitionNames(c.name, n), c.name)
+			waitCaughtUp(t, pool, names...)
+			cancel()
+			watched()
+			checkRecorded(t, context.Background(), pool)
+			checkNameIsMinimum(t, context.Background(), pool, c.name, n)
+			t.Logf("NAME checked %d times while the partitions ran", looks.Load())
+		})
+	}
+}
