@@ -14,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/runner"
+	"upi/event-consumers/internal/workload"
 	"upi/shared/platform/eventstore"
 	"upi/testenv"
 )
@@ -190,4 +192,86 @@ func TestPartitionsApplyEveryEventOnceInStreamOrder(t *testing.T) {
 			t.Logf("NAME checked %d times while the partitions ran", looks.Load())
 		})
 	}
+}
+
+// Live partition workers (two in each of two runners) build the accounts and payments projections while
+// writers append and each projection is rebuilt for the same layout; then the tables equal a fresh
+// replay's row for row, and every checkpoint row (NAME and its partitions) stands at the end of the log.
+func TestRebuildWithPartitionsWhileLive(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 10)
+	opts := fastOpts()
+	opts.Partitions = 2
+	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}}
+	start(t, pool, opts, projections.Accounts{}, projections.Payments{})
+	start(t, pool, opts, projections.Accounts{}, projections.Payments{})
+	if err := bank.Random(ctx, rand.New(rand.NewPCG(3, 4)), vpas, 60); err != nil {
+		t.Fatal(err)
+	}
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			for !stop.Load() {
+				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for _, p := range projs {
+		if _, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 29, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// More work for the live partitions after the swap.
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	var names []string
+	for _, p := range projs {
+		names = append(names, p.Name())
+		names = append(names, runner.PartitionNames(p.Name(), 2)...)
+	}
+	waitCaughtUp(t, pool, names...)
+	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatalf("after a rebuild under load with partitions: %v", err)
+	}
+	for _, p := range projs {
+		checkNameIsMinimum(t, ctx, pool, p.Name(), 2)
+	}
+
+	var tables []string
+	for _, p := range projs {
+		tables = append(tables, p.Tables()...)
+	}
+	for _, tb := range tables {
+		if _, err := pool.Exec(ctx, `create table snap_`+tb+` as select * from `+tb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range projs {
+		if _, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 0, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tb := range tables {
+		var live, diff int
+		if err := pool.QueryRow(ctx, `select (select count(*) from `+tb+`), (select count(*) from (
+			(select * from `+tb+` except all select * from snap_`+tb+`)
+			union all
+			(select * from snap_`+tb+` except all select * from `+tb+`)) d)`).Scan(&live, &diff); err != nil {
+			t.Fatal(err)
+		}
+		if diff != 0 || (live == 0 && tb != "refunds" && tb != "collect_requests" && tb != "withdrawals") {
+			t.Errorf("table %s: %d rows, %d differ from the live partitions'", tb, live, diff)
+		}
+	}
+	waitCaughtUp(t, pool, names...)
 }
