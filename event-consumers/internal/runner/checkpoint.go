@@ -54,7 +54,7 @@ func advanceCheckpoint(ctx context.Context, q execQuerier, name string, from, to
 	notify := `returning pg_notify($6, $7)`
 	args := []any{name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition,
 		strconv.FormatUint(from.TxID, 10), from.GlobalPosition}
-	if _, _, _, partition := parsePartition(name); partition {
+	if _, _, _, partition := ParsePartition(name); partition {
 		notify = ``
 	} else {
 		args = append(args, projection.CheckpointChannel, projection.CheckpointPayload(name, to))

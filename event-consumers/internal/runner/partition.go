@@ -32,10 +32,10 @@ import (
 // owners). No aggregate id is "*".
 const AllPartitions = "*"
 
-// partitionOf is the partition, of n, that owns key: FNV-1a (64 bits) of the key's bytes, modulo n. It
+// PartitionOf is the partition, of n, that owns key: FNV-1a (64 bits) of the key's bytes, modulo n. It
 // must never change: every process, of every version, must agree on which partition owns an event, or
 // two of them would apply it (or none would).
-func partitionOf(key string, n int) int {
+func PartitionOf(key string, n int) int {
 	h := fnv.New64a()
 	h.Write([]byte(key)) //nolint:errcheck // a hash never fails
 	return int(h.Sum64() % uint64(n))
@@ -59,9 +59,9 @@ func PartitionNames(name string, n int) []string {
 	return names
 }
 
-// parsePartition splits a checkpoint row's name into the consumer's name and its layout: ok is false for
+// ParsePartition splits a checkpoint row's name into the consumer's name and its layout: ok is false for
 // a row that is no partition's.
-func parsePartition(row string) (name string, k, n int, ok bool) {
+func ParsePartition(row string) (name string, k, n int, ok bool) {
 	name, rest, found := strings.Cut(row, "#")
 	if !found {
 		return row, 0, 0, false
@@ -97,7 +97,7 @@ func newPartition(base string, k, n int, key func(eventstore.Event) string) *par
 // owns reports whether e is this partition's to apply.
 func (p *partition) owns(e eventstore.Event) bool {
 	key := p.key(e)
-	return key == AllPartitions || partitionOf(key, p.n) == p.k
+	return key == AllPartitions || PartitionOf(key, p.n) == p.k
 }
 
 // syncNameSQL is the statement that keeps NAME at the minimum of the partitions' rows, notifying
@@ -181,7 +181,7 @@ func layoutRows(ctx context.Context, q querier, base string) ([]layoutRow, error
 		}
 		var name string
 		var ok bool
-		if name, r.k, r.n, ok = parsePartition(r.name); ok && name == base {
+		if name, r.k, r.n, ok = ParsePartition(r.name); ok && name == base {
 			out = append(out, r)
 		}
 	}
@@ -270,13 +270,13 @@ func (w *worker) syncName(ctx context.Context, q execQuerier) error {
 // at NAME's position. A consumer whose rows of another layout are ahead of NAME does not start
 // (errLayoutAhead): starting from NAME would apply again what they applied.
 func (w *worker) loadCheckpoint(ctx context.Context) (eventstore.Position, error) {
+	if err := w.checkLayouts(ctx); err != nil {
+		return eventstore.Start, err
+	}
 	if w.part != nil {
 		if err := w.part.createRows(ctx, w.r.pool); err != nil {
 			return eventstore.Start, err
 		}
-	}
-	if err := w.checkLayouts(ctx); err != nil {
-		return eventstore.Start, err
 	}
 	return LoadCheckpoint(ctx, w.r.pool, w.name)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/event-consumers/internal/app/ledger"
+	"upi/event-consumers/internal/runner"
 	"upi/shared/contract/events"
 	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
@@ -54,6 +55,7 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 		Payments: map[string]ledger.Payment{}, Withdrawals: map[string]ledger.Withdrawal{}}
 	var name string
 	var p eventstore.Position
+	parts := map[string][]partRow{}
 	if err := readRows(ctx, s.tx, `select name, tx_id::text::bigint, global_position from projection_checkpoints`,
 		[]any{&name, &p.TxID, &p.GlobalPosition}, func() {
 			switch name {
@@ -62,9 +64,15 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 			case projection.Payments:
 				m.PaymentsAt = p
 			}
+			if base, k, n, ok := runner.ParsePartition(name); ok {
+				parts[base] = append(parts[base], partRow{k: k, n: n, at: p})
+			}
 		}); err != nil {
 		return m, fmt.Errorf("read checkpoints: %w", err)
 	}
+	m.AccountsParts = partsAhead(m.AccountsAt, parts[projection.Accounts])
+	m.PaymentsParts = partsAhead(m.PaymentsAt, parts[projection.Payments])
+	m.Owner = runner.PartitionOf
 
 	var vpa string
 	var a ledger.Account
@@ -93,6 +101,39 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 		return m, fmt.Errorf("read withdrawals: %w", err)
 	}
 	return m, nil
+}
+
+// partRow is the checkpoint of one partition of a projection.
+type partRow struct {
+	k, n int
+	at   eventstore.Position
+}
+
+// partsAhead are the checkpoints, in K order, of the layout whose partitions are ahead of the projection's
+// checkpoint name (there is at most one: a projection does not start in a layout while another's rows are
+// ahead, runner.errLayoutAhead); none when no partition is ahead, or the layout's rows are not all there.
+func partsAhead(name eventstore.Position, rows []partRow) []eventstore.Position {
+	n := 0
+	for _, r := range rows {
+		if name.Less(r.at) {
+			n = r.n
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]eventstore.Position, n)
+	found := 0
+	for _, r := range rows {
+		if r.n == n {
+			out[r.k] = r.at
+			found++
+		}
+	}
+	if found != n {
+		return nil
+	}
+	return out
 }
 
 // readRows runs sql and calls each for every row scanned into dest.
