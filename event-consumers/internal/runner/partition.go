@@ -334,3 +334,32 @@ var errLayoutAhead = errors.New("checkpoints of another partition layout are ahe
 // ofConsumer is the SQL condition, on a column named consumer and the parameter $1, that selects the rows
 // of the consumer $1 and of its partitions, of any layout.
 const ofConsumer = `(consumer = $1 or left(consumer, length($1) + 1) = $1 || '#')`
+
+// KeyCheckpoint is the checkpoint that says how far the consumer name has applied the events of partition
+// key `key`: that of the partition owning the key when the consumer runs in partitions ahead of NAME (one
+// layout: see errLayoutAhead), else NAME's.
+func KeyCheckpoint(ctx context.Context, q interface {
+	execQuerier
+	querier
+}, name, key string) (eventstore.Position, error) {
+	cp, err := LoadCheckpoint(ctx, q, name)
+	if err != nil {
+		return cp, err
+	}
+	rows, err := layoutRows(ctx, q, name)
+	if err != nil {
+		return cp, err
+	}
+	n := 0
+	for _, r := range rows {
+		if cp.Less(r.pos) {
+			n = r.n
+		}
+	}
+	for _, r := range rows {
+		if n > 0 && r.n == n && r.k == PartitionOf(key, n) {
+			return r.pos, nil
+		}
+	}
+	return cp, nil
+}
