@@ -287,3 +287,107 @@ func TestRebuildWithPartitionsWhileLive(t *testing.T) {
 	}
 	waitCaughtUp(t, pool, names...)
 }
+
+// stalling is recording with one stream that cannot be applied while stall is set (a transient failure:
+// the batch is retried, not quarantined), so that the partition owning it falls behind the others.
+type stalling struct {
+	recording
+	stream string
+	stall  *atomic.Bool
+}
+
+func (s stalling) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event) error {
+	if s.stall.Load() {
+		for _, e := range batch {
+			if e.AggregateID == s.stream {
+				return fmt.Errorf("stalled on purpose: %w", eventstore.ErrUnavailable)
+			}
+		}
+	}
+	return s.recording.Apply(ctx, tx, batch)
+}
+
+// The layout changes 1 -> 2 -> 1 in the middle of a log, each time after the consumer caught up and
+// stopped: no event applied twice or skipped, the old layout's rows deleted. A layout whose rows are ahead
+// of NAME (one partition held back when the consumer stopped) keeps the next layout from starting until
+// it has caught up.
+func TestPartitionLayoutChanges(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	createRecorded(t, pool)
+	var stall atomic.Bool
+	c := stalling{recording: recording{name: "recording"}, stream: "stream-3", stall: &stall}
+	run := func(n int) (stop func()) {
+		opts := fastOpts()
+		opts.Partitions = n
+		return start(t, pool, opts, c)
+	}
+	partitionRows := func() int {
+		var rows int
+		if err := pool.QueryRow(ctx, `select count(*) from projection_checkpoints where name like 'recording#%'`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+
+	stop := run(1)
+	writeTicks(t, ctx, pool, 3, 40, 8, 1)
+	waitCaughtUp(t, pool, c.name)
+	stop()
+	stop = run(2)
+	writeTicks(t, ctx, pool, 3, 40, 8, 2)
+	waitCaughtUp(t, pool, append(runner.PartitionNames(c.name, 2), c.name)...)
+	checkNameIsMinimum(t, ctx, pool, c.name, 2)
+	stop()
+	stop = run(1)
+	writeTicks(t, ctx, pool, 3, 40, 8, 3)
+	waitCaughtUp(t, pool, c.name)
+	if rows := partitionRows(); rows != 0 {
+		t.Fatalf("%d rows of the old layout left", rows)
+	}
+	stop()
+	checkRecorded(t, ctx, pool)
+
+	// Two partitions, one held back: the other runs ahead of NAME.
+	stall.Store(true)
+	stop = run(2)
+	writeTicks(t, ctx, pool, 3, 40, 8, 4)
+	held := runner.PartitionName(c.name, runner.PartitionOf(c.stream, 2), 2)
+	other := runner.PartitionName(c.name, 1-runner.PartitionOf(c.stream, 2), 2)
+	waitCaughtUp(t, pool, other)
+	stop()
+	name := checkpoint(t, pool, c.name)
+	if name != checkpoint(t, pool, held) {
+		t.Fatalf("NAME %v is not the held partition's checkpoint %v", name, checkpoint(t, pool, held))
+	}
+	stall.Store(false)
+	// One worker now would apply again what the partition ahead applied: it must not start.
+	stop = run(1)
+	time.Sleep(500 * time.Millisecond)
+	if now := checkpoint(t, pool, c.name); now != name {
+		t.Fatalf("the consumer moved from %v to %v with another layout's rows ahead of it", name, now)
+	}
+	stop()
+	// The old layout finishes, then one worker takes over from where it stands.
+	stop = run(2)
+	waitCaughtUp(t, pool, append(runner.PartitionNames(c.name, 2), c.name)...)
+	stop()
+	stop = run(1)
+	writeTicks(t, ctx, pool, 3, 20, 8, 5)
+	waitCaughtUp(t, pool, c.name)
+	stop()
+	if rows := partitionRows(); rows != 0 {
+		t.Fatalf("%d rows of the old layout left", rows)
+	}
+	checkRecorded(t, ctx, pool)
+}
+
+func checkpoint(t *testing.T, pool *pgxpool.Pool, name string) eventstore.Position {
+	t.Helper()
+	p, err := runner.LoadCheckpoint(context.Background(), pool, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
