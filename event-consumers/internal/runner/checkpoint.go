@@ -50,7 +50,7 @@ func lockCheckpoint(ctx context.Context, tx pgx.Tx, name string) (eventstore.Pos
 // advanceCheckpoint moves a checkpoint from `from` to `to` if it is still at `from`, and notifies readers
 // (the notification is delivered only if the surrounding transaction commits).
 func advanceCheckpoint(ctx context.Context, q execQuerier, name string, from, to eventstore.Position) error {
-	// A partition's row notifies nobody: readers follow NAME, which syncName moves.
+	// A partition's row notifies nobody: readers follow NAME, which worker.syncName moves.
 	notify := `returning pg_notify($6, $7)`
 	args := []any{name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition,
 		strconv.FormatUint(from.TxID, 10), from.GlobalPosition}

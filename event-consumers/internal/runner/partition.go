@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,10 +23,10 @@ import (
 //
 // The row NAME stays the consumer's checkpoint as the rest of the system reads it: it is kept at the
 // minimum of the partitions' rows, so that "NAME reached P" still means that every event up to P is
-// applied (syncName). Locks on checkpoint rows are always taken in one order: the partitions' rows in K
-// order, then NAME. A partition worker's batch holds its own row, then NAME; a rebuild's swap or a
-// checkpoint reset holds every partition's row, then NAME; nothing takes a partition's row while holding
-// NAME, so no two of them can wait on each other in a cycle.
+// applied (syncNameSQL, worker.syncName). Locks on checkpoint rows are always taken in one order: the
+// partitions' rows in layout and K order, then NAME. A partition worker's batch holds its own row, then
+// NAME; a rebuild's swap or a checkpoint reset holds every partition's row, then NAME; nothing takes a
+// partition's row while holding NAME, so no two of them can wait on each other in a cycle.
 
 // AllPartitions is the partition key of an event that every partition must apply: one whose row is read
 // by events of every key and written by it alone, idempotently (the payments projection's account
@@ -134,15 +135,6 @@ func positionToken(tx, gp string) string {
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// syncName moves NAME to the minimum of the partitions' rows (syncNameSQL), in tx when q is one (after
-// the partition's own row: the lock order).
-func (p *partition) syncName(ctx context.Context, q execQuerier) error {
-	if _, err := q.Exec(ctx, p.sync); err != nil {
-		return fmt.Errorf("move %s to its partitions' minimum: %w", p.base, err)
-	}
-	return nil
-}
 
 // createRows creates the layout's rows that do not exist yet at NAME's position (NAME created at the
 // start of the log if it is new).
@@ -258,12 +250,37 @@ func (w *worker) mine(batch []eventstore.Event) []eventstore.Event {
 	return out
 }
 
-// syncName moves NAME after a partition's row moved; nothing for an unpartitioned worker.
-func (w *worker) syncName(ctx context.Context, q execQuerier) error {
+// syncName moves NAME to the minimum of the partitions' rows (syncNameSQL) in tx, a partition's batch
+// transaction, after its own row (the lock order) and its writes: NAME moves in the same commit as the
+// rows it covers. Nothing for an unpartitioned worker.
+func (w *worker) syncName(ctx context.Context, tx pgx.Tx) error {
 	if w.part == nil {
 		return nil
 	}
-	return w.part.syncName(ctx, q)
+	start := time.Now()
+	if _, err := tx.Exec(ctx, w.part.sync); err != nil {
+		return fmt.Errorf("move %s to its partitions' minimum: %w", w.base, err)
+	}
+	w.r.m.nameSync.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// moveName moves NAME to the minimum of the partitions' rows (syncNameSQL) outside any transaction, as
+// one message (its snapshot is taken after whatever this partition committed); nothing for an
+// unpartitioned worker. A failure is logged and the move made again before the worker's next batch.
+func (w *worker) moveName(ctx context.Context) {
+	if w.part == nil {
+		return
+	}
+	start := time.Now()
+	if _, err := w.r.pool.Exec(ctx, w.part.sync); err != nil {
+		w.nameDue.Store(true)
+		if ctx.Err() == nil {
+			w.log.Warn("consumer's checkpoint not moved to its partitions' minimum; trying again", "err", err)
+		}
+		return
+	}
+	w.r.m.nameSync.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 }
 
 // loadCheckpoint returns the worker's checkpoint, creating it if it is new: a partition's rows are created
@@ -362,4 +379,33 @@ func KeyCheckpoint(ctx context.Context, q interface {
 		}
 	}
 	return cp, nil
+}
+
+// advance moves the worker's checkpoint from `from` to `to` by compare-and-set outside a transaction and,
+// for a partition, moves NAME after it (syncNameSQL). A partition sends both in one message, in one
+// implicit transaction (its row, then NAME: the lock order), in one round trip instead of two.
+func (w *worker) advance(ctx context.Context, from, to eventstore.Position) error {
+	if w.part == nil {
+		return advanceCheckpoint(ctx, w.r.pool, w.name, from, to)
+	}
+	start := time.Now()
+	conn, err := w.r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("advance checkpoint %s to %v: %w", w.name, to, err)
+	}
+	defer conn.Release()
+	sql := `update projection_checkpoints set tx_id = '` + strconv.FormatUint(to.TxID, 10) + `'::xid8,
+			global_position = ` + strconv.FormatInt(to.GlobalPosition, 10) + `, updated_at = now()
+		where name = ` + quoteLiteral(w.name) + ` and tx_id = '` + strconv.FormatUint(from.TxID, 10) + `'::xid8
+		  and global_position = ` + strconv.FormatInt(from.GlobalPosition, 10) + `;
+		` + w.part.sync
+	results, err := conn.Conn().PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return fmt.Errorf("advance checkpoint %s to %v: %w", w.name, to, err)
+	}
+	w.r.m.nameSync.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
+	if len(results) == 0 || results[0].CommandTag.RowsAffected() != 1 {
+		return errCheckpointMoved
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"upi/event-consumers/internal/adapters/postgres/projections"
 	"upi/event-consumers/internal/app/ledger"
@@ -390,4 +391,90 @@ func checkpoint(t *testing.T, pool *pgxpool.Pool, name string) eventstore.Positi
 		t.Fatal(err)
 	}
 	return p
+}
+
+// histogramSums adds up, over the series of the histogram name whose consumer label starts with prefix,
+// the observations' count and sum.
+func histogramSums(t *testing.T, reg *prometheus.Registry, name, prefix string) (count uint64, sum float64) {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "consumer" && strings.HasPrefix(l.GetValue(), prefix) {
+					count += m.GetHistogram().GetSampleCount()
+					sum += m.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+	}
+	return count, sum
+}
+
+// How long partitions wait on their consumer's row: four partitions of the accounts and payments
+// projections catch up with a log of a few thousand events while writers append more, and the time their
+// batches spend moving NAME (the lock on it included) is measured beside the batches' whole time. A
+// measurement, logged, not a benchmark: the only assertion is that the read models are right.
+func TestPartitionsNameSyncWait(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 16)
+	if err := bank.Random(ctx, rand.New(rand.NewPCG(5, 5)), vpas, 600); err != nil {
+		t.Fatal(err)
+	}
+	opts := fastOpts()
+	opts.Partitions = 4
+	reg := prometheus.NewRegistry()
+	// The consumers' own settings: asynchronous commits (event-consumers' main.go), so that a commit does
+	// not hold NAME's lock through a flush of the WAL.
+	cfg := pool.Config()
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	async, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(async.Close)
+	r := runner.New(async, testLog(t), reg, opts)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx, projections.Accounts{}, projections.Payments{})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			if err := bank.Random(ctx, rand.New(rand.NewPCG(uint64(w), 6)), vpas, 100); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var names []string
+	for _, p := range []string{"accounts", "payments"} {
+		names = append(names, p)
+		names = append(names, runner.PartitionNames(p, 4)...)
+	}
+	waitCaughtUp(t, pool, names...)
+	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"accounts#", "payments#"} {
+		batches, batchSum := histogramSums(t, reg, "consumer_batch_duration_seconds", p)
+		syncs, syncSum := histogramSums(t, reg, "consumer_name_sync_seconds", p)
+		if batches == 0 || syncs == 0 {
+			t.Fatalf("%s: no batches (%d) or no syncs (%d) measured", p, batches, syncs)
+		}
+		t.Logf("%s partitions: %d batches, %.2f ms each; moving NAME %.3f ms of it (%d times), %.0f%% of their time",
+			strings.TrimSuffix(p, "#"), batches, 1000*batchSum/float64(batches), 1000*syncSum/float64(syncs), syncs,
+			100*syncSum/batchSum)
+	}
 }

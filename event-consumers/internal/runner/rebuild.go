@@ -178,11 +178,11 @@ func (rb *rebuild) replay(ctx context.Context) error {
 // locked: every partition's row (of any layout, in layout and K order), then NAME.
 //
 // No deadlock is possible with live partition workers: a worker's batch locks its own partition's row
-// (its compare-and-set, the first statement of its transaction) and then NAME, the same order as here, and
-// holds no other partition's row; a worker's step that locks NAME alone (syncName outside a transaction)
-// holds no partition's row at all. A worker holding its row makes the swap wait until it commits; a
-// worker arriving later waits on its row until the swap commits, then fails its compare-and-set against
-// the position the swap set, and reloads.
+// (its compare-and-set, the first statement of its transaction, or of its one message when the batch
+// writes nothing else) and then NAME, the same order as here, and no other partition's row; a worker that
+// starts moves NAME alone (worker.moveName), holding no partition's row at all. A worker holding its row
+// makes the swap wait until it commits; a worker arriving later waits on its row until the swap commits,
+// then fails its compare-and-set against the position the swap set, and reloads.
 func (rb *rebuild) swap(ctx context.Context, tx pgx.Tx) error {
 	live, rows, err := lockLayout(ctx, tx, rb.name)
 	if err != nil {

@@ -151,17 +151,13 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 // (customPlans) in the same round trip: below saturation most batches hold an event or two, and each
 // round trip is a wake-up of the backend.
 //
-// A partition's step moves NAME after its own row (partition.syncName), in the same transaction when
-// there is one.
+// A partition's transaction moves NAME too, last (worker.syncName).
 func (r *Runner) projectionStep(w *worker, p Projection) stepFunc {
 	sel, _ := p.(Selective)
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(hold) == 0 && (len(batch) == 0 || sel != nil && !slices.ContainsFunc(batch, sel.Uses)) {
 			// Nothing to write: the compare-and-set alone, which waits for a rebuild just the same.
-			if err := advanceCheckpoint(ctx, r.pool, w.name, from, to); err != nil {
-				return err
-			}
-			return w.syncName(ctx, r.pool)
+			return w.advance(ctx, from, to)
 		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
@@ -190,7 +186,8 @@ func (r *Runner) projectionStep(w *worker, p Projection) stepFunc {
 }
 
 // processorStep handles a batch outside any transaction, then moves the checkpoint (with the events it
-// sets aside, hold, when there are any). A partition then moves NAME (partition.syncName).
+// sets aside, hold, when there are any). A partition moves NAME with its own row (worker.advance,
+// worker.syncName).
 func (r *Runner) processorStep(w *worker, p Processor) stepFunc {
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(batch) > 0 {
@@ -201,10 +198,7 @@ func (r *Runner) processorStep(w *worker, p Processor) stepFunc {
 		if len(hold) > 0 {
 			return commitHeld(ctx, r, w, from, to, hold)
 		}
-		if err := advanceCheckpoint(ctx, r.pool, w.name, from, to); err != nil {
-			return err
-		}
-		return w.syncName(ctx, r.pool)
+		return w.advance(ctx, from, to)
 	}
 }
 
@@ -268,6 +262,9 @@ type worker struct {
 	heldStreams atomic.Int64
 	reloadHeld  atomic.Bool
 	releaseDue  atomic.Bool
+	// nameDue is set when a partition's worker (re)loads its checkpoint: it moves NAME before its next
+	// batch (worker.moveName).
+	nameDue atomic.Bool
 	// position is the checkpoint the active worker follows from; reloadCheckpoint is set by the monitor
 	// when the stored one is behind it (moved back by a reset).
 	position         atomic.Pointer[eventstore.Position]
@@ -326,11 +323,17 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 			if loaded {
 				at := cp // a copy: cp itself moves with every batch
 				w.position.Store(&at)
+				// NAME is moved with every batch; moving it once more when a partition starts costs one
+				// statement and puts NAME right after anything that set the rows apart from it.
+				w.nameDue.Store(w.part != nil)
 			}
 		} else if w.reloadHeld.Swap(false) {
 			if err = w.loadHeld(ctx); err != nil {
 				w.reloadHeld.Store(true)
 			}
+		}
+		if err == nil && w.nameDue.Swap(false) {
+			w.moveName(ctx)
 		}
 		if err == nil && w.releaseDue.Swap(false) {
 			if rerr := w.releaseRequested(ctx); rerr != nil && ctx.Err() == nil {
