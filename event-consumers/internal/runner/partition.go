@@ -18,7 +18,7 @@ import (
 // Partitions: a consumer that implements Partitioned can be split into N workers (Options.Partitions),
 // each with the checkpoint row, lock, quarantine rows and metrics label NAME#K/N (K = 0..N-1). Every
 // worker reads the whole log, through the process's one LogCache, and applies only the events whose
-// partition key hashes to K (partitionOf); its checkpoint moves over the whole batch it read. Workers take
+// partition key hashes to K (PartitionOf); its checkpoint moves over the whole batch it read. Workers take
 // their locks like any consumer, so N partitions spread over the replicas that run the consumer.
 //
 // The row NAME stays the consumer's checkpoint as the rest of the system reads it: it is kept at the
