@@ -2,13 +2,13 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"upi/shared/contract/projection"
@@ -236,14 +236,15 @@ func setLayout(ctx context.Context, tx pgx.Tx, base string, n int, to eventstore
 	return nil
 }
 
-// mine is the part of batch this worker applies: all of it, unless the worker is a partition.
+// mine is the part of batch this worker applies: all of it, unless the worker is a partition (its own
+// events) or follows another layout (not what that layout applied).
 func (w *worker) mine(batch []eventstore.Event) []eventstore.Event {
-	if w.part == nil {
+	if w.part == nil && len(w.old) == 0 {
 		return batch
 	}
 	out := batch[:0:0]
 	for _, e := range batch {
-		if w.part.owns(e) {
+		if (w.part == nil || w.part.owns(e)) && !w.applied(e) {
 			out = append(out, e)
 		}
 	}
@@ -284,10 +285,9 @@ func (w *worker) moveName(ctx context.Context) {
 }
 
 // loadCheckpoint returns the worker's checkpoint, creating it if it is new: a partition's rows are created
-// at NAME's position. A consumer whose rows of another layout are ahead of NAME does not start
-// (errLayoutAhead): starting from NAME would apply again what they applied.
+// at NAME's position. Rows of another layout are looked at first (loadLayouts).
 func (w *worker) loadCheckpoint(ctx context.Context) (eventstore.Position, error) {
-	if err := w.checkLayouts(ctx); err != nil {
+	if err := w.loadLayouts(ctx); err != nil {
 		return eventstore.Start, err
 	}
 	if w.part != nil {
@@ -298,11 +298,50 @@ func (w *worker) loadCheckpoint(ctx context.Context) (eventstore.Position, error
 	return LoadCheckpoint(ctx, w.r.pool, w.name)
 }
 
-// checkLayouts looks, before a Partitioned consumer's worker starts, for checkpoint rows of another
-// layout than the one it runs (CONSUMER_PARTITIONS changed). Rows that NAME has passed are done with and
-// deleted. A projection with rows ahead of NAME does not start: see errLayoutAhead. A processor starts
-// from its checkpoint anyway: it handles events at least once, so what it handles again is no harm.
-func (w *worker) checkLayouts(ctx context.Context) error {
+// Changing the layout (CONSUMER_PARTITIONS). The rows of the layout a worker runs start at NAME's
+// position; rows of another layout ahead of NAME have applied events after it, which must not be applied
+// again (a projection's version checks would stall on them; the workflow would repeat steps). So a worker
+// skips every event that the other layout's partition owning it has already passed (its row's position
+// is at or after the event's): that partition applied it, or skipped it because a layout before it had.
+// Rows of another layout that NAME has passed are of no more use and deleted, when a worker starts and
+// when it passes them all. Every replica must run the same layout: the old layout's rows must not move
+// while the new one follows them (docs/deployment.md, "Changing CONSUMER_PARTITIONS").
+
+// oldLayout is another layout's rows that were ahead of NAME when the worker started: by K, the position
+// each had reached (the start of the log for a row already gone).
+type oldLayout struct {
+	n   int
+	pos []eventstore.Position
+}
+
+// applied reports whether an older layout has applied e already.
+func (w *worker) applied(e eventstore.Event) bool {
+	if len(w.old) == 0 || w.oldMax.Less(e.Position) {
+		return false
+	}
+	key := w.key(e)
+	for _, l := range w.old {
+		if key == AllPartitions {
+			for _, p := range l.pos {
+				if !p.Less(e.Position) {
+					return true
+				}
+			}
+			continue
+		}
+		if !l.pos[PartitionOf(key, l.n)].Less(e.Position) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadLayouts reads, before a Partitioned consumer's worker starts, the checkpoint rows of other layouts
+// than the one it runs: those NAME has passed are deleted, those ahead of it kept in w.old (applied). The
+// events other layouts (or the unpartitioned consumer) hold in quarantine that this worker owns become
+// its own, so that their streams keep waiting behind them.
+func (w *worker) loadLayouts(ctx context.Context) error {
+	w.old, w.oldMax = nil, eventstore.Start
 	if !w.splittable {
 		return nil
 	}
@@ -318,43 +357,117 @@ func (w *worker) checkLayouts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var done, ahead []string
+	var done []string
+	layouts := map[int]*oldLayout{}
 	for _, r := range rows {
 		switch {
 		case r.n == n:
-		case name.Less(r.pos):
-			ahead = append(ahead, r.name)
-		default:
+		case !name.Less(r.pos):
 			done = append(done, r.name)
+		default:
+			l := layouts[r.n]
+			if l == nil {
+				l = &oldLayout{n: r.n, pos: make([]eventstore.Position, r.n)}
+				layouts[r.n] = l
+			}
+			l.pos[r.k] = r.pos
+			if w.oldMax.Less(r.pos) {
+				w.oldMax = r.pos
+			}
 		}
 	}
-	if len(ahead) > 0 && w.proj != nil {
-		return fmt.Errorf("%w: %s ahead of %s at %s", errLayoutAhead, strings.Join(ahead, ", "), w.base, name.Token())
+	for _, l := range layouts {
+		w.old = append(w.old, *l)
 	}
-	if len(done)+len(ahead) > 0 {
-		if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints where name = any($1)`,
-			append(done, ahead...)); err != nil {
-			return fmt.Errorf("delete the checkpoints of %s's other layout: %w", w.base, err)
+	if len(done) > 0 {
+		if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints where name = any($1)`, done); err != nil {
+			return fmt.Errorf("delete the checkpoints of %s's other layouts: %w", w.base, err)
 		}
-		w.log.Info("checkpoints of another layout deleted", "rows", strings.Join(append(done, ahead...), ", "))
+		w.log.Info("checkpoints of another layout deleted: the consumer has passed them", "rows", strings.Join(done, ", "))
 	}
-	return nil
+	if len(w.old) > 0 {
+		w.log.Info("another layout's checkpoints are ahead of the consumer's: the events they applied are skipped",
+			"checkpoint", name.Token(), "until", w.oldMax.Token())
+	}
+	return w.adoptQuarantine(ctx)
 }
 
-// errLayoutAhead means a projection's partitions of another layout (another CONSUMER_PARTITIONS) applied
-// events after NAME: starting from NAME would apply them again. Change CONSUMER_PARTITIONS only after the
-// consumers caught up with the log and stopped (their rows then all stand where NAME does), or rebuild
-// the projection (which sets the new layout's rows).
-var errLayoutAhead = errors.New("checkpoints of another partition layout are ahead of the consumer's: " +
-	"change CONSUMER_PARTITIONS only after the consumers caught up and stopped, or rebuild the projection")
+// adoptQuarantine makes the held events of the consumer's other layouts (and of the consumer itself,
+// unpartitioned, when this worker is a partition) that this worker owns its own.
+func (w *worker) adoptQuarantine(ctx context.Context) error {
+	current := []string{w.base}
+	if w.part != nil {
+		current = w.part.names
+	}
+	rows, err := w.r.pool.Query(ctx, `select event_id from consumer_quarantine
+		where `+ofConsumer+` and consumer <> all($2) and status = 'held'`, w.base, current)
+	if err != nil {
+		return fmt.Errorf("read the quarantine of %s's other layouts: %w", w.base, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	uids := make([]uuid.UUID, len(ids))
+	for i, id := range ids {
+		uids[i] = id
+	}
+	evs, err := eventstore.New(w.r.pool).EventsByID(ctx, uids...)
+	if err != nil {
+		return err
+	}
+	var mine []uuid.UUID
+	for _, e := range evs {
+		if w.part == nil || w.part.owns(e) {
+			mine = append(mine, e.ID)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	// One row per event becomes this worker's (an event every partition applies may be held by several);
+	// any other is dropped.
+	return pgx.BeginFunc(ctx, w.r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `update consumer_quarantine q set consumer = $3
+			from (select distinct on (event_id) consumer, event_id from consumer_quarantine
+				where `+ofConsumer+` and consumer <> all($2) and status = 'held' and event_id = any($4)
+				order by event_id, consumer) pick
+			where q.consumer = pick.consumer and q.event_id = pick.event_id
+			  and not exists (select 1 from consumer_quarantine m where m.consumer = $3 and m.event_id = q.event_id)`,
+			w.base, current, w.name, mine); err != nil {
+			return fmt.Errorf("adopt the quarantine of %s's other layouts: %w", w.base, err)
+		}
+		if _, err := tx.Exec(ctx, `update consumer_quarantine set status = 'dropped', release_requested_at = null
+			where `+ofConsumer+` and consumer <> all($2) and status = 'held' and event_id = any($3)`,
+			w.base, current, mine); err != nil {
+			return fmt.Errorf("adopt the quarantine of %s's other layouts: %w", w.base, err)
+		}
+		w.log.Info("events another layout held in quarantine are now this worker's", "events", len(mine))
+		return nil
+	})
+}
 
-// ofConsumer is the SQL condition, on a column named consumer and the parameter $1, that selects the rows
-// of the consumer $1 and of its partitions, of any layout.
-const ofConsumer = `(consumer = $1 or left(consumer, length($1) + 1) = $1 || '#')`
+// passedOldLayouts forgets the other layouts once the worker has passed all their rows, and deletes the
+// rows that NAME has passed (the last partition to pass them deletes the rest).
+func (w *worker) passedOldLayouts(ctx context.Context, cp eventstore.Position) {
+	if len(w.old) == 0 || cp.Less(w.oldMax) {
+		return
+	}
+	w.old = nil
+	current := []string{w.base}
+	if w.part != nil {
+		current = w.part.names
+	}
+	if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints o using projection_checkpoints c
+		where c.name = $1 and left(o.name, length($1) + 1) = $1 || '#' and o.name <> all($2)
+		  and (o.tx_id, o.global_position) <= (c.tx_id, c.global_position)`, w.base, current); err != nil && ctx.Err() == nil {
+		w.log.Warn("checkpoints of another layout not deleted; a worker deletes them when it starts", "err", err)
+	}
+}
 
 // KeyCheckpoint is the checkpoint that says how far the consumer name has applied the events of partition
-// key `key`: that of the partition owning the key when the consumer runs in partitions ahead of NAME (one
-// layout: see errLayoutAhead), else NAME's.
+// key `key`: the furthest of NAME and of the rows of the partitions owning the key, in every layout there
+// are rows of (the current one and, while the layout changes, the one before).
 func KeyCheckpoint(ctx context.Context, q interface {
 	execQuerier
 	querier
@@ -367,15 +480,9 @@ func KeyCheckpoint(ctx context.Context, q interface {
 	if err != nil {
 		return cp, err
 	}
-	n := 0
 	for _, r := range rows {
-		if cp.Less(r.pos) {
-			n = r.n
-		}
-	}
-	for _, r := range rows {
-		if n > 0 && r.n == n && r.k == PartitionOf(key, n) {
-			return r.pos, nil
+		if r.k == PartitionOf(key, r.n) && cp.Less(r.pos) {
+			cp = r.pos
 		}
 	}
 	return cp, nil
@@ -409,3 +516,7 @@ func (w *worker) advance(ctx context.Context, from, to eventstore.Position) erro
 	}
 	return nil
 }
+
+// ofConsumer is the SQL condition, on a column named consumer and the parameter $1, that selects the rows
+// of the consumer $1 and of its partitions, of any layout.
+const ofConsumer = `(consumer = $1 or left(consumer, length($1) + 1) = $1 || '#')`

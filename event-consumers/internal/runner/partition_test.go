@@ -309,9 +309,9 @@ func (s stalling) Apply(ctx context.Context, tx pgx.Tx, batch []eventstore.Event
 }
 
 // The layout changes 1 -> 2 -> 1 in the middle of a log, each time after the consumer caught up and
-// stopped: no event applied twice or skipped, the old layout's rows deleted. A layout whose rows are ahead
-// of NAME (one partition held back when the consumer stopped) keeps the next layout from starting until
-// it has caught up.
+// stopped, then 1 -> 2 -> 3 -> 1 with one partition held back each time it stops, so that the others are
+// ahead of NAME when the next layout starts: no event applied twice or skipped, each stream in order, and
+// the old layouts' rows deleted once passed.
 func TestPartitionLayoutChanges(t *testing.T) {
 	t.Parallel()
 	pool, _ := testenv.PostgresPool(t)
@@ -324,13 +324,15 @@ func TestPartitionLayoutChanges(t *testing.T) {
 		opts.Partitions = n
 		return start(t, pool, opts, c)
 	}
-	partitionRows := func() int {
+	otherRows := func(n int) int {
 		var rows int
-		if err := pool.QueryRow(ctx, `select count(*) from projection_checkpoints where name like 'recording#%'`).Scan(&rows); err != nil {
+		if err := pool.QueryRow(ctx, `select count(*) from projection_checkpoints where name like 'recording#%'
+			and name not like $1`, "%/"+strconv.Itoa(n)).Scan(&rows); err != nil {
 			t.Fatal(err)
 		}
 		return rows
 	}
+	layout := func(n int) []string { return append(runner.PartitionNames(c.name, n), c.name) }
 
 	stop := run(1)
 	writeTicks(t, ctx, pool, 3, 40, 8, 1)
@@ -338,48 +340,44 @@ func TestPartitionLayoutChanges(t *testing.T) {
 	stop()
 	stop = run(2)
 	writeTicks(t, ctx, pool, 3, 40, 8, 2)
-	waitCaughtUp(t, pool, append(runner.PartitionNames(c.name, 2), c.name)...)
+	waitCaughtUp(t, pool, layout(2)...)
 	checkNameIsMinimum(t, ctx, pool, c.name, 2)
 	stop()
 	stop = run(1)
 	writeTicks(t, ctx, pool, 3, 40, 8, 3)
 	waitCaughtUp(t, pool, c.name)
-	if rows := partitionRows(); rows != 0 {
+	if rows := otherRows(1); rows != 0 {
 		t.Fatalf("%d rows of the old layout left", rows)
 	}
 	stop()
 	checkRecorded(t, ctx, pool)
 
-	// Two partitions, one held back: the other runs ahead of NAME.
-	stall.Store(true)
-	stop = run(2)
-	writeTicks(t, ctx, pool, 3, 40, 8, 4)
-	held := runner.PartitionName(c.name, runner.PartitionOf(c.stream, 2), 2)
-	other := runner.PartitionName(c.name, 1-runner.PartitionOf(c.stream, 2), 2)
-	waitCaughtUp(t, pool, other)
-	stop()
-	name := checkpoint(t, pool, c.name)
-	if name != checkpoint(t, pool, held) {
-		t.Fatalf("NAME %v is not the held partition's checkpoint %v", name, checkpoint(t, pool, held))
+	// Each layout stops with the partition of stream-3 held back, the others ahead of NAME.
+	for i, n := range []int{2, 3} {
+		stall.Store(true)
+		stop = run(n)
+		writeTicks(t, ctx, pool, 3, 40, 8, uint64(10+i))
+		held := runner.PartitionOf(c.stream, n)
+		var others []string
+		for k, name := range runner.PartitionNames(c.name, n) {
+			if k != held {
+				others = append(others, name)
+			}
+		}
+		waitCaughtUp(t, pool, others...)
+		stop()
+		if name, ahead := checkpoint(t, pool, c.name), checkpoint(t, pool, others[0]); !name.Less(ahead) {
+			t.Fatalf("layout %d: NAME %v is not behind its partitions' %v", n, name, ahead)
+		}
+		stall.Store(false)
 	}
-	stall.Store(false)
-	// One worker now would apply again what the partition ahead applied: it must not start.
+	// One worker takes over from three partitions, two of them ahead of it, and a layout of two before them.
 	stop = run(1)
-	time.Sleep(500 * time.Millisecond)
-	if now := checkpoint(t, pool, c.name); now != name {
-		t.Fatalf("the consumer moved from %v to %v with another layout's rows ahead of it", name, now)
-	}
-	stop()
-	// The old layout finishes, then one worker takes over from where it stands.
-	stop = run(2)
-	waitCaughtUp(t, pool, append(runner.PartitionNames(c.name, 2), c.name)...)
-	stop()
-	stop = run(1)
-	writeTicks(t, ctx, pool, 3, 20, 8, 5)
+	writeTicks(t, ctx, pool, 3, 20, 8, 20)
 	waitCaughtUp(t, pool, c.name)
 	stop()
-	if rows := partitionRows(); rows != 0 {
-		t.Fatalf("%d rows of the old layout left", rows)
+	if rows := otherRows(1); rows != 0 {
+		t.Fatalf("%d rows of the old layouts left", rows)
 	}
 	checkRecorded(t, ctx, pool)
 }
@@ -476,5 +474,57 @@ func TestPartitionsNameSyncWait(t *testing.T) {
 		t.Logf("%s partitions: %d batches, %.2f ms each; moving NAME %.3f ms of it (%d times), %.0f%% of their time",
 			strings.TrimSuffix(p, "#"), batches, 1000*batchSum/float64(batches), 1000*syncSum/float64(syncs), syncs,
 			100*syncSum/batchSum)
+	}
+}
+
+// The accounts and payments projections change layout (2 -> 3 -> 1) while writers append, each layout
+// stopped wherever its partitions are: the ledger check holds while the next layout runs beside the old
+// one's rows, and at the end the read models are exactly the workload's.
+func TestPartitionLayoutChangesUnderLoadKeepTheBooks(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 12)
+	var stopWriting atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 13))
+			for !stopWriting.Load() {
+				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	checkBooks := func(when string) {
+		t.Helper()
+		rep, err := ledger.New(projections.NewLedgerStore(pool), ledger.Options{}).Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.OK {
+			t.Fatalf("ledger check %s:\n%s", when, strings.Join(rep.Lines(), "\n"))
+		}
+	}
+	for _, n := range []int{2, 3, 1} {
+		opts := fastOpts()
+		opts.Partitions = n
+		stop := start(t, pool, opts, projections.Accounts{}, projections.Payments{})
+		time.Sleep(400 * time.Millisecond)
+		checkBooks(fmt.Sprintf("with %d partitions", n))
+		time.Sleep(200 * time.Millisecond)
+		stop()
+	}
+	stopWriting.Store(true)
+	wg.Wait()
+	stop := start(t, pool, fastOpts(), projections.Accounts{}, projections.Payments{})
+	defer stop()
+	waitCaughtUp(t, pool, "accounts", "payments")
+	checkBooks("at the end")
+	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -106,8 +106,11 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		seen[c.Name()] = true
 		n := r.Partitions(c)
 		for k := range n {
-			_, splittable := c.(Partitioned)
+			pc, splittable := c.(Partitioned)
 			w := &worker{r: r, name: c.Name(), base: c.Name(), splittable: splittable}
+			if splittable {
+				w.key = pc.PartitionKey
+			}
 			if n > 1 {
 				w.part = newPartition(c.Name(), k, n, c.(Partitioned).PartitionKey)
 				w.name = PartitionName(c.Name(), k, n)
@@ -243,9 +246,14 @@ type worker struct {
 	// partition's (NAME#K/N); base is the consumer's name.
 	name, base string
 	// part is the worker's partition; nil for an unpartitioned consumer. splittable is set when the
-	// consumer is Partitioned, partitions or not (it may have rows of another layout).
+	// consumer is Partitioned, partitions or not (it may have rows of another layout), key is then its
+	// PartitionKey; old are the other layouts ahead of NAME when the worker loaded its checkpoint, oldMax
+	// the furthest of their rows (partition.go, "Changing the layout").
 	part       *partition
 	splittable bool
+	key        func(eventstore.Event) string
+	old        []oldLayout
+	oldMax     eventstore.Position
 	log        *slog.Logger
 	// proj or proc is the consumer.
 	proj    Projection
@@ -410,6 +418,7 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	w.noteHeld(hold)
 	*cp = to
+	w.passedOldLayouts(ctx, to)
 	w.position.Store(&to)
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))

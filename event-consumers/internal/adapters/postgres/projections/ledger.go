@@ -109,29 +109,29 @@ type partRow struct {
 	at   eventstore.Position
 }
 
-// partsAhead are the checkpoints, in K order, of the layout whose partitions are ahead of the projection's
-// checkpoint name (there is at most one: a projection does not start in a layout while another's rows are
-// ahead, runner.errLayoutAhead); none when no partition is ahead, or the layout's rows are not all there.
-func partsAhead(name eventstore.Position, rows []partRow) []eventstore.Position {
-	n := 0
+// partsAhead are the checkpoints of the layouts (CONSUMER_PARTITIONS) whose partitions are ahead of the
+// projection's checkpoint name, each by K (the start of the log for a row that is gone); none when no
+// partition is ahead.
+func partsAhead(name eventstore.Position, rows []partRow) [][]eventstore.Position {
+	byN := map[int][]eventstore.Position{}
+	var order []int
 	for _, r := range rows {
-		if name.Less(r.at) {
-			n = r.n
+		if !name.Less(r.at) {
+			continue
+		}
+		if byN[r.n] == nil {
+			byN[r.n] = make([]eventstore.Position, r.n)
+			order = append(order, r.n)
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	out := make([]eventstore.Position, n)
-	found := 0
 	for _, r := range rows {
-		if r.n == n {
-			out[r.k] = r.at
-			found++
+		if l := byN[r.n]; l != nil {
+			l[r.k] = r.at
 		}
 	}
-	if found != n {
-		return nil
+	out := make([][]eventstore.Position, 0, len(order))
+	for _, n := range order {
+		out = append(out, byN[n])
 	}
 	return out
 }
