@@ -528,3 +528,60 @@ func TestPartitionLayoutChangesUnderLoadKeepTheBooks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An event held in quarantine by a partition passes, when the layout changes, to the worker that owns it
+// in the new one: its stream keeps waiting behind it, and a release by the consumer's name applies it
+// once.
+func TestPartitionLayoutChangeKeepsTheQuarantine(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	vpas := openAccounts(t, ctx, bank, 3)
+	sick := vpas[0]
+	p := &poisoned{poison: func(e eventstore.Event) bool { return e.AggregateID == sick && e.Version == 3 }}
+	p.broken.Store(true)
+	opts := fastOpts()
+	opts.Partitions = 2
+	stop := start(t, pool, opts, p)
+	for _, vpa := range []string{sick, vpas[1], sick, vpas[2]} {
+		if _, err := bank.Deposit(ctx, vpa, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCaughtUp(t, pool, append(runner.PartitionNames("accounts", 2), "accounts")...)
+	stop()
+	held, err := runner.Quarantined(ctx, pool, "accounts", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 2 || held[0].Consumer != runner.PartitionName("accounts", runner.PartitionOf(sick, 2), 2) {
+		t.Fatalf("quarantine = %+v; want %s's two events held by its partition", held, sick)
+	}
+
+	// One worker now: it holds the stream, and goes on with it after the release.
+	opts.Partitions = 1
+	start(t, pool, opts, p)
+	if _, err := bank.Deposit(ctx, sick, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, pool, "accounts")
+	waitFor(t, "the quarantine to pass to the one worker", func() bool {
+		h, err := runner.Quarantined(ctx, pool, "accounts", false)
+		return err == nil && len(h) == 3 && h[0].Consumer == "accounts" && h[2].Consumer == "accounts"
+	})
+	if b, v := accountRow(t, pool, sick); b != 20000 || v != 2 {
+		t.Fatalf("%s: balance %d v%d, want 20000 v2: its stream must still wait", sick, b, v)
+	}
+	p.broken.Store(false)
+	if n, err := runner.RequestRelease(ctx, pool, "accounts", sick); err != nil || n != 3 {
+		t.Fatalf("release covered %d events (%v), want 3", n, err)
+	}
+	waitFor(t, "the release", func() bool {
+		h, err := runner.Quarantined(ctx, pool, "accounts", false)
+		return err == nil && len(h) == 0
+	})
+	if err := workload.VerifyBalances(ctx, pool, bank.Expected()); err != nil {
+		t.Fatal(err)
+	}
+}
