@@ -1,9 +1,11 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,14 +105,14 @@ func (p *partition) owns(e eventstore.Event) bool {
 
 // syncNameSQL is the statement that keeps NAME at the minimum of the partitions' rows, notifying
 // projection.CheckpointChannel as an unpartitioned consumer's advance does, only when NAME moved. It is
-// two statements sent together in the simple protocol (so, outside a transaction, in one implicit
-// transaction): the first locks NAME; the second, which under READ COMMITTED takes a new snapshot after
-// the lock was granted, reads the partitions' rows. Whoever updated NAME before committed before the lock
-// was granted, so its partition's row is seen; whoever updates it after sees this partition's row. The
-// last to take the lock therefore sets NAME to the true minimum, and NAME never lags behind the
-// partitions once they stop. NAME only moves forward here (a reset or a rebuild sets it outright), and
-// only when every partition's row exists (they are created together, loadPartition). The names are
-// consumer names, quoted as literals.
+// two statements sent together in the simple protocol, after the partition's own row moved in the same
+// transaction (a batch's, or the implicit one of a message sent outside any): the first locks NAME; the
+// second, which under READ COMMITTED takes a new snapshot after the lock was granted, reads the
+// partitions' rows. Whoever updated NAME before committed before the lock was granted, so its partition's
+// row is seen; whoever updates it after sees this partition's row. The last to take the lock therefore
+// sets NAME to the true minimum, and NAME never lags behind the partitions once they stop. NAME only
+// moves forward here (a reset or a rebuild sets it outright), and only when every partition's row exists
+// (they are created together, createRows). The names are consumer names, quoted as literals.
 func syncNameSQL(base string, names []string) string {
 	lits := make([]string, len(names))
 	for i, n := range names {
@@ -181,9 +183,8 @@ func layoutRows(ctx context.Context, q querier, base string) ([]layoutRow, error
 }
 
 // lockLayout locks, in tx, every partition row of base (of every layout, by layout and then K) and then
-// NAME, creating NAME if it is new.
-// It returns NAME's position and the partitions' rows. The order is the one every writer of checkpoint
-// rows keeps (see above).
+// NAME, creating NAME if it is new. It returns NAME's position and the partitions' rows. The order is the
+// one every writer of checkpoint rows keeps (see above).
 func lockLayout(ctx context.Context, tx pgx.Tx, base string) (eventstore.Position, []layoutRow, error) {
 	if _, err := LoadCheckpoint(ctx, tx, base); err != nil {
 		return eventstore.Start, nil, err
@@ -192,7 +193,7 @@ func lockLayout(ctx context.Context, tx pgx.Tx, base string) (eventstore.Positio
 	if err != nil {
 		return eventstore.Start, nil, err
 	}
-	sortLayout(rows)
+	slices.SortFunc(rows, func(a, b layoutRow) int { return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.k, b.k)) })
 	for i, r := range rows {
 		if err := tx.QueryRow(ctx, `select tx_id::text::bigint, global_position from projection_checkpoints
 			where name = $1 for update`, r.name).Scan(&rows[i].pos.TxID, &rows[i].pos.GlobalPosition); err != nil {
@@ -203,19 +204,10 @@ func lockLayout(ctx context.Context, tx pgx.Tx, base string) (eventstore.Positio
 	return live, rows, err
 }
 
-// sortLayout orders rows by layout, then K: the lock order.
-func sortLayout(rows []layoutRow) {
-	for i := 1; i < len(rows); i++ {
-		for j := i; j > 0 && (rows[j].n < rows[j-1].n || rows[j].n == rows[j-1].n && rows[j].k < rows[j-1].k); j-- {
-			rows[j], rows[j-1] = rows[j-1], rows[j]
-		}
-	}
-}
-
 // setLayout sets, in tx (which holds their locks, lockLayout), NAME and the rows of the layout of n
 // partitions to `to`, creating them if needed, and deletes the rows of every other layout: what a rebuild
-// or a reset leaves, a consumer whose every event up to `to` is applied, in any layout. A row moved
-// notifies NAME's readers as an advance does.
+// leaves, a consumer whose every event up to `to` is applied, in any layout. NAME's readers are notified
+// as by an advance.
 func setLayout(ctx context.Context, tx pgx.Tx, base string, n int, to eventstore.Position) error {
 	names := append(PartitionNames(base, n), base)
 	if _, err := tx.Exec(ctx, `delete from projection_checkpoints where left(name, length($1) + 1) = $1 || '#' and name <> all($2)`,
