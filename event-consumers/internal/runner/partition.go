@@ -139,14 +139,19 @@ func positionToken(tx, gp string) string {
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // createRows creates the layout's rows that do not exist yet at NAME's position (NAME created at the
-// start of the log if it is new).
+// start of the log if it is new), and moves up to NAME those left behind it by an earlier spell of this
+// layout: a row of the running layout is never behind NAME (NAME is their minimum), so one that is was
+// left when another layout took over, which has applied the events in between.
 func (p *partition) createRows(ctx context.Context, q execQuerier) error {
 	if _, err := LoadCheckpoint(ctx, q, p.base); err != nil {
 		return err
 	}
-	if _, err := q.Exec(ctx, `insert into projection_checkpoints (name, tx_id, global_position)
+	if _, err := q.Exec(ctx, `insert into projection_checkpoints as r (name, tx_id, global_position)
 		select k, c.tx_id, c.global_position from projection_checkpoints c, unnest($2::text[]) k
-		where c.name = $1 on conflict do nothing`, p.base, p.names); err != nil {
+		where c.name = $1
+		on conflict (name) do update set tx_id = excluded.tx_id, global_position = excluded.global_position,
+			updated_at = now()
+		where (r.tx_id, r.global_position) < (excluded.tx_id, excluded.global_position)`, p.base, p.names); err != nil {
 		return fmt.Errorf("create the partitions of %s: %w", p.base, err)
 	}
 	return nil
@@ -205,14 +210,15 @@ func lockLayout(ctx context.Context, tx pgx.Tx, base string) (eventstore.Positio
 }
 
 // setLayout sets, in tx (which holds their locks, lockLayout), NAME and the rows of the layout of n
-// partitions to `to`, creating them if needed, and deletes the rows of every other layout: what a rebuild
-// leaves, a consumer whose every event up to `to` is applied, in any layout. NAME's readers are notified
-// as by an advance.
+// partitions to `to`, creating them if needed, and the rows of every other layout too: what a rebuild
+// leaves, a consumer whose every event up to `to` is applied, in any layout (a row that is not ahead of
+// NAME is ignored). NAME's readers are notified as by an advance.
 func setLayout(ctx context.Context, tx pgx.Tx, base string, n int, to eventstore.Position) error {
 	names := append(PartitionNames(base, n), base)
-	if _, err := tx.Exec(ctx, `delete from projection_checkpoints where left(name, length($1) + 1) = $1 || '#' and name <> all($2)`,
-		base, names); err != nil {
-		return fmt.Errorf("delete the other layouts of %s: %w", base, err)
+	if _, err := tx.Exec(ctx, `update projection_checkpoints set tx_id = $2::text::xid8, global_position = $3,
+			updated_at = now()
+		where left(name, length($1) + 1) = $1 || '#'`, base, strconv.FormatUint(to.TxID, 10), to.GlobalPosition); err != nil {
+		return fmt.Errorf("set the other layouts of %s: %w", base, err)
 	}
 	if _, err := tx.Exec(ctx, `insert into projection_checkpoints (name, tx_id, global_position)
 		select k, $2::text::xid8, $3 from unnest($1::text[]) k
@@ -295,9 +301,9 @@ func (w *worker) loadCheckpoint(ctx context.Context) (eventstore.Position, error
 // again (a projection's version checks would stall on them; the workflow would repeat steps). So a worker
 // skips every event that the other layout's partition owning it has already passed (its row's position
 // is at or after the event's): that partition applied it, or skipped it because a layout before it had.
-// Rows of another layout that NAME has passed are of no more use and deleted, when a worker starts and
-// when it passes them all. Every replica must run the same layout: the old layout's rows must not move
-// while the new one follows them (docs/deployment.md, "Changing CONSUMER_PARTITIONS").
+// Rows of another layout that NAME has passed are of no more use and ignored (they stay: the consumers'
+// database role may not delete checkpoint rows). Every replica must run the same layout: the old layout's
+// rows must not move while the new one follows them (docs/deployment.md, "Changing CONSUMER_PARTITIONS").
 
 // oldLayout is another layout's rows that were ahead of NAME when the worker started: by K, the position
 // each had reached (the start of the log for a row already gone).
@@ -329,7 +335,7 @@ func (w *worker) applied(e eventstore.Event) bool {
 }
 
 // loadLayouts reads, before a Partitioned consumer's worker starts, the checkpoint rows of other layouts
-// than the one it runs: those NAME has passed are deleted, those ahead of it kept in w.old (applied). The
+// than the one it runs: those ahead of NAME are kept in w.old (applied), the others ignored. The
 // events other layouts (or the unpartitioned consumer) hold in quarantine that this worker owns become
 // its own, so that their streams keep waiting behind them.
 func (w *worker) loadLayouts(ctx context.Context) error {
@@ -349,13 +355,10 @@ func (w *worker) loadLayouts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var done []string
 	layouts := map[int]*oldLayout{}
 	for _, r := range rows {
 		switch {
-		case r.n == n:
-		case !name.Less(r.pos):
-			done = append(done, r.name)
+		case r.n == n, !name.Less(r.pos):
 		default:
 			l := layouts[r.n]
 			if l == nil {
@@ -370,12 +373,6 @@ func (w *worker) loadLayouts(ctx context.Context) error {
 	}
 	for _, l := range layouts {
 		w.old = append(w.old, *l)
-	}
-	if len(done) > 0 {
-		if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints where name = any($1)`, done); err != nil {
-			return fmt.Errorf("delete the checkpoints of %s's other layouts: %w", w.base, err)
-		}
-		w.log.Info("checkpoints of another layout deleted: the consumer has passed them", "rows", strings.Join(done, ", "))
 	}
 	if len(w.old) > 0 {
 		w.log.Info("another layout's checkpoints are ahead of the consumer's: the events they applied are skipped",
@@ -439,21 +436,11 @@ func (w *worker) adoptQuarantine(ctx context.Context) error {
 	})
 }
 
-// passedOldLayouts forgets the other layouts once the worker has passed all their rows, and deletes the
-// rows that NAME has passed (the last partition to pass them deletes the rest).
-func (w *worker) passedOldLayouts(ctx context.Context, cp eventstore.Position) {
-	if len(w.old) == 0 || cp.Less(w.oldMax) {
-		return
-	}
-	w.old = nil
-	current := []string{w.base}
-	if w.part != nil {
-		current = w.part.names
-	}
-	if _, err := w.r.pool.Exec(ctx, `delete from projection_checkpoints o using projection_checkpoints c
-		where c.name = $1 and left(o.name, length($1) + 1) = $1 || '#' and o.name <> all($2)
-		  and (o.tx_id, o.global_position) <= (c.tx_id, c.global_position)`, w.base, current); err != nil && ctx.Err() == nil {
-		w.log.Warn("checkpoints of another layout not deleted; a worker deletes them when it starts", "err", err)
+// passedOldLayouts forgets the other layouts once the worker has passed all their rows.
+func (w *worker) passedOldLayouts(cp eventstore.Position) {
+	if len(w.old) > 0 && !cp.Less(w.oldMax) {
+		w.old = nil
+		w.log.Info("the consumer has passed the other layout's checkpoints")
 	}
 }
 

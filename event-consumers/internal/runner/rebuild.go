@@ -45,7 +45,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projec
 
 // RebuildPartitioned is Rebuild of a projection whose live workers run in `partitions` partitions
 // (Options.Partitions; 1 for none, or for a projection that is not Partitioned): the swap locks and sets
-// every partition's row as well as NAME, and deletes the rows of any other layout.
+// every partition's row as well as NAME, and the rows of any other layout.
 func RebuildPartitioned(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize, partitions int) (RebuildResult, error) {
 	start := time.Now()
 	if batchSize <= 0 {

@@ -418,7 +418,7 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	w.noteHeld(hold)
 	*cp = to
-	w.passedOldLayouts(ctx, to)
+	w.passedOldLayouts(to)
 	w.position.Store(&to)
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
