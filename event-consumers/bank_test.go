@@ -105,6 +105,14 @@ func TestBankInvariants(t *testing.T) {
 		t.Skip("the bank workload runs the whole system; skipped with -short")
 	}
 	payments := envInt("BANK_PAYMENTS", 2000)
+	t.Run("partitions=1", func(t *testing.T) { bankInvariants(t, payments, 1) })
+	// The same with the consumers in partitions (the workflow, accounts and payments: two workers each),
+	// on a third of the payments: the kills take partition workers down in the middle of their batches, and
+	// the query service's read-your-writes, the ledger check and the operator's views must not notice.
+	t.Run("partitions=2", func(t *testing.T) { bankInvariants(t, max(payments/3, 100), 2) })
+}
+
+func bankInvariants(t *testing.T, payments, partitions int) {
 	workers := envInt("BANK_WORKERS", 16)
 	accountsPerClient := 6
 
@@ -114,7 +122,8 @@ func TestBankInvariants(t *testing.T) {
 		// Payer limits off: the bank pays many times a day from each account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"})
 	qry := testenv.StartService(t, "query-service", map[string]string{"DATABASE_URL": dbURL})
-	cons := testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL})
+	cons := testenv.StartService(t, "event-consumers", map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL,
+		"CONSUMER_PARTITIONS": strconv.Itoa(partitions)})
 	gw := testenv.StartService(t, "api-gateway", map[string]string{
 		"REDIS_URL": redisURL, "COMMAND_SERVICE_URL": cmd.URL, "QUERY_SERVICE_URL": qry.URL,
 		"EVENT_CONSUMERS_URL": cons.URL, "OPERATOR_KEYS": "auditor=audit-key",

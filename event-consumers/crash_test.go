@@ -22,10 +22,19 @@ import (
 // The real binary, killed with SIGKILL in the middle of its work again and again while events keep
 // arriving, then left to finish: every event applied exactly once (the read models match the workload's
 // expected outcome, and the projections' version guards would have stopped on a double or a gap).
+//
+// It runs twice: as one worker per consumer, and with the partitioned consumers in three partitions each
+// (every kill then takes several partition workers down, each at its own place in the log).
 func TestKilledMidBatchAppliesEveryEventOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
+	for _, partitions := range []int{1, 3} {
+		t.Run("partitions="+strconv.Itoa(partitions), func(t *testing.T) { killedMidBatch(t, partitions) })
+	}
+}
+
+func killedMidBatch(t *testing.T, partitions int) {
 	pool, url := testenv.PostgresPool(t)
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "event-consumers")
@@ -53,7 +62,7 @@ func TestKilledMidBatchAppliesEveryEventOnce(t *testing.T) {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "EVENT_CONSUMERS_ADDR=127.0.0.1:0", "EVENT_CONSUMERS_OPS_ADDR=127.0.0.1:0", "UPI_ENV=development",
 			"CONSUMER_BATCH_SIZE=7", "LOG_LEVEL=warn", "COMMAND_SERVICE_URL=http://127.0.0.1:1",
-			"RELAY_ENABLED=false")
+			"RELAY_ENABLED=false", "CONSUMER_PARTITIONS="+strconv.Itoa(partitions))
 		cmd.Stdout, cmd.Stderr = testLogWriter{t}, testLogWriter{t}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

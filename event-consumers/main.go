@@ -128,7 +128,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// Every projection, in the order `rebuild all` rebuilds them.
 	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, projections.Merchant{},
 		projections.Settlement{Schedule: cfg.Settlement, Grace: cfg.SettlementCloseGrace}, projections.Complaints{}}
-	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch), log)
+	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, projs, cfg.RebuildBatch, cfg.Partitions), log)
 
 	reg := observability.Registry()
 
@@ -234,7 +234,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// Mandates' timers (expiry, execution, retries, completion) through the command service.
 	mandateTimer := mandates.New(postgres.NewMandates(pool), expiries, log, cfg.MandateTimerEvery)
 
-	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize})
+	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize, Partitions: cfg.Partitions})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	// Periodic jobs run on one replica at a time, each under a lock of its own.

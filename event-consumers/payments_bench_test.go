@@ -31,7 +31,9 @@ package main_test
 // PAYBENCH_GOMAXPROCS, the services' GOMAXPROCS (default 1, as docker-compose.yml runs them; 0 for Go's
 // default, one per core); PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of
 // every service (its operations listener, with the development operator key), taken over its load, as SUBBENCHMARK-SERVICE.pprof
-// (`go tool pprof -top FILE`).
+// (`go tool pprof -top FILE`); PAYBENCH_PARTITIONS, event-consumers' CONSUMER_PARTITIONS (default 1),
+// reported in each result line as "partitions" (partitions share the consumers' work over cores only as
+// far as PAYBENCH_GOMAXPROCS lets event-consumers use them).
 
 import (
 	"cmp"
@@ -48,6 +50,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -239,7 +242,8 @@ func startPaymentStack(b *testing.B, relay bool, otlp string) *paymentStack {
 		// Payer limits off: the benchmark pays many times a day from each account.
 		"LIMIT_DAILY_PAISE": "0", "LIMIT_DAILY_P2P_COUNT": "0", "LIMIT_NEW_ACCOUNT_PAISE": "0"}))
 	qry := testenv.StartService(b, "query-service", quiet("query-service", map[string]string{"DATABASE_URL": dbURL}))
-	consEnv := map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL}
+	consEnv := map[string]string{"DATABASE_URL": dbURL, "COMMAND_SERVICE_URL": cmd.URL,
+		"CONSUMER_PARTITIONS": strconv.Itoa(benchPartitions())}
 	if relay {
 		consEnv["RELAY_ENABLED"], consEnv["RABBITMQ_URL"] = "true", testenv.RabbitMQ(b)
 		consEnv["RELAY_EXCHANGE"] = bindFeedQueue(b, consEnv["RABBITMQ_URL"])
@@ -512,6 +516,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 	b.ReportMetric(drained.Seconds(), "drain-s")
 	b.ReportMetric(float64(len(res.ids)), "payments")
 	reportCPU(b, cpu0, cpu1, len(res.ids))
+	b.ReportMetric(float64(benchPartitions()), "partitions")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -581,6 +586,7 @@ func (s *paymentStack) latencyRun(b *testing.B, n int, load time.Duration, vpas 
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(len(res.ids)), "payments")
 	reportCPU(b, cpu0, cpu1, len(res.ids))
+	b.ReportMetric(float64(benchPartitions()), "partitions")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -963,5 +969,9 @@ func (s *paymentStack) moneyRun(b *testing.B, n int, load time.Duration, vpas []
 	b.ReportMetric(float64(len(res.ids))/window.Seconds(), "completed/s")
 	b.ReportMetric(float64(len(res.ids)), "payments")
 	reportCPU(b, cpu0, cpu1, len(res.ids))
+	b.ReportMetric(float64(benchPartitions()), "partitions")
 	b.ReportMetric(0, "ns/op")
 }
+
+// benchPartitions is event-consumers' CONSUMER_PARTITIONS in the benchmark: PAYBENCH_PARTITIONS (default 1).
+func benchPartitions() int { return envInt("PAYBENCH_PARTITIONS", 1) }

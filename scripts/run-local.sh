@@ -7,7 +7,8 @@
 # They run in development mode (UPI_ENV=development unless set): the development API keys, operator key
 # (operator=dev-operator-secret) and service keys, by which the four trust each other with no setup.
 # Each runs with GOMAXPROCS=SERVICE_GOMAXPROCS (default 1: the four share the machine's cores with
-# PostgreSQL and Redis; 0 gives Go's default, one thread per core; .env.example).
+# PostgreSQL and Redis; 0 gives Go's default, one thread per core; .env.example). Every other setting
+# (CONSUMER_PARTITIONS, say) passes through from the environment.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 pids=()

@@ -112,7 +112,9 @@ type Service struct {
 // on another) with env added to the test's environment, waits until its /healthz answers, and stops it
 // when the test ends. It runs in development mode (UPI_ENV=development: the development keys, by which
 // the services started this way trust each other) unless env says otherwise. Its output goes to a log
-// file that is printed when the test fails.
+// file that is printed when the test fails. The test's own environment reaches the service too, so that
+// a setting given to `go test` applies to every service the tests start (CONSUMER_PARTITIONS=2 runs every
+// event-consumers in two partitions); env, given by the test, takes precedence.
 func StartService(t testing.TB, service string, env map[string]string) *Service {
 	t.Helper()
 	bin := Binary(t, service)

@@ -39,6 +39,10 @@ type Config struct {
 	// BatchSize is how many events a consumer handles per transaction; RebuildBatch the same for a replay.
 	BatchSize    int `env:"CONSUMER_BATCH_SIZE" envDefault:"500"`
 	RebuildBatch int `env:"REBUILD_BATCH_SIZE" envDefault:"5000"`
+	// Partitions splits the partitioned consumers (the payment workflow, the accounts and payments
+	// projections) into that many workers each, NAME#K/N, which share the work within the process and
+	// across replicas (docs/architecture.md, "Partitions"). Change it only as docs/deployment.md says.
+	Partitions int `env:"CONSUMER_PARTITIONS" envDefault:"1"`
 	// The event feed (docs/event-feed.md): the relay publishes the log to RABBITMQ_URL's RELAY_EXCHANGE
 	// unless RELAY_ENABLED is false. RELAY_IN_FLIGHT bounds the messages awaiting the broker's confirm.
 	RelayEnabled  bool   `env:"RELAY_ENABLED" envDefault:"true"`
@@ -151,6 +155,9 @@ func Load() (Config, error) {
 	if cfg.BatchSize < 1 || cfg.BatchSize > 10000 || cfg.RebuildBatch < 1 || cfg.RebuildBatch > 50000 {
 		return cfg, fmt.Errorf("config: CONSUMER_BATCH_SIZE must be 1..10000 and REBUILD_BATCH_SIZE 1..50000")
 	}
+	if cfg.Partitions < 1 || cfg.Partitions > 64 {
+		return cfg, fmt.Errorf("config: CONSUMER_PARTITIONS must be 1..64")
+	}
 	if cfg.WebhooksEnabled && !cfg.RelayOnly { // the relay-only process sends no webhook
 		switch v := strings.TrimSpace(cfg.WebhookAllowPrivateSetting); v {
 		case "":
@@ -209,6 +216,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.Int("batch_size", c.BatchSize),
 		slog.Int("rebuild_batch_size", c.RebuildBatch),
+		slog.Int("partitions", c.Partitions),
 		slog.Bool("relay_enabled", c.RelayEnabled),
 		slog.String("rabbitmq_url", observability.RedactURL(c.RabbitMQURL)),
 		slog.String("relay_exchange", c.RelayExchange),

@@ -31,7 +31,7 @@ func server(t *testing.T, pool *pgxpool.Pool) *httptest.Server {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r := chi.NewRouter()
-	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, []runner.Projection{projections.Accounts{}, projections.Payments{}}, 0), log)
+	rebuilds := app.NewRebuilds(runner.NewRebuilder(pool, log, []runner.Projection{projections.Accounts{}, projections.Payments{}}, 0, 1), log)
 	httpapi.Routes(context.Background(), r, rebuilds, ledger.New(projections.NewLedgerStore(pool), ledger.Options{}))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)

@@ -227,7 +227,9 @@ func (o *Operator) payment(ctx context.Context, id string) error {
 	if len(evs) == 0 {
 		return fmt.Errorf("no events of payment %s in the log", pid)
 	}
-	cp, err := runner.LoadCheckpoint(ctx, o.Pool, workflow.Name)
+	// The workflow's checkpoint for this payment: that of the partition that handles it, when the
+	// workflow runs in partitions.
+	cp, err := runner.KeyCheckpoint(ctx, o.Pool, workflow.Name, pid.String())
 	if err != nil {
 		return err
 	}
@@ -388,6 +390,19 @@ func (o *Operator) checkpointList(ctx context.Context) error {
 			return fmt.Errorf("read checkpoint %s: %w", name, err)
 		default:
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s ago\n", name, cp.Token(), cp.GlobalPosition, ago(updated))
+		}
+		// A partitioned consumer's partitions, under it: the consumer's own row is their minimum.
+		rows, err := o.Pool.Query(ctx, `select name, tx_id::text::bigint, global_position, updated_at
+			from projection_checkpoints where left(name, length($1) + 1) = $1 || '#' order by name`, name)
+		if err != nil {
+			return fmt.Errorf("read the partitions of %s: %w", name, err)
+		}
+		var part string
+		if _, err := pgx.ForEachRow(rows, []any{&part, &cp.TxID, &cp.GlobalPosition, &updated}, func() error {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s ago\n", part, cp.Token(), cp.GlobalPosition, ago(updated))
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read the partitions of %s: %w", name, err)
 		}
 	}
 	tw.Flush()

@@ -50,14 +50,19 @@ func lockCheckpoint(ctx context.Context, tx pgx.Tx, name string) (eventstore.Pos
 // advanceCheckpoint moves a checkpoint from `from` to `to` if it is still at `from`, and notifies readers
 // (the notification is delivered only if the surrounding transaction commits).
 func advanceCheckpoint(ctx context.Context, q execQuerier, name string, from, to eventstore.Position) error {
+	// A partition's row notifies nobody: readers follow NAME, which worker.syncName moves.
+	notify := `returning pg_notify($6, $7)`
+	args := []any{name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition,
+		strconv.FormatUint(from.TxID, 10), from.GlobalPosition}
+	if _, _, _, partition := ParsePartition(name); partition {
+		notify = ``
+	} else {
+		args = append(args, projection.CheckpointChannel, projection.CheckpointPayload(name, to))
+	}
 	tag, err := q.Exec(ctx, `
 		update projection_checkpoints
 		set tx_id = $2::text::xid8, global_position = $3, updated_at = now()
-		where name = $1 and tx_id = $4::text::xid8 and global_position = $5
-		returning pg_notify($6, $7)`,
-		name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition,
-		strconv.FormatUint(from.TxID, 10), from.GlobalPosition,
-		projection.CheckpointChannel, projection.CheckpointPayload(name, to))
+		where name = $1 and tx_id = $4::text::xid8 and global_position = $5 `+notify, args...)
 	if err != nil {
 		return fmt.Errorf("advance checkpoint %s to %v: %w", name, to, err)
 	}
@@ -73,13 +78,16 @@ func advanceCheckpoint(ctx context.Context, q execQuerier, name string, from, to
 // reflect its checkpoint, so only `to` = Start makes sense for one). The events the consumer held in
 // quarantine are dropped: those after `to` are read again. It returns the position it replaced and how
 // many held events were dropped.
+//
+// A partitioned consumer's partitions (of any layout) are reset with it: their rows are locked first, in
+// the order partition.go keeps, and set to `to` with NAME; so are their quarantined events dropped.
 func ResetCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, to eventstore.Position, tables []string) (eventstore.Position, int, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return eventstore.Start, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-	was, err := lockCheckpoint(ctx, tx, name)
+	was, _, err := lockLayout(ctx, tx, name)
 	if err != nil {
 		return eventstore.Start, 0, err
 	}
@@ -93,11 +101,12 @@ func ResetCheckpoint(ctx context.Context, pool *pgxpool.Pool, name string, to ev
 		}
 	}
 	if _, err := tx.Exec(ctx, `update projection_checkpoints set tx_id = $2::text::xid8, global_position = $3,
-		updated_at = now() where name = $1`, name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition); err != nil {
+		updated_at = now() where name = $1 or left(name, length($1) + 1) = $1 || '#'`,
+		name, strconv.FormatUint(to.TxID, 10), to.GlobalPosition); err != nil {
 		return eventstore.Start, 0, fmt.Errorf("reset checkpoint %s: %w", name, err)
 	}
 	tag, err := tx.Exec(ctx, `update consumer_quarantine set status = 'dropped', release_requested_at = null
-		where consumer = $1 and status = 'held'`, name)
+		where `+ofConsumer+` and status = 'held'`, name)
 	if err != nil {
 		return eventstore.Start, 0, fmt.Errorf("drop the quarantine of %s: %w", name, err)
 	}

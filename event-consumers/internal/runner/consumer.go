@@ -56,6 +56,16 @@ type Processor interface {
 	Handle(ctx context.Context, batch []eventstore.Event) error
 }
 
+// Partitioned is a consumer that can be split into partitions (Options.Partitions, partition.go): N
+// workers that each apply the events whose partition key hashes to their part. Every row the consumer
+// writes must be written only by events of one key (or, idempotently, by an event of key AllPartitions,
+// which every partition applies), and the events whose relative order matters to the consumer must share
+// a key: each partition applies its events in log order, but partitions move independently.
+type Partitioned interface {
+	Consumer
+	PartitionKey(e eventstore.Event) string
+}
+
 // SelfTraced is a consumer that starts spans of its own for what it does (the workflow, a span per step):
 // the runner adds none around its batches.
 type SelfTraced interface {

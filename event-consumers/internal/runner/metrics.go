@@ -16,6 +16,7 @@ type metrics struct {
 	jobActive      *prometheus.GaugeVec
 	quarantined    *prometheus.CounterVec
 	held           *prometheus.GaugeVec
+	nameSync       *prometheus.HistogramVec
 }
 
 // byConsumer is the label of every per-consumer series.
@@ -53,10 +54,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			"Events the consumer could not decode or apply, set aside with their stream (quarantine)."),
 		held: consumerGauge("consumer_quarantined_events",
 			"Events the consumer holds in quarantine: the ones that failed and those of their streams behind them. Alert when above 0."),
+		nameSync: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "consumer_name_sync_seconds",
+			Help: "Time a partition's batch spends moving its consumer's row (NAME) to the partitions' minimum, " +
+				"waiting for the other partitions' hold on that row included (with the partition's own " +
+				"compare-and-set when a batch writes nothing else: they go in one message).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1}}, byConsumer),
 		horizonAge: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventstore_horizon_age_seconds",
 			Help: "Age of the oldest running transaction holding an xid: consumers cannot read past it."}),
 	}
 	reg.MustRegister(m.checkpoint, m.lagEvents, m.lagSeconds, m.active, m.batchDuration, m.errors, m.applied,
-		m.checkpointMove, m.horizonAge, m.jobActive, m.quarantined, m.held)
+		m.checkpointMove, m.horizonAge, m.jobActive, m.quarantined, m.held, m.nameSync)
 	return m
 }

@@ -2,7 +2,10 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"upi/shared/platform/eventstore"
 )
@@ -46,6 +49,9 @@ func (w *worker) measureLag(ctx context.Context, s *stallWatch) {
 	// only after it committed it, so a stored checkpoint read later and behind it was moved back.
 	mine := w.position.Load()
 	cp, behind, oldest, err := w.lag(ctx)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return // no checkpoint yet: the consumer (or this partition of it) has not started anywhere
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("consumer lag not measured", "err", err)

@@ -150,7 +150,7 @@ func (r *Runner) projectionIsolate(w *worker, p Projection) isolateFunc {
 			return nil, fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-		if err := advanceCheckpoint(ctx, tx, p.Name(), from, to); err != nil {
+		if err := advanceCheckpoint(ctx, tx, w.name, from, to); err != nil {
 			return nil, err
 		}
 		failed := 0
@@ -172,7 +172,10 @@ func (r *Runner) projectionIsolate(w *worker, p Projection) isolateFunc {
 			hold = append(hold, heldEvent{e: e, err: err})
 			held[e.AggregateID] = true
 		}
-		if err := holdEvents(ctx, tx, p.Name(), hold); err != nil {
+		if err := holdEvents(ctx, tx, w.name, hold); err != nil {
+			return nil, err
+		}
+		if err := w.syncName(ctx, tx); err != nil {
 			return nil, err
 		}
 		if err := tx.Commit(ctx); err != nil {
@@ -225,12 +228,14 @@ func (r *Runner) processorIsolate(w *worker, p Processor) isolateFunc {
 			hold = append(hold, heldEvent{e: e, err: err})
 			held[e.AggregateID] = true
 		}
-		return hold, commitHeld(ctx, r, p.Name(), from, to, hold)
+		return hold, commitHeld(ctx, r, w, from, to, hold)
 	}
 }
 
-// commitHeld records hold and moves the checkpoint from `from` to `to` in one transaction.
-func commitHeld(ctx context.Context, r *Runner, name string, from, to eventstore.Position, hold []heldEvent) error {
+// commitHeld records hold and moves the checkpoint from `from` to `to` in one transaction (with NAME, for
+// a partition).
+func commitHeld(ctx context.Context, r *Runner, w *worker, from, to eventstore.Position, hold []heldEvent) error {
+	name := w.name
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -240,6 +245,9 @@ func commitHeld(ctx context.Context, r *Runner, name string, from, to eventstore
 		return err
 	}
 	if err := holdEvents(ctx, tx, name, hold); err != nil {
+		return err
+	}
+	if err := w.syncName(ctx, tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -450,13 +458,13 @@ type QuarantinedEvent struct {
 	ReleaseAsked  bool
 }
 
-// Quarantined lists the events in quarantine, held ones only unless all, of one consumer ("" for every
-// consumer), in log order.
+// Quarantined lists the events in quarantine, held ones only unless all, of one consumer and its
+// partitions ("" for every consumer), in log order.
 func Quarantined(ctx context.Context, q querier, consumer string, all bool) ([]QuarantinedEvent, error) {
 	rows, err := q.Query(ctx, `select consumer, event_id, aggregate_id, event_type, tx_id::text::bigint,
 			global_position, status, coalesce(error, ''), quarantined_at, release_requested_at is not null
 		from consumer_quarantine
-		where ($1 = '' or consumer = $1) and ($2 or status = 'held')
+		where ($1 = '' or `+ofConsumer+`) and ($2 or status = 'held')
 		order by consumer, tx_id, global_position`, consumer, all)
 	if err != nil {
 		return nil, fmt.Errorf("list quarantine: %w", err)
@@ -475,12 +483,13 @@ func Quarantined(ctx context.Context, q querier, consumer string, all bool) ([]Q
 	return out, nil
 }
 
-// RequestRelease asks the consumer to apply what it holds of stream: the consumer's active worker does
-// it within its monitor's interval (MonitorEvery). It returns how many events the request covers (0: the
+// RequestRelease asks the consumer to apply what it holds of stream: the consumer's active worker (that
+// of the partition holding it, for a partitioned consumer) does it within its monitor's interval
+// (MonitorEvery). It returns how many events the request covers (0: the
 // consumer holds nothing of that stream).
 func RequestRelease(ctx context.Context, q execQuerier, consumer, stream string) (int, error) {
 	tag, err := q.Exec(ctx, `update consumer_quarantine set release_requested_at = now()
-		where consumer = $1 and aggregate_id = $2 and status = 'held'`, consumer, stream)
+		where `+ofConsumer+` and aggregate_id = $2 and status = 'held'`, consumer, stream)
 	if err != nil {
 		return 0, fmt.Errorf("release %s of %s: %w", stream, consumer, err)
 	}

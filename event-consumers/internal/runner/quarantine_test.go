@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,9 +54,20 @@ func accountRow(t *testing.T, pool *pgxpool.Pool, vpa string) (balance int64, ve
 // An event the projection cannot apply holds back its own stream only: the stream's later events wait,
 // every other stream's events are applied, the checkpoint goes on, the alert gauge counts the held
 // events and the event is listed with its error. Released after the fix, the held events are applied in
-// order, once each, and the stream follows the log again.
+// order, once each, and the stream follows the log again. The same with the projection in two partitions:
+// the partition owning the stream holds it, and the operator's commands, given the consumer's name, reach
+// it.
 func TestQuarantineHoldsOneStreamAndReleaseAppliesItOnce(t *testing.T) {
 	t.Parallel()
+	for _, n := range []int{1, 2} {
+		t.Run("partitions="+strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			quarantineHoldsOneStream(t, n)
+		})
+	}
+}
+
+func quarantineHoldsOneStream(t *testing.T, partitions int) {
 	pool, _ := testenv.PostgresPool(t)
 	ctx := context.Background()
 	bank := workload.New(eventstore.New(pool))
@@ -65,7 +77,9 @@ func TestQuarantineHoldsOneStreamAndReleaseAppliesItOnce(t *testing.T) {
 	p.broken.Store(true)
 
 	reg := prometheus.NewRegistry()
-	r := runner.New(pool, testLog(t), reg, fastOpts())
+	opts := fastOpts()
+	opts.Partitions = partitions
+	r := runner.New(pool, testLog(t), reg, opts)
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(rctx, p) })
@@ -76,7 +90,8 @@ func TestQuarantineHoldsOneStreamAndReleaseAppliesItOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitCaughtUp(t, pool, "accounts") // the checkpoint passes every event, the held ones included
+	// The checkpoint passes every event, the held ones included.
+	waitCaughtUp(t, pool, append(runner.PartitionNames("accounts", partitions), "accounts")...)
 
 	if b, v := accountRow(t, pool, well[0]); b != 20200 || v != 4 {
 		t.Errorf("%s: balance %d v%d, want 20200 v4: other streams must go on", well[0], b, v)
@@ -156,8 +171,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // gaugeOf is the value of the gauge name{consumer="accounts"} in reg, -1 while it has none.
+// gaugeOf is the gauge name of the accounts projection: the sum over its partitions when it has some.
 func gaugeOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
+	sum, found := 0.0, false
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -168,13 +185,17 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "consumer" && l.GetValue() == "accounts" {
-					return m.GetGauge().GetValue()
+				if l.GetName() == "consumer" && strings.HasPrefix(l.GetValue()+"#", "accounts#") {
+					sum += m.GetGauge().GetValue()
+					found = true
 				}
 			}
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return sum
 }
 
 // heldRecorder is a processor that records what it handled, in order, and cannot handle one stream's events

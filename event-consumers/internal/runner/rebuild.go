@@ -40,11 +40,21 @@ const defaultRebuildBatch = 5000
 // so it reloads the new checkpoint and nothing is applied twice or skipped. An event the projection cannot
 // apply aborts the rebuild with an error and leaves the live tables untouched.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize int) (RebuildResult, error) {
+	return RebuildPartitioned(ctx, pool, log, p, batchSize, 1)
+}
+
+// RebuildPartitioned is Rebuild of a projection whose live workers run in `partitions` partitions
+// (Options.Partitions; 1 for none, or for a projection that is not Partitioned): the swap locks and sets
+// every partition's row as well as NAME, and the rows of any other layout.
+func RebuildPartitioned(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize, partitions int) (RebuildResult, error) {
 	start := time.Now()
 	if batchSize <= 0 {
 		batchSize = defaultRebuildBatch
 	}
 	rb := newRebuild(pool, log, p, batchSize)
+	if _, ok := p.(Partitioned); ok && partitions > 1 {
+		rb.partitions = partitions
+	}
 
 	// One rebuild per projection at a time, across processes; the lock ends with the connection.
 	conn, err := pool.Acquire(ctx)
@@ -87,11 +97,13 @@ type rebuild struct {
 	shadow, old string
 	pos         eventstore.Position // the last event replayed
 	total       int                 // events replayed
+	// partitions is the layout the live workers run (1: unpartitioned).
+	partitions int
 }
 
 func newRebuild(pool *pgxpool.Pool, log *slog.Logger, p Projection, batchSize int) *rebuild {
 	name := p.Name()
-	return &rebuild{pool: pool, log: log, p: p, name: name, batchSize: batchSize, pos: eventstore.Start,
+	return &rebuild{pool: pool, log: log, p: p, name: name, batchSize: batchSize, pos: eventstore.Start, partitions: 1,
 		shadow: pgx.Identifier{"rebuild_" + name}.Sanitize(), old: pgx.Identifier{"rebuild_" + name + "_old"}.Sanitize()}
 }
 
@@ -162,9 +174,17 @@ func (rb *rebuild) replay(ctx context.Context) error {
 	}
 }
 
-// swap catches the copies up to the horizon and moves them in, in tx, with the live checkpoint row locked.
+// swap catches the copies up to the horizon and moves them in, in tx, with the live checkpoint rows
+// locked: every partition's row (of any layout, in layout and K order), then NAME.
+//
+// No deadlock is possible with live partition workers: a worker's batch locks its own partition's row
+// (its compare-and-set, the first statement of its transaction, or of its one message when the batch
+// writes nothing else) and then NAME, the same order as here, and no other partition's row; a worker that
+// starts moves NAME alone (worker.moveName), holding no partition's row at all. A worker holding its row
+// makes the swap wait until it commits; a worker arriving later waits on its row until the swap commits,
+// then fails its compare-and-set against the position the swap set, and reloads.
 func (rb *rebuild) swap(ctx context.Context, tx pgx.Tx) error {
-	live, err := lockCheckpoint(ctx, tx, rb.name)
+	live, rows, err := lockLayout(ctx, tx, rb.name)
 	if err != nil {
 		return err
 	}
@@ -177,16 +197,22 @@ func (rb *rebuild) swap(ctx context.Context, tx pgx.Tx) error {
 	if rb.pos.Less(live) {
 		return fmt.Errorf("rebuilt tables reached %v, behind the live checkpoint %v", rb.pos, live)
 	}
+	for _, r := range rows {
+		if rb.pos.Less(r.pos) {
+			return fmt.Errorf("rebuilt tables reached %v, behind the live checkpoint %s at %v", rb.pos, r.name, r.pos)
+		}
+	}
 	if err := rb.moveTables(ctx, tx); err != nil {
 		return err
 	}
-	if err := advanceCheckpoint(ctx, tx, rb.name, live, rb.pos); err != nil {
+	if err := setLayout(ctx, tx, rb.name, rb.partitions, rb.pos); err != nil {
 		return fmt.Errorf("set checkpoint: %w", err)
 	}
 	// The rebuilt tables hold every event, the quarantined ones too (a rebuild fails on any it cannot
-	// apply): nothing is held any more. The live worker reloads its held streams with the checkpoint.
+	// apply): nothing is held any more, by any partition. The live workers reload their held streams with
+	// the checkpoint.
 	if _, err := tx.Exec(ctx, `update consumer_quarantine set status = 'released', released_at = now(),
-		release_requested_at = null where consumer = $1 and status = 'held'`, rb.name); err != nil {
+		release_requested_at = null where `+ofConsumer+` and status = 'held'`, rb.name); err != nil {
 		return fmt.Errorf("release quarantine: %w", err)
 	}
 	return nil
@@ -255,11 +281,13 @@ type Rebuilder struct {
 	log         *slog.Logger
 	projections []Projection
 	batchSize   int
+	partitions  int
 }
 
-// NewRebuilder returns a rebuilder of projections, in that order, replaying batchSize events at a time.
-func NewRebuilder(pool *pgxpool.Pool, log *slog.Logger, projections []Projection, batchSize int) *Rebuilder {
-	return &Rebuilder{pool: pool, log: log, projections: projections, batchSize: batchSize}
+// NewRebuilder returns a rebuilder of projections, in that order, replaying batchSize events at a time,
+// for live workers that run in `partitions` partitions (Options.Partitions).
+func NewRebuilder(pool *pgxpool.Pool, log *slog.Logger, projections []Projection, batchSize, partitions int) *Rebuilder {
+	return &Rebuilder{pool: pool, log: log, projections: projections, batchSize: batchSize, partitions: partitions}
 }
 
 // Projections names the projections, in order.
@@ -275,7 +303,7 @@ func (r *Rebuilder) Projections() []string {
 func (r *Rebuilder) Rebuild(ctx context.Context, name string) error {
 	for _, p := range r.projections {
 		if p.Name() == name {
-			_, err := Rebuild(ctx, r.pool, r.log, p, r.batchSize)
+			_, err := RebuildPartitioned(ctx, r.pool, r.log, p, r.batchSize, r.partitions)
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,18 @@ import (
 
 // A rebuild while writers append and the live worker applies: afterwards the read models still match the
 // workload exactly, and a second rebuild (live worker still running) yields the same tables row for row.
+// The same with the accounts and payments projections in two partitions each.
 func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 	t.Parallel()
+	for _, n := range []int{1, 2} {
+		t.Run("partitions="+strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			rebuildWhileLive(t, n)
+		})
+	}
+}
+
+func rebuildWhileLive(t *testing.T, partitions int) {
 	pool, _ := testenv.PostgresPool(t)
 	ctx := context.Background()
 	bank := workload.New(eventstore.New(pool))
@@ -35,7 +46,9 @@ func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 	// closed_at is the time of the batch that closes it, which a rebuild cuts elsewhere.
 	settle := projections.Settlement{Schedule: settlement.Default(), Grace: time.Hour}
 	projs := []runner.Projection{projections.Accounts{}, projections.Payments{}, settle}
-	start(t, pool, fastOpts(), projections.Accounts{}, projections.Payments{}, settle)
+	opts := fastOpts()
+	opts.Partitions = partitions
+	start(t, pool, opts, projections.Accounts{}, projections.Payments{}, settle)
 	if err := bank.Random(ctx, rand.New(rand.NewPCG(1, 2)), vpas, 80); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +67,7 @@ func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 		})
 	}
 	for _, p := range projs {
-		if _, err := runner.Rebuild(ctx, pool, testLog(t), p, 37); err != nil {
+		if _, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 37, partitions); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +88,7 @@ func TestRebuildWhileLiveEqualsLiveRowForRow(t *testing.T) {
 		}
 	}
 	for _, p := range projs {
-		res, err := runner.Rebuild(ctx, pool, testLog(t), p, 0)
+		res, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 0, partitions)
 		if err != nil {
 			t.Fatal(err)
 		}

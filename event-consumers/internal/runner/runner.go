@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,9 @@ type Options struct {
 	RetryMax     time.Duration // cap of the back-off between retries of a failing batch (default 30s)
 	MonitorEvery time.Duration // how often lag and horizon metrics are refreshed (default 5s)
 	StallAfter   time.Duration // a consumer behind and not advancing for this long is logged (default 30s)
+	// Partitions is how many workers each Partitioned consumer is split into (default 1: one worker, as
+	// an unpartitioned consumer; partition.go).
+	Partitions int
 }
 
 func (o Options) withDefaults() Options {
@@ -40,6 +44,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	if o.Partitions <= 0 {
+		o.Partitions = 1
 	}
 	def(&o.MinPoll, 5*time.Millisecond)
 	def(&o.MaxPoll, 500*time.Millisecond)
@@ -81,33 +88,54 @@ func New(pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer, opts O
 	}
 }
 
-// Run runs every consumer until ctx ends, each with its own checkpoint, lock and loop, sharing one hint
-// listener. It returns nil when ctx ends; a consumer never gives up on its own (it retries and reports).
+// Partitions is how many workers the runner splits c into: Options.Partitions if c is Partitioned, else 1.
+func (r *Runner) Partitions(c Consumer) int {
+	if _, ok := c.(Partitioned); ok {
+		return r.opts.Partitions
+	}
+	return 1
+}
+
+// Run runs every consumer until ctx ends, each with its own checkpoint, lock and loop (a Partitioned
+// consumer one per partition, Options.Partitions), sharing one hint listener. It returns nil when ctx
+// ends; a consumer never gives up on its own (it retries and reports).
 func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 	workers := make([]*worker, 0, len(consumers))
 	seen := map[string]bool{}
 	for _, c := range consumers {
-		if seen[c.Name()] {
-			return fmt.Errorf("two consumers named %q", c.Name())
+		if seen[c.Name()] || strings.Contains(c.Name(), "#") {
+			return fmt.Errorf("two consumers named %q, or a name with a '#'", c.Name())
 		}
 		seen[c.Name()] = true
-		w := &worker{r: r, name: c.Name(), log: r.log.With("consumer", c.Name())}
-		switch c := c.(type) {
-		case Projection:
-			w.proj = c
-			w.apply = r.projectionStep(c)
-			w.isolate = r.projectionIsolate(w, c)
-		case Processor:
-			w.proc = c
-			w.apply = r.processorStep(c)
-			w.isolate = r.processorIsolate(w, c)
-		default:
-			return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
+		n := r.Partitions(c)
+		for k := range n {
+			pc, splittable := c.(Partitioned)
+			w := &worker{r: r, name: c.Name(), base: c.Name(), splittable: splittable}
+			if splittable {
+				w.key = pc.PartitionKey
+			}
+			if n > 1 {
+				w.part = newPartition(c.Name(), k, n, c.(Partitioned).PartitionKey)
+				w.name = PartitionName(c.Name(), k, n)
+			}
+			w.log = r.log.With("consumer", w.name)
+			switch c := c.(type) {
+			case Projection:
+				w.proj = c
+				w.apply = r.projectionStep(w, c)
+				w.isolate = r.projectionIsolate(w, c)
+			case Processor:
+				w.proc = c
+				w.apply = r.processorStep(w, c)
+				w.isolate = r.processorIsolate(w, c)
+			default:
+				return fmt.Errorf("consumer %q is neither a Projection nor a Processor", c.Name())
+			}
+			if _, own := c.(SelfTraced); !own {
+				w.apply = traced(w.name, w.apply)
+			}
+			workers = append(workers, w)
 		}
-		if _, own := c.(SelfTraced); !own {
-			w.apply = traced(c.Name(), w.apply)
-		}
-		workers = append(workers, w)
 	}
 	// Each hint first makes the log cache ask the database again, then wakes the consumers.
 	hints := NewHints(r.pool, r.log, r.logs.Appended)
@@ -128,29 +156,34 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 // holding it makes this wait and then fail the compare-and-set. The transaction begins with custom plans
 // (customPlans) in the same round trip: below saturation most batches hold an event or two, and each
 // round trip is a wake-up of the backend.
-func (r *Runner) projectionStep(p Projection) stepFunc {
+//
+// A partition's transaction moves NAME too, last (worker.syncName).
+func (r *Runner) projectionStep(w *worker, p Projection) stepFunc {
 	sel, _ := p.(Selective)
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(hold) == 0 && (len(batch) == 0 || sel != nil && !slices.ContainsFunc(batch, sel.Uses)) {
-			// Nothing to write: the compare-and-set alone, with the other consumers' that have nothing to
-			// write either (checkpointMoves), which waits for a rebuild just the same.
-			return r.moves.advance(ctx, p.Name(), from, to)
+			// Nothing to write: the compare-and-set alone, shared with the other consumers' that have nothing
+			// to write either (checkpointMoves), which waits for a rebuild just the same.
+			return w.advance(ctx, from, to)
 		}
 		tx, err := r.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWithCustomPlans})
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after commit
-		if err := advanceCheckpoint(ctx, tx, p.Name(), from, to); err != nil {
+		if err := advanceCheckpoint(ctx, tx, w.name, from, to); err != nil {
 			return err
 		}
-		if err := holdEvents(ctx, tx, p.Name(), hold); err != nil {
+		if err := holdEvents(ctx, tx, w.name, hold); err != nil {
 			return err
 		}
 		if len(batch) > 0 {
 			if err := p.Apply(ctx, tx, batch); err != nil {
 				return err
 			}
+		}
+		if err := w.syncName(ctx, tx); err != nil {
+			return err
 		}
 		if err := tx.Commit(ctx); err != nil {
 			return fmt.Errorf("commit batch: %w", err)
@@ -160,8 +193,9 @@ func (r *Runner) projectionStep(p Projection) stepFunc {
 }
 
 // processorStep handles a batch outside any transaction, then moves the checkpoint (with the events it
-// sets aside, hold, when there are any).
-func (r *Runner) processorStep(p Processor) stepFunc {
+// sets aside, hold, when there are any). A partition moves NAME with its own row (worker.advance,
+// worker.syncName).
+func (r *Runner) processorStep(w *worker, p Processor) stepFunc {
 	return func(ctx context.Context, from, to eventstore.Position, batch []eventstore.Event, hold []heldEvent) error {
 		if len(batch) > 0 {
 			if err := p.Handle(ctx, batch); err != nil {
@@ -169,9 +203,9 @@ func (r *Runner) processorStep(p Processor) stepFunc {
 			}
 		}
 		if len(hold) > 0 {
-			return commitHeld(ctx, r, p.Name(), from, to, hold)
+			return commitHeld(ctx, r, w, from, to, hold)
 		}
-		return r.moves.advance(ctx, p.Name(), from, to)
+		return w.advance(ctx, from, to)
 	}
 }
 
@@ -209,11 +243,22 @@ func traced(name string, step stepFunc) stepFunc {
 	}
 }
 
-// worker is the loop of one consumer in this process.
+// worker is the loop of one consumer, or of one partition of a consumer, in this process.
 type worker struct {
-	r    *Runner
-	name string
-	log  *slog.Logger
+	r *Runner
+	// name is the worker's checkpoint row, lock and metrics label: the consumer's name, or its
+	// partition's (NAME#K/N); base is the consumer's name.
+	name, base string
+	// part is the worker's partition; nil for an unpartitioned consumer. splittable is set when the
+	// consumer is Partitioned, partitions or not (it may have rows of another layout), key is then its
+	// PartitionKey; old are the other layouts ahead of NAME when the worker loaded its checkpoint, oldMax
+	// the furthest of their rows (partition.go, "Changing the layout").
+	part       *partition
+	splittable bool
+	key        func(eventstore.Event) string
+	old        []oldLayout
+	oldMax     eventstore.Position
+	log        *slog.Logger
 	// proj or proc is the consumer.
 	proj    Projection
 	proc    Processor
@@ -229,6 +274,9 @@ type worker struct {
 	heldStreams atomic.Int64
 	reloadHeld  atomic.Bool
 	releaseDue  atomic.Bool
+	// nameDue is set when a partition's worker (re)loads its checkpoint: it moves NAME before its next
+	// batch (worker.moveName).
+	nameDue atomic.Bool
 	// position is the checkpoint the active worker follows from; reloadCheckpoint is set by the monitor
 	// when the stored one is behind it (moved back by a reset).
 	position         atomic.Pointer[eventstore.Position]
@@ -281,18 +329,24 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 		}
 		if !loaded {
 			w.position.Store(nil)
-			if cp, err = LoadCheckpoint(ctx, w.r.pool, w.name); err == nil {
+			if cp, err = w.loadCheckpoint(ctx); err == nil {
 				err = w.loadHeld(ctx)
 				loaded = err == nil
 			}
 			if loaded {
 				at := cp // a copy: cp itself moves with every batch
 				w.position.Store(&at)
+				// NAME is moved with every batch; moving it once more when a partition starts costs one
+				// statement and puts NAME right after anything that set the rows apart from it.
+				w.nameDue.Store(w.part != nil)
 			}
 		} else if w.reloadHeld.Swap(false) {
 			if err = w.loadHeld(ctx); err != nil {
 				w.reloadHeld.Store(true)
 			}
+		}
+		if err == nil && w.nameDue.Swap(false) {
+			w.moveName(ctx)
 		}
 		if err == nil && w.releaseDue.Swap(false) {
 			if rerr := w.releaseRequested(ctx); rerr != nil && ctx.Err() == nil {
@@ -365,6 +419,8 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	start := time.Now()
 	to := batch[len(batch)-1].Position
+	read := len(batch)
+	batch = w.mine(batch)
 	live, hold := w.split(batch)
 	if err := w.apply(ctx, *cp, to, live, hold); err != nil {
 		if !w.lasting(ctx, err) {
@@ -377,11 +433,12 @@ func (w *worker) applyNextBatch(ctx context.Context, cp *eventstore.Position) (i
 	}
 	w.noteHeld(hold)
 	*cp = to
+	w.passedOldLayouts(to)
 	w.position.Store(&to)
 	w.r.m.batchDuration.WithLabelValues(w.name).Observe(time.Since(start).Seconds())
 	w.r.m.applied.WithLabelValues(w.name).Add(float64(len(batch)))
 	w.r.m.checkpoint.WithLabelValues(w.name).Set(float64(cp.GlobalPosition))
-	return len(batch), nil
+	return read, nil
 }
 
 // pendingPoll is the first wait before a consumer reads again when events it was told of are not below

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"upi/shared/platform/eventstore"
 )
 
 func (r *replay) streamsCheck() Check {
@@ -88,31 +90,85 @@ func (r *replay) rrnCheck() Check {
 	return Check{Name: "unique-rrn", Detail: fmt.Sprintf("%s given more than once; first: %s", plural(r.rrnProblems.n, "RRN"), r.rrnProblems.first)}
 }
 
-// projectionChecks compare each read model with the replay as of its projection's checkpoint.
+// projectionChecks compare each read model with the replay as of its projection's checkpoint (or, for a
+// projection in partitions, each row with the replay as of its partition's checkpoint).
 func (r *replay) projectionChecks(m ReadModels) []Check {
-	var accountsAt, paymentsAt *capture
-	for _, c := range r.captures {
-		if c.at == m.AccountsAt {
-			accountsAt = c
-		}
-		if c.at == m.PaymentsAt {
-			paymentsAt = c
-		}
+	accountsAt := r.captured(m.AccountsAt, m.AccountsParts, m.Owner)
+	paymentsAt := r.captured(m.PaymentsAt, m.PaymentsParts, m.Owner)
+	accountsToken, paymentsToken := m.AccountsAt.Token(), m.PaymentsAt.Token()
+	if len(m.AccountsParts) > 0 {
+		accountsToken += " (each row at its partition's checkpoint)"
+	}
+	if len(m.PaymentsParts) > 0 {
+		paymentsToken += " (each row at its partition's checkpoint)"
 	}
 	return []Check{
-		compare("accounts", m.AccountsAt.Token(), accountsAt.accounts, m.Accounts, func(a Account) string {
+		compare("accounts", accountsToken, accountsAt.accounts, m.Accounts, func(a Account) string {
 			return fmt.Sprintf("balance %d, version %d", a.Balance, a.Version)
 		}),
-		compare("settlement_accounts", m.AccountsAt.Token(), accountsAt.shards, m.Settlements, func(s Settlement) string {
+		compare("settlement_accounts", accountsToken, accountsAt.shards, m.Settlements, func(s Settlement) string {
 			return fmt.Sprintf("balance %d, %d deposits, %d withdrawals, version %d", s.Balance, s.Deposits, s.Withdrawals, s.Version)
 		}),
-		compare("payments", m.PaymentsAt.Token(), paymentsAt.payments, m.Payments, func(p Payment) string {
+		compare("payments", paymentsToken, paymentsAt.payments, m.Payments, func(p Payment) string {
 			return fmt.Sprintf("status %s, failure_code %q, rrn %q", p.Status, p.FailureCode, p.RRN)
 		}),
-		compare("withdrawals", m.AccountsAt.Token(), accountsAt.withdrawals, m.Withdrawals, func(w Withdrawal) string {
+		compare("withdrawals", accountsToken, accountsAt.withdrawals, m.Withdrawals, func(w Withdrawal) string {
 			return fmt.Sprintf("%s, %d paise, status %s, failure_code %q, rrn %q", w.VPA, w.Amount, w.Status, w.FailureCode, w.RRN)
 		}),
 	}
+}
+
+// captured is the replay as a projection's tables reflect it: as of at, or, with layouts (the checkpoints
+// of its partitions, by layout and K), each key as of the furthest of at and of the checkpoints of the
+// partitions owning it.
+func (r *replay) captured(at eventstore.Position, layouts [][]eventstore.Position, owner func(string, int) int) *capture {
+	find := func(p eventstore.Position) *capture {
+		for _, c := range r.captures {
+			if c.at == p {
+				return c
+			}
+		}
+		return nil
+	}
+	if len(layouts) == 0 || owner == nil {
+		return find(at)
+	}
+	// of is the capture that key's rows reflect.
+	of := func(key string) *capture {
+		p := at
+		for _, layout := range layouts {
+			if q := layout[owner(key, len(layout))]; p.Less(q) {
+				p = q
+			}
+		}
+		return find(p)
+	}
+	out := &capture{at: at, accounts: map[string]Account{}, shards: map[string]Settlement{},
+		payments: map[string]Payment{}, withdrawals: map[string]Withdrawal{}}
+	// Every key of any capture, taken from the capture its rows reflect (absent there: absent).
+	for _, c := range r.captures {
+		for key := range c.accounts {
+			if v, ok := of(key).accounts[key]; ok {
+				out.accounts[key] = v
+			}
+		}
+		for key := range c.shards {
+			if v, ok := of(key).shards[key]; ok {
+				out.shards[key] = v
+			}
+		}
+		for key := range c.payments {
+			if v, ok := of(key).payments[key]; ok {
+				out.payments[key] = v
+			}
+		}
+		for key, w := range c.withdrawals {
+			if v, ok := of(w.VPA).withdrawals[key]; ok {
+				out.withdrawals[key] = v
+			}
+		}
+	}
+	return out
 }
 
 // compare checks that a read model's rows are exactly the replay's, naming the first that differs.

@@ -70,10 +70,19 @@ type ReadModels struct {
 	// AccountsAt is the "accounts" projection's checkpoint (accounts, settlement_accounts, withdrawals);
 	// PaymentsAt the "payments" projection's.
 	AccountsAt, PaymentsAt eventstore.Position
-	Accounts               map[string]Account    // by VPA
-	Settlements            map[string]Settlement // by settlement stream (events.SettlementStream)
-	Payments               map[string]Payment    // by payment id
-	Withdrawals            map[string]Withdrawal // by withdrawal id
+	// AccountsParts and PaymentsParts are the checkpoints of the projections' partitions when they run in
+	// partitions ahead of AccountsAt or PaymentsAt: one slice per layout (CONSUMER_PARTITIONS; two while
+	// it changes), each by K (the start of the log for a row that is gone). A table's row then reflects
+	// the furthest of the projection's checkpoint and of the rows of the partitions that own its key
+	// (Owner: which of n partitions owns a key; the payment's id for a payment, the account's VPA for an
+	// account and its withdrawals, the stream for a settlement shard). Empty: the tables reflect
+	// AccountsAt and PaymentsAt.
+	AccountsParts, PaymentsParts [][]eventstore.Position
+	Owner                        func(key string, n int) int
+	Accounts                     map[string]Account    // by VPA
+	Settlements                  map[string]Settlement // by settlement stream (events.SettlementStream)
+	Payments                     map[string]Payment    // by payment id
+	Withdrawals                  map[string]Withdrawal // by withdrawal id
 }
 
 // Account is what the check compares of an account.
@@ -140,6 +149,9 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 		}
 		now = s.Now()
 		r.captureAt(models.AccountsAt, models.PaymentsAt)
+		for _, layout := range append(models.AccountsParts, models.PaymentsParts...) {
+			r.captureAt(layout...)
+		}
 		for {
 			batch, err := s.ReadLog(ctx, r.pos, c.opts.BatchSize)
 			if err != nil {

@@ -98,6 +98,17 @@ func New(steps Steps, parking Parking, log *slog.Logger, reg prometheus.Register
 // Name is the consumer's name.
 func (w *Workflow) Name() string { return Name }
 
+// PartitionKey implements runner.Partitioned: the payment an event moves on (a refund's event, its
+// payment's), so that one partition takes a payment's steps and its refunds' in log order. An event that
+// calls for no step (or cannot be read: Handle reports it) goes by its aggregate id.
+func (w *Workflow) PartitionKey(e eventstore.Event) string {
+	st, err := Next(e)
+	if err != nil || st == nil {
+		return e.AggregateID
+	}
+	return st.PaymentID.String()
+}
+
 // task is a step on its way to an outcome within one batch.
 type task struct {
 	step    contract.Step

@@ -37,6 +37,11 @@ func (Accounts) Uses(e eventstore.Event) bool {
 	return e.AggregateType == events.AggregateAccount || e.AggregateType == events.AggregateSettlement
 }
 
+// PartitionKey implements runner.Partitioned: the aggregate id. Every row the projection writes is one
+// account's (its row, its movements, its withdrawals) or one settlement shard's, written by that stream's
+// events alone, and only a stream's own order matters.
+func (Accounts) PartitionKey(e eventstore.Event) string { return e.AggregateID }
+
 // accountChange is the effect of a batch's events on one existing account: its events in order, each with
 // the change it made to the balance and the balance it recorded. The rest (the batch's first and last
 // event, its net change) is derived from them.

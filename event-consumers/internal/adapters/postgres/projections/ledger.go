@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"upi/event-consumers/internal/app/ledger"
+	"upi/event-consumers/internal/runner"
 	"upi/shared/contract/events"
 	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
@@ -54,6 +55,7 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 		Payments: map[string]ledger.Payment{}, Withdrawals: map[string]ledger.Withdrawal{}}
 	var name string
 	var p eventstore.Position
+	parts := map[string][]partRow{}
 	if err := readRows(ctx, s.tx, `select name, tx_id::text::bigint, global_position from projection_checkpoints`,
 		[]any{&name, &p.TxID, &p.GlobalPosition}, func() {
 			switch name {
@@ -62,9 +64,15 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 			case projection.Payments:
 				m.PaymentsAt = p
 			}
+			if base, k, n, ok := runner.ParsePartition(name); ok {
+				parts[base] = append(parts[base], partRow{k: k, n: n, at: p})
+			}
 		}); err != nil {
 		return m, fmt.Errorf("read checkpoints: %w", err)
 	}
+	m.AccountsParts = partsAhead(m.AccountsAt, parts[projection.Accounts])
+	m.PaymentsParts = partsAhead(m.PaymentsAt, parts[projection.Payments])
+	m.Owner = runner.PartitionOf
 
 	var vpa string
 	var a ledger.Account
@@ -93,6 +101,39 @@ func (s ledgerSnapshot) ReadModels(ctx context.Context) (ledger.ReadModels, erro
 		return m, fmt.Errorf("read withdrawals: %w", err)
 	}
 	return m, nil
+}
+
+// partRow is the checkpoint of one partition of a projection.
+type partRow struct {
+	k, n int
+	at   eventstore.Position
+}
+
+// partsAhead are the checkpoints of the layouts (CONSUMER_PARTITIONS) whose partitions are ahead of the
+// projection's checkpoint name, each by K (the start of the log for a row that is gone); none when no
+// partition is ahead.
+func partsAhead(name eventstore.Position, rows []partRow) [][]eventstore.Position {
+	byN := map[int][]eventstore.Position{}
+	var order []int
+	for _, r := range rows {
+		if !name.Less(r.at) {
+			continue
+		}
+		if byN[r.n] == nil {
+			byN[r.n] = make([]eventstore.Position, r.n)
+			order = append(order, r.n)
+		}
+	}
+	for _, r := range rows {
+		if l := byN[r.n]; l != nil {
+			l[r.k] = r.at
+		}
+	}
+	out := make([][]eventstore.Position, 0, len(order))
+	for _, n := range order {
+		out = append(out, byN[n])
+	}
+	return out
 }
 
 // readRows runs sql and calls each for every row scanned into dest.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"upi/event-consumers/internal/runner"
 	"upi/shared/contract"
 	"upi/shared/contract/events"
 	"upi/shared/contract/ids"
@@ -25,6 +26,46 @@ func (Payments) Name() string { return projection.Payments }
 // Tables implements runner.Projection.
 func (Payments) Tables() []string {
 	return []string{"payments", "payment_events", "payment_account_owners", "refunds", "collect_requests"}
+}
+
+// PartitionKey implements runner.Partitioned. Every row of the projection belongs to one payment or to one
+// collect request, except the account owners: a payment's events, its refunds' events and the account
+// events that name it (debits, credits, reversals, rejections) go by the payment's id, so that its row,
+// its refunds' rows (and the refunded total on its row) and its audit trail are written by one partition,
+// in log order; a collect request's events go by the request's id (its approval only names the payment it
+// started, in the request's own row). An account's opening goes to every partition (AllPartitions): it is
+// the only writer of its owner's row, which the payments, refunds and collect requests of every partition
+// read when they are recorded, so each partition records it (idempotently) before any of its events that
+// read it, as the log has it. Whatever else the projection ignores goes by its aggregate id.
+func (Payments) PartitionKey(e eventstore.Event) string {
+	p, err := eventstore.PayloadOf(e, events.Decode)
+	if err != nil {
+		return e.AggregateID // Apply reports it, in the partition of its stream
+	}
+	switch p := p.(type) {
+	case events.AccountOpenedV1:
+		return runner.AllPartitions
+	case events.AccountDebitedV1:
+		return p.PaymentID
+	case events.DebitRejectedV1:
+		return p.PaymentID
+	case events.AccountCreditedV1:
+		return p.PaymentID
+	case events.DebitReversedV1:
+		return p.PaymentID
+	case events.RefundReservedV1:
+		return p.PaymentID
+	case events.RefundSettledV1:
+		return p.PaymentID
+	case events.RefundCompletedV1:
+		return p.PaymentID
+	case events.RefundFailedV1:
+		return p.PaymentID
+	}
+	if t, ok := events.Refund(p); ok {
+		return t.PaymentID
+	}
+	return e.AggregateID
 }
 
 // Apply implements runner.Projection. It notifies projection.PaymentSettledChannel with the payments that
@@ -230,8 +271,9 @@ func (r *ownerRows) write(ctx context.Context, tx pgx.Tx) error {
 	if len(r.vpa) == 0 {
 		return nil
 	}
+	// With partitions, every partition records the opening (Payments.PartitionKey): the first does.
 	if _, err := tx.Exec(ctx, `insert into payment_account_owners (vpa, owner_client_id)
-		select * from unnest($1::text[], $2::text[])`, r.vpa, r.owner); err != nil {
+		select * from unnest($1::text[], $2::text[]) on conflict (vpa) do nothing`, r.vpa, r.owner); err != nil {
 		return fmt.Errorf("record account owners: %w", err)
 	}
 	return nil
