@@ -393,15 +393,7 @@ func (w *worker) adoptQuarantine(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read the quarantine of %s's other layouts: %w", w.base, err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	if err != nil || len(ids) == 0 {
-		return err
-	}
-	uids := make([]uuid.UUID, len(ids))
-	for i, id := range ids {
-		uids[i] = id
-	}
-	evs, err := eventstore.New(w.r.pool).EventsByID(ctx, uids...)
+	evs, err := w.eventsOf(ctx, rows)
 	if err != nil {
 		return err
 	}

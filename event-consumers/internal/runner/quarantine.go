@@ -302,19 +302,8 @@ func (w *worker) release(ctx context.Context, stream string) error {
 	if err != nil {
 		return err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	uids := make([]uuid.UUID, len(ids))
-	for i, id := range ids {
-		uids[i] = id
-	}
-	evs, err := eventstore.New(w.r.pool).EventsByID(ctx, uids...)
-	if err != nil {
+	evs, err := w.eventsOf(ctx, rows)
+	if err != nil || len(evs) == 0 {
 		return err
 	}
 	slices.SortFunc(evs, func(a, b eventstore.Event) int {
@@ -505,4 +494,17 @@ func (w *worker) loadHeld(ctx context.Context) error {
 	w.held = held
 	w.heldStreams.Store(int64(len(held)))
 	return nil
+}
+
+// eventsOf reads from the log the events whose ids rows hold (one uuid column), in log order.
+func (w *worker) eventsOf(ctx context.Context, rows pgx.Rows) ([]eventstore.Event, error) {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	uids := make([]uuid.UUID, len(ids))
+	for i, id := range ids {
+		uids[i] = id
+	}
+	return eventstore.New(w.r.pool).EventsByID(ctx, uids...)
 }
