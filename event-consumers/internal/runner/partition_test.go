@@ -215,19 +215,7 @@ func TestRebuildWithPartitionsWhileLive(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 11))
-			for !stop.Load() {
-				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
+	stop := payInBackground(t, ctx, bank, vpas, 11)
 	for _, p := range projs {
 		if _, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 29, 2); err != nil {
 			t.Fatal(err)
@@ -245,8 +233,7 @@ func TestRebuildWithPartitionsWhileLive(t *testing.T) {
 			t.Fatalf("ledger check with partitions under load:\n%s", strings.Join(rep.Lines(), "\n"))
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
+	stop()
 	var names []string
 	for _, p := range projs {
 		names = append(names, p.Name())

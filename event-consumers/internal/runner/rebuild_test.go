@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,26 +51,13 @@ func rebuildWhileLive(t *testing.T, partitions int) {
 		t.Fatal(err)
 	}
 
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(w), 9))
-			for !stop.Load() {
-				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
+	stop := payInBackground(t, ctx, bank, vpas, 9)
 	for _, p := range projs {
 		if _, err := runner.RebuildPartitioned(ctx, pool, testLog(t), p, 37, partitions); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
+	stop()
 	waitCaughtUp(t, pool, "accounts", "payments", "settlement")
 	if err := workload.Verify(ctx, pool, bank.Expected()); err != nil {
 		t.Fatalf("after a rebuild under load: %v", err)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,26 @@ func start(t testing.TB, pool *pgxpool.Pool, opts runner.Options, consumers ...r
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(stop)
 	return stop
+}
+
+// payInBackground makes random payments among vpas from three writers until the returned stop is called,
+// which waits for them.
+func payInBackground(t *testing.T, ctx context.Context, bank *workload.Bank, vpas []string, seed uint64) (stop func()) {
+	t.Helper()
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), seed))
+			for !done.Load() {
+				if err := bank.Random(ctx, rng, vpas, 1); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	return func() { done.Store(true); wg.Wait() }
 }
 
 // openAccounts opens n accounts with some money.
