@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"upi/event-consumers/internal/adapters/postgres"
 	"upi/shared/contract/projection"
@@ -49,6 +50,21 @@ func TestSettlementCloserClosesDueCyclesOnlyWhenTheProjectionIsCaughtUp(t *testi
 	mustExec(`insert into events (event_id, aggregate_id, aggregate_type, event_type, version, payload)
 		values (gen_random_uuid(), 'a@x', 'account', 'AccountOpened', 1, '{}')`)
 	mustExec(`insert into projection_checkpoints (name) values ($1) on conflict (name) do nothing`, projection.Settlement)
+	// The closer counts only committed events below the horizon, which other tests' transactions (the
+	// cluster's) may hold back for a moment: wait for the event to be there, as a consumer would.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var below bool
+		if err := pool.QueryRow(ctx, `select bool_and(tx_id < pg_snapshot_xmin(pg_current_snapshot())) from events`).Scan(&below); err != nil {
+			t.Fatal(err)
+		}
+		if below {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event stayed above the horizon for 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := closeRound(); n != 0 || !open("past") {
 		t.Fatalf("closed %d cycles with the projection behind the log", n)
 	}
