@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"unicode/utf8"
@@ -110,7 +111,8 @@ type StepsRequest struct {
 
 // StepResult is the outcome of one step, in the order of the request: the event that stands in the log
 // for the step (just appended, or there already: Replayed, possibly the other branch's when two steps
-// share a slot), or the Problem that failed this step alone.
+// share a slot), with its payload, or the Problem that failed this step alone. The payload lets the
+// workflow take the step that event calls for at once, without waiting for it to come round in the log.
 type StepResult struct {
 	PaymentID uuid.UUID        `json:"payment_id"`
 	RefundID  uuid.UUID        `json:"refund_id,omitzero"`
@@ -118,6 +120,7 @@ type StepResult struct {
 	EventType string           `json:"event_type,omitempty"`
 	EventID   string           `json:"event_id,omitempty"`
 	Position  string           `json:"position,omitempty"`
+	Payload   json.RawMessage  `json:"payload,omitempty"`
 	Replayed  bool             `json:"replayed,omitempty"`
 	Problem   *problem.Problem `json:"problem,omitempty"`
 }

@@ -171,7 +171,7 @@ func (h *handlers) steps(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res.EventType, res.EventID, res.Position = o.Event.Type, o.Event.ID.String(), o.Event.Position.Token()
-		res.Replayed = o.Replayed
+		res.Payload, res.Replayed = o.Event.Payload, o.Replayed
 	}
 	writeAnswer(w, http.StatusOK, contract.StepsResponse{Results: results}, false)
 }

@@ -16,10 +16,9 @@ import (
 // SelfTraced tells the runner that the workflow traces its steps itself (runner.SelfTraced).
 func (w *Workflow) SelfTraced() {}
 
-// startSpan starts t's span as a child of the span that appended e, and names it in t's step.
-func (w *Workflow) startSpan(ctx context.Context, t *task, e eventstore.Event) {
-	// Metadata without a (readable) traceparent only costs the step its parent: its span starts a trace.
-	parent := observability.TraceParentOf(e.Metadata)
+// startSpan starts t's span as a child of the span that appended e (parent: its traceparent), and names it
+// in t's step. No (readable) traceparent only costs the step its parent: its span starts a trace.
+func (w *Workflow) startSpan(ctx context.Context, t *task, e eventstore.Event, parent string) {
 	attrs := []attribute.KeyValue{attribute.String("upi.payment_id", t.step.PaymentID.String()),
 		attribute.String("upi.step", string(t.step.Step)), attribute.String("upi.event_id", e.ID.String()),
 		attribute.String("upi.event_type", e.Type)}

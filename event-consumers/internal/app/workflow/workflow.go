@@ -1,6 +1,8 @@
 // Package workflow is the payment process manager. It follows the event log and moves each payment on by
 // one step per event; the steps a batch of the log calls for go to the command service in one call
-// (contract.PathSteps), which applies them together:
+// (contract.PathSteps), which applies them together. A step's answer carries its event, and the step that
+// event calls for is taken at once, in the next call, rather than when the event comes round in the log
+// (chain.go):
 //
 //	PaymentInitiated -> debit payer   -> AccountDebited  -> credit payee -> AccountCredited -> complete
 //	                                  -> DebitRejected   -> fail (INSUFFICIENT_FUNDS)
@@ -22,6 +24,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -83,6 +86,8 @@ type Workflow struct {
 	metrics metrics
 	// tracer is set when tracing is on (observability.Tracing when New ran); nil, no step is traced.
 	tracer trace.Tracer
+	// taken are the events whose steps were taken ahead of the log (chain.go).
+	taken taken
 }
 
 // New returns the workflow, sending its steps through steps and parking those that keep failing in
@@ -119,10 +124,22 @@ type task struct {
 	attempts int
 	// span is the step's span when traced (see Handle), also carried by what replaces the step.
 	span trace.Span
+	// cause is the event that called for the step when the step is taken ahead of the log (follow): once
+	// the step has an outcome, the event is remembered, so that its step is skipped when it comes round.
+	cause uuid.UUID
+}
+
+// batchRun is what one run of tasks keeps: the events whose steps are on their way (by CausationID), so
+// that none is taken twice, and the spans of the steps taken ahead of the log, ended with the run.
+type batchRun struct {
+	queued map[string]bool
+	spans  []trace.Span
 }
 
 // Handle moves on every payment that the batch's events concern: the steps they call for go to the
-// command service together, in one call, and are applied there in one transaction. Steps that fail are
+// command service together, in one call, and are applied there in one transaction; then the steps their
+// answers call for, in the next call, and so on until the payments end or wait (chain.go). An event whose
+// step was already taken that way is skipped. Steps that fail are
 // retried together; one that keeps failing for a lasting reason is parked (and compensated where the
 // payment can still end without money moved), so it stops holding back the others. An error (only ever
 // the command service or its database unavailable) hands the whole batch back to the runner, which
@@ -142,24 +159,35 @@ func (w *Workflow) Handle(ctx context.Context, batch []eventstore.Event) error {
 			// runner quarantines it and holds back its stream: Lasting).
 			return fmt.Errorf("workflow: %w: %w", errUnhandled, err)
 		}
-		if st != nil {
-			t := &task{step: *st}
-			if w.tracer != nil {
-				w.startSpan(ctx, t, e)
-				defer t.span.End()
-			}
-			tasks = append(tasks, t)
+		if st == nil || w.taken.take(e.ID) {
+			continue
 		}
+		t := &task{step: *st}
+		if w.tracer != nil {
+			w.startSpan(ctx, t, e, observability.TraceParentOf(e.Metadata))
+			defer t.span.End()
+		}
+		tasks = append(tasks, t)
 	}
 	return w.run(ctx, tasks)
 }
 
-// run calls the command service with tasks until each has an outcome: done, parked, or left parked.
+// run calls the command service with tasks, and then with the steps their answers call for, until each
+// has an outcome: done, parked, or left parked.
 func (w *Workflow) run(ctx context.Context, tasks []*task) error {
+	b := &batchRun{queued: make(map[string]bool, len(tasks))}
+	for _, t := range tasks {
+		b.queued[t.step.CausationID] = true
+	}
+	defer func() {
+		for _, s := range b.spans {
+			s.End()
+		}
+	}()
 	delay := w.cfg.Backoff
 	transientRounds := 0
 	for len(tasks) > 0 {
-		again, wait, transient, err := w.round(ctx, tasks)
+		again, wait, transient, err := w.round(ctx, tasks, b)
 		if err != nil {
 			return err
 		}
@@ -192,7 +220,7 @@ type transience struct {
 
 // round sends tasks in one call and settles each answer. It returns the tasks to send again, whether
 // they need a pause first, and what of the round was transient; an error ends the batch.
-func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wait bool, transient transience, err error) {
+func (w *Workflow) round(ctx context.Context, tasks []*task, b *batchRun) (again []*task, wait bool, transient transience, err error) {
 	steps := make([]contract.Step, len(tasks))
 	for i, t := range tasks {
 		steps[i] = t.step
@@ -215,7 +243,7 @@ func (w *Workflow) round(ctx context.Context, tasks []*task) (again []*task, wai
 		return tasks, true, transience{err: err}, nil
 	}
 	for i, t := range tasks {
-		next, retry, wasTransient, err := w.settle(ctx, t, results[i])
+		next, retry, wasTransient, err := w.settle(ctx, t, results[i], b)
 		if err != nil {
 			return nil, false, transience{}, err
 		}
@@ -246,9 +274,10 @@ func isTransient(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// settle takes one step's result: it records an outcome, or returns the task to send again (the same
-// step, or what replaces it) and whether that needs a pause first (retry) and was transient.
-func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (next *task, retry, transient bool, err error) {
+// settle takes one step's result: it records an outcome and returns the step the outcome's event calls
+// for, or returns the task to send again (the same step, or what replaces it) and whether that needs a
+// pause first (retry) and was transient.
+func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult, b *batchRun) (next *task, retry, transient bool, err error) {
 	pctx := observability.WithCorrelationID(ctx, t.step.Key().String())
 	if t.span != nil {
 		pctx = trace.ContextWithSpan(pctx, t.span) // so that its log lines carry the step's trace
@@ -262,9 +291,16 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 			if t.resolves.Step == t.step.Step {
 				how = "retried: "
 			}
-			return nil, false, false, w.parking.Resolve(ctx, *t.resolves, how+r.EventType)
+			if err := w.parking.Resolve(ctx, *t.resolves, how+r.EventType); err != nil {
+				return nil, false, false, err
+			}
 		}
-		return nil, false, false, nil
+		w.settled(t)
+		next := w.follow(ctx, t, r, b.queued)
+		if next != nil && next.span != nil {
+			b.spans = append(b.spans, next.span)
+		}
+		return next, false, false, nil
 	case TransientStatus(p.Status):
 		w.metrics.steps.WithLabelValues(name, "transient_error").Inc()
 		return t, true, true, nil
@@ -273,7 +309,7 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		// the debit is reversed now and the payment fails with PAYEE_UNAVAILABLE.
 		w.metrics.steps.WithLabelValues(name, "refused").Inc()
 		w.log.WarnContext(pctx, "payee refused the credit; reversing the debit", "problem", p.Code, "detail", p.Detail)
-		return &task{step: reversal(t.step), resolves: t.resolves, attempts: t.attempts, span: t.span}, false, false, nil
+		return &task{step: reversal(t.step), resolves: t.resolves, attempts: t.attempts, span: t.span, cause: t.cause}, false, false, nil
 	}
 	w.metrics.steps.WithLabelValues(name, "lasting_error").Inc()
 	cause := fmt.Errorf("%s: %d %s: %s", name, r.Problem.Status, r.Problem.Code, r.Problem.Detail)
@@ -292,10 +328,22 @@ func (w *Workflow) settle(ctx context.Context, t *task, r contract.StepResult) (
 		t.span.SetStatus(codes.Error, "parked: "+cause.Error())
 	}
 	comp, err := w.park(pctx, t.step, cause)
+	if err != nil {
+		return nil, false, false, err
+	}
+	w.settled(t)
 	if comp != nil {
 		comp.span = t.span
 	}
-	return comp, false, false, err
+	return comp, false, false, nil
+}
+
+// settled notes that t's step has an outcome (done, or parked): a step taken ahead of the log is then
+// skipped when its event comes round.
+func (w *Workflow) settled(t *task) {
+	if t.cause != uuid.Nil {
+		w.taken.add(t.cause)
+	}
 }
 
 // record counts a step's outcome, and the payment's end when the step ended it.

@@ -47,9 +47,13 @@ type harness struct {
 type flaky struct {
 	real workflow.Steps
 	step atomic.Value // contract.StepName: the step that fails while set
+	// calls and sent count the calls made and the steps they carried.
+	calls, sent atomic.Int64
 }
 
 func (f *flaky) RunSteps(ctx context.Context, steps []contract.Step) ([]contract.StepResult, error) {
+	f.calls.Add(1)
+	f.sent.Add(int64(len(steps)))
 	failing, _ := f.step.Load().(contract.StepName)
 	out := make([]contract.StepResult, len(steps))
 	var pass []contract.Step
@@ -247,6 +251,66 @@ func TestWorkflowCompletesAndFails(t *testing.T) {
 	want := []string{events.PaymentInitiated, events.AccountDebited, events.AccountCredited, events.PaymentCompleted}
 	if got := h.trail(ok); !equal(got, want) {
 		t.Fatalf("trail = %v, want %v", got, want)
+	}
+}
+
+// The answer to a step carries its event, and the workflow takes the step that event calls for at once:
+// one batch of the log holding only a payment's initiation ends the payment, a call a step. When the
+// steps' events come round in the log, they call for nothing more; a workflow that has forgotten them (a
+// restart) takes their steps again, and they find their outcomes.
+func TestWorkflowTakesTheNextStepFromTheAnswer(t *testing.T) {
+	h := newHarness(t)
+	h.account("payer@bank", 10000)
+	h.account("payee@bank", 0)
+	for h.feed() { // the openings and deposits: nothing to do
+	}
+	ok := h.pay("payer@bank", "payee@bank", 4000)
+	broke := h.pay("payer@bank", "payee@bank", 6001)
+
+	// The two initiations are the next batch, and the only events it holds.
+	batch, err := h.store.ReadLog(h.ctx, h.pos, 100)
+	if err != nil || len(batch) != 2 || batch[0].Type != events.PaymentInitiated || batch[1].Type != events.PaymentInitiated {
+		t.Fatalf("batch = %d events, %v", len(batch), err)
+	}
+	if err := h.flow.Handle(h.ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	h.pos = batch[len(batch)-1].Position
+	if got := h.outcome(ok); got != "COMPLETED" {
+		t.Fatalf("after one batch: outcome = %q, want COMPLETED", got)
+	}
+	if got := h.outcome(broke); got != "FAILED:"+events.CodeInsufficientFunds {
+		t.Fatalf("after one batch: overdraft outcome = %q", got)
+	}
+	// debit both; credit one and fail the other; complete the first: three calls, five steps.
+	if c, s := h.steps.calls.Load(), h.steps.sent.Load(); c != 3 || s != 5 {
+		t.Fatalf("%d calls carrying %d steps, want 3 carrying 5", c, s)
+	}
+	want := []string{events.PaymentInitiated, events.AccountDebited, events.AccountCredited, events.PaymentCompleted}
+	if got := h.trail(ok); !equal(got, want) {
+		t.Fatalf("trail = %v, want %v", got, want)
+	}
+
+	// The steps' events come round: each step they call for was taken.
+	for h.feed() {
+	}
+	if c := h.steps.calls.Load(); c != 3 {
+		t.Fatalf("%d calls after the log came round, want still 3", c)
+	}
+	h.wantBalances(6000, 4000)
+
+	// A restarted workflow (its memory gone) reads the same events again: their steps are replayed.
+	h.flow = workflow.New(h.steps, postgres.NewParkedSteps(h.pool, slog.New(slog.NewTextHandler(io.Discard, nil))),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), workflow.DefaultConfig)
+	h.pos = eventstore.Start
+	for h.feed() {
+	}
+	if c := h.steps.calls.Load(); c <= 3 {
+		t.Fatalf("a restarted workflow made no call; it must take the log's steps again")
+	}
+	h.wantBalances(6000, 4000)
+	if got := h.trail(ok); !equal(got, want) {
+		t.Fatalf("trail after the replay = %v, want %v", got, want)
 	}
 }
 
