@@ -84,6 +84,13 @@ const (
 		updated_at, tx_id, global_position) values ('a@bank', 'c', 'A', 0, 1, now(), now(), '1', 1)`
 )
 
+// queueDelivery is how the consumers and the command service queue a delivery: its row and its pending row.
+const queueDelivery = `with d as (
+		insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at)
+		values (gen_random_uuid(), gen_random_uuid(), 'payment.created', 'r', '{}', now())
+		returning endpoint_id, resource_id, delivery_id)
+	insert into webhook_pending (endpoint_id, resource_id, delivery_id) select endpoint_id, resource_id, delivery_id from d`
+
 // rebuildSwap is what `event-consumers rebuild` does to a projection's table.
 const rebuildSwap = `create schema rebuild_t; create schema rebuild_t_old;
 	create table rebuild_t.accounts (like public.accounts including all);
@@ -150,7 +157,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select * from snapshots`, `insert into rrn_blocks values ('612101', 0) on conflict (prefix) do update set next_tail = rrn_blocks.next_tail + 1`, `select pg_notify('events', '')`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 				`update webhook_endpoints set status = 'DISABLED'`, `select * from webhook_deliveries`,
-				`insert into webhook_pending (endpoint_id, resource_id, delivery_id) values (gen_random_uuid(), 'r', 1)`,
+				queueDelivery,
 			},
 			denied: append([]string{
 				`select * from accounts`, `select * from payments`, `select * from projection_checkpoints`,
@@ -182,7 +189,7 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				// What a rebuild does.
 				rebuildSwap,
 				`update webhook_deliveries set state = 'SUCCEEDED'`, `update webhook_endpoints set failing_since = now()`,
-				`insert into webhook_pending (endpoint_id, resource_id, delivery_id) values (gen_random_uuid(), 'r', 1)`,
+				queueDelivery,
 				`select * from webhook_pending`, `update webhook_pending set attempts = 1`, `delete from webhook_pending`,
 			},
 			denied: append([]string{

@@ -48,6 +48,8 @@ type Key struct {
 // Outcome is what became of an attempt.
 type Outcome struct {
 	DeliveryID int64
+	Endpoint   uuid.UUID // the delivery's endpoint and resource: with its id, the key of its pending row
+	Resource   string
 	Attempt    int
 	At         time.Time
 	StatusCode int    // 0: no response
@@ -505,7 +507,8 @@ func (s *Sender) attempt(ctx context.Context, ep Endpoint, secrets []string, p P
 	}})
 	took := time.Since(start)
 	s.metrics.latency.Observe(took.Seconds())
-	o := Outcome{DeliveryID: p.ID, Attempt: n, At: start, StatusCode: resp.Status, Latency: took, Excerpt: resp.Excerpt}
+	o := Outcome{DeliveryID: p.ID, Endpoint: p.Endpoint, Resource: p.Resource, Attempt: n, At: start, StatusCode: resp.Status,
+		Latency: took, Excerpt: resp.Excerpt}
 	switch {
 	case resp.Status >= 200 && resp.Status < 300:
 		s.metrics.attempts.WithLabelValues("success").Inc()
