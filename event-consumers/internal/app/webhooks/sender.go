@@ -217,8 +217,9 @@ func (s *Sender) dispatch(ctx context.Context) {
 
 // claimGap is the shortest time between two claims, unless the last one was full: under load every batch
 // of the log wakes the sender, and a claim (and a record) for each would cost more than the sends. A claim's
-// cost is mostly its walk of the pending indexes, whose entries for delivered rows stay until vacuum (longer
-// while any transaction holds the horizon back), so fewer, larger claims cost less: at 20 ms and 100 a claim
+// cost is mostly its walk of the queue's index (webhook_pending's key), whose entries for delivered rows
+// stay until vacuum (longer while any transaction holds the horizon back), so fewer, larger claims cost
+// less (measured with the queue's earlier index, on the delivery rows): at 20 ms and 100 a claim
 // spread-16 with one endpoint a client cost 3.9-4.3 ms a payment against 2.55 without; at 100 ms and 500,
 // 3.27 (docs/benchmarks.md). A delivery waits at most this much longer for its first attempt.
 const claimGap = 100 * time.Millisecond
