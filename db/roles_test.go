@@ -19,9 +19,21 @@ import (
 )
 
 // migratedDatabase makes a database of its own with every migration applied, dropped when the test ends.
-// It takes TEST_DATABASE_URL, else the local server `make run` uses; without one it skips, except under
-// CI, where it fails. (This package cannot use testenv, which imports it.)
 func migratedDatabase(t *testing.T) string {
+	t.Helper()
+	url := emptyDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := db.Migrate(ctx, url); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return url
+}
+
+// emptyDatabase makes a database of its own, with no migration applied, dropped when the test ends. It
+// takes TEST_DATABASE_URL, else the local server `make run` uses; without one it skips, except under CI,
+// where it fails. (This package cannot use testenv, which imports it.)
+func emptyDatabase(t *testing.T) string {
 	t.Helper()
 	base := os.Getenv("TEST_DATABASE_URL")
 	if base == "" {
@@ -46,8 +58,8 @@ func migratedDatabase(t *testing.T) string {
 	if cfg.Password != "" {
 		url = fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Password, cfg.Host, cfg.Port, name)
 	}
-	if err := db.Migrate(ctx, url); err != nil {
-		t.Fatalf("migrate: %v", err)
+	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+		t.Fatalf("create %s: %v", name, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -71,6 +83,13 @@ const (
 	insertAccount = `insert into accounts (vpa, owner_client_id, holder_name, balance_paise, version, created_at,
 		updated_at, tx_id, global_position) values ('a@bank', 'c', 'A', 0, 1, now(), now(), '1', 1)`
 )
+
+// queueDelivery is how the consumers and the command service queue a delivery: its row and its pending row.
+const queueDelivery = `with d as (
+		insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at)
+		values (gen_random_uuid(), gen_random_uuid(), 'payment.created', 'r', '{}', now())
+		returning endpoint_id, resource_id, delivery_id)
+	insert into webhook_pending (endpoint_id, resource_id, delivery_id) select endpoint_id, resource_id, delivery_id from d`
 
 // rebuildSwap is what `event-consumers rebuild` does to a projection's table.
 const rebuildSwap = `create schema rebuild_t; create schema rebuild_t_old;
@@ -138,12 +157,14 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select * from snapshots`, `insert into rrn_blocks values ('612101', 0) on conflict (prefix) do update set next_tail = rrn_blocks.next_tail + 1`, `select pg_notify('events', '')`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 				`update webhook_endpoints set status = 'DISABLED'`, `select * from webhook_deliveries`,
+				queueDelivery,
 			},
 			denied: append([]string{
 				`select * from accounts`, `select * from payments`, `select * from projection_checkpoints`,
 				`select * from workflow_parked`, insertAccount, `select * from consumer_quarantine`,
 				// Webhooks: the command service writes endpoints and queues redeliveries, nothing more.
 				`select * from webhook_attempts`, `update webhook_deliveries set state = 'SUCCEEDED'`,
+				`select * from webhook_pending`, `delete from webhook_pending`,
 			}, tamper...),
 		},
 		{
@@ -168,6 +189,8 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				// What a rebuild does.
 				rebuildSwap,
 				`update webhook_deliveries set state = 'SUCCEEDED'`, `update webhook_endpoints set failing_since = now()`,
+				queueDelivery,
+				`select * from webhook_pending`, `update webhook_pending set attempts = 1`, `delete from webhook_pending`,
 			},
 			denied: append([]string{
 				insertEvent, `select * from snapshots`, `select * from rrn_blocks`,
@@ -182,12 +205,14 @@ func TestRolesHaveOnlyTheirRights(t *testing.T) {
 				`select * from projection_checkpoints`, `listen checkpoints`,
 				`select coalesce(max(version_id), 0) from goose_db_version`,
 				`select * from webhook_endpoints`, `select * from webhook_deliveries`, `select * from webhook_attempts`,
+				`select * from webhook_pending`,
 			},
 			denied: append([]string{
 				`select * from events`, `select count(*) from events`, insertEvent, `select * from snapshots`,
 				insertAccount, `update projection_checkpoints set global_position = 0`,
 				`select * from workflow_parked`, `select * from rrn_blocks`, `select * from consumer_quarantine`,
 				`update webhook_endpoints set status = 'DISABLED'`, `select * from webhook_secret_rotations`,
+				`delete from webhook_pending`,
 			}, tamper...),
 		},
 	}

@@ -48,7 +48,7 @@ func (s *paymentStack) waitWebhooksSent(ctx context.Context, b *testing.B) {
 	}
 	for {
 		var pending int
-		if err := s.pool.QueryRow(ctx, `select count(*) from webhook_deliveries where state = 'PENDING'`).Scan(&pending); err != nil {
+		if err := s.pool.QueryRow(ctx, `select count(*) from webhook_pending`).Scan(&pending); err != nil {
 			b.Fatal(err)
 		}
 		if pending == 0 {

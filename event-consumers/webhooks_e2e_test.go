@@ -439,8 +439,8 @@ func waitDelivered(t *testing.T, ctx context.Context, pool *pgxpool.Pool, dead s
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		var pending, queued int
-		if err := pool.QueryRow(ctx, `select count(*) filter (where state = 'PENDING'), count(*) from webhook_deliveries
-			where endpoint_id <> $1`, dead).Scan(&pending, &queued); err != nil {
+		if err := pool.QueryRow(ctx, `select (select count(*) from webhook_pending where endpoint_id <> $1),
+			(select count(*) from webhook_deliveries where endpoint_id <> $1)`, dead).Scan(&pending, &queued); err != nil {
 			t.Fatal(err)
 		}
 		wanted := 0

@@ -123,7 +123,8 @@ func (s *Webhooks) Rotate(ctx context.Context, client string, id, rotation uuid.
 const maxRedeliveries = 10000
 
 // Redeliver implements app.WebhookStore: a new delivery (redelivery = true) of each event first delivered
-// to the endpoint that r names, the body as first sent, queued due now.
+// to the endpoint that r names, the body as first sent, and its pending row (the sender's queue), due now,
+// in one statement.
 func (s *Webhooks) Redeliver(ctx context.Context, client string, id uuid.UUID, r contract.Redelivery) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -140,14 +141,18 @@ func (s *Webhooks) Redeliver(ctx context.Context, client string, id uuid.UUID, r
 			from, to = &r.From, &r.To
 		}
 		tag, err := tx.Exec(ctx, `
-			insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at, redelivery)
-			select endpoint_id, event_id, event_type, resource_id, body, event_created_at, true
-			from webhook_deliveries
-			where endpoint_id = $1 and not redelivery
-			  and ($2::uuid is null or event_id = $2::uuid)
-			  and ($3::timestamptz is null or (event_created_at >= $3 and event_created_at < $4))
-			order by delivery_id
-			limit $5`, id, eventID, from, to, maxRedeliveries)
+			with d as (
+				insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at, redelivery)
+				select endpoint_id, event_id, event_type, resource_id, body, event_created_at, true
+				from webhook_deliveries
+				where endpoint_id = $1 and not redelivery
+				  and ($2::uuid is null or event_id = $2::uuid)
+				  and ($3::timestamptz is null or (event_created_at >= $3 and event_created_at < $4))
+				order by delivery_id
+				limit $5
+				returning endpoint_id, resource_id, delivery_id)
+			insert into webhook_pending (endpoint_id, resource_id, delivery_id)
+			select endpoint_id, resource_id, delivery_id from d`, id, eventID, from, to, maxRedeliveries)
 		n = int(tag.RowsAffected())
 		return err
 	})

@@ -24,8 +24,10 @@ type Webhooks struct{ pool *pgxpool.Pool }
 func NewWebhooks(pool *pgxpool.Pool) *Webhooks { return &Webhooks{pool: pool} }
 
 // Queue implements webhooks.Store: one statement for the whole batch, joining the deliveries to their
-// clients' endpoints, so that nothing is cached that could go stale. The rows are inserted in the order
-// given (log order), so delivery ids follow the log.
+// clients' endpoints, so that nothing is cached that could go stale, and inserting each new delivery's
+// pending row (the sender's queue) with it. The rows are inserted in the order given (log order), so
+// delivery ids follow the log; a delivery already queued is left alone, and so gets no second pending
+// row. It returns how many deliveries it inserted.
 func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, error) {
 	n := len(ds)
 	eventIDs, types, resources, bodies, clients := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -34,15 +36,19 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 		eventIDs[i], types[i], resources[i], bodies[i], clients[i], at[i] = d.EventID, d.Type, d.ResourceID, string(d.Body), d.Client, d.CreatedAt
 	}
 	tag, err := w.pool.Exec(ctx, `
-		insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at)
-		select e.endpoint_id, x.event_id, x.event_type, x.resource_id, x.body, x.created_at
-		from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
-		     with ordinality as x(event_id, event_type, resource_id, body, created_at, client_id, n)
-		join webhook_endpoints e on e.client_id = x.client_id and e.status = 'ENABLED' and e.created_at <= x.created_at
-		 and (cardinality(e.event_types) = 0 or x.event_type = any(e.event_types) or '*' = any(e.event_types)
-		      or split_part(x.event_type, '.', 1) || '.*' = any(e.event_types))
-		order by x.n, e.endpoint_id
-		on conflict (endpoint_id, event_id) where not redelivery do nothing`,
+		with d as (
+			insert into webhook_deliveries (endpoint_id, event_id, event_type, resource_id, body, event_created_at)
+			select e.endpoint_id, x.event_id, x.event_type, x.resource_id, x.body, x.created_at
+			from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+			     with ordinality as x(event_id, event_type, resource_id, body, created_at, client_id, n)
+			join webhook_endpoints e on e.client_id = x.client_id and e.status = 'ENABLED' and e.created_at <= x.created_at
+			 and (cardinality(e.event_types) = 0 or x.event_type = any(e.event_types) or '*' = any(e.event_types)
+			      or split_part(x.event_type, '.', 1) || '.*' = any(e.event_types))
+			order by x.n, e.endpoint_id
+			on conflict (endpoint_id, event_id) where not redelivery do nothing
+			returning endpoint_id, resource_id, delivery_id)
+		insert into webhook_pending (endpoint_id, resource_id, delivery_id)
+		select endpoint_id, resource_id, delivery_id from d`,
 		eventIDs, types, resources, bodies, at, clients)
 	if err != nil {
 		return 0, fmt.Errorf("queue webhook deliveries: %w", err)
@@ -57,8 +63,8 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 // endpoint alone and filter by resource, reading the endpoint's whole pending list for each delivery
 // claimed: a cost quadratic in the backlog (seen: 4.5 s for a claim of 500 with 8,593 pending). So the
 // earliest pending delivery of each resource is found at once, by one DISTINCT ON over the endpoint's
-// pending deliveries (ids only, in webhook_deliveries_queue_idx's order), and only the ones claimed are
-// read whole: linear in the backlog whatever the plan.
+// rows of webhook_pending (narrow rows, in the order of its key: endpoint, resource, delivery), and only
+// the ones claimed are read whole from webhook_deliveries: linear in the backlog whatever the plan.
 //
 // What is left is the walk itself: a queue's index keeps its delivered rows' entries until vacuum, longer
 // while any transaction holds the horizon back (docs/webhooks.md, "Cost").
@@ -73,15 +79,15 @@ func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uui
 	rows, err := w.pool.Query(ctx, `
 		select e.endpoint_id, e.url, e.secret_version, coalesce(e.previous_secret_version, 0),
 		       coalesce(e.previous_secret_expires_at, 'epoch'), e.failing_since,
-		       d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, d.attempts, d.event_created_at
+		       d.delivery_id, d.event_id, d.resource_id, d.event_type, d.body, c.attempts, d.event_created_at
 		from webhook_endpoints e
 		cross join lateral (select array(select b.resource_id from unnest($4::uuid[], $5::text[]) as b(endpoint_id, resource_id)
 		                                  where b.endpoint_id = e.endpoint_id) as busy) x
 		cross join lateral (
-			select f.delivery_id
-			from (select distinct on (p.resource_id) p.delivery_id, p.resource_id, p.next_attempt_at
-			      from webhook_deliveries p
-			      where p.endpoint_id = e.endpoint_id and p.state = 'PENDING'
+			select f.delivery_id, f.attempts
+			from (select distinct on (p.resource_id) p.delivery_id, p.resource_id, p.next_attempt_at, p.attempts
+			      from webhook_pending p
+			      where p.endpoint_id = e.endpoint_id
 			      order by p.resource_id, p.delivery_id) f
 			where f.next_attempt_at <= now() and f.resource_id <> all(x.busy)
 			order by f.delivery_id
@@ -228,36 +234,56 @@ func excerpt(s string) string {
 	return s
 }
 
-// Record implements webhooks.Queue: the attempts, the deliveries' new states and the endpoints' health,
-// in one statement.
+// Record implements webhooks.Queue, in one statement: the endpoints' health, and for each attempt either
+// a retry (an attempt row; the pending row's attempts and next time) or the delivery's end (the pending
+// row deleted; the delivery row's state and last-attempt columns set, an update with no index entry: no
+// index of webhook_deliveries holds what it changes, so it is HOT when the page has room). A delivery's
+// last attempt is on its row and only the earlier ones, failures all, have rows of their own: a delivery
+// that succeeds at once writes no attempt row. A repeated record changes nothing: each outcome applies
+// only to a pending row with fewer attempts than its own, and the delivery row only with its pending row.
 func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []webhooks.Health) error {
 	n := len(os)
-	ids, attempts, codes, latency := make([]int64, n), make([]int32, n), make([]int32, n), make([]int32, n)
+	ids, endpoints, resources := make([]int64, n), make([]uuid.UUID, n), make([]string, n)
+	attempts, codes, latency := make([]int32, n), make([]int32, n), make([]int32, n)
 	at, next := make([]time.Time, n), make([]time.Time, n)
 	errs, excerpts, states := make([]string, n), make([]string, n), make([]string, n)
 	for i, o := range os {
-		ids[i], attempts[i], codes[i], latency[i] = o.DeliveryID, int32(o.Attempt), int32(o.StatusCode), int32(o.Latency.Milliseconds())
+		ids[i], endpoints[i], resources[i] = o.DeliveryID, o.Endpoint, o.Resource
+		attempts[i], codes[i], latency[i] = int32(o.Attempt), int32(o.StatusCode), int32(o.Latency.Milliseconds())
 		at[i], next[i], errs[i], excerpts[i], states[i] = o.At, o.Next, excerpt(o.Error), excerpt(o.Excerpt), o.State
 		if o.Next.IsZero() {
 			next[i] = o.At
 		}
 	}
 	m := len(health)
-	endpoints, ok, disableBefore, reasons := make([]uuid.UUID, m), make([]bool, m), make([]time.Time, m), make([]string, m)
+	healthEndpoints, ok, disableBefore, reasons := make([]uuid.UUID, m), make([]bool, m), make([]time.Time, m), make([]string, m)
 	for i, h := range health {
-		endpoints[i], ok[i], disableBefore[i], reasons[i] = h.Endpoint, h.Succeeded, h.DisableBefore, h.Reason
+		healthEndpoints[i], ok[i], disableBefore[i], reasons[i] = h.Endpoint, h.Succeeded, h.DisableBefore, h.Reason
 	}
 	if _, err := w.pool.Exec(ctx, `
 		with r as (
-			select * from unnest($1::bigint[], $2::int[], $3::timestamptz[], $4::int[], $5::text[], $6::int[],
-			                     $7::text[], $8::text[], $9::timestamptz[])
-			       as r(delivery_id, attempt, at, code, err, latency, excerpt, state, next_at)
-		), attempts as (
+			select * from unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $6::int[],
+			                     $7::text[], $8::int[], $9::text[], $10::text[], $11::timestamptz[])
+			       as r(delivery_id, endpoint_id, resource_id, attempt, at, code, err, latency, excerpt, state, next_at)
+		), retried as (
+			update webhook_pending p set attempts = r.attempt, next_attempt_at = r.next_at
+			from r
+			where r.state = 'PENDING' and (p.endpoint_id, p.resource_id, p.delivery_id) = (r.endpoint_id, r.resource_id, r.delivery_id)
+			  and p.attempts < r.attempt
+			returning p.delivery_id
+		), failures as (
 			insert into webhook_attempts (delivery_id, attempt, at, status_code, error, latency_ms, response_excerpt)
-			select delivery_id, attempt, at, nullif(code, 0), nullif(err, ''), latency, excerpt from r
+			select r.delivery_id, r.attempt, r.at, nullif(r.code, 0), nullif(r.err, ''), r.latency, r.excerpt
+			from r join retried using (delivery_id)
 			on conflict do nothing
+		), finished as (
+			delete from webhook_pending p
+			using r
+			where r.state <> 'PENDING' and (p.endpoint_id, p.resource_id, p.delivery_id) = (r.endpoint_id, r.resource_id, r.delivery_id)
+			  and p.attempts < r.attempt
+			returning p.delivery_id
 		), h as (
-			select * from unnest($10::uuid[], $11::bool[], $12::timestamptz[], $13::text[])
+			select * from unnest($12::uuid[], $13::bool[], $14::timestamptz[], $15::text[])
 			       as h(endpoint_id, ok, disable_before, reason)
 		), health as (
 			update webhook_endpoints e set
@@ -270,10 +296,13 @@ func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []w
 				                  then now() else e.updated_at end
 			from h where e.endpoint_id = h.endpoint_id and (not h.ok or e.failing_since is not null)
 		)
-		update webhook_deliveries d set state = r.state, attempts = r.attempt, next_attempt_at = r.next_at,
-			completed_at = case when r.state = 'PENDING' then null else r.at end
-		from r where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
-		ids, attempts, at, codes, errs, latency, excerpts, states, next, endpoints, ok, disableBefore, reasons); err != nil {
+		update webhook_deliveries d set state = r.state, attempts = r.attempt, completed_at = r.at,
+			last_at = r.at, last_status_code = nullif(r.code, 0), last_error = nullif(r.err, ''),
+			last_latency_ms = r.latency, last_excerpt = r.excerpt
+		from r join finished using (delivery_id)
+		where d.delivery_id = r.delivery_id and d.state = 'PENDING'`,
+		ids, endpoints, resources, attempts, at, codes, errs, latency, excerpts, states, next,
+		healthEndpoints, ok, disableBefore, reasons); err != nil {
 		return fmt.Errorf("record webhook attempts: %w", err)
 	}
 	return nil

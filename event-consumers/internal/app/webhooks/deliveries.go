@@ -3,8 +3,9 @@
 //   - Deliveries, a checkpointed consumer of the log (runner.Processor, "webhooks"): each state change of a
 //     payment, refund, collect request or withdrawal becomes one delivery per enabled endpoint of each client
 //     that owns the resource (the payer's owner and the payee's owner, each their own), with the body it
-//     will be sent with. A batch's deliveries are one insert, made before the checkpoint moves and
-//     deduplicated by (endpoint, event), so a crash repeats the insert and never loses or doubles one.
+//     will be sent with. A batch's deliveries are one insert (each delivery's row and its pending row, the
+//     sender's queue), made before the checkpoint moves and deduplicated by (endpoint, event), so a crash
+//     repeats the insert and never loses or doubles one.
 //   - Sender, the periodic job that sends them: one worker per endpoint with work due, so that a slow or
 //     dead endpoint only ever delays itself; per resource in log order (a delivery waits until the ones
 //     before it of the same resource and endpoint are done); retried with exponential back-off and jitter,

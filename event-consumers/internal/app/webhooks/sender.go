@@ -48,6 +48,8 @@ type Key struct {
 // Outcome is what became of an attempt.
 type Outcome struct {
 	DeliveryID int64
+	Endpoint   uuid.UUID // the delivery's endpoint and resource: with its id, the key of its pending row
+	Resource   string
 	Attempt    int
 	At         time.Time
 	StatusCode int    // 0: no response
@@ -215,8 +217,9 @@ func (s *Sender) dispatch(ctx context.Context) {
 
 // claimGap is the shortest time between two claims, unless the last one was full: under load every batch
 // of the log wakes the sender, and a claim (and a record) for each would cost more than the sends. A claim's
-// cost is mostly its walk of the pending indexes, whose entries for delivered rows stay until vacuum (longer
-// while any transaction holds the horizon back), so fewer, larger claims cost less: at 20 ms and 100 a claim
+// cost is mostly its walk of the queue's index (webhook_pending's key), whose entries for delivered rows
+// stay until vacuum (longer while any transaction holds the horizon back), so fewer, larger claims cost
+// less (measured with the queue's earlier index, on the delivery rows): at 20 ms and 100 a claim
 // spread-16 with one endpoint a client cost 3.9-4.3 ms a payment against 2.55 without; at 100 ms and 500,
 // 3.27 (docs/benchmarks.md). A delivery waits at most this much longer for its first attempt.
 const claimGap = 100 * time.Millisecond
@@ -505,7 +508,8 @@ func (s *Sender) attempt(ctx context.Context, ep Endpoint, secrets []string, p P
 	}})
 	took := time.Since(start)
 	s.metrics.latency.Observe(took.Seconds())
-	o := Outcome{DeliveryID: p.ID, Attempt: n, At: start, StatusCode: resp.Status, Latency: took, Excerpt: resp.Excerpt}
+	o := Outcome{DeliveryID: p.ID, Endpoint: p.Endpoint, Resource: p.Resource, Attempt: n, At: start, StatusCode: resp.Status,
+		Latency: took, Excerpt: resp.Excerpt}
 	switch {
 	case resp.Status >= 200 && resp.Status < 300:
 		s.metrics.attempts.WithLabelValues("success").Inc()

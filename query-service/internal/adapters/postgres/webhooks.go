@@ -95,14 +95,23 @@ func (s *Webhooks) Endpoints(ctx context.Context, client string, after *app.Endp
 }
 
 // Deliveries is a page of the endpoint's deliveries, newest first, before the delivery id before (0: from
-// the newest), each with its attempts.
+// the newest), each with its attempts in order: the failed ones that were retried (webhook_attempts), then
+// the one that finished the delivery, kept on its row (null until then, and for deliveries finished before
+// migration 00081, whose every attempt has a row). A pending delivery's next attempt is its pending row's.
 func (s *Webhooks) Deliveries(ctx context.Context, endpoint uuid.UUID, before int64, limit int) ([]contract.WebhookDelivery, int64, error) {
 	rows, err := s.pool.Query(ctx, `
 		select d.delivery_id, d.event_id, d.event_type, d.resource_id, d.redelivery, d.state,
-		       case when d.state = 'PENDING' then d.next_attempt_at end, d.created_at,
-		       coalesce((select json_agg(json_build_object('at', a.at, 'status_code', a.status_code, 'error', a.error,
-		                   'latency_ms', a.latency_ms, 'response_excerpt', a.response_excerpt) order by a.attempt)
-		                 from webhook_attempts a where a.delivery_id = d.delivery_id), '[]')
+		       case when d.state = 'PENDING' then (select p.next_attempt_at from webhook_pending p
+		           where p.endpoint_id = d.endpoint_id and p.resource_id = d.resource_id and p.delivery_id = d.delivery_id) end,
+		       d.created_at,
+		       coalesce((select json_agg(a.o order by a.n) from (
+		                   select w.attempt, json_build_object('at', w.at, 'status_code', w.status_code, 'error', w.error,
+		                       'latency_ms', w.latency_ms, 'response_excerpt', w.response_excerpt)
+		                   from webhook_attempts w where w.delivery_id = d.delivery_id
+		                   union all
+		                   select d.attempts, json_build_object('at', d.last_at, 'status_code', d.last_status_code,
+		                       'error', d.last_error, 'latency_ms', d.last_latency_ms, 'response_excerpt', d.last_excerpt)
+		                   where d.last_at is not null) as a(n, o)), '[]')
 		from webhook_deliveries d
 		where d.endpoint_id = $1 and ($2 = 0 or d.delivery_id < $2)
 		order by d.delivery_id desc limit $3`, endpoint, before, limit+1)
