@@ -38,6 +38,7 @@ import (
 	"upi/event-consumers/internal/httpapi"
 	"upi/event-consumers/internal/operator"
 	"upi/event-consumers/internal/runner"
+	"upi/shared/contract/projection"
 	"upi/shared/platform/eventstore"
 	"upi/shared/platform/httpserver"
 	"upi/shared/platform/keyring"
@@ -109,6 +110,16 @@ func verify(args []string, out, errs io.Writer) int {
 // the command service, whose commits stay synchronous, so an event a consumer has read is already on
 // disk. On 2 cores this cut PostgreSQL's CPU per payment by 6-11% at saturation (docs/benchmarks.md).
 func asyncCommits(c *pgxpool.Config) { c.ConnConfig.RuntimeParams["synchronous_commit"] = "off" }
+
+// patience is how long the consumers no client waits on within milliseconds wait after a hint before
+// they read (runner.Options.Patience): a merchant's reports, settlement, complaints and webhook deliveries
+// (whose sender claims at most every 100 ms anyway). Below saturation a payment's four events then reach
+// each of them in one batch, and while they wait, the workflow and the projections a client's GET waits on
+// have the cores to themselves.
+var patience = map[string]time.Duration{
+	projection.Merchant: 50 * time.Millisecond, projection.Settlement: 50 * time.Millisecond,
+	projection.Complaints: 50 * time.Millisecond, webhooks.Name: 50 * time.Millisecond,
+}
 
 func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string) error {
 	if len(args) == 0 {
@@ -234,7 +245,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Config, args []string
 	// Mandates' timers (expiry, execution, retries, completion) through the command service.
 	mandateTimer := mandates.New(postgres.NewMandates(pool), expiries, log, cfg.MandateTimerEvery)
 
-	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize, Partitions: cfg.Partitions})
+	r := runner.New(pool, log, reg, runner.Options{BatchSize: cfg.BatchSize, Partitions: cfg.Partitions, Patience: patience})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx, consumers...) })
 	// Periodic jobs run on one replica at a time, each under a lock of its own.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -78,5 +79,79 @@ func TestProcessorRetriesTheSameBatchUntilItSucceeds(t *testing.T) {
 	}
 	if cp, _ := runner.LoadCheckpoint(ctx, pool, rec.Name()); cp != last {
 		t.Fatalf("checkpoint %v, want %v", cp, last)
+	}
+}
+
+// firstBatch is a processor that keeps the first batch it is handed, and when.
+type firstBatch struct {
+	once  sync.Once
+	at    time.Time
+	batch []eventstore.Event
+	done  chan struct{}
+}
+
+func (f *firstBatch) Name() string { return "test-patient" }
+
+func (f *firstBatch) Handle(_ context.Context, batch []eventstore.Event) error {
+	f.once.Do(func() { f.at, f.batch = time.Now(), batch; close(f.done) })
+	return nil
+}
+
+// A patient consumer (Options.Patience), woken by a hint, waits its patience before it reads: nothing
+// reaches it before, and what was appended meanwhile comes in the same batch.
+func TestPatientConsumerReadsAfterItsPatience(t *testing.T) {
+	t.Parallel()
+	pool, _ := testenv.PostgresPool(t)
+	ctx := context.Background()
+	bank := workload.New(eventstore.New(pool))
+	const patience = 400 * time.Millisecond
+	opts := fastOpts()
+	// Only hints wake it: an empty poll waits 20 s.
+	opts.MinPoll, opts.MaxPoll = 20*time.Second, 20*time.Second
+	f := &firstBatch{done: make(chan struct{})}
+	opts.Patience = map[string]time.Duration{f.Name(): patience}
+	start(t, pool, opts, f)
+	// The listener wakes every consumer once when it starts listening: past that wake's patience, the read
+	// finds the log empty and the consumer waits.
+	time.Sleep(patience + 600*time.Millisecond)
+
+	hint := func(p eventstore.Position) {
+		if _, err := pool.Exec(ctx, `select pg_notify($1, $2)`, eventstore.HintChannel, eventstore.HintPayload(p.TxID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := bank.Open(ctx, "patient@okbank", "client-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hinted := time.Now()
+	hint(first)
+	time.Sleep(50 * time.Millisecond)
+	second, err := bank.Deposit(ctx, "patient@okbank", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hint(second)
+	// Whether the second is below the horizon before the patience ends depends on other tests' transactions
+	// (the horizon is the cluster's): only then must it be in the batch.
+	var visible bool
+	if err := pool.QueryRow(ctx, `select $1::bigint::text::xid8 < pg_snapshot_xmin(pg_current_snapshot())`, int64(second.TxID)).Scan(&visible); err != nil {
+		t.Fatal(err)
+	}
+	visibleBefore := visible && time.Since(hinted) < patience-50*time.Millisecond
+
+	select {
+	case <-f.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the hinted events never reached the consumer")
+	}
+	if waited := f.at.Sub(hinted); waited < patience {
+		t.Fatalf("the batch came %v after the hint; the consumer's patience is %v", waited, patience)
+	}
+	if len(f.batch) == 0 || f.batch[0].Position != first {
+		t.Fatalf("first batch %v, want it to start with the first append %v", f.batch, first)
+	}
+	if visibleBefore && f.batch[len(f.batch)-1].Position != second {
+		t.Fatalf("the second append (visible before the patience ended) is not in the batch: %d events", len(f.batch))
 	}
 }

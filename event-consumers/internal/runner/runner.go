@@ -34,6 +34,12 @@ type Options struct {
 	// Partitions is how many workers each Partitioned consumer is split into (default 1: one worker, as
 	// an unpartitioned consumer; partition.go).
 	Partitions int
+	// Patience is, by consumer name, how long a consumer that no one waits on within milliseconds (a
+	// merchant's reports, settlement, webhook deliveries) waits after a hint before it reads. Below
+	// saturation a payment's events then come to it in one batch, one transaction instead of one each,
+	// and the consumers a payment's client does wait on (the workflow, the payments and accounts
+	// projections) have the cores to themselves while the payment moves. Absent: it reads at once.
+	Patience map[string]time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -110,7 +116,7 @@ func (r *Runner) Run(ctx context.Context, consumers ...Consumer) error {
 		n := r.Partitions(c)
 		for k := range n {
 			pc, splittable := c.(Partitioned)
-			w := &worker{r: r, name: c.Name(), base: c.Name(), splittable: splittable}
+			w := &worker{r: r, name: c.Name(), base: c.Name(), splittable: splittable, patience: r.opts.Patience[c.Name()]}
 			if splittable {
 				w.key = pc.PartitionKey
 			}
@@ -249,6 +255,8 @@ type worker struct {
 	// name is the worker's checkpoint row, lock and metrics label: the consumer's name, or its
 	// partition's (NAME#K/N); base is the consumer's name.
 	name, base string
+	// patience is how long the worker waits after a hint before it reads (Options.Patience).
+	patience time.Duration
 	// part is the worker's partition; nil for an unpartitioned consumer. splittable is set when the
 	// consumer is Partitioned, partitions or not (it may have rows of another layout), key is then its
 	// PartitionKey; old are the other layouts ahead of NAME when the worker loaded its checkpoint, oldMax
@@ -400,8 +408,14 @@ func (w *worker) follow(ctx context.Context, wake <-chan struct{}) error {
 			return nil
 		}
 		if woken {
-			// An append was hinted: its transaction may not be below the horizon yet, so poll fast.
+			// An append was hinted: its transaction may not be below the horizon yet, so poll fast; a
+			// patient consumer first lets the appends of its patience gather (Options.Patience).
 			idle = opts.MinPoll
+			if w.patience > 0 {
+				if ok, _ := sleep(ctx, w.patience, nil); !ok {
+					return nil
+				}
+			}
 		} else {
 			idle = min(idle*2, opts.MaxPoll)
 		}
