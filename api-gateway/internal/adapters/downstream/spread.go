@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // spreadDialer dials a service name that resolves to several addresses (its replicas: Docker's DNS
-// answers every running container of a scaled compose service) starting at the next address in turn, so
-// that the transport's connections, and so its calls, are spread over the replicas. An address that does
+// answers every running container of a scaled compose service) starting at the name's next address in
+// turn, so that the transport's connections, and so its calls, are spread over the replicas. Each name
+// keeps its own turn: with one turn for all, a service dialled every other time (between two dials of
+// another) would start at the same address each time. An address that does
 // not answer within perAddress is passed over for the next one: a replica that is gone costs one short
 // wait, not the call. A name with one address dials as before.
 //
@@ -21,7 +24,7 @@ type spreadDialer struct {
 	dialer     *net.Dialer
 	lookupHost func(ctx context.Context, host string) ([]string, error)
 	perAddress time.Duration
-	next       atomic.Uint64
+	next       sync.Map // host -> *atomic.Uint64: the name's turn
 
 	closeIdle func()
 	rebalance time.Duration
@@ -54,7 +57,8 @@ func (s *spreadDialer) DialContext(ctx context.Context, network, address string)
 	if s.closeIdle != nil && s.started.CompareAndSwap(false, true) {
 		go s.rebalanceLoop()
 	}
-	start := int(s.next.Add(1) % uint64(len(ips)))
+	turn, _ := s.next.LoadOrStore(host, new(atomic.Uint64))
+	start := int(turn.(*atomic.Uint64).Add(1) % uint64(len(ips)))
 	var errs []error
 	for i := range ips {
 		ip := ips[(start+i)%len(ips)]

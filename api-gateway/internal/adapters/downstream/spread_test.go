@@ -68,6 +68,67 @@ func TestSpreadDialerTakesTheAddressesInTurn(t *testing.T) {
 	}
 }
 
+// Each name takes its own addresses in turn, whatever other names are dialled between: a service dialled
+// every other time still has its connections spread.
+func TestSpreadDialerKeepsATurnPerName(t *testing.T) {
+	counted := func() (port int, accepted func() (int, int)) {
+		first, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { first.Close() })
+		port = first.Addr().(*net.TCPAddr).Port
+		second, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(port)))
+		if err != nil {
+			t.Skipf("no second loopback address here: %v", err)
+		}
+		t.Cleanup(func() { second.Close() })
+		var mu sync.Mutex
+		n := [2]int{}
+		for i, l := range []net.Listener{first, second} {
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					n[i]++
+					mu.Unlock()
+					c.Close()
+				}
+			}()
+		}
+		return port, func() (int, int) { mu.Lock(); defer mu.Unlock(); return n[0], n[1] }
+	}
+	commandPort, _ := counted()
+	queryPort, queryAccepted := counted()
+	d := newSpreadDialer(&net.Dialer{Timeout: time.Second})
+	d.lookupHost = func(context.Context, string) ([]string, error) { return []string{"127.0.0.1", "127.0.0.2"}, nil }
+	dial := func(host string, port int) {
+		c, err := d.DialContext(context.Background(), "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("dial %s: %v", host, err)
+		}
+		c.Close()
+	}
+	for range 8 {
+		dial("command-service", commandPort)
+		dial("query-service", queryPort)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		a, b := queryAccepted()
+		if a+b == 8 || time.Now().After(deadline) {
+			if a != 4 || b != 4 {
+				t.Fatalf("query-service's connections: %d to the first address, %d to the second; want 4 and 4", a, b)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A name with one address, or an address given as an IP, is dialled as the plain dialer would.
 func TestSpreadDialerOneAddress(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
