@@ -31,7 +31,7 @@ package main_test
 // PAYBENCH_GOMAXPROCS, the services' GOMAXPROCS (default 1, as docker-compose.yml runs them; 0 for Go's
 // default, one per core); PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of
 // every service (its operations listener, with the development operator key), taken over its load, as SUBBENCHMARK-SERVICE.pprof
-// (`go tool pprof -top FILE`); PAYBENCH_PARTITIONS, event-consumers' CONSUMER_PARTITIONS (default 1),
+// (`go tool pprof -top FILE`), and after the run its /metrics as SUBBENCHMARK-SERVICE.metrics; PAYBENCH_PARTITIONS, event-consumers' CONSUMER_PARTITIONS (default 1),
 // reported in each result line as "partitions" (partitions share the consumers' work over cores only as
 // far as PAYBENCH_GOMAXPROCS lets event-consumers use them).
 
@@ -316,6 +316,30 @@ func (s *paymentStack) profile(b *testing.B, load time.Duration) (wait func()) {
 	return wg.Wait
 }
 
+// saveMetrics writes, when PAYBENCH_PROFILE is set, every profiled service's /metrics as it is after the
+// run (SUBBENCHMARK-SERVICE.metrics): its requests by route and its batches' sizes, beside its profile.
+func (s *paymentStack) saveMetrics(b *testing.B) {
+	dir := os.Getenv("PAYBENCH_PROFILE")
+	if dir == "" {
+		return
+	}
+	for service, addr := range s.pprof {
+		resp, err := http.Get(addr + "/metrics")
+		if err != nil {
+			b.Errorf("metrics %s: %v", service, err)
+			continue
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+service+".metrics"), body, 0o644)
+		}
+		if err != nil {
+			b.Errorf("metrics %s: %v", service, err)
+		}
+	}
+}
+
 // openAccounts opens n accounts named PREFIXi@bench through the gateway, funds each, and waits until the
 // consumers have caught up, so that the setup's work is done before anything is measured.
 func (s *paymentStack) openAccounts(b *testing.B, prefix string, n int) []string {
@@ -501,6 +525,7 @@ func (s *paymentStack) acceptingRun(b *testing.B, n int, load time.Duration, pic
 	cpu1 := s.sampleCPU(ctx, b)
 	b.StopTimer()
 	b.Log(horizon.stop())
+	s.saveMetrics(b)
 
 	s.checkAllCompleted(ctx, b, res.ids)
 	var inWindow int
