@@ -839,6 +839,15 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 	}
 	pg := end.postgres.Since(start.postgres)
 	report("pg", pg.Ours())
+	// PostgreSQL's part by the service whose connections its backends served (application_name): not
+	// added to the total, which has it already. Exited backends and the shared processes are in neither.
+	var byService []string
+	for _, name := range start.names {
+		if d, ok := pg.ByApplication[name]; ok {
+			b.ReportMetric(perPayment(d), "cpu-ms-pg-for-"+metricName[name]+"/payment")
+			byService = append(byService, fmt.Sprintf("%s %.1f s", metricName[name], d.Seconds()))
+		}
+	}
 	report("redis", end.redis-start.redis)
 	b.ReportMetric(perPayment(total), "cpu-ms/payment")
 	loadgen := end.self - start.self
@@ -847,11 +856,11 @@ func reportCPU(b *testing.B, start, end cpuSample, payments int) {
 	elapsed := end.at.Sub(start.at)
 	machine := end.machine - start.machine
 	elsewhere := machine - total - loadgen - pg.OtherDatabases
-	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s, shared processes %.1f s, exited "+
+	b.Logf("CPU over %.1f s: %s (pg: this database's backends %.1f s (for %s), shared processes %.1f s, exited "+
 		"backends %.1f s as %d of this database's sessions ended); benchmark clients %.1f s; whole machine %.1f s busy of "+
 		"%d cores' %.1f s, of which other databases' PostgreSQL backends %.1f s and other processes %.1f s; "+
 		"load average %s",
-		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), pg.Server.Seconds(), pg.Exited.Seconds(),
+		elapsed.Seconds(), strings.Join(parts, ", "), pg.Database.Seconds(), strings.Join(byService, ", "), pg.Server.Seconds(), pg.Exited.Seconds(),
 		pg.DatabaseSessionsEnded, loadgen.Seconds(), machine.Seconds(), runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()),
 		pg.OtherDatabases.Seconds(), elsewhere.Seconds(), loadavg())
 }

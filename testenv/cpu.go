@@ -146,6 +146,8 @@ type pgProc struct {
 	// database is the database a backend is connected to, "" for the server's shared processes
 	// (postmaster, checkpointer, WAL writer, ...).
 	database string
+	// application is the application_name of a backend's session (each service sets its own name).
+	application string
 }
 
 // SamplePostgresCPU reads the CPU time of every process of the PostgreSQL server that pool is connected
@@ -161,18 +163,18 @@ func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSamp
 	).Scan(&backendPID, &s.database, &s.sessions); err != nil {
 		return s, fmt.Errorf("sample postgres cpu: %w", err)
 	}
-	rows, err := pool.Query(ctx, `select pid, coalesce(datname, '') from pg_stat_activity`)
+	rows, err := pool.Query(ctx, `select pid, coalesce(datname, ''), coalesce(application_name, '') from pg_stat_activity`)
 	if err != nil {
 		return s, fmt.Errorf("sample postgres cpu: %w", err)
 	}
-	dbOf := map[int]string{}
+	dbOf, appOf := map[int]string{}, map[int]string{}
 	for rows.Next() {
 		var pid int
-		var name string
-		if err := rows.Scan(&pid, &name); err != nil {
+		var name, app string
+		if err := rows.Scan(&pid, &name, &app); err != nil {
 			return s, err
 		}
-		dbOf[pid] = name
+		dbOf[pid], appOf[pid] = name, app
 	}
 	if err := rows.Err(); err != nil {
 		return s, err
@@ -203,7 +205,7 @@ func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSamp
 		if err != nil || st.ppid != postmasterPID { // exited meanwhile, or not this server's
 			continue
 		}
-		s.procs[pid] = pgProc{ticks: st.utime + st.stime, database: dbOf[pid]}
+		s.procs[pid] = pgProc{ticks: st.utime + st.stime, database: dbOf[pid], application: appOf[pid]}
 	}
 	return s, nil
 }
@@ -212,6 +214,9 @@ func SamplePostgresCPU(ctx context.Context, pool *pgxpool.Pool) (PostgresCPUSamp
 type PostgresCPU struct {
 	// Database is what the backends connected to the sampled database used.
 	Database time.Duration
+	// ByApplication divides Database by the backends' application_name (the service whose connection it
+	// is; "" for a session that set none).
+	ByApplication map[string]time.Duration
 	// Server is what the server's shared processes used: postmaster, WAL writer, checkpointer, ...
 	Server time.Duration
 	// Exited is what backends that exited between the samples used (from the postmaster's
@@ -233,6 +238,7 @@ func (c PostgresCPU) Ours() time.Duration { return c.Database + c.Server + c.Exi
 // Since divides the server's CPU time between start and s.
 func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 	var database, server, others int64
+	byApp := map[string]int64{}
 	born := 0 // the database's backends that began in between and still run
 	for pid, p := range s.procs {
 		d := p.ticks
@@ -246,6 +252,7 @@ func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 			server += d
 		case s.database:
 			database += d
+			byApp[p.application] += d
 		default:
 			others += d
 		}
@@ -265,6 +272,10 @@ func (s PostgresCPUSample) Since(start PostgresCPUSample) PostgresCPU {
 	ended += max(int(s.sessions-start.sessions)-born, 0)
 	c := PostgresCPU{
 		Database: ticks(database), Server: ticks(server), OtherDatabases: ticks(others), DatabaseSessionsEnded: ended,
+		ByApplication: make(map[string]time.Duration, len(byApp)),
+	}
+	for app, d := range byApp {
+		c.ByApplication[app] = ticks(d)
 	}
 	if ended > 0 {
 		c.Exited = ticks(max(exited, 0))
