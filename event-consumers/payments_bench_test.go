@@ -31,7 +31,7 @@ package main_test
 // PAYBENCH_GOMAXPROCS, the services' GOMAXPROCS (default 1, as docker-compose.yml runs them; 0 for Go's
 // default, one per core); PAYBENCH_PROFILE, a folder: each accepting run writes there a CPU profile of
 // every service (its operations listener, with the development operator key), taken over its load, as SUBBENCHMARK-SERVICE.pprof
-// (`go tool pprof -top FILE`), and after the run its /metrics as SUBBENCHMARK-SERVICE.metrics; PAYBENCH_PARTITIONS, event-consumers' CONSUMER_PARTITIONS (default 1),
+// (`go tool pprof -top FILE`), and after the run its /metrics and allocations as SUBBENCHMARK-SERVICE.metrics and .allocs.pprof; PAYBENCH_PARTITIONS, event-consumers' CONSUMER_PARTITIONS (default 1),
 // reported in each result line as "partitions" (partitions share the consumers' work over cores only as
 // far as PAYBENCH_GOMAXPROCS lets event-consumers use them).
 
@@ -317,25 +317,34 @@ func (s *paymentStack) profile(b *testing.B, load time.Duration) (wait func()) {
 }
 
 // saveMetrics writes, when PAYBENCH_PROFILE is set, every profiled service's /metrics as it is after the
-// run (SUBBENCHMARK-SERVICE.metrics): its requests by route and its batches' sizes, beside its profile.
+// run (SUBBENCHMARK-SERVICE.metrics: its requests by route, its batches' sizes) and its allocations since it
+// started (SUBBENCHMARK-SERVICE.allocs.pprof: `go tool pprof -sample_index=alloc_space -top FILE`),
+// beside its CPU profile.
 func (s *paymentStack) saveMetrics(b *testing.B) {
 	dir := os.Getenv("PAYBENCH_PROFILE")
 	if dir == "" {
 		return
 	}
 	for service, addr := range s.pprof {
-		resp, err := http.Get(addr + "/metrics")
-		if err != nil {
-			b.Errorf("metrics %s: %v", service, err)
-			continue
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+service+".metrics"), body, 0o644)
-		}
-		if err != nil {
-			b.Errorf("metrics %s: %v", service, err)
+		for _, f := range []struct{ path, suffix string }{{"/metrics", ".metrics"}, {"/debug/pprof/allocs", ".allocs.pprof"}} {
+			req, err := http.NewRequest(http.MethodGet, addr+f.path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+testenv.OperatorKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Errorf("%s %s: %v", f.path, service, err)
+				continue
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+service+f.suffix), body, 0o644)
+			}
+			if err != nil {
+				b.Errorf("%s %s: %v", f.path, service, err)
+			}
 		}
 	}
 }
