@@ -39,13 +39,13 @@ func Main[C any](name string, load func() (C, error), logLevel func(C) string,
 	}
 }
 
-// The garbage collector's settings where the environment sets neither of Go's own variables, GOGC and
-// GOMEMLIMIT. Go's default, GOGC=100 with a 4 MB floor, collects every few megabytes of allocation; the
-// services' live heaps are small (a few MB; the command service's cache of stream states up to a few
-// hundred), so at saturation marking took 5-16% of each service's CPU (docs/benchmarks.md). At 400 the
-// heap may grow to five times what is live before a collection, a quarter as many collections; the soft
-// limit makes the collector work harder instead as the heap nears 1 GiB. A host with less memory than
-// that for a service sets GOMEMLIMIT to about 80% of what it has (docs/deployment.md).
+// The garbage collector's settings where the environment leaves Go's own GOGC or GOMEMLIMIT unset. Go's
+// default, GOGC=100 with a 4 MB floor, collects every few megabytes allocated; the services' live heaps are
+// small (a few MB; the command service's cache of stream states and recent events up to a few hundred), so
+// at saturation the collector took 5-16% of each service's CPU (docs/benchmarks.md). At 400 the heap may
+// grow to five times what is live before a collection, a quarter as many collections; the soft limit makes
+// the collector work harder instead as the heap nears 1 GiB. A host with less memory than that for a
+// service sets GOMEMLIMIT to about 80% of what it has (docs/deployment.md).
 const (
 	defaultGOGC        = 400
 	defaultMemoryLimit = 1 << 30
