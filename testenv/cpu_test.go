@@ -103,8 +103,13 @@ func TestPostgresCPU(t *testing.T) {
 	}
 	const tick = 10 * time.Millisecond
 
-	// First no session of this database ends: a backend of another database that exits is theirs.
-	stays := work(url, false)
+	// First no session of this database ends: a backend of another database that exits is theirs. The one
+	// of this database names itself, as each service does, and its CPU is found under that name.
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	stays := work(url+sep+"application_name=testenv-cpu", false)
 	elsewhereExits := work(otherURL, true)
 	elsewhereStays := work(otherURL, false)
 	mid := sample()
@@ -116,6 +121,9 @@ func TestPostgresCPU(t *testing.T) {
 	}
 	if got.Database < stays-2*tick || got.Ours() < stays-2*tick {
 		t.Errorf("this database's backend used %v of CPU, sampled %+v", stays, got)
+	}
+	if got.ByApplication["testenv-cpu"] < stays-2*tick || got.ByApplication["testenv-cpu"] > got.Database {
+		t.Errorf("this database's backend named testenv-cpu used %v of CPU, sampled %+v", stays, got)
 	}
 	if got.OtherDatabases < elsewhereExits+elsewhereStays-3*tick {
 		t.Errorf("another database's backends used %v and %v of CPU, sampled %+v", elsewhereExits, elsewhereStays, got)
