@@ -18,8 +18,11 @@ import (
 // wait, not the call. A name with one address dials as before.
 //
 // Connections are kept alive, so a replica added later (or back from a crash) would get none while the
-// pool has enough: once a name has answered with several addresses, closeIdle (the transport's
-// CloseIdleConnections) is called every rebalance, and the connections made again are spread anew.
+// pool has enough: its connections are made before the name had a second address and are never dialled
+// again while calls keep them busy. So from the first dial of a name, every rebalance the dialer looks each
+// name it has dialled up again, and when any has several addresses it calls closeIdle (the transport's
+// CloseIdleConnections): the connections made again are spread anew. A deployment whose names each have
+// one address (one replica a service) keeps its connections.
 type spreadDialer struct {
 	dialer     *net.Dialer
 	lookupHost func(ctx context.Context, host string) ([]string, error)
@@ -29,6 +32,7 @@ type spreadDialer struct {
 	closeIdle func()
 	rebalance time.Duration
 	started   atomic.Bool
+	names     sync.Map // host -> struct{}: the names dialled, looked up every rebalance
 }
 
 // rebalanceLoop runs for the life of the process: the gateway has one client.
@@ -36,8 +40,23 @@ func (s *spreadDialer) rebalanceLoop() {
 	t := time.NewTicker(s.rebalance)
 	defer t.Stop()
 	for range t.C {
-		s.closeIdle()
+		if s.replicated() {
+			s.closeIdle()
+		}
 	}
+}
+
+// replicated reports whether any name dialled now resolves to several addresses.
+func (s *spreadDialer) replicated() bool {
+	several := false
+	s.names.Range(func(host, _ any) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ips, err := s.lookupHost(ctx, host.(string))
+		cancel()
+		several = err == nil && len(ips) > 1
+		return !several
+	})
+	return several
 }
 
 func newSpreadDialer(d *net.Dialer) *spreadDialer {
@@ -50,12 +69,12 @@ func (s *spreadDialer) DialContext(ctx context.Context, network, address string)
 	if err != nil || net.ParseIP(host) != nil {
 		return s.dialer.DialContext(ctx, network, address)
 	}
+	if _, seen := s.names.LoadOrStore(host, struct{}{}); !seen && s.closeIdle != nil && s.started.CompareAndSwap(false, true) {
+		go s.rebalanceLoop()
+	}
 	ips, err := s.lookupHost(ctx, host)
 	if err != nil || len(ips) < 2 {
 		return s.dialer.DialContext(ctx, network, address)
-	}
-	if s.closeIdle != nil && s.started.CompareAndSwap(false, true) {
-		go s.rebalanceLoop()
 	}
 	turn, _ := s.next.LoadOrStore(host, new(atomic.Uint64))
 	start := int(turn.(*atomic.Uint64).Add(1) % uint64(len(ips)))

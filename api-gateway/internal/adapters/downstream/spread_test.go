@@ -3,8 +3,10 @@ package downstream
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -147,4 +149,58 @@ func TestSpreadDialerOneAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// A name dialled while it had one address (the connections of a service not yet scaled) is looked up again
+// every rebalance: idle connections are closed, to be made again over all its replicas, once it has
+// several, and never while it has one.
+func TestSpreadDialerRebalancesWhenANameGainsReplicas(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var (
+		mu     sync.Mutex
+		addrs  = []string{"127.0.0.1"}
+		closes atomic.Int32
+	)
+	d := newSpreadDialer(&net.Dialer{Timeout: time.Second})
+	d.rebalance = 20 * time.Millisecond
+	d.lookupHost = func(context.Context, string) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(addrs), nil
+	}
+	d.closeIdle = func() { closes.Add(1) }
+
+	c, err := d.DialContext(context.Background(), "tcp", net.JoinHostPort("localhost", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(10 * d.rebalance)
+	if n := closes.Load(); n != 0 {
+		t.Fatalf("one address: idle connections closed %d times, want none", n)
+	}
+
+	mu.Lock()
+	addrs = append(addrs, "127.0.0.2") // scaled to two replicas, with no dial since
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for closes.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the name gained a replica, but idle connections were never closed to spread them")
+		}
+		time.Sleep(d.rebalance)
+	}
 }
