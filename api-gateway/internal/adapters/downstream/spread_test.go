@@ -29,18 +29,11 @@ func TestSpreadDialerTakesTheAddressesInTurn(t *testing.T) {
 	var mu sync.Mutex
 	accepted := map[string]int{}
 	for _, l := range []net.Listener{first, second} {
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				accepted[l.Addr().String()]++
-				mu.Unlock()
-				c.Close()
-			}
-		}()
+		go acceptEach(l, func() {
+			mu.Lock()
+			accepted[l.Addr().String()]++
+			mu.Unlock()
+		})
 	}
 
 	d := newSpreadDialer(&net.Dialer{Timeout: time.Second})
@@ -88,18 +81,11 @@ func TestSpreadDialerKeepsATurnPerName(t *testing.T) {
 		var mu sync.Mutex
 		n := [2]int{}
 		for i, l := range []net.Listener{first, second} {
-			go func() {
-				for {
-					c, err := l.Accept()
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					n[i]++
-					mu.Unlock()
-					c.Close()
-				}
-			}()
+			go acceptEach(l, func() {
+				mu.Lock()
+				n[i]++
+				mu.Unlock()
+			})
 		}
 		return port, func() (int, int) { mu.Lock(); defer mu.Unlock(); return n[0], n[1] }
 	}
@@ -160,15 +146,7 @@ func TestSpreadDialerRebalancesWhenANameGainsReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptEach(l, func() {})
 	var (
 		mu     sync.Mutex
 		addrs  = []string{"127.0.0.1"}
@@ -202,5 +180,17 @@ func TestSpreadDialerRebalancesWhenANameGainsReplicas(t *testing.T) {
 			t.Fatal("the name gained a replica, but idle connections were never closed to spread them")
 		}
 		time.Sleep(d.rebalance)
+	}
+}
+
+// acceptEach accepts l's connections until it is closed, calling accepted for each and closing it.
+func acceptEach(l net.Listener, accepted func()) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		accepted()
+		c.Close()
 	}
 }
