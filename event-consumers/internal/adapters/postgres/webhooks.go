@@ -17,7 +17,8 @@ import (
 )
 
 // Webhooks is the webhooks' queue (webhooks.Store and webhooks.Queue): deliveries, their attempts, and the
-// endpoints' health (docs/webhooks.md).
+// endpoints' health (docs/webhooks.md). Its statements take ids as [][16]byte, which pgx encodes as binary
+// uuid[] directly; a []uuid.UUID goes through each id's Valuer, as text, and a reflective plan.
 type Webhooks struct{ pool *pgxpool.Pool }
 
 // NewWebhooks returns the queue.
@@ -30,7 +31,7 @@ func NewWebhooks(pool *pgxpool.Pool) *Webhooks { return &Webhooks{pool: pool} }
 // row. It returns how many deliveries it inserted.
 func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, error) {
 	n := len(ds)
-	eventIDs, types, resources, bodies, clients := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	eventIDs, types, resources, bodies, clients := make([][16]byte, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	at := make([]time.Time, n)
 	for i, d := range ds {
 		eventIDs[i], types[i], resources[i], bodies[i], clients[i], at[i] = d.EventID, d.Type, d.ResourceID, string(d.Body), d.Client, d.CreatedAt
@@ -72,12 +73,13 @@ func (w *Webhooks) Queue(ctx context.Context, ds []webhooks.Delivery) (int, erro
 // marks nothing, so every claim would read the page of every row delivered since the last vacuum. On a
 // fresh queue (no statistics) the planner picks the bitmap scan, so the claim's transaction turns it off.
 func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uuid.UUID, busy []webhooks.Key) ([]webhooks.Endpoint, []webhooks.Pending, error) {
-	busyEndpoints, busyResources := make([]uuid.UUID, len(busy)), make([]string, len(busy))
+	busyEndpoints, busyResources := make([][16]byte, len(busy)), make([]string, len(busy))
 	for i, k := range busy {
 		busyEndpoints[i], busyResources[i] = k.Endpoint, k.Resource
 	}
-	if skip == nil {
-		skip = []uuid.UUID{}
+	skipped := make([][16]byte, len(skip))
+	for i, id := range skip {
+		skipped[i] = id
 	}
 	tx, err := w.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: claimBegin})
 	if err != nil {
@@ -103,7 +105,7 @@ func (w *Webhooks) Claim(ctx context.Context, limit, perEndpoint int, skip []uui
 		join webhook_deliveries d on d.delivery_id = c.delivery_id
 		where e.status = 'ENABLED' and e.endpoint_id <> all($3::uuid[])
 		order by d.delivery_id
-		limit $1`, limit, perEndpoint, skip, busyEndpoints, busyResources)
+		limit $1`, limit, perEndpoint, skipped, busyEndpoints, busyResources)
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
@@ -257,7 +259,7 @@ func excerpt(s string) string {
 // only to a pending row with fewer attempts than its own, and the delivery row only with its pending row.
 func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []webhooks.Health) error {
 	n := len(os)
-	ids, endpoints, resources := make([]int64, n), make([]uuid.UUID, n), make([]string, n)
+	ids, endpoints, resources := make([]int64, n), make([][16]byte, n), make([]string, n)
 	attempts, codes, latency := make([]int32, n), make([]int32, n), make([]int32, n)
 	at, next := make([]time.Time, n), make([]time.Time, n)
 	errs, excerpts, states := make([]string, n), make([]string, n), make([]string, n)
@@ -270,7 +272,7 @@ func (w *Webhooks) Record(ctx context.Context, os []webhooks.Outcome, health []w
 		}
 	}
 	m := len(health)
-	healthEndpoints, ok, disableBefore, reasons := make([]uuid.UUID, m), make([]bool, m), make([]time.Time, m), make([]string, m)
+	healthEndpoints, ok, disableBefore, reasons := make([][16]byte, m), make([]bool, m), make([]time.Time, m), make([]string, m)
 	for i, h := range health {
 		healthEndpoints[i], ok[i], disableBefore[i], reasons[i] = h.Endpoint, h.Succeeded, h.DisableBefore, h.Reason
 	}
